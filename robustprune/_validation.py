@@ -1,0 +1,164 @@
+"""Input checks shared by every public entry point.
+
+Public functions validate once at the boundary and then call private helpers that trust their input.
+Every check raises :class:`ValueError` (or :class:`TypeError`) with a one-line message that names the
+offending argument and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "as_numpy",
+    "check_labels",
+    "check_probs",
+    "check_features",
+    "check_dynamics",
+    "check_finite",
+    "resolve_budget",
+]
+
+
+def as_numpy(x: Any, name: str) -> np.ndarray:
+    """Convert a numpy array, torch tensor or nested sequence to a numpy array (no copy where possible)."""
+    if x is None:
+        raise ValueError(f"{name} is required")
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor without importing torch here
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":
+            x = x.float()
+        x = x.numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # pragma: no cover - numpy's own message is good enough
+        raise TypeError(f"{name} must be array-like: {exc}") from None
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric array, got a ragged or object array")
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    """Raise if a floating array holds NaN or infinity, naming the first bad row."""
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        what = "NaN" if np.isnan(arr[tuple(bad)]) else "infinity"
+        raise ValueError(f"{name} contains {what} (first at row {int(bad[0])}); clean or drop those rows first")
+
+
+def check_labels(labels: Any, n: int | None = None, num_classes: int | None = None) -> np.ndarray:
+    """Return labels as int64 of shape (N,), checking they are non-negative whole numbers."""
+    arr = as_numpy(labels, "labels")
+    if arr.ndim != 1:
+        raise ValueError(f"labels must have shape (N,), got {arr.shape}; pass class indices, not one-hot rows")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"labels has {arr.shape[0]} rows but the other signals have {n}")
+    if arr.size == 0:
+        raise ValueError("labels is empty")
+    if np.issubdtype(arr.dtype, np.floating):
+        check_finite(arr, "labels")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError("labels must be whole class indices, got fractional values")
+    elif not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise ValueError(f"labels must be integer class indices, got dtype {arr.dtype}")
+    out = arr.astype(np.int64, copy=False)
+    if out.min() < 0:
+        raise ValueError(f"labels must be >= 0, found {int(out.min())}")
+    if num_classes is not None and out.max() >= num_classes:
+        raise ValueError(
+            f"labels must be < the number of classes ({num_classes}) given by probs, found {int(out.max())}"
+        )
+    return out
+
+
+def check_probs(probs: Any, n: int | None = None, *, tol: float = 1e-2) -> np.ndarray:
+    """Return probabilities as float32 (N, K), checking range and that rows sum to one (within ``tol``)."""
+    arr = as_numpy(probs, "probs")
+    if arr.ndim != 2:
+        raise ValueError(f"probs must have shape (N, K), got {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"probs has {arr.shape[0]} rows but the other signals have {n}")
+    if arr.shape[1] < 2:
+        raise ValueError(f"probs needs at least 2 classes (columns), got {arr.shape[1]}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"probs must be floating point, got dtype {arr.dtype}")
+    check_finite(arr, "probs")
+    out = arr.astype(np.float32, copy=False)
+    if out.min() < 0 or out.max() > 1 + 1e-3:
+        raise ValueError("probs must lie in [0, 1]; pass softmax probabilities, not logits")
+    sums = out.sum(axis=1, dtype=np.float64)
+    bad = np.abs(sums - 1.0) > tol
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(
+            f"probs rows must sum to 1 (row {row} sums to {sums[row]:.4f}); apply softmax to the logits first"
+        )
+    return out
+
+
+def check_features(features: Any, n: int | None = None) -> np.ndarray:
+    """Return features as a floating (N, D) array (float16 is kept; callers upcast as they need)."""
+    arr = as_numpy(features, "features")
+    if arr.ndim != 2:
+        raise ValueError(f"features must have shape (N, D), got {arr.shape}; flatten each example's embedding")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"features has {arr.shape[0]} rows but the other signals have {n}")
+    if arr.shape[1] < 1:
+        raise ValueError("features has zero columns")
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        arr = arr.astype(np.float32)
+    elif not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"features must be numeric, got dtype {arr.dtype}")
+    check_finite(arr, "features")
+    return arr
+
+
+def check_dynamics(arr: Any, name: str, n: int | None = None, *, boolean: bool = False) -> np.ndarray:
+    """Return a per-epoch training-dynamics array of shape (E, N)."""
+    a = as_numpy(arr, name)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape (epochs, N), got {a.shape}")
+    if n is not None and a.shape[1] != n:
+        raise ValueError(f"{name} has {a.shape[1]} columns (examples) but the other signals have {n}")
+    if a.shape[0] < 1:
+        raise ValueError(f"{name} has no epochs")
+    if boolean:
+        if a.dtype != bool:
+            if not np.isin(a, (0, 1)).all():
+                raise ValueError(f"{name} must be boolean (1 = predicted the given label correctly)")
+            a = a.astype(bool)
+        return a
+    check_finite(a, name)
+    return a.astype(np.float32, copy=False)
+
+
+def resolve_budget(n: int, fraction: float | None = None, budget: int | None = None) -> int:
+    """Turn ``fraction`` (kept share in (0, 1]) or ``budget`` (a count in [1, N]) into a count.
+
+    Exactly one of the two must be given; ``round(fraction * N)`` is used, and at least one example is kept.
+    """
+    if (fraction is None) == (budget is None):
+        raise ValueError("give exactly one of fraction (kept share, 0 < f <= 1) or budget (a count)")
+    if fraction is not None:
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)):
+            raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
+        f = float(fraction)
+        if not math.isfinite(f) or f <= 0 or f > 1:
+            raise ValueError(f"fraction must be in (0, 1] (the share of examples kept), got {fraction}")
+        return max(1, min(n, int(round(f * n))))
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        if isinstance(budget, float) and budget.is_integer():
+            budget = int(budget)
+        else:
+            raise ValueError(f"budget must be a whole number of examples, got {budget!r}")
+    b = int(budget)
+    if b < 1:
+        raise ValueError(f"budget must be at least 1, got {b}")
+    if b > n:
+        raise ValueError(f"budget ({b}) exceeds the number of examples ({n}); use at most {n} or fraction=1")
+    return b

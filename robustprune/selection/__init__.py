@@ -1,0 +1,1 @@
+"""Selection layer: pure, seeded functions of per-example signals and a budget."""

@@ -1,0 +1,189 @@
+"""``select``: the public entry point of the selection layer."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from robustprune._validation import (
+    check_dynamics,
+    check_features,
+    check_labels,
+    check_probs,
+    resolve_budget,
+)
+from robustprune.selection.base import MethodOutput, Selection
+from robustprune.selection.budget import select_by_scores
+from robustprune.selection.registry import SIGNAL_HELP, MethodInfo, get_method
+
+__all__ = ["select"]
+
+
+def select(
+    method: str,
+    *,
+    labels: Any = None,
+    probs: Any = None,
+    features: Any = None,
+    correct: Any = None,
+    losses: Any = None,
+    margins: Any = None,
+    signals: Any = None,
+    fraction: float | None = None,
+    budget: int | None = None,
+    class_balanced: bool | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    **params: Any,
+) -> Selection:
+    """Choose a subset of ``budget`` examples (or ``round(fraction * N)``) with a registered method.
+
+    Parameters
+    ----------
+    method : str
+        A name from :func:`robustprune.list_methods`.
+    labels : array (N,), optional
+        Given (possibly noisy) labels.
+    probs : array (N, K), optional
+        Softmax outputs of a warmed-up model.
+    features : array (N, D), optional
+        Embeddings (penultimate layer).
+    correct, losses, margins : array (E, N), optional
+        Per-epoch training dynamics (forgetting, small-loss/EL2N over epochs, AUM).
+    signals : Signals, optional
+        A bundle of the arrays above; arrays passed explicitly take precedence.
+    fraction : float in (0, 1], optional
+        Share of examples to keep. Exactly one of ``fraction`` and ``budget``.
+    budget : int, optional
+        Number of examples to keep.
+    class_balanced : bool, optional
+        Balance the budget over the given labels; ``None`` uses the method's default.
+    seed : int
+        Seed for methods that draw random numbers. The global RNGs are never touched.
+    progress : callable (done, total), optional
+        Called from long-running methods to report progress.
+    **params
+        Method options (see ``robustprune methods`` or ``get_method(name).options``).
+
+    Returns
+    -------
+    Selection
+        Exactly ``budget`` unique indices in pick/rank order, plus scores and gains where defined.
+    """
+    info = get_method(method)
+    arrays = _gather(info, signals, labels=labels, probs=probs, features=features,
+                     correct=correct, losses=losses, margins=margins)
+    n = _n_of(arrays)
+    k = resolve_budget(n, fraction, budget)
+    balanced = info.default_class_balanced if class_balanced is None else bool(class_balanced)
+    if balanced and info.balance == "none":
+        raise ValueError(f"method {info.name!r} does not support class_balanced=True")
+    if balanced and "labels" not in arrays:
+        raise ValueError("class_balanced=True needs labels: pass labels=... or signals with labels")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    options = _resolve_options(info, params)
+
+    call: dict[str, Any] = {s: arrays[s] for s in (*info.requires, *info.optional) if s in arrays}
+    call.update(options)
+    for name, value in (("seed", int(seed)), ("progress", progress)):
+        if info.accepts(name):
+            call[name] = value
+
+    t0 = time.perf_counter()
+    gains = None
+    extra: dict[str, Any] = {}
+    if info.kind == "score":
+        scores = np.asarray(info.func(**call))
+        if scores.shape != (n,):
+            raise RuntimeError(f"method {info.name} returned scores of shape {scores.shape}, expected ({n},)")
+        if np.isnan(scores).any():
+            raise ValueError(f"method {info.name} produced NaN scores; check the input signals")
+        indices = select_by_scores(scores, k, keep=info.keep, labels=arrays.get("labels"),
+                                   class_balanced=balanced)
+    else:
+        if info.accepts("class_balanced"):
+            call["class_balanced"] = balanced
+        out = info.func(budget=k, **call)
+        if not isinstance(out, MethodOutput):
+            raise RuntimeError(f"method {info.name} must return a MethodOutput")
+        indices, gains, scores, extra = out.indices, out.gains, out.scores, dict(out.info)
+    elapsed = time.perf_counter() - t0
+
+    indices = np.asarray(indices, dtype=np.int64)
+    _check_result(info.name, indices, k, n)
+    resolved = {**options, **extra, "budget": k, "class_balanced": balanced, "seed": int(seed)}
+    return Selection(indices=indices, scores=scores, gains=None if gains is None else np.asarray(gains),
+                     method=info.name, params=resolved, n=n, elapsed=elapsed)
+
+
+def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.ndarray]:
+    raw: dict[str, Any] = {}
+    if signals is not None:
+        if not hasattr(signals, "arrays"):
+            raise TypeError("signals must be a robustprune.Signals (use Signals.load(path) for a file)")
+        raw.update(signals.arrays())
+    raw.update({k: v for k, v in explicit.items() if v is not None})
+    wanted = (*info.requires, *info.optional)
+    missing = [s for s in info.requires if s not in raw]
+    if missing:
+        s = missing[0]
+        raise ValueError(
+            f"method {info.name!r} needs the signal {s!r} ({SIGNAL_HELP[s]}); pass {s}=... or a signals "
+            "file that has it (robustprune run writes one after warm-up)"
+        )
+    # Validate every array the method will see, plus labels whenever given (for balance and N checks).
+    out: dict[str, np.ndarray] = {}
+    n = None
+    for name in ("probs", "features", "labels", "correct", "losses", "margins"):
+        if name not in raw or (name not in wanted and name != "labels"):
+            continue
+        v = raw[name]
+        if name == "probs":
+            arr = check_probs(v, n)
+            n = arr.shape[0]
+        elif name == "features":
+            arr = check_features(v, n)
+            n = arr.shape[0]
+        elif name == "labels":
+            arr = check_labels(v, n, out["probs"].shape[1] if "probs" in out else None)
+            n = arr.shape[0]
+        else:
+            arr = check_dynamics(v, name, n, boolean=(name == "correct"))
+            n = arr.shape[1]
+        out[name] = arr
+    if not out:
+        raise ValueError("pass at least labels (or another signal) so the number of examples is known")
+    return out
+
+
+def _n_of(arrays: dict[str, np.ndarray]) -> int:
+    for name in ("labels", "probs", "features"):
+        if name in arrays:
+            return int(arrays[name].shape[0])
+    for name in ("correct", "losses", "margins"):
+        if name in arrays:
+            return int(arrays[name].shape[1])
+    raise AssertionError("unreachable: _gather guarantees one signal")
+
+
+def _resolve_options(info: MethodInfo, params: dict[str, Any]) -> dict[str, Any]:
+    known = info.options
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        opts = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
+        raise ValueError(f"method {info.name!r} has no option {unknown[0]!r}; its options: {opts}")
+    return {**known, **params}
+
+
+def _check_result(name: str, indices: np.ndarray, k: int, n: int) -> None:
+    if indices.ndim != 1 or indices.shape[0] != k:
+        raise RuntimeError(f"method {name} returned {indices.shape} indices, expected exactly {k}")
+    if k and (indices.min() < 0 or indices.max() >= n):
+        raise RuntimeError(f"method {name} returned an index outside [0, {n})")
+    if np.unique(indices).shape[0] != k:
+        raise RuntimeError(f"method {name} returned duplicate indices")

@@ -1,0 +1,171 @@
+"""The result type every selection method returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Selection", "MethodOutput", "atomic_write_bytes"]
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    """What a greedy or custom method function returns before the API wraps it in a :class:`Selection`.
+
+    ``indices`` are in pick (or rank) order; ``gains`` has one value per pick for greedy methods;
+    ``scores`` has one value per example where the method defines one; ``info`` carries extra facts
+    about the run (for example the number of graph edges) that end up in ``Selection.params``.
+    """
+
+    indices: np.ndarray
+    gains: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A chosen subset.
+
+    Attributes
+    ----------
+    indices : ndarray of int64, shape (budget,)
+        Selected example indices in pick order (greedy methods) or rank order (score methods):
+        the first index is the one the method wanted most. ``np.sort(indices)`` gives index order.
+    scores : ndarray of shape (N,) or None
+        The per-example score the method ranked by (its direction is given by the method's ``keep``).
+    gains : ndarray of shape (budget,) or None
+        For greedy methods, the gain each pick had when it was chosen.
+    method : str
+        Registered method name.
+    params : dict
+        Every resolved option (defaults filled in), plus ``budget``, ``class_balanced`` and ``seed``.
+    n : int
+        Number of examples the selection was made from.
+    elapsed : float
+        Wall-clock seconds spent inside the method.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray | None
+    gains: np.ndarray | None
+    method: str
+    params: dict[str, Any]
+    n: int
+    elapsed: float = 0.0
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def budget(self) -> int:
+        return len(self)
+
+    def mask(self) -> np.ndarray:
+        """Boolean mask of shape (N,) marking the selected examples."""
+        m = np.zeros(self.n, dtype=bool)
+        m[self.indices] = True
+        return m
+
+    def sorted_indices(self) -> np.ndarray:
+        """Selected indices in ascending order (the released Prune4ReL code's output order)."""
+        return np.sort(self.indices)
+
+    def shuffled(self, seed: int = 0) -> np.ndarray:
+        """Selected indices in a seeded random order (rank order groups similar examples together)."""
+        return np.random.default_rng(seed).permutation(self.indices)
+
+    def class_counts(self, labels: np.ndarray, num_classes: int | None = None) -> np.ndarray:
+        """Number of selected examples per class of ``labels``."""
+        labels = np.asarray(labels)
+        k = int(num_classes if num_classes is not None else labels.max() + 1)
+        return np.bincount(labels[self.indices], minlength=k)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-serialisable description (everything except the arrays)."""
+        from robustprune import __version__
+
+        return {
+            "method": self.method,
+            "n": self.n,
+            "budget": self.budget,
+            "params": _jsonable(self.params),
+            "elapsed_seconds": round(self.elapsed, 6),
+            "robustprune_version": __version__,
+        }
+
+    def save(self, path: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``path`` (.npz with indices, gains, scores) and a JSON sidecar ``path`` + ``.json``.
+
+        Both files are written atomically (a temporary file, then a rename).
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+        arrays: dict[str, np.ndarray] = {"indices": self.indices.astype(np.int64)}
+        if self.gains is not None:
+            arrays["gains"] = np.asarray(self.gains)
+        if self.scores is not None:
+            arrays["scores"] = np.asarray(self.scores)
+        meta = self.metadata()
+        arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+        sidecar = path.with_name(path.name + ".json")
+        atomic_write_bytes(sidecar, (json.dumps(meta, indent=2) + "\n").encode())
+        return path, sidecar
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Selection:
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta_json"]).decode()) if "meta_json" in z else {}
+            return cls(
+                indices=z["indices"].astype(np.int64),
+                gains=z["gains"] if "gains" in z else None,
+                scores=z["scores"] if "scores" in z else None,
+                method=meta.get("method", "unknown"),
+                params=meta.get("params", {}),
+                n=int(meta.get("n", int(z["indices"].max()) + 1 if z["indices"].size else 0)),
+                elapsed=float(meta.get("elapsed_seconds", 0.0)),
+            )
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,1 @@
+"""Signal-based baselines (being written)."""

@@ -1,0 +1,95 @@
+"""The one place that turns per-example scores into selected indices.
+
+Score methods never implement top-k or per-class quotas themselves; they return a score and the registry
+says which end is kept. Ties are broken by the lowest index, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["class_quotas", "rank_by_score", "select_by_scores"]
+
+
+def class_quotas(labels: np.ndarray, budget: int, num_classes: int | None = None) -> np.ndarray:
+    """Split ``budget`` over classes in proportion to their sizes, summing to exactly ``budget``.
+
+    Each class c gets ``floor(budget * n_c / N)``; the remaining picks go to the classes with the largest
+    fractional remainders (ties: larger class, then lower class index). No class gets more than it has;
+    any excess is handed on the same way to classes that still have room.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (N,)
+    budget : int, 0 <= budget <= N
+    num_classes : int, optional
+
+    Returns
+    -------
+    ndarray of int64, shape (K,)
+    """
+    counts = np.bincount(labels, minlength=num_classes or 0).astype(np.int64)
+    n = int(counts.sum())
+    if not 0 <= budget <= n:
+        raise ValueError(f"budget must be in [0, {n}], got {budget}")
+    exact = counts * (budget / n) if n else np.zeros_like(counts, dtype=float)
+    quota = np.minimum(np.floor(exact).astype(np.int64), counts)
+    left = budget - int(quota.sum())
+    remainder = exact - quota
+    while left > 0:
+        room = counts - quota
+        cand = np.flatnonzero(room > 0)
+        # largest remainder first, then larger class, then lower index (lexsort: last key is primary)
+        order = cand[np.lexsort((cand, -counts[cand], -remainder[cand]))]
+        take = order[:left]
+        quota[take] += 1
+        left -= take.size
+        remainder[take] = -1.0  # each class gets at most one extra per round
+    return quota
+
+
+def rank_by_score(scores: np.ndarray, keep: str = "high") -> np.ndarray:
+    """All indices ordered from most to least wanted; ties keep the lowest index first."""
+    if keep == "high":
+        key = -scores.astype(np.float64) if scores.dtype != np.float64 else -scores
+    elif keep == "low":
+        key = scores
+    else:
+        raise ValueError(f"keep must be 'high' or 'low', got {keep!r}")
+    return np.argsort(key, kind="stable")
+
+
+def select_by_scores(
+    scores: np.ndarray,
+    budget: int,
+    *,
+    keep: str = "high",
+    labels: np.ndarray | None = None,
+    class_balanced: bool = False,
+) -> np.ndarray:
+    """Indices of the ``budget`` examples with the highest (``keep="high"``) or lowest scores.
+
+    With ``class_balanced=True`` each class contributes its :func:`class_quotas` share, taken from its own
+    best-scored examples. The result is in rank order (best first), across classes.
+
+    Returns
+    -------
+    ndarray of int64, shape (budget,)
+    """
+    order = rank_by_score(scores, keep)
+    if not class_balanced:
+        return order[:budget].astype(np.int64)
+    if labels is None:
+        raise ValueError("class_balanced=True needs labels")
+    quotas = class_quotas(labels, budget)
+    # position of each example within its class, in rank order
+    ranked_labels = labels[order]
+    k = quotas.shape[0]
+    within = np.empty_like(order)
+    # vectorised "rank within class": stable sort the ranked labels, then count
+    by_class = np.argsort(ranked_labels, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(np.bincount(ranked_labels, minlength=k))[:-1]))
+    sizes = np.bincount(ranked_labels, minlength=k)
+    within[by_class] = np.arange(order.size) - np.repeat(starts, sizes)
+    keep_mask = within < quotas[ranked_labels]
+    return order[keep_mask].astype(np.int64)

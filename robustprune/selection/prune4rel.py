@@ -1,0 +1,1 @@
+"""Prune4ReL (being written)."""

@@ -1,0 +1,156 @@
+"""The method registry: a decorator plus a frozen metadata record per method.
+
+A method is a plain function over arrays. Its metadata says which signals it needs, what kind of method it
+is, which end of its score it keeps and how it balances classes. The API and the CLI read only this record;
+nothing is looked up by ``__dict__``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["MethodInfo", "register", "get_method", "list_methods", "SIGNAL_NAMES", "SIGNAL_HELP"]
+
+#: Every per-example signal a method may ask for, in the vocabulary of :class:`robustprune.Signals`.
+SIGNAL_NAMES = ("labels", "probs", "features", "correct", "losses", "margins")
+
+#: How each signal is produced, for error messages.
+SIGNAL_HELP = {
+    "labels": "the given (possibly noisy) class index of each example, shape (N,)",
+    "probs": "softmax outputs of a warmed-up model on each training example, shape (N, K)",
+    "features": "penultimate-layer embeddings of each training example, shape (N, D)",
+    "correct": "per-epoch flags 'prediction equals the given label' recorded during warm-up, shape (E, N)",
+    "losses": "per-epoch cross-entropy on the given label recorded during warm-up, shape (E, N)",
+    "margins": "per-epoch AUM margins (given-label logit minus largest other logit), shape (E, N)",
+}
+
+KINDS = ("score", "greedy", "sampling")
+KEEPS = ("high", "low", "-")
+BALANCES = ("proportional", "round_robin", "none")
+
+#: Arguments the API supplies itself; everything else in a method's signature is a user option.
+_API_ARGS = frozenset({"budget", "class_balanced", "seed", "progress", *SIGNAL_NAMES})
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Metadata of one registered selection method.
+
+    Attributes
+    ----------
+    name : str
+        Registry key, lower case with underscores.
+    func : callable
+        ``kind == "score"``: returns a score per example, shape (N,); the API keeps the ``keep`` end.
+        Otherwise: returns a :class:`~robustprune.selection.base.MethodOutput` of exactly ``budget`` indices.
+    kind : str
+        "score" (rank by a per-example score), "greedy" (sequential picks with gains) or "sampling".
+    requires : tuple of str
+        Signals that must be present.
+    optional : tuple of str
+        Signals used when present.
+    keep : str
+        For score methods, "high" or "low": which end of the score is kept. "-" otherwise.
+    balance : str
+        How ``class_balanced=True`` allocates the budget: "proportional" (quotas proportional to class
+        sizes, the shared budget function), "round_robin" (equal picks per class, Prune4ReL's rule) or
+        "none" (not supported).
+    default_class_balanced : bool
+        Used when the caller passes ``class_balanced=None``.
+    description : str
+        One line for ``robustprune methods``.
+    """
+
+    name: str
+    func: Callable[..., Any]
+    kind: str
+    requires: tuple[str, ...]
+    optional: tuple[str, ...]
+    keep: str
+    balance: str
+    default_class_balanced: bool
+    description: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """User-settable keyword options and their defaults (signals and API arguments excluded)."""
+        out: dict[str, Any] = {}
+        for p in inspect.signature(self.func).parameters.values():
+            if p.name in _API_ARGS or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+        return out
+
+    def accepts(self, arg: str) -> bool:
+        return arg in inspect.signature(self.func).parameters
+
+
+_REGISTRY: dict[str, MethodInfo] = {}
+
+
+def register(
+    name: str,
+    *,
+    kind: str,
+    requires: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
+    keep: str = "-",
+    balance: str = "proportional",
+    default_class_balanced: bool = False,
+    description: str,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a selection method under ``name`` (a decorator)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    if keep not in KEEPS or (kind == "score") != (keep != "-"):
+        raise ValueError("score methods keep 'high' or 'low'; other kinds use '-'")
+    if balance not in BALANCES:
+        raise ValueError(f"balance must be one of {BALANCES}")
+    for s in (*requires, *optional):
+        if s not in SIGNAL_NAMES:
+            raise ValueError(f"unknown signal {s!r}; known: {SIGNAL_NAMES}")
+
+    def deco(func: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY:
+            raise ValueError(f"selection method {name!r} is registered twice")
+        _REGISTRY[name] = MethodInfo(
+            name=name,
+            func=func,
+            kind=kind,
+            requires=tuple(requires),
+            optional=tuple(optional),
+            keep=keep,
+            balance=balance,
+            default_class_balanced=default_class_balanced,
+            description=description,
+        )
+        return func
+
+    return deco
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def get_method(name: str) -> MethodInfo:
+    """Look up a registered method by name (case-insensitive, '-' and '_' alike)."""
+    _ensure_loaded()
+    key = _normalise(name)
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown selection method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[key]
+
+
+def list_methods() -> list[str]:
+    """Names of every registered method, sorted."""
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def _ensure_loaded() -> None:
+    # Importing the package's method modules registers them; done lazily to avoid import cycles.
+    import robustprune.selection.methods  # noqa: F401

@@ -1,0 +1,195 @@
+"""Signals: one bundle of named per-example arrays, the only input of the selection layer.
+
+A signals file is a plain ``.npz`` that anyone can write with numpy alone::
+
+    np.savez("signals.npz", labels=y, probs=p, features=h)         # the minimum most methods need
+
+Keys (all optional except ``labels``; every array shares the same N):
+
+========================  ===============  ===========================================================
+key                       shape, dtype     meaning
+========================  ===============  ===========================================================
+``labels``                (N,) int         given, possibly noisy, class of each example
+``probs``                 (N, K) float     softmax outputs of a warmed-up model
+``features``              (N, D) float     penultimate embeddings (float16 is fine)
+``correct``               (E, N) bool      per warm-up epoch: prediction equals the given label
+``losses``                (E, N) float     per warm-up epoch: cross-entropy on the given label
+``margins``               (E, N) float     per warm-up epoch: AUM margin (given logit minus best other)
+``true_labels``           (N,) int         clean labels, known only when the noise was injected
+``schema_version``        () int           written by :meth:`Signals.save`; files without it are read
+                                           as the current version
+``meta_json``             (bytes,) uint8   free-form JSON metadata (dataset, learner, seed, ...)
+========================  ===============  ===========================================================
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustprune._validation import (
+    check_dynamics,
+    check_features,
+    check_labels,
+    check_probs,
+)
+from robustprune.selection.base import atomic_write_bytes
+
+__all__ = ["Signals", "SCHEMA_VERSION", "load_signals", "save_signals"]
+
+SCHEMA_VERSION = 1
+_ARRAY_KEYS = ("labels", "probs", "features", "correct", "losses", "margins", "true_labels")
+
+
+@dataclass
+class Signals:
+    """Named per-example arrays computed once (after warm-up) and shared by every selection method.
+
+    Construction validates shapes, dtypes, finiteness, label range and that every array has the same
+    number of examples N; the error message names the array at fault.
+    """
+
+    labels: np.ndarray
+    probs: np.ndarray | None = None
+    features: np.ndarray | None = None
+    correct: np.ndarray | None = None
+    losses: np.ndarray | None = None
+    margins: np.ndarray | None = None
+    true_labels: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = check_labels(self.labels)
+        n = self.labels.shape[0]
+        if self.probs is not None:
+            self.probs = check_probs(self.probs, n)
+            k = self.probs.shape[1]
+            if self.labels.max() >= k:
+                raise ValueError(
+                    f"labels contain class {int(self.labels.max())} but probs has only {k} columns"
+                )
+        if self.features is not None:
+            self.features = check_features(self.features, n)
+        if self.correct is not None:
+            self.correct = check_dynamics(self.correct, "correct", n, boolean=True)
+        if self.losses is not None:
+            self.losses = check_dynamics(self.losses, "losses", n)
+        if self.margins is not None:
+            self.margins = check_dynamics(self.margins, "margins", n)
+        if self.true_labels is not None:
+            self.true_labels = check_labels(self.true_labels, n)
+        if not isinstance(self.meta, dict):
+            raise ValueError("meta must be a dict of JSON-serialisable values")
+
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return int(self.labels.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        """K from ``probs`` when present, otherwise one more than the largest label."""
+        if self.probs is not None:
+            return int(self.probs.shape[1])
+        top = int(self.labels.max())
+        if self.true_labels is not None:
+            top = max(top, int(self.true_labels.max()))
+        return top + 1
+
+    def available(self) -> tuple[str, ...]:
+        """Names of the arrays that are present."""
+        return tuple(k for k in _ARRAY_KEYS if getattr(self, k) is not None)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The present arrays by name."""
+        return {k: getattr(self, k) for k in self.available()}
+
+    def noise_rate(self) -> float | None:
+        """Share of examples whose given label differs from the true label (None without true labels)."""
+        if self.true_labels is None:
+            return None
+        return float(np.mean(self.labels != self.true_labels))
+
+    def subset(self, indices: np.ndarray) -> Signals:
+        """Signals of the examples at ``indices`` (per-epoch arrays are sliced along N)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        kw: dict[str, Any] = {}
+        for k in self.available():
+            a = getattr(self, k)
+            kw[k] = a[:, idx] if k in ("correct", "losses", "margins") else a[idx]
+        return Signals(**kw, meta=dict(self.meta))
+
+    def save(self, path: str | os.PathLike, *, compress: bool = False) -> Path:
+        """Write an ``.npz`` with a schema version, atomically."""
+        path = Path(path)
+        data: dict[str, np.ndarray] = self.arrays()
+        data["schema_version"] = np.array(SCHEMA_VERSION, dtype=np.int64)
+        data["meta_json"] = np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8)
+        buf = io.BytesIO()
+        (np.savez_compressed if compress else np.savez)(buf, **data)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Signals:
+        """Read and validate a signals file; errors name the file and the array at fault."""
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"signals file {path} does not exist")
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"cannot read signals file {path}: not a valid .npz ({exc})") from None
+        with z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError(f"signals file {path} is a single array, expected an .npz with named arrays")
+            keys = set(z.files)
+            version = int(z["schema_version"]) if "schema_version" in keys else SCHEMA_VERSION
+            if version > SCHEMA_VERSION:
+                raise ValueError(
+                    f"signals file {path} has schema version {version}, newer than this robustprune "
+                    f"({SCHEMA_VERSION}); upgrade robustprune"
+                )
+            if "labels" not in keys:
+                raise ValueError(f"signals file {path} has no 'labels' array (found: {sorted(keys)})")
+            unknown = keys - set(_ARRAY_KEYS) - {"schema_version", "meta_json"}
+            if unknown:
+                raise ValueError(
+                    f"signals file {path} has unknown arrays {sorted(unknown)}; "
+                    f"known keys: {', '.join(_ARRAY_KEYS)}"
+                )
+            try:
+                arrays = {k: z[k] for k in _ARRAY_KEYS if k in keys}
+            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+                raise ValueError(f"cannot read signals file {path}: {exc}") from None
+            meta: dict[str, Any] = {}
+            if "meta_json" in keys:
+                try:
+                    meta = json.loads(bytes(z["meta_json"]).decode())
+                except (ValueError, UnicodeDecodeError):
+                    raise ValueError(f"signals file {path}: meta_json is not valid JSON") from None
+        try:
+            return cls(**arrays, meta=meta)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"signals file {path}: {exc}") from None
+
+
+def load_signals(path: str | os.PathLike) -> Signals:
+    """Read a signals ``.npz`` (see :class:`Signals` for the keys)."""
+    return Signals.load(path)
+
+
+def save_signals(signals: Signals, path: str | os.PathLike, *, compress: bool = False) -> Path:
+    """Write ``signals`` to ``path`` atomically."""
+    return signals.save(path, compress=compress)
+
+
+# Keep the field list and the key list in step.
+assert tuple(f.name for f in fields(Signals) if f.name != "meta") == _ARRAY_KEYS
