@@ -1,0 +1,240 @@
+"""Sparse similarity graphs built by blocked matrix products (never a dense N×N matrix).
+
+The graph Prune4ReL needs is a *radius* graph in rescaled cosine similarity: an edge (i, j) with weight
+``s(i, j) = 0.5 + 0.5 * cos(z_i, z_j)`` wherever ``s(i, j) > tau`` (strict), the self-pair included with
+weight exactly 1 when ``tau < 1``. It is built once from L2-normalised embeddings by tiles of
+``block_size × block_size`` products on CPU or GPU, keeping only the upper triangle of tiles (the graph is
+symmetric), and stored as CSR arrays that every greedy method can share.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["SimilarityGraph", "normalize_rows", "rescaled_cosine_graph", "resolve_device"]
+
+
+@dataclass(frozen=True)
+class SimilarityGraph:
+    """A sparse graph in CSR form: the neighbours of row i are ``indices[indptr[i]:indptr[i+1]]``.
+
+    Attributes
+    ----------
+    indptr : ndarray of int64, shape (N + 1,)
+    indices : ndarray of int32 or int64, shape (E,)
+        Column indices, ascending within each row.
+    weights : ndarray of float32, shape (E,)
+    n : int
+    symmetric : bool
+        True when every edge (i, j) has its twin (j, i) with the same weight.
+    build_seconds : float
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    weights: np.ndarray
+    n: int
+    symmetric: bool = True
+    build_seconds: float = 0.0
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored edges (each undirected pair counts twice, the self-pair once)."""
+        return int(self.indptr[-1])
+
+    def degrees(self) -> np.ndarray:
+        """Neighbours per row, shape (N,)."""
+        return np.diff(self.indptr)
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(neighbour indices, weights) of row ``i``."""
+        a, b = self.indptr[i], self.indptr[i + 1]
+        return self.indices[a:b], self.weights[a:b]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' (or None) means CUDA when available, else CPU; a clear error for an unusable device."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA device is available; use device='cpu'")
+    return dev
+
+
+def normalize_rows(features: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """L2-normalise rows in float32 on ``device``; zero rows are an error (cosine is undefined there)."""
+    z = torch.as_tensor(features).to(device=device, dtype=torch.float32)
+    norms = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+    zero = (norms.squeeze(1) == 0).nonzero()
+    if zero.numel():
+        i = int(zero[0, 0])
+        raise ValueError(
+            f"features row {i} has zero norm ({zero.shape[0]} such rows); cosine similarity is undefined "
+            "there: drop those examples or use embeddings without all-zero rows"
+        )
+    return z / norms
+
+
+def rescaled_cosine_graph(
+    features: np.ndarray | torch.Tensor,
+    tau: float,
+    *,
+    block_size: int = 4096,
+    device: str | torch.device | None = "auto",
+    max_neighbors: int | None = None,
+    max_edges: int | None = 200_000_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimilarityGraph:
+    """Radius graph of ``s = 0.5 + 0.5·cos`` with strict threshold ``s > tau`` (self-weight exactly 1).
+
+    Parameters
+    ----------
+    features : array (N, D)
+        Embeddings; rows are L2-normalised in float32 here.
+    tau : float
+        Threshold on the rescaled similarity (``tau = 0.95`` means ``cos > 0.9``). ``tau >= 1`` gives an
+        empty graph (not even self-loops), matching the released rule.
+    block_size : int
+        Tile edge; peak extra memory is about ``block_size² × 4`` bytes per tile.
+    device : str
+        'auto', 'cpu' or 'cuda'. Products run there; edges are gathered on the CPU.
+    max_neighbors : int, optional
+        Keep only the ``max_neighbors`` most similar neighbours of each row (self included; ties: lower
+        index). The graph is then no longer symmetric. Off by default: the exact radius graph.
+    max_edges : int, optional
+        Raise a ``ValueError`` once more edges than this would be stored (protects memory at low tau).
+    progress : callable (done, total), optional
+
+    Returns
+    -------
+    SimilarityGraph
+    """
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    z = normalize_rows(features, dev)
+    n = z.shape[0]
+    if block_size < 1:
+        raise ValueError(f"block_size must be positive, got {block_size}")
+    if max_neighbors is not None and max_neighbors < 1:
+        raise ValueError(f"max_neighbors must be at least 1, got {max_neighbors}")
+    tau32 = torch.tensor(float(tau), dtype=torch.float32)
+    self_in = bool(torch.tensor(1.0, dtype=torch.float32) > tau32)
+
+    if max_neighbors is None:
+        rows, cols, vals = _upper_edges(z, tau32, block_size, max_edges, progress)
+        # mirror the strict upper triangle and add the diagonal
+        diag = np.arange(n, dtype=np.int64) if self_in else np.empty(0, dtype=np.int64)
+        r = np.concatenate([rows, cols, diag])
+        c = np.concatenate([cols, rows, diag])
+        w = np.concatenate([vals, vals, np.ones(diag.shape[0], dtype=np.float32)])
+        graph = _to_csr(r, c, w, n, symmetric=True)
+    else:
+        graph = _capped_edges(z, tau32, self_in, block_size, max_neighbors, max_edges, progress)
+    return SimilarityGraph(graph.indptr, graph.indices, graph.weights, n, graph.symmetric,
+                           time.perf_counter() - t0)
+
+
+def _too_many(count: int, max_edges: int | None) -> None:
+    if max_edges is not None and count > max_edges:
+        raise ValueError(
+            f"the similarity graph would exceed max_edges={max_edges} edges; raise tau (fewer neighbours), "
+            "set max_neighbors, raise max_edges, or use engine='dense' (no graph, slower)"
+        )
+
+
+def _upper_edges(z: torch.Tensor, tau32: torch.Tensor, bs: int, max_edges: int | None,
+                 progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges (i, j, s) with i < j and s > tau from the upper triangle of tiles."""
+    n = z.shape[0]
+    starts = list(range(0, n, bs))
+    total_tiles = len(starts) * (len(starts) + 1) // 2
+    done = 0
+    rows_l: list[np.ndarray] = []
+    cols_l: list[np.ndarray] = []
+    vals_l: list[np.ndarray] = []
+    count = 0
+    tau_d = tau32.to(z.device)
+    for a in starts:
+        za = z[a:a + bs]
+        for c in starts:
+            if c < a:
+                continue
+            s = za @ z[c:c + bs].T
+            s.mul_(0.5).add_(0.5)
+            mask = s > tau_d
+            if c == a:
+                mask = torch.triu(mask, diagonal=1)
+            idx = mask.nonzero()
+            if idx.numel():
+                v = s[idx[:, 0], idx[:, 1]]
+                rows_l.append((idx[:, 0] + a).cpu().numpy())
+                cols_l.append((idx[:, 1] + c).cpu().numpy())
+                vals_l.append(v.cpu().numpy())
+                count += 2 * idx.shape[0]
+                _too_many(count, max_edges)
+            done += 1
+            if progress is not None:
+                progress(done, total_tiles)
+    if not rows_l:
+        e = np.empty(0, dtype=np.int64)
+        return e, e.copy(), np.empty(0, dtype=np.float32)
+    return (np.concatenate(rows_l).astype(np.int64), np.concatenate(cols_l).astype(np.int64),
+            np.concatenate(vals_l).astype(np.float32))
+
+
+def _capped_edges(z: torch.Tensor, tau32: torch.Tensor, self_in: bool, bs: int, k: int,
+                  max_edges: int | None, progress: Callable[[int, int], None] | None) -> SimilarityGraph:
+    """Row blocks against all columns, keeping each row's ``k`` best neighbours above tau."""
+    n = z.shape[0]
+    rows_l, cols_l, vals_l = [], [], []
+    count = 0
+    tau_d = tau32.to(z.device)
+    starts = list(range(0, n, bs))
+    for t, a in enumerate(starts):
+        s = z[a:a + bs] @ z.T
+        s.mul_(0.5).add_(0.5)
+        m = s.shape[0]
+        ar = torch.arange(m, device=s.device)
+        s[ar, ar + a] = 1.0 if self_in else -1.0
+        s = torch.where(s > tau_d, s, torch.full_like(s, -1.0))
+        kk = min(k, n)
+        # stable top-k with ties to the lower column: sort descending, stable
+        vals, cols = torch.sort(s, dim=1, descending=True, stable=True)
+        vals, cols = vals[:, :kk], cols[:, :kk]
+        keep = vals > tau_d
+        r = (ar[:, None] + a).expand(-1, kk)[keep]
+        rows_l.append(r.cpu().numpy())
+        cols_l.append(cols[keep].cpu().numpy())
+        vals_l.append(vals[keep].cpu().numpy())
+        count += int(keep.sum())
+        _too_many(count, max_edges)
+        if progress is not None:
+            progress(t + 1, len(starts))
+    r = np.concatenate(rows_l).astype(np.int64) if rows_l else np.empty(0, np.int64)
+    c = np.concatenate(cols_l).astype(np.int64) if cols_l else np.empty(0, np.int64)
+    w = np.concatenate(vals_l).astype(np.float32) if vals_l else np.empty(0, np.float32)
+    return _to_csr(r, c, w, n, symmetric=False)
+
+
+def _to_csr(r: np.ndarray, c: np.ndarray, w: np.ndarray, n: int, symmetric: bool) -> SimilarityGraph:
+    """Sort edges by (row, column) with a counting sort on rows, and pack them as CSR."""
+    index_dtype = np.int32 if n < 2**31 else np.int64
+    if r.size == 0:
+        return SimilarityGraph(np.zeros(n + 1, np.int64), np.empty(0, index_dtype), np.empty(0, np.float32),
+                               n, symmetric)
+    # sort by column first (stable), then by row (stable): (row, col) order
+    order = np.argsort(c, kind="stable")
+    order = order[np.argsort(r[order], kind="stable")]
+    counts = np.bincount(r, minlength=n)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return SimilarityGraph(indptr, c[order].astype(index_dtype), w[order], n, symmetric)

@@ -1,0 +1,68 @@
+"""A direct, dense transcription of the released Prune4ReL greedy, used only as a test oracle.
+
+One similarity column per pick (O(budget · N · D)), float32 state, ``argmax`` with lowest-index ties,
+and the released class-balanced round-robin with its 1.5x break rule. Deliberately naive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _tanh(x):
+    return torch.tanh(torch.from_numpy(x)).numpy()
+
+
+def released_prune4rel(probs, features, budget, *, tau=0.95, eta=1.0, labels=None, num_classes=None,
+                       confidence="max_prob"):
+    probs = np.asarray(probs, dtype=np.float32)
+    if confidence == "max_prob":
+        confs = probs.max(axis=1)
+    elif confidence == "margin":
+        s = np.sort(probs, axis=1)
+        confs = (s[:, -1] - s[:, -2]).astype(np.float32)
+    else:
+        raise ValueError(confidence)
+    z = np.asarray(features, dtype=np.float32)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True).astype(np.float32)
+    n = z.shape[0]
+    eta32 = np.float32(eta)
+    nc = np.zeros(n, dtype=np.float32)
+    selected = np.zeros(n, dtype=bool)
+    balance = labels is not None
+    if balance:
+        k = num_classes if num_classes is not None else probs.shape[1]
+        avail = list(range(k))
+        remaining = [int((labels == c).sum()) for c in range(k)]
+        init = list(remaining)
+        members = [np.flatnonzero(labels == c) for c in range(k)]
+        min_balance = 0
+    broken = False
+    order = []
+    for i in range(budget):
+        scores = _tanh((nc + confs) / eta32) - _tanh(nc / eta32)
+        scores[selected] = -1
+        if not balance or broken:
+            p = int(np.argmax(scores))
+        else:
+            target = avail[i % len(avail)]
+            while remaining[target] == 0:
+                if len(avail) == k:
+                    min_balance = init[target]
+                avail = [c for c in avail if c != target]
+                target = avail[i % len(avail)]
+                if init[target] - remaining[target] > 1.5 * min_balance:
+                    broken = True
+            idx = members[target]
+            p = int(idx[np.argmax(scores[idx])])
+            remaining[target] -= 1
+        selected[p] = True
+        order.append(p)
+        if i == budget - 1:
+            break
+        sim = np.float32(0.5) + np.float32(0.5) * (z @ z[p])
+        sim[p] = 1.0
+        sim = sim * (sim > np.float32(tau))
+        nc += sim * confs[p]
+    return np.array(order, dtype=np.int64)
