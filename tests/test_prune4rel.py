@@ -142,6 +142,7 @@ def test_small_classes_exhaust_and_break_rule():
     assert np.bincount(labels[sel.indices], minlength=3).tolist() == [48, 49, 3]
     # the 1.5x check runs only when an exhausted class is met again: here when class 0 or 1 runs out
     assert sel.params["balance_break_at"] is None
+    labels = np.array([0] * 80 + [1] * 40 + [2] * 3)  # class 1 runs out first: then balance stops
     ref = released_prune4rel(probs, feats, 123, tau=0.9, labels=labels)
     sel = run(probs, feats, labels, 123, tau=0.9, class_balanced=True)
     np.testing.assert_array_equal(sel.indices, ref)
