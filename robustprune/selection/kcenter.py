@@ -1,0 +1,165 @@
+"""Greedy k-center (farthest-first traversal) on embeddings, Sener & Savarese (2018).
+
+Only the running minimum distance of every point to the chosen centres is kept (O(N) memory beyond the
+features); each pick costs one O(N·D) distance update done with torch. DeepCore's version allocates a
+(k−1)×N table instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from robustprune.selection.base import MethodOutput
+from robustprune.selection.budget import class_quotas
+from robustprune.selection.graph import resolve_device
+from robustprune.selection.registry import register
+
+__all__ = ["kcenter_greedy_order", "kcenter_greedy"]
+
+_CHUNK = 65536  # rows per block for the squared norms (bounds temporaries for very large N)
+
+
+def _sq_norms(x: torch.Tensor) -> torch.Tensor:
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    for s in range(0, x.shape[0], _CHUNK):
+        blk = x[s:s + _CHUNK]
+        out[s:s + _CHUNK] = (blk * blk).sum(dim=1)
+    return out
+
+
+def kcenter_greedy_order(
+    features: np.ndarray,
+    k: int,
+    first: int,
+    progress: Callable[[int], None] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Farthest-first traversal of ``features`` from the centre ``first``.
+
+    Parameters
+    ----------
+    features : ndarray, shape (N, D)
+        Float64 input is processed in float64, anything else in float32. Features are centred on their
+        mean first (distances are unchanged; the squared-norm expansion loses less precision).
+    k : int, 0 <= k <= N
+        Number of centres to pick.
+    first : int
+        Index of the first centre.
+    progress : callable (picks_done), optional
+    device : str or torch.device
+        Where the distance updates run. The loop never synchronises with the host.
+
+    Returns
+    -------
+    order : ndarray of int64, shape (k,)
+        Centres in pick order, starting with ``first``.
+    gains : ndarray of float64, shape (k,)
+        Euclidean distance of each pick to the centres chosen before it (its coverage radius at that
+        moment); the first pick has no earlier centre and gets +inf. The sequence is non-increasing.
+    """
+    n = features.shape[0]
+    if k == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    dtype = torch.float64 if features.dtype == np.float64 else torch.float32
+    x = torch.as_tensor(np.asarray(features)).to(device=device, dtype=dtype)
+    x = x - x.mean(dim=0, keepdim=True)
+    sq = _sq_norms(x)
+    # stored as (D, N): the matrix-vector product over a column-major N×D view is several times faster
+    # than over a row-major one on CPU BLAS
+    xt = x.t().contiguous()
+    del x
+    # running minimum of squared distances; chosen points are set to -inf so they are never re-picked
+    mind = torch.full((n,), float("inf"), dtype=dtype, device=xt.device)
+    order = torch.empty(k, dtype=torch.int64, device=xt.device)
+    gains = torch.empty(k, dtype=dtype, device=xt.device)
+    gains[0] = float("inf")
+    cur = torch.tensor([int(first)], dtype=torch.int64, device=xt.device)
+    step = max(1, k // 100)
+    for j in range(k):
+        order[j:j + 1] = cur
+        # one O(N·D) update: ||x - c||² = ||x||² − 2 x·c + ||c||²
+        c = xt.index_select(1, cur)[:, 0]
+        d = torch.addmv(sq, xt.t(), c, alpha=-2.0).add_(sq.index_select(0, cur))
+        torch.minimum(mind, d, out=mind)
+        mind.index_fill_(0, cur, float("-inf"))
+        if j + 1 < k:
+            cur = torch.argmax(mind).view(1)  # first maximal index on ties
+            gains[j + 1:j + 2] = mind.index_select(0, cur).clamp_min(0.0).sqrt()
+        if progress is not None and ((j + 1) % step == 0 or j + 1 == k):
+            progress(j + 1)
+    return order.cpu().numpy(), gains.cpu().numpy().astype(np.float64)
+
+
+@register(
+    "kcenter_greedy",
+    kind="greedy",
+    requires=("features",),
+    optional=("labels",),
+    description="greedy k-center (farthest-first) coverage of the embedding space, seeded random start",
+)
+def kcenter_greedy(
+    *,
+    features: np.ndarray,
+    labels: np.ndarray | None = None,
+    budget: int,
+    class_balanced: bool = False,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    device: str = "cpu",
+) -> MethodOutput:
+    """kCenterGreedy (Sener & Savarese, 2018) with Euclidean distances on ``features``.
+
+    The first centre is drawn uniformly at random with ``np.random.default_rng(seed)`` and counts toward
+    the budget; every further pick is the point farthest from all chosen centres. ``gains`` holds each
+    pick's distance to the earlier centres (+inf for a first centre).
+
+    With ``class_balanced=True`` the traversal runs separately inside each class with its
+    :func:`~robustprune.selection.budget.class_quotas` share; class c's first centre is drawn from
+    ``np.random.default_rng([seed, c])`` (independent of the budget, so a smaller budget gives per-class
+    prefixes). The per-class sequences are merged by descending gain (ties: earlier within-class pick,
+    then lower class index), so the returned gains are non-increasing overall and each class keeps its own
+    pick order.
+
+    ``device`` ("cpu", "cuda", "auto") is where the distance updates run; picks can differ between devices
+    only on exact or near ties. The default is "cpu" so results are bit-identical across machines.
+
+    Returns
+    -------
+    MethodOutput
+        ``indices`` (budget,) in pick order, ``gains`` (budget,).
+    """
+    dev = resolve_device(device)
+    n = features.shape[0]
+    total = int(budget)
+    if not class_balanced:
+        first = int(np.random.default_rng(seed).integers(n))
+        cb = None if progress is None else (lambda done: progress(done, total))
+        order, gains = kcenter_greedy_order(features, total, first, cb, dev)
+        return MethodOutput(indices=order, gains=gains, info={"first_center": first})
+
+    if labels is None:
+        raise ValueError("class_balanced=True needs labels")
+    quotas = class_quotas(labels, total)
+    members = np.argsort(labels, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=quotas.shape[0]))))
+    parts_idx, parts_gain, parts_rank, parts_cls = [], [], [], []
+    done_before = 0
+    for c in np.flatnonzero(quotas):
+        idx = members[bounds[c]:bounds[c + 1]]
+        first = int(np.random.default_rng([seed, int(c)]).integers(idx.shape[0]))
+        base = done_before
+        cb = None if progress is None else (lambda done, base=base: progress(base + done, total))
+        order, gains = kcenter_greedy_order(features[idx], int(quotas[c]), first, cb, dev)
+        parts_idx.append(idx[order])
+        parts_gain.append(gains)
+        parts_rank.append(np.arange(order.shape[0]))
+        parts_cls.append(np.full(order.shape[0], c))
+        done_before += int(quotas[c])
+    all_idx = np.concatenate(parts_idx)
+    all_gain = np.concatenate(parts_gain)
+    # lexsort: last key is primary -> gain descending, then within-class rank, then class
+    merge = np.lexsort((np.concatenate(parts_cls), np.concatenate(parts_rank), -all_gain))
+    return MethodOutput(indices=all_idx[merge].astype(np.int64), gains=all_gain[merge])
