@@ -1,0 +1,53 @@
+"""The ``robustprune`` command line: one subcommand per module, each only parses, calls the library and
+writes artifacts.
+
+Errors in the input give one line ``error: ...`` on stderr and exit code 2; ``robustprune --debug ...``
+shows the traceback instead.
+"""
+
+from typing import Annotated
+
+import typer
+
+from robustprune import __version__
+from robustprune.cli._common import STATE
+from robustprune.cli.methods import methods_command
+from robustprune.cli.select import select_command
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="robustprune",
+    help="Robust data pruning under label noise: choose a subset that a noise-robust learner trains well on.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"robustprune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    STATE.debug = debug
+
+
+app.command("methods")(methods_command)
+app.command("select")(select_command)
+
+
+def main() -> None:
+    """Entry point of the ``robustprune`` console script."""
+    app(prog_name="robustprune")

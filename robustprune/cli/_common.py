@@ -1,0 +1,152 @@
+"""Helpers shared by every subcommand: the error boundary, consoles, a lazy progress bar.
+
+Every subcommand runs its library calls inside :func:`user_errors`. Bad input raises ``ValueError`` /
+``TypeError`` / ``OSError`` in the library; here it becomes one line ``error: ...`` on stderr and exit code 2,
+with no traceback unless the global ``--debug`` option was given.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+__all__ = [
+    "STATE",
+    "USAGE_ERROR",
+    "fail",
+    "user_errors",
+    "stdout_console",
+    "stderr_console",
+    "ProgressBar",
+    "selection_path",
+    "refuse_overwrite",
+]
+
+#: Exit code for bad usage or bad input (the shell convention click also uses).
+USAGE_ERROR = 2
+#: Exit code for a missing optional dependency or another environment problem.
+ENV_ERROR = 1
+
+
+@dataclass
+class CliState:
+    """Global options, set by the top-level callback on every invocation."""
+
+    debug: bool = False
+
+
+STATE = CliState()
+
+
+def stdout_console() -> Console:
+    """A console on the current ``sys.stdout`` (created per call so test runners' stream swaps work)."""
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        msg = f"{exc.filename}: {exc.strerror}"
+    else:
+        msg = str(exc)
+    msg = " ".join(msg.split())
+    return msg or type(exc).__name__
+
+
+def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
+    """Print ``error: message`` on stderr (one line) and exit with ``code``."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn library input errors into a one-line message and a non-zero exit (re-raise with ``--debug``)."""
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as exc:
+        if STATE.debug:
+            raise
+        fail(_one_line(exc), USAGE_ERROR)
+    except ImportError as exc:
+        if STATE.debug:
+            raise
+        fail(_one_line(exc), ENV_ERROR)
+
+
+def selection_path(out: Path) -> Path:
+    """The ``.npz`` path :meth:`robustprune.Selection.save` writes for ``out``."""
+    if out.suffix == ".npz":
+        return out
+    return out.with_suffix(out.suffix + ".npz") if out.suffix else out.with_suffix(".npz")
+
+
+def refuse_overwrite(paths: list[Path], force: bool) -> None:
+    """Exit with a usage error if any of ``paths`` exists and ``force`` is not set."""
+    if force:
+        return
+    for p in paths:
+        if os.path.lexists(p):
+            fail(f"{p} already exists; pass --force to overwrite it or choose another path")
+
+
+class ProgressBar:
+    """A ``progress(done, total)`` callback that shows a rich progress bar on stderr once work runs long.
+
+    Nothing is drawn for work that finishes within ``delay`` seconds, or when stderr is not a terminal
+    (unless a ``console`` is passed explicitly).
+    """
+
+    def __init__(self, description: str, *, delay: float = 0.5, console: Console | None = None) -> None:
+        self.description = description
+        self.delay = delay
+        self.console = console if console is not None else stderr_console()
+        self.enabled = console is not None or self.console.is_terminal
+        self._t0 = time.perf_counter()
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def shown(self) -> bool:
+        return self._progress is not None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._progress is None:
+            if done >= total or time.perf_counter() - self._t0 < self.delay:
+                return
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=total)
+        self._progress.update(self._task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
