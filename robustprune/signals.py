@@ -145,8 +145,10 @@ class Signals:
             raise ValueError(f"signals file {path} does not exist")
         try:
             z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"cannot read signals file {path}: not a valid .npz ({exc})") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+            raise ValueError(
+                f"cannot read signals file {path}: not a numpy .npz archive (write one with np.savez)"
+            ) from None
         with z:
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise ValueError(f"signals file {path} is a single array, expected an .npz with named arrays")

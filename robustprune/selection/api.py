@@ -132,8 +132,8 @@ def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.nda
     if missing:
         s = missing[0]
         raise ValueError(
-            f"method {info.name!r} needs the signal {s!r} ({SIGNAL_HELP[s]}); pass {s}=... or a signals "
-            "file that has it (robustprune run writes one after warm-up)"
+            f"method {info.name!r} needs the signal {s!r} ({SIGNAL_HELP[s]}); give a signals file that "
+            f"has the array {s!r} (robustprune run writes one after warm-up) or pass {s}=... in Python"
         )
     # Validate every array the method will see, plus labels whenever given (for balance and N checks).
     out: dict[str, np.ndarray] = {}
