@@ -1,0 +1,695 @@
+"""Batched image augmentation on the device holding the batch.
+
+Every function takes a whole batch ``x`` of shape (B, C, H, W), uint8 (0..255) or float (0..1 before
+normalisation), on any device, and draws its randomness from an explicit :class:`torch.Generator`: the same
+seed gives the same result on the same device. Per-sample choices (flip or not, crop offsets, which
+AutoAugment sub-policy, each op's coin and sign) are tensors, applied through index grids, masks and
+``torch.where``; there is no Python loop over the batch and no host synchronisation. A generator on another
+device than the batch also works (its draws are copied over); one on the batch's device avoids the copy.
+
+Pipelines (spec ``prune4rel.md`` 2.2 and 4.1):
+
+- :class:`WeakAugment`: random horizontal flip, random crop with padding, normalisation.
+- :class:`StrongAugment`: AutoAugment CIFAR-10 policy (one random sub-policy per image, each op applied with
+  its own probability), flip, crop (padding 4), normalisation, Cutout (16-pixel square set to 0 = the mean).
+- :class:`EvalTransform`: normalisation (and an optional centre crop).
+
+Ops follow PIL's definitions (as the reference AutoAugment code does) on float images in [0, 1]. Deviations,
+all small: geometric ops use bilinear ``grid_sample`` about the image centre; Equalize is PIL's exact
+histogram equalisation computed on the image quantised to 256 levels; Contrast uses the exact (unrounded)
+grey mean; Sharpness's smoothed image is not rounded to integers. Colour becomes a no-op on images with
+other than 3 channels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "OPS",
+    "AUTOAUGMENT_CIFAR10_POLICY",
+    "make_generator",
+    "to_float",
+    "random_flip",
+    "random_crop",
+    "center_crop",
+    "normalize",
+    "cutout",
+    "auto_augment",
+    "rand_augment",
+    "weak_augment",
+    "strong_augment",
+    "WeakAugment",
+    "StrongAugment",
+    "EvalTransform",
+]
+
+#: Op names; geometric ops come first (ids 0..4).
+OPS = tuple(
+    "ShearX ShearY TranslateX TranslateY Rotate AutoContrast Equalize Solarize Posterize Contrast Color "
+    "Brightness Sharpness Invert Identity".split()
+)
+_OP_ID = {name: i for i, name in enumerate(OPS)}
+_N_GEOMETRIC = 5
+_SIGNED = frozenset(
+    {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Contrast", "Color", "Brightness", "Sharpness"}
+)
+
+
+def _magnitudes(name: str) -> list[float]:
+    """Value of each of the 10 magnitude bins (0..9), as in the AutoAugment paper's search space."""
+    lin = lambda a, b: [a + (b - a) * i / 9 for i in range(10)]  # noqa: E731
+    if name in ("ShearX", "ShearY"):
+        return lin(0.0, 0.3)  # shear factor
+    if name in ("TranslateX", "TranslateY"):
+        return lin(0.0, 150 / 331)  # fraction of the image side (150 px of 331)
+    if name == "Rotate":
+        return lin(0.0, 30.0)  # degrees
+    if name == "Solarize":
+        return lin(256.0, 0.0)  # threshold on the 0..255 scale
+    if name == "Posterize":
+        return [float(round(v)) for v in lin(8.0, 4.0)]  # bits kept
+    if name in ("Contrast", "Color", "Brightness", "Sharpness"):
+        return lin(0.0, 0.9)  # enhancement factor = 1 +- value
+    return [0.0] * 10
+
+
+_MAG_TABLE = torch.tensor([_magnitudes(n) for n in OPS], dtype=torch.float32)
+_SIGNED_MASK = torch.tensor([n in _SIGNED for n in OPS])
+
+#: AutoAugment's policy found on reduced CIFAR-10 (Cubuk et al., CVPR 2019): 25 sub-policies of two
+#: (op, probability, magnitude bin 0..9) steps.
+AUTOAUGMENT_CIFAR10_POLICY: tuple[tuple[tuple[str, float, int], ...], ...] = (
+    (("Invert", 0.1, 7), ("Contrast", 0.2, 6)),
+    (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+    (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
+    (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.5, 8), ("Equalize", 0.9, 2)),
+    (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+    (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
+    (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+    (("Equalize", 0.6, 5), ("Equalize", 0.5, 1)),
+    (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+    (("Color", 0.7, 7), ("TranslateX", 0.5, 8)),
+    (("Equalize", 0.3, 7), ("AutoContrast", 0.4, 8)),
+    (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)),
+    (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+    (("Solarize", 0.5, 2), ("Invert", 0.0, 3)),
+    (("Equalize", 0.2, 0), ("AutoContrast", 0.6, 0)),
+    (("Equalize", 0.2, 8), ("Equalize", 0.6, 4)),
+    (("Color", 0.9, 9), ("Equalize", 0.6, 6)),
+    (("AutoContrast", 0.8, 4), ("Solarize", 0.2, 8)),
+    (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+    (("Solarize", 0.4, 5), ("AutoContrast", 0.9, 3)),
+    (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.9, 2), ("Solarize", 0.8, 3)),
+    (("Equalize", 0.8, 8), ("Invert", 0.1, 3)),
+    (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, 1)),
+)
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A :class:`torch.Generator` on ``device`` seeded with ``seed``."""
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def _check_images(x: torch.Tensor, name: str = "x") -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a (B, C, H, W) tensor, got {shape}")
+    if x.dtype != torch.uint8 and not x.is_floating_point():
+        raise ValueError(f"{name} must be uint8 (0..255) or floating (0..1), got {x.dtype}")
+
+
+_DEVICE_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def _cached(key: tuple, device: torch.device, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """A small constant tensor on ``device``, copied there once (a blocking copy would sync the host)."""
+    t = _DEVICE_CACHE.get((key, device))
+    if t is None:
+        if len(_DEVICE_CACHE) > 256:
+            _DEVICE_CACHE.clear()
+        t = _DEVICE_CACHE[(key, device)] = make().to(device)
+    return t
+
+
+def _rand(gen: torch.Generator | None, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    src = gen.device if gen is not None else device
+    return torch.rand(shape, generator=gen, device=src).to(device, non_blocking=True)
+
+
+def _randint(gen: torch.Generator | None, high: int, shape: tuple[int, ...], device: torch.device):
+    src = gen.device if gen is not None else device
+    return torch.randint(0, high, shape, generator=gen, device=src).to(device, non_blocking=True)
+
+
+def _like_input(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Keep channels_last batches channels_last, make everything else contiguous."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous()
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 -> float32 0..1; floating input -> float32, unchanged in value (may be ``x`` itself)."""
+    _check_images(x)
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def _restore_dtype(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if dtype == torch.uint8:
+        return y.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return y.to(dtype)
+
+
+def _scalar_like(value: float, x: torch.Tensor) -> int | float:
+    """A Python scalar that keeps ``torch.where`` in ``x``'s dtype (no device tensor, so no copy)."""
+    return int(round(value)) if x.dtype == torch.uint8 else float(value)
+
+
+def _pair(size: int | Sequence[int] | None, default: tuple[int, int], name: str) -> tuple[int, int]:
+    if size is None:
+        return default
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    if int(h) < 1 or int(w) < 1:
+        raise ValueError(f"{name} must be positive, got {size!r}")
+    return int(h), int(w)
+
+
+def _channel_vector(v: float | Sequence[float] | torch.Tensor, c: int, name: str, like: torch.Tensor):
+    if isinstance(v, torch.Tensor) and v.device == like.device:
+        t = v.to(torch.float32).flatten()  # trusted: already on the device (no check, no sync)
+        if t.numel() not in (1, c):
+            raise ValueError(f"{name} has {t.numel()} values but the images have {c} channels")
+        return t.view(1, -1, 1, 1)
+    values = tuple(float(a) for a in torch.as_tensor(v, dtype=torch.float32).flatten().tolist())
+    if len(values) not in (1, c):
+        raise ValueError(f"{name} has {len(values)} values but the images have {c} channels")
+    if name == "std" and min(values) <= 0:
+        raise ValueError("std must be positive in every channel")
+    return _cached(("channels", values), like.device, lambda: torch.tensor(values).view(1, -1, 1, 1))
+
+
+# ------------------------------------------------------------------------------------ basic transforms
+
+
+def random_flip(x: torch.Tensor, gen: torch.Generator | None, p: float = 0.5) -> torch.Tensor:
+    """Flip each image horizontally with probability ``p``. Same dtype and shape."""
+    _check_images(x)
+    flip = _rand(gen, (x.shape[0],), x.device) < p
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def random_crop(
+    x: torch.Tensor,
+    padding: int,
+    gen: torch.Generator | None,
+    *,
+    size: int | Sequence[int] | None = None,
+    padding_mode: str = "constant",
+    fill: float = 0,
+) -> torch.Tensor:
+    """Pad each image by ``padding`` pixels and cut a ``size`` crop at a random per-image offset.
+
+    The padding is never materialised: output pixels gather input pixels through per-image index grids.
+
+    Parameters
+    ----------
+    x : Tensor (B, C, H, W), uint8 or float
+    padding : int
+        Pixels added on every side (0: a plain random crop; with ``size`` = input size, the identity).
+    gen : torch.Generator or None
+    size : int or (int, int), optional
+        Crop height and width; default the input size.
+    padding_mode : {"constant", "reflect", "replicate"}
+        Padding value: ``fill``, the mirror image without repeating the edge, or the edge pixel.
+    fill : number
+        Value of constant padding (in the input's scale).
+
+    Returns
+    -------
+    Tensor (B, C, *size), same dtype.
+    """
+    _check_images(x)
+    b, _, h, w = x.shape
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
+    if padding_mode not in ("constant", "reflect", "replicate"):
+        raise ValueError(f"padding_mode must be 'constant', 'reflect' or 'replicate', got {padding_mode!r}")
+    if padding_mode == "reflect" and padding >= min(h, w):
+        raise ValueError(f"reflect padding needs padding < image side, got {padding} for {h}x{w}")
+    oh, ow = _pair(size, (h, w), "size")
+    if oh > h + 2 * padding or ow > w + 2 * padding:
+        raise ValueError(f"crop size {oh}x{ow} exceeds the padded image {h + 2 * padding}x{w + 2 * padding}")
+    dev = x.device
+    oy = _randint(gen, h + 2 * padding - oh + 1, (b,), dev)
+    ox = _randint(gen, w + 2 * padding - ow + 1, (b,), dev)
+    rows = oy[:, None] + torch.arange(oh, device=dev) - padding  # (B, oh), coordinates in the input
+    cols = ox[:, None] + torch.arange(ow, device=dev) - padding
+    valid = None
+    if padding_mode == "reflect":
+        rows = torch.where(rows < 0, -rows, torch.where(rows > h - 1, 2 * (h - 1) - rows, rows))
+        cols = torch.where(cols < 0, -cols, torch.where(cols > w - 1, 2 * (w - 1) - cols, cols))
+    elif padding_mode == "constant" and padding > 0:
+        valid = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
+    bidx = torch.arange(b, device=dev)[:, None, None]
+    out = x[bidx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, oh, ow, C) -> NCHW view
+    if valid is not None:
+        out = torch.where(valid[:, None], out, _scalar_like(fill, x))
+    return _like_input(out, x)
+
+
+def center_crop(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Cut the central ``size`` crop (deterministic)."""
+    _check_images(x)
+    h, w = x.shape[-2:]
+    oh, ow = _pair(size, (h, w), "size")
+    if oh > h or ow > w:
+        raise ValueError(f"crop size {oh}x{ow} exceeds the image {h}x{w}")
+    top, left = (h - oh) // 2, (w - ow) // 2
+    return x[..., top : top + oh, left : left + ow]
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(x - mean) / std`` per channel, on float32 images in [0, 1] (uint8 input is scaled first)."""
+    y = to_float(x)
+    m = _channel_vector(mean, y.shape[1], "mean", y)
+    s = _channel_vector(std, y.shape[1], "std", y)
+    return (y - m) / s
+
+
+def cutout(x: torch.Tensor, size: int, gen: torch.Generator | None, *, fill: float = 0.0) -> torch.Tensor:
+    """Set a ``size``x``size`` square (clipped at the border) at a random centre of each image to ``fill``.
+
+    As in DeVries & Taylor (2017); after normalisation the default ``fill=0`` is the channel mean.
+    """
+    _check_images(x)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"cutout size must be a non-negative integer, got {size!r}")
+    b, _, h, w = x.shape
+    dev = x.device
+    cy = _randint(gen, h, (b,), dev)
+    cx = _randint(gen, w, (b,), dev)
+    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    y0, x0 = (cy - size // 2)[:, None], (cx - size // 2)[:, None]
+    in_y = (ar_h >= y0) & (ar_h < y0 + size)
+    in_x = (ar_w >= x0) & (ar_w < x0 + size)
+    mask = (in_y[:, :, None] & in_x[:, None, :])[:, None]
+    return torch.where(mask, _scalar_like(fill, x), x)
+
+
+# ------------------------------------------------------------------------- AutoAugment ops (batched)
+
+
+def _gray(y: torch.Tensor) -> torch.Tensor:
+    if y.shape[1] == 3:
+        return 0.299 * y[:, 0:1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3]
+    return y.mean(1, keepdim=True)
+
+
+def _blend(degenerate: torch.Tensor, y: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """PIL ImageEnhance: ``degenerate + factor * (image - degenerate)``, clipped."""
+    return (degenerate + factor * (y - degenerate)).clamp(0.0, 1.0)
+
+
+def _affine(y: torch.Tensor, theta: torch.Tensor, fill: float, mode: str) -> torch.Tensor:
+    """Warp each image by its own 2x3 matrix (normalised coordinates); outside pixels become ``fill``."""
+    b, c, h, w = y.shape
+    ones = torch.ones((b, 1, h, w), dtype=y.dtype, device=y.device)
+    grid = F.affine_grid(theta, [b, c + 1, h, w], align_corners=False)
+    s = F.grid_sample(torch.cat([y, ones], 1), grid, mode=mode, padding_mode="zeros", align_corners=False)
+    return s[:, :c] + (1.0 - s[:, c:]) * fill
+
+
+def _geometric_theta(op: torch.Tensor, value: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    one, zero = torch.ones_like(value), torch.zeros_like(value)
+    rad = value * (math.pi / 180.0)
+    rot = op == _OP_ID["Rotate"]
+    a = torch.where(rot, torch.cos(rad), one)
+    e = a
+    bb = torch.where(rot, -torch.sin(rad) * (h / w), zero)
+    d = torch.where(rot, torch.sin(rad) * (w / h), zero)
+    bb = torch.where(op == _OP_ID["ShearX"], value * (h / w), bb)  # shear about the centre
+    d = torch.where(op == _OP_ID["ShearY"], value * (w / h), d)
+    c = torch.where(op == _OP_ID["TranslateX"], 2.0 * value, zero)  # value = fraction of the side
+    f = torch.where(op == _OP_ID["TranslateY"], 2.0 * value, zero)
+    return torch.stack([a, bb, c, d, e, f], 1).view(-1, 2, 3)
+
+
+def _autocontrast(y: torch.Tensor) -> torch.Tensor:
+    lo = y.amin(dim=(-2, -1), keepdim=True)
+    hi = y.amax(dim=(-2, -1), keepdim=True)
+    ok = hi > lo
+    scale = torch.where(ok, 1.0 / (hi - lo).clamp_min(1e-12), torch.ones_like(hi))
+    return ((y - torch.where(ok, lo, torch.zeros_like(lo))) * scale).clamp(0.0, 1.0)
+
+
+def _equalize(y: torch.Tensor) -> torch.Tensor:
+    """PIL ``ImageOps.equalize`` per image and channel, on the image quantised to 0..255."""
+    b, c, h, w = y.shape
+    v = (y * 255.0).round().clamp(0, 255).long().reshape(b * c, h * w)
+    offsets = torch.arange(b * c, device=y.device)[:, None] * 256
+    idx = (v + offsets).flatten()  # scatter_add_, not bincount: bincount syncs the host on CUDA
+    hist = torch.zeros(b * c * 256, dtype=torch.long, device=y.device)
+    hist = hist.scatter_add_(0, idx, torch.ones_like(idx)).view(b * c, 256)
+    last = 255 - (hist > 0).flip(-1).int().argmax(-1, keepdim=True)  # highest level present
+    step = (h * w - hist.gather(1, last)) // 255
+    cum = hist.cumsum(1) - hist
+    levels = torch.arange(256, device=y.device).expand(b * c, 256)
+    lut = ((step // 2 + cum) // step.clamp_min(1)).clamp_max(255)
+    lut = torch.where(step == 0, levels, lut)
+    return lut.gather(1, v).view(b, c, h, w).to(y.dtype) / 255.0
+
+
+def _sharpness(y: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = y.shape
+    if h < 3 or w < 3:
+        return y
+    kernel = torch.full((c, 1, 3, 3), 1.0 / 13.0, dtype=y.dtype, device=y.device)
+    kernel[:, :, 1, 1] = 5.0 / 13.0
+    smooth = F.conv2d(y, kernel, groups=c)
+    degenerate = y.clone()
+    degenerate[..., 1:-1, 1:-1] = smooth  # PIL keeps the border pixels
+    return _blend(degenerate, y, factor)
+
+
+def _pixel_op(name: str, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Apply op ``name`` to the whole batch with per-image values ``v`` of shape (B, 1, 1, 1)."""
+    if name == "AutoContrast":
+        return _autocontrast(y)
+    if name == "Equalize":
+        return _equalize(y)
+    if name == "Solarize":
+        return torch.where(y * 255.0 >= v, 1.0 - y, y)
+    if name == "Posterize":
+        q = torch.exp2(8.0 - v)
+        return torch.floor((y * 255.0).round() / q) * q / 255.0
+    if name == "Contrast":
+        return _blend(_gray(y).mean(dim=(-3, -2, -1), keepdim=True), y, 1.0 + v)
+    if name == "Color":
+        return _blend(_gray(y), y, 1.0 + v) if y.shape[1] == 3 else y
+    if name == "Brightness":
+        return (y * (1.0 + v)).clamp(0.0, 1.0)
+    if name == "Sharpness":
+        return _sharpness(y, 1.0 + v)
+    if name == "Invert":
+        return 1.0 - y
+    return y
+
+
+def _apply_step(y, op, value, apply, used: frozenset[int], fill: float, mode: str) -> torch.Tensor:
+    """One step of every image's sub-policy: image i gets op[i] with value[i] where apply[i].
+
+    On an accelerator every op runs on the whole batch and ``torch.where`` keeps the images that chose it
+    (no data-dependent shapes, so no host synchronisation). On the CPU, where synchronising is free, each
+    op runs only on the images that chose it. Both give the same result: every op is per-image.
+    """
+    b, _, h, w = y.shape
+    subset = y.device.type == "cpu" and not _FORCE_MASKED
+    groups: list[tuple[int, torch.Tensor]] = []
+    if any(i < _N_GEOMETRIC for i in used):
+        groups.append((-1, apply & (op < _N_GEOMETRIC)))
+    groups += [(i, apply & (op == i)) for i in sorted(used) if i >= _N_GEOMETRIC and OPS[i] != "Identity"]
+    owned = False  # the subset path writes in place, into its own copy of the batch
+    for i, sel in groups:
+        if subset:
+            idx = sel.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            out = _run_op(i, y[idx], op[idx], value[idx], fill, mode)
+            y, owned = (y if owned else y.clone()), True
+            y.index_copy_(0, idx, out)
+        else:
+            y = torch.where(sel.view(b, 1, 1, 1), _run_op(i, y, op, value, fill, mode), y)
+    return y
+
+
+def _run_op(i: int, y: torch.Tensor, op, value, fill: float, mode: str) -> torch.Tensor:
+    if i < 0:  # every geometric op, through one warp with per-image matrices
+        return _affine(y, _geometric_theta(op, value, *y.shape[-2:]), fill, mode)
+    return _pixel_op(OPS[i], y, value.view(-1, 1, 1, 1))
+
+
+#: Tests set this to check that the CPU's per-subset path equals the accelerator's masked path.
+_FORCE_MASKED = False
+
+
+def _signed_values(op, bins, gen, device) -> torch.Tensor:
+    table = _cached(("magnitudes",), device, lambda: _MAG_TABLE)
+    signed = _cached(("signed",), device, lambda: _SIGNED_MASK)
+    sign = torch.where(_rand(gen, tuple(op.shape), device) < 0.5, -1.0, 1.0)
+    return table[op, bins] * torch.where(signed[op], sign, torch.ones_like(sign))
+
+
+def _freeze_policy(policy) -> tuple:
+    try:
+        return tuple(tuple((str(n), float(p), int(m)) for n, p, m in sub) for sub in policy)
+    except (TypeError, ValueError):
+        msg = "policy must be a sequence of sub-policies of (op, probability, magnitude bin)"
+        raise ValueError(msg) from None
+
+
+def _encode_policy(policy) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if not policy:
+        raise ValueError("policy must list at least one sub-policy")
+    width = max(len(sub) for sub in policy)
+    ops, probs, bins = [], [], []
+    for sub in policy:
+        steps = list(sub) + [("Identity", 0.0, 0)] * (width - len(sub))
+        for name, p, m in steps:
+            if name not in _OP_ID:
+                raise ValueError(f"unknown augmentation op {name!r}; known ops: {', '.join(OPS)}")
+            if not 0.0 <= p <= 1.0 or not 0 <= int(m) <= 9:
+                raise ValueError(f"step ({name!r}, {p}, {m}) needs probability in [0, 1] and magnitude 0..9")
+        ops.append([_OP_ID[s[0]] for s in steps])
+        probs.append([float(s[1]) for s in steps])
+        bins.append([int(s[2]) for s in steps])
+    return torch.tensor(ops), torch.tensor(probs), torch.tensor(bins)
+
+
+def auto_augment(
+    x: torch.Tensor,
+    gen: torch.Generator | None,
+    *,
+    policy: Sequence[Sequence[tuple[str, float, int]]] = AUTOAUGMENT_CIFAR10_POLICY,
+    fill: float = 0.5,
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
+    """AutoAugment: each image draws one sub-policy; each of its steps fires with its own probability.
+
+    Parameters
+    ----------
+    x : Tensor (B, C, H, W), uint8 or float in [0, 1]
+    gen : torch.Generator or None
+    policy : sequence of sub-policies
+        Each a sequence of ``(op name, probability, magnitude bin 0..9)``; default the CIFAR-10 policy.
+    fill : float
+        Value in [0, 1] for pixels uncovered by geometric ops (0.5 ~ the reference's grey 128).
+    interpolation : {"bilinear", "nearest"}
+        Resampling of geometric ops.
+
+    Returns
+    -------
+    Tensor of the input's shape and dtype.
+    """
+    _check_images(x)
+    key = _freeze_policy(policy)
+    ops_cpu, probs_cpu, bins_cpu = _encode_policy(key)  # validates; tiny
+    used = frozenset(ops_cpu.flatten().tolist())
+    dev = x.device
+    y = to_float(x)
+    b = y.shape[0]
+    sub = _randint(gen, len(ops_cpu), (b,), dev)
+    ops = _cached(("policy_ops", key), dev, lambda: ops_cpu)[sub]  # (B, steps)
+    probs = _cached(("policy_probs", key), dev, lambda: probs_cpu)[sub]
+    bins = _cached(("policy_bins", key), dev, lambda: bins_cpu)[sub]
+    apply = _rand(gen, tuple(ops.shape), dev) < probs
+    values = _signed_values(ops, bins, gen, dev)
+    for s in range(ops.shape[1]):
+        y = _apply_step(y, ops[:, s], values[:, s], apply[:, s], used, fill, interpolation)
+    return _restore_dtype(y, x.dtype)
+
+
+def rand_augment(
+    x: torch.Tensor,
+    gen: torch.Generator | None,
+    *,
+    num_ops: int = 2,
+    magnitude: int = 9,
+    ops: Sequence[str] = OPS,
+    fill: float = 0.5,
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
+    """RandAugment (Cubuk et al. 2020): ``num_ops`` uniformly drawn ops per image at one magnitude (0..9)."""
+    _check_images(x)
+    if not 0 <= int(magnitude) <= 9 or int(num_ops) < 0:
+        raise ValueError(f"need magnitude in 0..9 and num_ops >= 0, got {magnitude!r}, {num_ops!r}")
+    unknown = [o for o in ops if o not in _OP_ID]
+    if unknown or not ops:
+        raise ValueError(f"ops must be a non-empty subset of: {', '.join(OPS)}; got unknown {unknown}")
+    dev = x.device
+    y = to_float(x)
+    b = y.shape[0]
+    id_list = tuple(_OP_ID[o] for o in ops)
+    ids = _cached(("op_ids", id_list), dev, lambda: torch.tensor(id_list))
+    op = ids[_randint(gen, len(ids), (b, int(num_ops)), dev)]
+    values = _signed_values(op, torch.full_like(op, int(magnitude)), gen, dev)
+    apply = torch.ones_like(op, dtype=torch.bool)
+    used = frozenset(_OP_ID[o] for o in ops)
+    for s in range(int(num_ops)):
+        y = _apply_step(y, op[:, s], values[:, s], apply[:, s], used, fill, interpolation)
+    return _restore_dtype(y, x.dtype)
+
+
+# -------------------------------------------------------------------------------------------- pipelines
+
+
+def weak_augment(x, gen, mean, std, *, padding: int = 4, size=None, padding_mode: str = "constant"):
+    """Flip, crop with padding (in the input's dtype), normalise: float32 (B, C, *size)."""
+    y = random_flip(x, gen)
+    y = random_crop(y, padding, gen, size=size, padding_mode=padding_mode)
+    return normalize(y, mean, std)
+
+
+def strong_augment(
+    x,
+    gen,
+    mean,
+    std,
+    *,
+    padding: int = 4,
+    size=None,
+    cutout_size: int = 16,
+    policy=AUTOAUGMENT_CIFAR10_POLICY,
+    fill: float = 0.5,
+    padding_mode: str = "constant",
+):
+    """AutoAugment, flip, crop with padding, normalise, Cutout (spec 2.2): float32 (B, C, *size).
+
+    Like the reference PIL pipeline, a uint8 batch comes out of AutoAugment as uint8 (rounded); flip and
+    crop then move bytes, and normalisation makes the float batch.
+    """
+    y = auto_augment(x, gen, policy=policy, fill=fill)
+    y = random_flip(y, gen)
+    y = random_crop(y, padding, gen, size=size, padding_mode=padding_mode)
+    y = normalize(y, mean, std)
+    return cutout(y, cutout_size, gen) if cutout_size > 0 else y
+
+
+class _Transform:
+    """Holds mean/std and a seeded generator per device; ``__call__(x, generator=None)``."""
+
+    def __init__(self, mean, std, *, image_size=None, seed: int = 0) -> None:
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        self.std = torch.as_tensor(std, dtype=torch.float32).flatten()
+        if self.mean.numel() != self.std.numel() or self.mean.numel() == 0:
+            n_mean, n_std = self.mean.numel(), self.std.numel()
+            raise ValueError(f"mean and std need the same number of channels, got {n_mean} and {n_std}")
+        if bool((self.std <= 0).any()):
+            raise ValueError("std must be positive in every channel")
+        self.image_size = image_size
+        self.seed = int(seed)
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """This transform's own generator on ``device``, seeded with ``seed`` on first use."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device not in self._generators:
+            self._generators[device] = make_generator(self.seed, device)
+        return self._generators[device]
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_images(x)
+        return self._run(x, generator if generator is not None else self.generator(x.device))
+
+    def _run(self, x, gen):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({opts})"
+
+
+class WeakAugment(_Transform):
+    """Weak view: random flip, random crop (``padding``, output ``image_size``), normalisation."""
+
+    def __init__(self, mean, std, *, padding: int = 4, image_size=None, padding_mode="constant", seed=0):
+        super().__init__(mean, std, image_size=image_size, seed=seed)
+        self.padding = padding
+        self.padding_mode = padding_mode
+
+    def _run(self, x, gen):
+        return weak_augment(
+            x,
+            gen,
+            self.mean,
+            self.std,
+            padding=self.padding,
+            size=self.image_size,
+            padding_mode=self.padding_mode,
+        )
+
+
+class StrongAugment(_Transform):
+    """Strong view: AutoAugment CIFAR-10 policy, flip, crop, normalisation, Cutout(``cutout_size``)."""
+
+    def __init__(
+        self,
+        mean,
+        std,
+        *,
+        padding: int = 4,
+        image_size=None,
+        cutout_size: int = 16,
+        policy=AUTOAUGMENT_CIFAR10_POLICY,
+        fill: float = 0.5,
+        padding_mode="constant",
+        seed=0,
+    ):
+        super().__init__(mean, std, image_size=image_size, seed=seed)
+        _encode_policy(policy)  # validate early
+        self.padding = padding
+        self.cutout_size = cutout_size
+        self.policy = policy
+        self.fill = fill
+        self.padding_mode = padding_mode
+
+    def _run(self, x, gen):
+        return strong_augment(
+            x,
+            gen,
+            self.mean,
+            self.std,
+            padding=self.padding,
+            size=self.image_size,
+            cutout_size=self.cutout_size,
+            policy=self.policy,
+            fill=self.fill,
+            padding_mode=self.padding_mode,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"StrongAugment(mean={self.mean.tolist()}, std={self.std.tolist()}, padding={self.padding}, "
+            f"image_size={self.image_size}, cutout_size={self.cutout_size}, "
+            f"policy=<{len(self.policy)} sub-policies>, fill={self.fill})"
+        )
+
+
+class EvalTransform(_Transform):
+    """Test view: optional centre crop to ``image_size``, then normalisation (no randomness)."""
+
+    def _run(self, x, gen):
+        if self.image_size is not None:
+            x = center_crop(x, self.image_size)
+        return normalize(x, self.mean, self.std)
