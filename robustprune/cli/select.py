@@ -116,6 +116,13 @@ def _summary(sel: Selection, sig: Signals, written: list[Path]) -> None:
             "noise rate",
             f"{100.0 * noisy[mask].mean():.1f}% in the subset vs {100.0 * noisy.mean():.1f}% overall",
         )
+        if sig.probs is not None:
+            # what a re-labeling learner starts from: the warm-up prediction against the true label
+            right = sig.probs.argmax(axis=1) == sig.true_labels
+            row(
+                "warm-up prediction correct",
+                f"{100.0 * right[mask].mean():.1f}% in the subset vs {100.0 * right.mean():.1f}% overall",
+            )
     row("wrote", ", ".join(str(p) for p in written))
     stdout_console().print(grid)
 
