@@ -1,0 +1,581 @@
+"""A small training loop extended by callbacks.
+
+The whole training split lives as one tensor on the device (:class:`TrainData`); a batch is a tensor of
+*global* sample indices drawn from a seeded permutation of the subset being trained on
+(:func:`index_batches`). A learner (``robustprune.train.learners``) supplies one epoch of work through an
+:class:`EpochContext`; :func:`run_epochs` owns everything around it: per-epoch seeds, the cosine schedule
+step, divergence detection, callbacks, progress events and atomic checkpoints with resume.
+
+Randomness comes only from ``TrainConfig.seed``: every epoch derives its own generators (batch order,
+augmentation, host draws, the global torch RNG inside a fork) from ``(seed, stage, epoch)``, so resuming from
+a checkpoint reproduces an uninterrupted run bit for bit on the same device, and nothing leaks into the
+caller's global RNG state.
+
+On CUDA the forward pass runs under bf16 autocast and image batches are channels_last (both switchable in
+:class:`TrainConfig`); the step loop never synchronises with the host except every ``check_every`` steps for
+the divergence check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustprune.selection.base import atomic_write_bytes
+
+__all__ = [
+    "TrainConfig", "TrainData", "FeatureTransform", "Callback", "RunInfo", "ProgressInfo", "EpochContext",
+    "TrainResult", "DivergenceError", "index_batches", "derive_seed", "resolve_device", "predict",
+    "run_epochs", "save_checkpoint", "load_checkpoint",
+]  # fmt: skip
+
+_CKPT_FORMAT = "robustprune-checkpoint"
+_CKPT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser, schedule and runtime options shared by every learner (spec ``prune4rel.md`` 3 and 6).
+
+    ``epochs`` is the length of the cosine schedule (``T_max``) and the default length of ``fit``; a warm-up
+    of ``se`` epochs walks only the first ``se`` steps of it. ``device=None`` picks CUDA when available;
+    ``amp`` / ``channels_last`` ``None`` mean "on when the device is CUDA"; ``check_every`` ``None`` means
+    every step on CPU and every 50 steps on CUDA.
+    """
+
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float = 0.02
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    min_lr: float = 1e-4
+    seed: int = 0
+    device: str | None = None
+    amp: bool | None = None
+    channels_last: bool | None = None
+    eval_batch_size: int = 1024
+    check_every: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("lr", "momentum", "weight_decay", "min_lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+        if self.nesterov and self.momentum <= 0:
+            raise ValueError("nesterov needs momentum > 0; set nesterov=False or a positive momentum")
+        if self.check_every is not None and (not isinstance(self.check_every, int) or self.check_every < 1):
+            raise ValueError(f"check_every must be a positive integer or None, got {self.check_every!r}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that change the result (runtime-only switches excluded); stored in checkpoints."""
+        skip = {"device", "eval_batch_size", "check_every"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> ``cuda`` when available, else ``cpu``; a bare ``cuda`` gets the current index."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """A 63-bit seed mixed from ``seed`` and ``keys`` (ints or strings; stable across runs and machines)."""
+    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
+    for k in keys:
+        words.append(zlib.crc32(k.encode()) if isinstance(k, str) else int(k) & 0xFFFFFFFF)
+    a, b = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
+    return (int(a) << 31) ^ int(b)
+
+
+def index_batches(
+    indices: torch.Tensor,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    stream: str = "batches",
+    rank: int = 0,
+    world_size: int = 1,
+    shuffle: bool = True,
+    device: torch.device | str | None = None,
+) -> list[torch.Tensor]:
+    """Split a seeded permutation of ``indices`` (global sample indices) into batches.
+
+    The permutation depends only on ``(seed, stream, epoch)`` and is drawn on the CPU, so every rank sees
+    the same one. Global batches hold ``batch_size * world_size`` examples and rank ``r`` takes positions
+    ``r::world_size`` of each: every example appears exactly once per epoch across ranks (no padding, no
+    duplicates) and every rank runs the same number of steps. A last global batch with fewer than
+    ``2 * world_size`` examples is merged into the previous one (so no rank ever gets a single example,
+    which BatchNorm cannot train on).
+
+    Returns
+    -------
+    list of int64 tensors on ``device`` (views of one tensor; no host synchronisation when sliced).
+    """
+    if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(
+            f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}"
+        )
+    idx = torch.as_tensor(indices, dtype=torch.int64).cpu().reshape(-1)
+    if shuffle:
+        gen = torch.Generator().manual_seed(derive_seed(seed, stream, epoch))
+        idx = idx[torch.randperm(idx.numel(), generator=gen)]
+    if device is not None:
+        idx = idx.to(device, non_blocking=True)
+    g = batch_size * world_size
+    bounds = list(range(0, idx.numel(), g)) + [idx.numel()]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < 2 * world_size:
+        del bounds[-2]
+    return [idx[s:e][rank::world_size] for s, e in zip(bounds[:-1], bounds[1:], strict=True) if e > s]
+
+
+class FeatureTransform:
+    """Normalisation of tabular (N, D) float rows, with optional Gaussian noise (the "strong" view)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], *, noise_std: float = 0.0) -> None:
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        self.std = torch.as_tensor(std, dtype=torch.float32).flatten().clamp_min(1e-12)
+        self.noise_std = float(noise_std)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        y = (x.float() - self.mean.to(x.device)) / self.std.to(x.device)
+        if self.noise_std > 0:
+            src = generator.device if generator is not None else y.device
+            y = y + self.noise_std * torch.randn(y.shape, generator=generator, device=src).to(y.device)
+        return y
+
+    def __repr__(self) -> str:
+        return f"FeatureTransform(dim={self.mean.numel()}, noise_std={self.noise_std})"
+
+
+@dataclass(frozen=True, eq=False)
+class TrainData:
+    """The training split on one device plus its three views.
+
+    Attributes
+    ----------
+    x : Tensor (N, C, H, W) uint8 / float, or (N, D) float — every example, in global-index order.
+    labels : Tensor (N,) int64 — the given (possibly noisy) labels.
+    num_classes : int
+    weak, strong, clean : callables ``(x_batch, generator) -> normalised float batch``.
+    """
+
+    x: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    weak: Callable[..., torch.Tensor]
+    strong: Callable[..., torch.Tensor]
+    clean: Callable[..., torch.Tensor]
+
+    def __post_init__(self) -> None:
+        if (
+            self.labels.ndim != 1
+            or self.labels.shape[0] != self.x.shape[0]
+            or self.labels.dtype != torch.int64
+        ):
+            raise ValueError(
+                f"labels must be int64 of shape ({self.x.shape[0]},), got {tuple(self.labels.shape)}"
+            )
+        if self.labels.numel() and (int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes):
+            raise ValueError(f"labels must lie in [0, {self.num_classes})")
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.x.shape[0])
+
+    def to(self, device: torch.device | str) -> TrainData:
+        """The same data on ``device`` (``self`` when already there)."""
+        device = torch.device(device)
+        if self.x.device == device and self.labels.device == device:
+            return self
+        return replace(self, x=self.x.to(device), labels=self.labels.to(device))
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Any,
+        labels: Any = None,
+        *,
+        device: str | torch.device | None = None,
+        padding: int | None = None,
+        cutout_size: int | None = None,
+        strong_noise: float = 0.1,
+    ) -> TrainData:
+        """Build from an :class:`~robustprune.data.ArrayDataset` (``labels`` default ``y_train``).
+
+        Images: weak = flip + crop (``padding``, default H // 8), strong = AutoAugment + flip + crop + Cutout
+        (``cutout_size``, default H // 2), clean = normalisation. Tabular rows: normalisation, plus Gaussian
+        noise of ``strong_noise`` (normalised units) for the strong view.
+        """
+        from robustprune.train.augment import EvalTransform, StrongAugment, WeakAugment
+
+        dev = resolve_device(device)
+        y = dataset.y_train if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        x = dataset.x_train
+        if x.ndim == 4:
+            h = int(x.shape[-1])
+            pad = max(1, h // 8) if padding is None else int(padding)
+            cut = max(1, h // 2) if cutout_size is None else int(cutout_size)
+            weak = WeakAugment(dataset.mean, dataset.std, padding=pad)
+            strong = StrongAugment(dataset.mean, dataset.std, padding=pad, cutout_size=cut)
+            clean = EvalTransform(dataset.mean, dataset.std)
+        else:
+            weak = clean = FeatureTransform(dataset.mean, dataset.std)
+            strong = FeatureTransform(dataset.mean, dataset.std, noise_std=strong_noise)
+        return cls(x.to(dev), y.to(dev), int(dataset.num_classes), weak, strong, clean)
+
+
+class DivergenceError(RuntimeError):
+    """Raised when a training loss becomes NaN or infinite."""
+
+
+class Callback:
+    """Hooks called by :func:`run_epochs`; override any subset. Tensors stay on the device.
+
+    A callback with ``state_dict`` / ``load_state_dict`` is saved in checkpoints and restored on resume.
+    ``on_epoch_end`` may add entries to ``logs`` (they land in the run history).
+    """
+
+    def on_train_start(self, run: RunInfo) -> None:
+        pass
+
+    def on_epoch_start(self, epoch: int) -> None:
+        pass
+
+    def on_batch_end(
+        self,
+        batch_indices: torch.Tensor,
+        logits: torch.Tensor,
+        loss_per_sample: torch.Tensor | None,
+        labels: torch.Tensor,
+    ) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        pass
+
+    def on_train_end(self, run: RunInfo) -> None:
+        pass
+
+
+@dataclass
+class RunInfo:
+    """What a run is: handed to ``Callback.on_train_start`` / ``on_train_end``."""
+
+    learner: Any
+    data: TrainData
+    indices: torch.Tensor  # (n,) int64 global indices on the device, sorted
+    stage: str
+    epochs: int
+    start_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class ProgressInfo:
+    """A progress event: after each step (``logs`` None) and at each epoch end (``logs`` set)."""
+
+    stage: str
+    epoch: int  # 0-based
+    epochs: int
+    step: int  # steps done in this epoch
+    steps: int  # planned steps in this epoch (0 until the learner announces them)
+    logs: dict[str, Any] | None = None
+
+
+@dataclass
+class TrainResult:
+    """History of a finished :func:`run_epochs` (one dict per epoch: loss, lr, seconds, callback entries)."""
+
+    stage: str
+    epochs: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int | None = None
+
+
+class EpochContext:
+    """Everything a learner needs for one epoch: batches, views, forward, per-step bookkeeping."""
+
+    def __init__(self, run: RunInfo, epoch: int, config: TrainConfig, callbacks, progress) -> None:
+        self.run, self.epoch, self.config = run, epoch, config
+        self.stage, self.data, self.indices = run.stage, run.data, run.indices
+        self.device = run.data.x.device
+        self._callbacks, self._progress = callbacks, progress
+        seed = config.seed
+        self.generator = torch.Generator(device=self.device).manual_seed(
+            derive_seed(seed, self.stage, "aug", epoch)
+        )
+        self.rng = np.random.default_rng(derive_seed(seed, self.stage, "host", epoch))
+        cuda = self.device.type == "cuda"
+        self.amp = cuda if config.amp is None else bool(config.amp) and cuda
+        self.channels_last = cuda if config.channels_last is None else bool(config.channels_last) and cuda
+        self.check_every = config.check_every or (50 if cuda else 1)
+        self.step, self.steps = 0, 0
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._bad = torch.full((), -1, dtype=torch.int64, device=self.device)
+        self.extra: dict[str, Any] = {}
+
+    def seed(self, *keys: int | str) -> int:
+        """A seed for this epoch's extra randomness (e.g. a GMM), distinct per ``keys``."""
+        return derive_seed(self.config.seed, self.stage, self.epoch, *keys)
+
+    def batches(
+        self, indices: torch.Tensor | None = None, batch_size: int | None = None, *, stream: str = "batches"
+    ):
+        """Index batches (global indices on the device) over ``indices`` (default: the run's subset)."""
+        idx = self.indices if indices is None else indices
+        bs, seed = batch_size or self.config.batch_size, self.config.seed
+        stream = f"{self.stage}/{stream}"
+        return index_batches(idx, bs, seed=seed, epoch=self.epoch, stream=stream, device=self.device)
+
+    def view(self, kind: str, idx: torch.Tensor) -> torch.Tensor:
+        """View ``kind`` ("weak", "strong" or "clean") of the examples ``idx``, normalised, for the model."""
+        x = getattr(self.data, kind)(self.data.x[idx], self.generator)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Logits in float32 (the forward runs under bf16 autocast on CUDA)."""
+        with self.autocast():
+            out = model(x)
+        return out.float()
+
+    def set_steps(self, steps: int) -> None:
+        """Announce how many optimisation steps this epoch will take (for progress bars)."""
+        self.steps = int(steps)
+
+    def batch_end(self, idx, logits, loss_per_sample, labels) -> None:
+        """Forward per-sample results of a training batch to the callbacks (detached)."""
+        lg = logits.detach()
+        ls = None if loss_per_sample is None else loss_per_sample.detach()
+        for cb in self._callbacks:
+            cb.on_batch_end(idx, lg, ls, labels)
+
+    def step_end(self, loss: torch.Tensor) -> None:
+        """Book one optimisation step: loss sum, divergence flag, progress event."""
+        loss = loss.detach().float()
+        self._loss_sum += loss
+        self._bad = torch.where((self._bad < 0) & ~torch.isfinite(loss), self.step, self._bad)
+        self.step += 1
+        if self.step % self.check_every == 0:
+            self.check_divergence()
+        if self._progress is not None:
+            self._progress(ProgressInfo(self.stage, self.epoch, self.run.epochs, self.step, self.steps))
+
+    def check_divergence(self) -> None:
+        bad = int(self._bad)
+        if bad >= 0:
+            name = getattr(self.run.learner, "name", type(self.run.learner).__name__)
+            raise DivergenceError(
+                f"training diverged: non-finite loss at epoch {self.epoch + 1}, step {bad + 1} "
+                f"({self.stage} of learner {name!r}); lower the learning rate or check the inputs for NaN/inf"
+            )
+
+    def finish(self) -> dict[str, Any]:
+        self.check_divergence()
+        loss = float(self._loss_sum) / max(self.step, 1)
+        return {"loss": loss, "steps": self.step, **self.extra}
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 1024,
+    *,
+    transform: Callable[..., torch.Tensor] | None = None,
+    amp: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities (N, K) and features (N, D) of ``x`` in index order, float32 on the CPU.
+
+    ``x`` is normalised already unless ``transform`` (e.g. ``TrainData.clean``) is given. Runs in eval mode
+    without gradients (the model's mode is restored), under bf16 autocast on CUDA unless ``amp=False``.
+    """
+    logits, feats = _eval_outputs(model, x, batch_size, transform, amp, features=True, to_cpu=True)
+    return torch.softmax(logits, 1), feats
+
+
+@torch.no_grad()
+def _eval_outputs(model, x, batch_size, transform, amp, *, features: bool, to_cpu: bool):
+    """Logits (and features) of ``x`` in eval mode, batch by batch; on the CPU or the model's device."""
+    device = next(model.parameters()).device
+    cuda = device.type == "cuda"
+    use_amp = cuda if amp is None else bool(amp) and cuda
+    was_training = model.training
+    model.eval()
+    outs: list[torch.Tensor] = []
+    hs: list[torch.Tensor] = []
+    try:
+        for s in range(0, x.shape[0], batch_size):
+            xb = x[s : s + batch_size].to(device, non_blocking=True)
+            if transform is not None:
+                xb = transform(xb)
+            if cuda and xb.ndim == 4:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
+                h = model.features(xb) if features else None
+                out = model.head(h) if features else model(xb)
+            out = out.float()
+            outs.append(out.cpu() if to_cpu else out)
+            if features:
+                hs.append(h.float().cpu() if to_cpu else h.float())
+    finally:
+        model.train(was_training)
+    empty = torch.empty(0, device="cpu" if to_cpu else device)
+    return (torch.cat(outs) if outs else empty), (torch.cat(hs) if hs else empty)
+
+
+def _sha1(t: torch.Tensor) -> str:
+    return hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: torch.device | str | None = None
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors and plain Python values only)."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line message
+        raise ValueError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from None
+    if not isinstance(state, dict) or state.get("format") != _CKPT_FORMAT:
+        raise ValueError(f"{path} is not a robustprune checkpoint; delete it to start over")
+    return state
+
+
+def _fingerprint(learner, run: RunInfo) -> dict[str, Any]:
+    opts = learner.options
+    return {
+        "learner": learner.name,
+        "stage": run.stage,
+        "config": learner.config.fingerprint(),
+        "options": asdict(opts) if opts is not None and hasattr(opts, "__dataclass_fields__") else {},
+        "num_samples": run.data.num_samples,
+        "indices_sha1": _sha1(run.indices),
+        "labels_sha1": _sha1(run.data.labels),
+    }
+
+
+def run_epochs(
+    learner: Any,
+    data: TrainData,
+    indices: Any = None,
+    *,
+    stage: str,
+    epochs: int,
+    callbacks: Sequence[Callback] = (),
+    progress: Callable[[ProgressInfo], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = True,
+) -> TrainResult:
+    """Train ``learner`` for ``epochs`` epochs of ``stage`` on the examples ``indices`` (default: all).
+
+    Per epoch: callbacks' ``on_epoch_start``; ``learner.run_epoch(ctx)``; divergence check; one step of every
+    scheduler; callbacks' ``on_epoch_end``; checkpoint (if ``checkpoint`` is a path); a progress event.
+    With ``resume`` and an existing checkpoint for the same run (learner, options, config, subset and labels
+    must match, else ValueError), training continues after its last completed epoch.
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if epochs > learner.config.epochs:
+        raise ValueError(
+            f"epochs={epochs} exceeds the cosine schedule length TrainConfig.epochs={learner.config.epochs}"
+        )
+    data = data.to(learner.device)
+    if data.num_samples != learner.num_samples or data.num_classes != learner.num_classes:
+        raise ValueError(
+            f"data has {data.num_samples} examples / {data.num_classes} classes but the learner was built "
+            f"for {learner.num_samples} / {learner.num_classes}"
+        )
+    if indices is None:
+        idx = torch.arange(data.num_samples, device=learner.device)
+    else:
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64).reshape(-1).unique().to(learner.device)
+        if idx.numel() and (int(idx[0]) < 0 or int(idx[-1]) >= data.num_samples):
+            raise ValueError(f"indices must lie in [0, {data.num_samples})")
+    if idx.numel() < 2:
+        raise ValueError(f"need at least 2 training examples, got {idx.numel()}")
+    run = RunInfo(learner, data, idx, stage, epochs)
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        cb.on_train_start(run)
+    result = TrainResult(stage, epochs)
+    fp = _fingerprint(learner, run)
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and resume and path.exists():
+        state = load_checkpoint(path, map_location=learner.device)
+        diff = sorted(k for k in fp if state.get("fingerprint", {}).get(k) != fp[k])
+        if diff:
+            raise ValueError(
+                f"checkpoint {path} belongs to a different run ({', '.join(diff)} differ); "
+                "delete it or pass resume=False"
+            )
+        learner.load_state_dict(state["learner"])
+        for cb, cb_state in zip(callbacks, state["callbacks"], strict=False):
+            if cb_state is not None and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(cb_state)
+        result.history = list(state["history"])
+        run.start_epoch = result.resumed_from = int(state["epoch"])
+    cuda_devices = [learner.device] if learner.device.type == "cuda" else []
+    for epoch in range(run.start_epoch, epochs):
+        t0 = time.perf_counter()
+        for cb in callbacks:
+            cb.on_epoch_start(epoch)
+        ctx = EpochContext(run, epoch, learner.config, callbacks, progress)
+        lr = learner.optimizers[0].param_groups[0]["lr"] if learner.optimizers else None
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(derive_seed(learner.config.seed, stage, "torch", epoch))
+            learner.run_epoch(ctx)
+        logs = ctx.finish()
+        for sched in learner.schedulers:
+            sched.step()
+        logs.update(epoch=epoch + 1, lr=lr, seconds=time.perf_counter() - t0)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs)
+        result.history.append(logs)
+        if path is not None:
+            cb_states = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks]
+            save_checkpoint(path, {
+                "format": _CKPT_FORMAT, "version": _CKPT_VERSION, "fingerprint": fp, "epoch": epoch + 1,
+                "learner": learner.state_dict(), "callbacks": cb_states, "history": result.history,
+                # the complete RNG state: every epoch's generators derive from (seed, stage, epoch)
+                "rng": {"seed": learner.config.seed},
+            })  # fmt: skip
+        if progress is not None:
+            progress(ProgressInfo(stage, epoch, epochs, ctx.step, ctx.steps, logs))
+    for cb in callbacks:
+        cb.on_train_end(run)
+    return result

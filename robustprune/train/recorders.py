@@ -1,0 +1,169 @@
+"""Callbacks that record training dynamics per epoch, keyed by global sample index.
+
+:class:`DynamicsRecorder` fills (E, N) tensors on the device from the logits of every training batch (the
+augmented view the learner trained on): whether the prediction equals the given label (forgetting events,
+Toneva et al. 2019), the cross-entropy on the given label, the AUM margin (given-label logit minus the largest
+other logit, Pleiss et al. 2020) and, optionally, the softmax probabilities (E, N, K). Examples not seen in an
+epoch (outside the trained subset) stay marked: ``seen`` is False, losses and margins are NaN.
+
+::
+
+    rec = DynamicsRecorder()
+    learner.warmup(data, epochs=10, callbacks=[rec])
+    signals = Signals(labels=y, probs=p, features=h, **rec.signals_kwargs())
+
+:class:`EvalAccuracy` evaluates a learner on held-out data at the end of every epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from robustprune.train.engine import Callback, RunInfo
+
+__all__ = ["DynamicsRecorder", "EvalAccuracy"]
+
+
+class DynamicsRecorder(Callback):
+    """Per-epoch correctness, CE loss, AUM margin (and optionally probabilities) of every sample.
+
+    Parameters
+    ----------
+    probs : bool
+        Also record softmax probabilities, (E, N, K) float16.
+    device : torch.device or str, optional
+        Where the arrays live; default the training device.
+
+    Attributes (after training)
+    ---------------------------
+    correct : Tensor (E, N) int8 — 1 / 0, or -1 where the sample was not seen in that epoch.
+    losses, margins : Tensor (E, N) float32 — NaN where not seen.
+    probs : Tensor (E, N, K) float16 or None.
+    """
+
+    def __init__(self, *, probs: bool = False, device: torch.device | str | None = None) -> None:
+        self.record_probs = bool(probs)
+        self.device = device
+        self.correct: torch.Tensor | None = None
+        self.losses: torch.Tensor | None = None
+        self.margins: torch.Tensor | None = None
+        self.probs: torch.Tensor | None = None
+        self._epoch = 0
+
+    def on_train_start(self, run: RunInfo) -> None:
+        e, n, k = run.epochs, run.data.num_samples, run.data.num_classes
+        dev = torch.device(self.device) if self.device is not None else run.data.x.device
+        self.correct = torch.full((e, n), -1, dtype=torch.int8, device=dev)
+        self.losses = torch.full((e, n), float("nan"), dtype=torch.float32, device=dev)
+        self.margins = torch.full((e, n), float("nan"), dtype=torch.float32, device=dev)
+        self.probs = (
+            torch.full((e, n, k), float("nan"), dtype=torch.float16, device=dev)
+            if self.record_probs
+            else None
+        )
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self._epoch = epoch
+
+    def on_batch_end(self, batch_indices, logits, loss_per_sample, labels) -> None:
+        if self.correct is None:
+            raise RuntimeError("DynamicsRecorder was not started; pass it in callbacks= of warmup/fit")
+        e, dev = self._epoch, self.correct.device
+        lg = logits.float()
+        y = labels.view(-1, 1)
+        given = lg.gather(1, y).squeeze(1)
+        other = lg.scatter(1, y, float("-inf")).amax(1)
+        idx = batch_indices.to(dev, non_blocking=True)
+        self.correct[e, idx] = (lg.argmax(1) == labels).to(torch.int8).to(dev, non_blocking=True)
+        self.losses[e, idx] = F.cross_entropy(lg, labels, reduction="none").to(dev, non_blocking=True)
+        self.margins[e, idx] = (given - other).to(dev, non_blocking=True)
+        if self.probs is not None:
+            self.probs[e, idx] = torch.softmax(lg, 1).half().to(dev, non_blocking=True)
+
+    @property
+    def seen(self) -> torch.Tensor:
+        """(E, N) bool: the sample was trained on (and recorded) in that epoch."""
+        return self.correct >= 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"correct": self.correct, "losses": self.losses, "margins": self.margins, "probs": self.probs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("correct", "losses", "margins"):
+            getattr(self, key).copy_(state[key])
+        if self.probs is not None and state.get("probs") is not None:
+            self.probs.copy_(state["probs"])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``correct`` (E, N) bool (False where unseen), ``seen`` (E, N) bool, ``losses`` / ``margins``
+        (E, N) float32 (NaN where unseen) and, when recorded, ``probs`` (E, N, K) float16, as numpy."""
+        if self.correct is None:
+            raise RuntimeError("DynamicsRecorder holds nothing yet; train with it first")
+        out = {
+            "correct": (self.correct > 0).cpu().numpy(),
+            "seen": self.seen.cpu().numpy(),
+            "losses": self.losses.cpu().numpy(),
+            "margins": self.margins.cpu().numpy(),
+        }
+        if self.probs is not None:
+            out["probs"] = self.probs.cpu().numpy()
+        return out
+
+    def signals_kwargs(self, indices: Any = None) -> dict[str, np.ndarray]:
+        """Arrays ``correct``, ``losses``, ``margins`` for ``Signals`` (columns ``indices``, default all).
+
+        Raises ValueError when a requested sample was not seen in every epoch (Signals needs finite values).
+        """
+        a = self.arrays()
+        cols = slice(None) if indices is None else np.asarray(indices, dtype=np.int64)
+        if not a["seen"][:, cols].all():
+            missing = int((~a["seen"][:, cols]).any(0).sum())
+            raise ValueError(
+                f"{missing} requested samples were not trained on in every recorded epoch; pass the trained "
+                "indices (indices=...) or record on the full set"
+            )
+        return {k: a[k][:, cols] for k in ("correct", "losses", "margins")}
+
+
+class EvalAccuracy(Callback):
+    """Accuracy of ``learner.predict`` on ``(x, y)`` after every ``every``-th epoch, logged as ``key``.
+
+    ``transform`` normalises ``x`` (e.g. ``TrainData.clean``); ``history`` keeps (epoch, accuracy) pairs.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: Any,
+        *,
+        transform: Callable[..., torch.Tensor] | None = None,
+        every: int = 1,
+        key: str = "test_acc",
+    ) -> None:
+        self.x, self.y = x, torch.as_tensor(np.asarray(y), dtype=torch.int64)
+        self.transform, self.every, self.key = transform, max(1, int(every)), key
+        self.history: list[tuple[int, float]] = []
+        self._learner = None
+        self._epochs = 0
+
+    def on_train_start(self, run: RunInfo) -> None:
+        self._learner, self._epochs = run.learner, run.epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        if (epoch + 1) % self.every and epoch + 1 != self._epochs:
+            return
+        probs, _ = self._learner.predict(self.x, transform=self.transform)
+        acc = float((probs.argmax(1) == self.y).float().mean())
+        logs[self.key] = acc
+        self.history.append((epoch + 1, acc))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = [(int(e), float(a)) for e, a in state["history"]]
