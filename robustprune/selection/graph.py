@@ -132,7 +132,9 @@ def rescaled_cosine_graph(
     if max_neighbors is None:
         rows, cols, vals = _upper_edges(z, tau32, block_size, max_edges, progress)
         # mirror the strict upper triangle and add the diagonal
-        diag = np.arange(n, dtype=np.int64) if self_in else np.empty(0, dtype=np.int64)
+        idt = np.int32 if n < 2**31 else np.int64
+        rows, cols = rows.astype(idt, copy=False), cols.astype(idt, copy=False)
+        diag = np.arange(n if self_in else 0, dtype=idt)
         r = np.concatenate([rows, cols, diag])
         c = np.concatenate([cols, rows, diag])
         w = np.concatenate([vals, vals, np.ones(diag.shape[0], dtype=np.float32)])
@@ -141,6 +143,19 @@ def rescaled_cosine_graph(
         graph = _capped_edges(z, tau32, self_in, block_size, max_neighbors, max_edges, progress)
     return SimilarityGraph(graph.indptr, graph.indices, graph.weights, n, graph.symmetric,
                            time.perf_counter() - t0)
+
+
+def _rescale(cos: torch.Tensor) -> torch.Tensor:
+    """``0.5 + 0.5 * cos`` in float32, rounded exactly as the released per-pick column computes it."""
+    return cos.mul_(0.5).add_(0.5)
+
+
+def _cosine_prefilter(tau32: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A cosine below which ``0.5 + 0.5*cos`` cannot round above ``tau`` (candidates are re-checked exactly).
+
+    ``0.5 * cos`` is exact and the addition rounds by at most 2**-25, so a margin of 1e-6 is safe.
+    """
+    return torch.tensor(2.0 * float(tau32) - 1.0 - 1e-6, dtype=torch.float32, device=device)
 
 
 def _too_many(count: int, max_edges: int | None) -> None:
@@ -163,32 +178,34 @@ def _upper_edges(z: torch.Tensor, tau32: torch.Tensor, bs: int, max_edges: int |
     vals_l: list[np.ndarray] = []
     count = 0
     tau_d = tau32.to(z.device)
+    cos_lo = _cosine_prefilter(tau32, z.device)
+    idt = torch.int32 if n < 2**31 else torch.int64
     for a in starts:
         za = z[a:a + bs]
         for c in starts:
             if c < a:
                 continue
-            s = za @ z[c:c + bs].T
-            s.mul_(0.5).add_(0.5)
-            mask = s > tau_d
+            cos = za @ z[c:c + bs].T
+            mask = cos > cos_lo
             if c == a:
-                mask = torch.triu(mask, diagonal=1)
+                mask.triu_(diagonal=1)
             idx = mask.nonzero()
             if idx.numel():
-                v = s[idx[:, 0], idx[:, 1]]
-                rows_l.append((idx[:, 0] + a).cpu().numpy())
-                cols_l.append((idx[:, 1] + c).cpu().numpy())
-                vals_l.append(v.cpu().numpy())
-                count += 2 * idx.shape[0]
+                r, col = idx[:, 0], idx[:, 1]
+                s = _rescale(cos[r, col])
+                keep = s > tau_d
+                rows_l.append((r[keep] + a).to(idt).cpu().numpy())
+                cols_l.append((col[keep] + c).to(idt).cpu().numpy())
+                vals_l.append(s[keep].cpu().numpy())
+                count += 2 * rows_l[-1].shape[0]
                 _too_many(count, max_edges)
             done += 1
             if progress is not None:
                 progress(done, total_tiles)
     if not rows_l:
-        e = np.empty(0, dtype=np.int64)
+        e = np.empty(0, dtype=np.int32)
         return e, e.copy(), np.empty(0, dtype=np.float32)
-    return (np.concatenate(rows_l).astype(np.int64), np.concatenate(cols_l).astype(np.int64),
-            np.concatenate(vals_l).astype(np.float32))
+    return np.concatenate(rows_l), np.concatenate(cols_l), np.concatenate(vals_l)
 
 
 def _capped_edges(z: torch.Tensor, tau32: torch.Tensor, self_in: bool, bs: int, k: int,
@@ -200,8 +217,7 @@ def _capped_edges(z: torch.Tensor, tau32: torch.Tensor, self_in: bool, bs: int, 
     tau_d = tau32.to(z.device)
     starts = list(range(0, n, bs))
     for t, a in enumerate(starts):
-        s = z[a:a + bs] @ z.T
-        s.mul_(0.5).add_(0.5)
+        s = _rescale(z[a:a + bs] @ z.T)
         m = s.shape[0]
         ar = torch.arange(m, device=s.device)
         s[ar, ar + a] = 1.0 if self_in else -1.0
@@ -231,10 +247,13 @@ def _to_csr(r: np.ndarray, c: np.ndarray, w: np.ndarray, n: int, symmetric: bool
     if r.size == 0:
         return SimilarityGraph(np.zeros(n + 1, np.int64), np.empty(0, index_dtype), np.empty(0, np.float32),
                                n, symmetric)
-    # sort by column first (stable), then by row (stable): (row, col) order
-    order = np.argsort(c, kind="stable")
-    order = order[np.argsort(r[order], kind="stable")]
-    counts = np.bincount(r, minlength=n)
+    # (row, col) order through one sort of a unique composite key
+    key = r.astype(np.int64)
+    key *= n
+    key += c
+    order = np.argsort(key)
+    del key
+    counts = np.bincount(r, minlength=n) if r.size else np.zeros(n, dtype=np.int64)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     return SimilarityGraph(indptr, c[order].astype(index_dtype), w[order], n, symmetric)
