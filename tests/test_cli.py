@@ -100,9 +100,22 @@ def test_methods_table(runner):
     out = result.stdout
     assert TEST_METHOD in out
     assert "labels, [features]" in out  # optional signals in brackets, printed literally
-    assert "scale=1.0" in out and "mode='rand'" in out
-    for header in ("name", "kind", "signals", "keeps", "class balance", "options", "description"):
+    for header in ("name", "kind", "signals", "keeps", "description"):
         assert header in out
+
+
+def test_methods_detail_lists_options(runner):
+    result = runner.invoke(app, ["methods", TEST_METHOD], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "scale=1.0" in out and "mode='rand'" in out
+    assert "class balance" in out and "options" in out
+
+
+def test_methods_detail_unknown_name(runner):
+    result = invoke(runner, ["methods", "nope"])
+    assert result.exit_code == 2
+    assert "unknown selection method 'nope'" in result.stderr
 
 
 # --------------------------------------------------------------------------- happy path

@@ -1,5 +1,9 @@
 """``robustprune methods``: a table of every registered selection method."""
 
+from typing import Annotated
+
+import typer
+
 from rich.table import Table
 from rich.text import Text
 
@@ -22,37 +26,47 @@ def _options(info: MethodInfo) -> str:
     return "\n".join(f"{k}={v!r}" for k, v in info.options.items()) or "-"
 
 
-def methods_command() -> None:
-    """List the selection methods: signals they need (optional ones in brackets), kept end, class balance."""
+def methods_command(
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="[NAME]", help="Show one method in full: its options and their defaults."),
+    ] = None,
+) -> None:
+    """List the selection methods (signals needed, kept end), or one method's options in full."""
     with user_errors():
-        infos = [get_method(name) for name in list_methods()]
+        infos = [get_method(name)] if name else [get_method(n) for n in list_methods()]
     console = stdout_console()
     if not infos:
         console.print("no selection methods are registered")
         return
+    if name:
+        info = infos[0]
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column()
+        for key, value in (
+            ("name", info.name),
+            ("description", info.description),
+            ("kind", info.kind),
+            ("signals", _signals(info)),
+            ("keeps", info.keep),
+            ("class balance", _balance(info)),
+            ("options", _options(info)),
+        ):
+            grid.add_row(key, Text(value))
+        console.print(grid)
+        console.print(Text("set options with --param key=value"))
+        return
     table = Table(title="robustprune selection methods", show_lines=False)
-    for col in ("name", "kind", "signals", "keeps", "class balance", "options", "description"):
+    for col in ("name", "kind", "signals", "keeps", "description"):
         table.add_column(col, overflow="fold")
     for info in infos:
-        # Text (not markup) so "[features]" and option reprs are printed literally.
-        table.add_row(
-            *(
-                Text(v)
-                for v in (
-                    info.name,
-                    info.kind,
-                    _signals(info),
-                    info.keep,
-                    _balance(info),
-                    _options(info),
-                    info.description,
-                )
-            )
-        )
+        # Text (not markup) so "[features]" is printed literally.
+        table.add_row(*(Text(v) for v in (info.name, info.kind, _signals(info), info.keep, info.description)))
     console.print(table)
     console.print(
         Text(
-            "signals in [brackets] are optional; keeps = which end of a score method's score is "
-            "kept; options are set with --param key=value"
+            "signals in [brackets] are optional; keeps = which end of a score method's score is kept; "
+            "'robustprune methods NAME' lists a method's options"
         )
     )
