@@ -286,3 +286,13 @@ def test_property_parity_and_contract(n, budget_frac, tau, balanced, seed):
     assert len(np.unique(sel.indices)) == budget
     ref = released_prune4rel(probs, feats, budget, tau=tau, labels=labels if balanced else None)
     np.testing.assert_array_equal(sel.indices, ref)
+
+
+def test_progress_covers_graph_and_greedy_on_one_scale():
+    probs, feats, labels = make_data(n=300, seed=2)
+    calls: list[tuple[int, int]] = []
+    run(probs, feats, labels, 100, block_size=64, progress=lambda d, t: calls.append((d, t)))
+    totals = {t for _, t in calls}
+    assert totals == {15 + 100}  # 5 row blocks -> 15 upper tiles, then 100 picks
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == 115

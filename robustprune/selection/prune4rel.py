@@ -154,12 +154,26 @@ def prune4rel(
     num_classes = probs.shape[1]
     info: dict = {"engine": engine}
 
+    # one progress scale for both phases: graph tiles first, then picks
+    if block_size < 1:
+        raise ValueError(f"block_size must be positive, got {block_size}")
+    nb = -(-n // block_size)
+    tiles = 0 if engine == "dense" else (nb if max_neighbors is not None else nb * (nb + 1) // 2)
+    graph_progress = greedy_progress = None
+    if progress is not None:
+        def graph_progress(done: int, _total: int) -> None:
+            progress(done, tiles + budget)
+
+        def greedy_progress(done: int, _total: int) -> None:
+            progress(tiles + done, tiles + budget)
+
     t0 = time.perf_counter()
     graph = None
     if engine in ("auto", "graph"):
         try:
             graph = rescaled_cosine_graph(features, tau, block_size=block_size, device=device,
-                                          max_neighbors=max_neighbors, max_edges=max_edges)
+                                          max_neighbors=max_neighbors, max_edges=max_edges,
+                                          progress=graph_progress)
         except ValueError as exc:
             if engine == "graph" or gain == "exact" or "max_edges" not in str(exc):
                 raise
@@ -177,11 +191,11 @@ def prune4rel(
     lab = None if labels is None else np.asarray(labels, dtype=np.int64)
     if gain == "self":
         picks, gains, break_at = _greedy_self(c, neighbors, budget, lab if class_balanced else None,
-                                              num_classes, np.float32(eta), progress)
+                                              num_classes, np.float32(eta), greedy_progress)
     else:
         assert graph is not None
         picks, gains, break_at = _greedy_exact(c, graph, budget, lab if class_balanced else None,
-                                               num_classes, eta, progress)
+                                               num_classes, eta, greedy_progress)
     info.update(greedy_seconds=round(time.perf_counter() - t1, 4), balance_break_at=break_at,
                 setup_seconds=round(t1 - t0, 4))
     return MethodOutput(indices=picks, gains=gains, scores=c, info=info)
