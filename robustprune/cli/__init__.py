@@ -12,6 +12,7 @@ import typer
 from robustprune import __version__
 from robustprune.cli._common import STATE
 from robustprune.cli.methods import methods_command
+from robustprune.cli.run import run_command
 from robustprune.cli.select import select_command
 
 __all__ = ["app", "main"]
@@ -46,6 +47,7 @@ def _root(
 
 app.command("methods")(methods_command)
 app.command("select")(select_command)
+app.command("run")(run_command)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from typing import Annotated
 
 import typer
-
 from rich.table import Table
 from rich.text import Text
 

@@ -1,0 +1,273 @@
+"""``robustprune run``: noise -> warm-up -> signals -> select -> train on the subset -> evaluate, into a run
+directory (config.json, signals.npz, selection.npz, metrics.json, run.log)."""
+
+import keyword
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from robustprune.cli._common import fail, stderr_console, stdout_console, user_errors
+from robustprune.cli.select import parse_params, parse_value
+from robustprune.pipeline import ARTIFACTS, RunConfig, RunResult, default_run_name, resolve_config, run
+from robustprune.train.engine import DivergenceError, ProgressInfo
+
+_LABELS = {
+    "data": "data",
+    "warmup": "warm-up",
+    "signals": "signals",
+    "select": "selection",
+    "train": "training",
+    "evaluate": "evaluation",
+}
+
+
+def _options(items: list[str] | None, flag: str, example: str) -> dict[str, Any]:
+    """``["k=v", ...]`` of ``flag`` as a dict of parsed values; a malformed item is a usage error."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier() or keyword.iskeyword(key):
+            fail(f"bad {flag} {item!r}: expected key=value, e.g. {flag} {example}")
+        if key in out:
+            fail(f"{flag} {key!r} is given twice")
+        out[key] = parse_value(value)
+    return out
+
+
+class _Bars:
+    """Rich progress bars on stderr (a terminal only), fed by the pipeline's ProgressInfo events."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console if console is not None else stderr_console()
+        self.enabled = console is not None or self.console.is_terminal
+        self._progress: Progress | None = None
+        self._tasks: dict[str, Any] = {}
+
+    def _bar(self) -> Progress:
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("{task.description:<11}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+        return self._progress
+
+    def __call__(self, info: ProgressInfo) -> None:
+        if not self.enabled:
+            return
+        label = _LABELS.get(info.stage, info.stage)
+        logs = info.logs or {}
+        if logs.get("stage_done"):
+            self._done(info.stage, label, logs)
+            return
+        bar = self._bar()
+        if info.stage not in self._tasks:
+            total = info.epochs if info.stage in ("warmup", "train") else max(info.steps, 1)
+            self._tasks[info.stage] = bar.add_task(label, total=total, info="")
+        task = self._tasks[info.stage]
+        if info.stage in ("warmup", "train"):
+            frac = 1.0 if info.logs is not None else (info.step / info.steps if info.steps else 0.0)
+            text = ""
+            if info.logs is not None:
+                parts = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
+                accs = [(k.removesuffix("_acc"), v) for k, v in logs.items() if k.endswith("_acc")]
+                parts += [f"{k} {100 * v:.1f}%" for k, v in accs]
+                text = "  ".join(parts)
+            bar.update(task, completed=info.epoch + frac, **({"info": text} if text else {}))
+        else:
+            bar.update(task, completed=info.step, total=max(info.steps, 1))
+
+    def _done(self, stage: str, label: str, logs: dict[str, Any]) -> None:
+        if stage in self._tasks and self._progress is not None:
+            self._progress.remove_task(self._tasks.pop(stage))
+        state = "reused" if logs.get("reused") else f"{logs.get('seconds', 0.0):.1f} s"
+        note = f"  {logs['note']}" if logs.get("note") else ""
+        target = self._progress.console if self._progress is not None else self.console
+        target.print(Text(f"{label:<11} {state}{note}"))
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100.0 * v:.1f}%"
+
+
+def _summary(result: RunResult) -> None:
+    m = result.metrics
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+
+    def row(name: str, value: str) -> None:
+        grid.add_row(name, Text(value))
+
+    val = f", validation {m['num_val']}" if m.get("num_val") else ""
+    row("data", f"{m['dataset']}: train {m['num_train']}{val}, test {m['num_test']}")
+    row("noise", f"{m['noise']} ({_pct(m['noise_rate'])} of training labels wrong)")
+    row("learner", f"{m['learner']} on {m['model']}, warm-up {m['warmup_epochs']} + {m['epochs']} epochs")
+    row("selection", f"{m['method']}: {m['budget']} of {m['num_train']} ({_pct(m['fraction'])})")
+    acc = f"{_pct(m['test_accuracy'])} (last epoch)"
+    if m.get("best_epoch") is not None:
+        acc += f"; {_pct(m['test_accuracy_at_best_val'])} at epoch {m['best_epoch']} (best on validation)"
+    row("test accuracy", acc)
+    if m.get("warmup_test_accuracy") is not None:
+        row("after warm-up", f"{_pct(m['warmup_test_accuracy'])} test accuracy (full noisy set)")
+    rel, rel_all = _pct(m["relabel_accuracy"]), _pct(m["relabel_accuracy_all"])
+    row("re-labeling accuracy", f"{rel} of the subset, {rel_all} of all training examples")
+    row("noise in subset", f"{_pct(m['subset_noise_rate'])} vs {_pct(m['noise_rate'])} overall")
+    counts = m["class_counts"]
+    if len(counts) <= 20:
+        row("classes (given)", " ".join(f"{k}:{v}" for k, v in enumerate(counts)))
+    else:
+        row("classes (given)", f"{sum(1 for v in counts if v)}/{len(counts)} covered, min {min(counts)}, "
+            f"max {max(counts)}")  # fmt: skip
+    t = m["timings"]
+    row("time", f"warm-up {t.get('warmup', 0):.1f} s, selection {t.get('selection', 0):.2f} s, "
+        f"training {t.get('train', 0):.1f} s, all {t.get('wall', t.get('total', 0)):.1f} s")  # fmt: skip
+    if result.reused:
+        row("reused", ", ".join(result.reused))
+    if result.out is not None:
+        files = [a for a in ARTIFACTS if (result.out / a).exists() and not a.endswith(".ckpt")]
+        row("wrote", f"{result.out}/ ({', '.join(files)})")
+    stdout_console().print(grid)
+
+
+def _default_out(cfg: RunConfig, force: bool, resume: bool) -> Path:
+    """``runs/<name>``; a fresh run (no --force / --resume) takes ``runs/<name>-2``, ... if that is taken."""
+    base = Path("runs") / default_run_name(resolve_config(cfg))
+    if force or resume:
+        return base
+    out, i = base, 1
+    while out.exists() and any((out / a).exists() for a in ARTIFACTS):
+        i += 1
+        out = base.with_name(f"{base.name}-{i}")
+    return out
+
+
+_HELP = {
+    "dataset": "Dataset: digits, fashion-mnist, mnist, cifar10, cifar100, imagefolder, arrays "
+    "(digits needs no files).",
+    "data_dir": "Folder holding the dataset files.",
+    "data_param": "Dataset loader option KEY=VALUE (repeatable), e.g. cifar_n=FILE (CIFAR-N labels).",
+    "subset": "Use a fixed seeded stratified subset of N training examples (CPU-sized runs).",
+    "test_subset": "Evaluate on a fixed stratified subset of N test examples.",
+    "noise": "Label noise: none, sym:R, asym:R, asym-pairs:R, instance:R, matrix:FILE, human[:NAME].",
+    "learner": "Re-labeling learner: ce, sop (SOP+), dividemix, elr.",
+    "learner_param": "Learner option KEY=VALUE (repeatable), e.g. lr_u=1 (defaults: the dataset protocol).",
+    "model": "Network: mlp, small_cnn, preact_resnet18, resnet18/34/50 (default: the dataset's).",
+    "method": "Selection method (see: robustprune methods).",
+    "param": "Method option KEY=VALUE (repeatable), e.g. tau=0.95; see robustprune methods NAME.",
+    "fraction": "Share of training examples kept, in (0, 1] (default 0.5).",
+    "class_balanced": "Balance the budget over given labels (default: the method's).",
+    "selection": "Train on a subset chosen elsewhere: a select .npz, or .npy/.txt indices into the run's "
+    "training set. Skips warm-up and selection.",
+    "warmup_epochs": "Warm-up epochs on the full noisy set before selection (default: the dataset's).",
+    "epochs": "Training epochs on the subset, also the cosine schedule length (default: the dataset's).",
+    "batch_size": "Batch size (default 128).",
+    "lr": "SGD learning rate (default: the dataset's).",
+    "confidence_pass": "Inputs of the signals pass: clean, or strong (one strong augmentation per example, "
+    "as released).",
+    "val_fraction": "Hold out this share of the training set (given labels) to pick the best epoch; "
+    "0 reports the last epoch only.",
+    "eval_every": "Evaluate test (and validation) accuracy every E epochs; the last epoch always.",
+    "seed": "Seed of the noise, the selection and training.",
+    "device": "cpu or cuda (default: cuda when available).",
+    "out": "Run directory (default: runs/<dataset>-<noise>-<learner>-<method>-f<F>-s<S>).",
+    "force": "Redo a run found in the run directory (its files are replaced).",
+    "resume": "Continue an interrupted run in the run directory; finished stages are reused.",
+}
+
+
+def run_command(
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", metavar="NAME", help=_HELP["dataset"])
+    ] = "digits",
+    data_dir: Annotated[Path | None, typer.Option(metavar="DIR", help=_HELP["data_dir"])] = None,
+    data_param: Annotated[
+        list[str] | None, typer.Option(metavar="KEY=VALUE", help=_HELP["data_param"])
+    ] = None,
+    subset: Annotated[int | None, typer.Option(metavar="N", help=_HELP["subset"])] = None,
+    test_subset: Annotated[int | None, typer.Option(metavar="N", help=_HELP["test_subset"])] = None,
+    noise: Annotated[str, typer.Option(metavar="SPEC", help=_HELP["noise"])] = "sym:0.4",
+    learner: Annotated[str, typer.Option("--learner", "-l", metavar="NAME", help=_HELP["learner"])] = "sop",
+    learner_param: Annotated[
+        list[str] | None, typer.Option(metavar="KEY=VALUE", help=_HELP["learner_param"])
+    ] = None,
+    model: Annotated[str | None, typer.Option(metavar="NAME", help=_HELP["model"])] = None,
+    method: Annotated[
+        str, typer.Option("--method", "-m", metavar="NAME", help=_HELP["method"])
+    ] = "prune4rel",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help=_HELP["param"])
+    ] = None,
+    fraction: Annotated[
+        float | None, typer.Option("--fraction", "-f", metavar="F", help=_HELP["fraction"])
+    ] = None,
+    class_balanced: Annotated[
+        bool | None, typer.Option("--class-balanced/--no-class-balanced", help=_HELP["class_balanced"])
+    ] = None,
+    selection: Annotated[Path | None, typer.Option(metavar="FILE", help=_HELP["selection"])] = None,
+    warmup_epochs: Annotated[int | None, typer.Option(metavar="E", help=_HELP["warmup_epochs"])] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", metavar="E", help=_HELP["epochs"])] = None,
+    batch_size: Annotated[int | None, typer.Option(metavar="B", help=_HELP["batch_size"])] = None,
+    lr: Annotated[float | None, typer.Option(metavar="LR", help=_HELP["lr"])] = None,
+    confidence_pass: Annotated[str, typer.Option(metavar="VIEW", help=_HELP["confidence_pass"])] = "clean",
+    val_fraction: Annotated[float, typer.Option(metavar="F", help=_HELP["val_fraction"])] = 0.0,
+    eval_every: Annotated[int, typer.Option(metavar="E", help=_HELP["eval_every"])] = 1,
+    seed: Annotated[int, typer.Option("--seed", "-s", metavar="S", help=_HELP["seed"])] = 0,
+    device: Annotated[str | None, typer.Option(metavar="DEV", help=_HELP["device"])] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help=_HELP["out"])] = None,
+    force: Annotated[bool, typer.Option("--force", help=_HELP["force"])] = False,
+    resume: Annotated[bool, typer.Option("--resume", help=_HELP["resume"])] = False,
+) -> None:
+    """Train a noise-robust learner on a pruned subset and evaluate it, end to end.
+
+    Noise -> the learner's warm-up on the full noisy set -> signals -> selection -> a fresh learner on the
+    subset -> test accuracy, re-labeling accuracy, subset noise rate, class counts and times. With no
+    arguments: digits, 40% symmetric noise, SOP+ on an MLP, Prune4ReL keeping half (under a minute on
+    a 2-core CPU).
+    """
+    if selection is not None and fraction is not None:
+        fail("give --fraction or --selection, not both (a selection file fixes the subset)")
+    params = parse_params(param)
+    lparams = _options(learner_param, "--learner-param", "lr_u=1")
+    dparams = _options(data_param, "--data-param", "cifar_n=CIFAR-10_human.pt")
+    with user_errors():
+        cfg = RunConfig(
+            dataset=dataset, data_dir=None if data_dir is None else str(data_dir), dataset_params=dparams,
+            subset=subset,
+            test_subset=test_subset, noise=noise, learner=learner, learner_params=lparams, model=model,
+            method=method, params=params, fraction=fraction if fraction is not None or selection else 0.5,
+            class_balanced=class_balanced, selection=None if selection is None else str(selection),
+            warmup_epochs=warmup_epochs, epochs=epochs, batch_size=batch_size, lr=lr,
+            confidence_pass=confidence_pass, val_fraction=val_fraction, eval_every=eval_every, seed=seed,
+            device=device, force=force, resume=resume,
+        )  # fmt: skip
+        target = out if out is not None else _default_out(cfg, force, resume)
+        cfg = replace(cfg, out=str(target))
+        bars = _Bars()
+        try:
+            result = run(cfg, progress=bars)
+        except DivergenceError as exc:
+            bars.close()
+            fail(f"{exc} (then rerun with --force)", 1)
+        except KeyboardInterrupt:
+            bars.close()
+            fail(f"interrupted; continue with the same command plus --resume (run directory {target})", 130)
+        finally:
+            bars.close()
+    _summary(result)

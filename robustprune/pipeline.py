@@ -1,0 +1,722 @@
+"""End-to-end runs: noise -> warm-up -> signals -> select -> fresh learner on the subset -> evaluate.
+
+::
+
+    from robustprune.pipeline import RunConfig, run
+    result = run(RunConfig(dataset="digits", noise="sym:0.4", learner="sop", method="prune4rel",
+                           fraction=0.5, out="runs/demo"))
+    result.metrics["test_accuracy"], result.metrics["relabel_accuracy"]
+
+Every field of :class:`RunConfig` has a default; ``None`` means "from the dataset's protocol"
+(:data:`PROTOCOLS`: the Prune4ReL scripts' settings for CIFAR, CPU-sized ones for digits and (Fashion-)MNIST).
+With ``out`` set, a run directory receives, each written atomically as its stage finishes:
+
+==================  ===================================================================================
+``config.json``     the resolved :class:`RunConfig` (every default filled in)
+``signals.npz``     warm-up probabilities, features, dynamics and true labels (usable by ``robustprune
+                    select``); absent when the subset came from ``selection``
+``selection.npz``   the subset (indices in pick order, plus a ``.json`` sidecar)
+``metrics.json``    test / re-labeling accuracy, noise rates, class counts, times, per-epoch history
+``run.log``         one line per stage and epoch
+``*.ckpt``          warm-up / training checkpoints while a stage runs (removed once its artifact exists)
+==================  ===================================================================================
+
+A directory holding a run is never overwritten unless ``force``; with ``resume`` an interrupted run
+continues: finished stages (signals, selection) are reused and training resumes from its checkpoint, which
+gives the same result as an uninterrupted run on the same device.
+
+Indices (signals rows, selections, ``selection`` files) refer to the training set *of the run*: the loaded
+training split (after ``subset``) minus the validation examples when ``val_fraction > 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robustprune import __version__
+from robustprune import evaluate as ev
+from robustprune.selection.base import Selection, atomic_write_bytes
+from robustprune.signals import Signals
+from robustprune.train.engine import ProgressInfo, derive_seed, resolve_device
+
+__all__ = [
+    "Protocol", "PROTOCOLS", "protocol_for", "RunConfig", "RunResult", "resolve_config", "run",
+    "load_indices", "default_run_name", "ARTIFACTS",
+]  # fmt: skip
+
+#: Files a run directory may hold (``force`` removes exactly these).
+ARTIFACTS = ("config.json", "signals.npz", "selection.npz", "selection.npz.json", "metrics.json", "run.log",
+             "warmup.ckpt", "train.ckpt")  # fmt: skip
+#: RunConfig fields that do not change the result (excluded when a resumed run is compared).
+_RUNTIME = frozenset({"out", "force", "resume", "device", "eval_batch_size"})
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Per-dataset defaults: model, schedule, and learner / method hyperparameters by name."""
+
+    model: str
+    epochs: int
+    warmup_epochs: int
+    lr: float = 0.02
+    batch_size: int = 128
+    learner_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+_SOP_C10 = {"rc": 0.9, "rb": 0.1, "lr_u": 10.0, "lr_v": 100.0}
+_P4R = {"prune4rel": {"tau": 0.975, "eta": 1.0}}
+_MNIST_LIKE = Protocol("small_cnn", 30, 5, lr=0.02, learner_params={"sop": _SOP_C10}, method_params=_P4R)
+
+#: Spec ``prune4rel.md`` section 6 for CIFAR; CPU-sized settings (measured) for digits and MNIST-likes.
+PROTOCOLS: dict[str, Protocol] = {
+    "cifar10": Protocol("preact_resnet18", 300, 10, learner_params={"sop": _SOP_C10}, method_params=_P4R),
+    "cifar100": Protocol(
+        "preact_resnet18", 300, 30,
+        learner_params={"sop": {**_SOP_C10, "lr_u": 1.0}, "elr": {"beta": 0.9, "lam": 7.0}},
+        method_params={"prune4rel": {"tau": 0.95, "eta": 1.0}},
+    ),
+    # an MLP: ~15x faster than small_cnn on 8x8 inputs on a CPU, ~0.91 test accuracy at 40% noise
+    "digits": Protocol("mlp", 50, 10, lr=0.1, learner_params={"sop": _SOP_C10}, method_params=_P4R),
+    "fashion-mnist": _MNIST_LIKE,
+    "mnist": _MNIST_LIKE,
+}  # fmt: skip
+_FALLBACK_IMAGES = Protocol("small_cnn", 30, 5)
+_FALLBACK_TABULAR = Protocol("mlp", 30, 5, lr=0.1)
+
+
+def protocol_for(dataset: str, *, tabular: bool = False) -> Protocol:
+    """The :class:`Protocol` of a dataset (a generic one for user data: images or tabular rows)."""
+    from robustprune.data import get_dataset_info
+
+    name = get_dataset_info(dataset).name
+    return PROTOCOLS.get(name, _FALLBACK_TABULAR if tabular else _FALLBACK_IMAGES)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on. ``None`` = from the dataset protocol (see :func:`resolve_config`).
+
+    Data: ``dataset``, ``data_dir``, ``dataset_params`` (loader options, e.g. ``cifar_n=PATH`` for the
+    CIFAR-N human labels, ``path=FILE`` for ``arrays``), ``subset`` / ``test_subset`` (fixed seeded
+    stratified subsets for CPU-sized runs), ``noise`` (a spec of :func:`robustprune.noise.parse_noise`)
+    and ``noise_seed`` (default ``seed``), ``val_fraction`` (a held-out split of the training set, with
+    its given labels, used to pick the best epoch; 0 = report the last epoch only).
+    Learning: ``learner`` (ce, sop, dividemix, elr) and its ``learner_params``, ``model``,
+    ``warmup_epochs``, ``epochs`` (also the cosine schedule length), ``batch_size``, ``lr``,
+    ``eval_every`` (test / validation accuracy every so many epochs; the last epoch always),
+    ``confidence_pass`` ("clean" inputs for the signals, or "strong": one strong augmentation per example
+    as released).
+    Selection: ``method`` with ``params`` (method options), ``fraction`` (kept share), ``class_balanced``
+    (None = the method's default) — or ``selection``, a file of indices chosen elsewhere (a ``select``
+    output ``.npz``, or ``.npy`` / text indices, or a boolean ``.npy`` mask), which skips warm-up and
+    selection.
+    Runtime (not compared on resume): ``device`` (None = CUDA when available), ``out`` (run directory;
+    None = write nothing), ``force`` (redo a run found in ``out``), ``resume`` (continue it).
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    subset: int | None = None
+    test_subset: int | None = None
+    noise: str = "sym:0.4"
+    noise_seed: int | None = None
+    learner: str = "sop"
+    learner_params: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    method: str = "prune4rel"
+    params: dict[str, Any] = field(default_factory=dict)
+    fraction: float | None = 0.5
+    class_balanced: bool | None = None
+    selection: str | None = None
+    warmup_epochs: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    eval_every: int = 1
+    confidence_pass: str = "clean"
+    val_fraction: float = 0.0
+    seed: int = 0
+    device: str | None = None
+    eval_batch_size: int = 1024
+    out: str | None = None
+    force: bool = False
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("dataset", "noise", "learner", "method"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        for name, low in (("subset", 2), ("test_subset", 1), ("epochs", 1), ("batch_size", 1),
+                          ("warmup_epochs", 0), ("eval_every", 1), ("eval_batch_size", 1)):  # fmt: skip
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        for name in ("seed", "noise_seed"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
+        f = self.fraction
+        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1):
+            raise ValueError(f"fraction must be in (0, 1] (the share of training examples kept), got {f!r}")
+        if f is None and self.selection is None:
+            raise ValueError("fraction is required unless a selection file is given")
+        v = self.val_fraction
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            raise ValueError(f"val_fraction must be in [0, 1) (0 = no validation split), got {v!r}")
+        if self.lr is not None and (not isinstance(self.lr, (int, float)) or not self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.confidence_pass not in ("clean", "strong"):
+            raise ValueError(f"confidence_pass must be 'clean' or 'strong', got {self.confidence_pass!r}")
+        if self.epochs is not None and self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must not exceed epochs ({self.epochs}): the warm-up "
+                "walks the first steps of the training schedule"
+            )
+        for name in ("dataset_params", "learner_params", "params"):
+            d = getattr(self, name)
+            if not isinstance(d, Mapping) or not all(isinstance(k, str) for k in d):
+                raise ValueError(f"{name} must be a dict of option name to value")
+        if self.force and self.resume:
+            raise ValueError("give at most one of force (start over) and resume (continue)")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that change the result, JSON-normalised (compared when a run is resumed)."""
+        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in _RUNTIME}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        """Read a ``config.json`` written by :func:`run` (unknown keys are ignored)."""
+        data = json.loads(Path(path).read_text())
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def resolve_config(config: RunConfig, *, tabular: bool = False) -> RunConfig:
+    """Fill every ``None`` from the dataset protocol and canonicalise names; ValueError for unknown names
+    or options (dataset, learner, model, method, noise spec, learner / method options)."""
+    from robustprune.data import get_dataset_info
+    from robustprune.models import get_model_info
+    from robustprune.noise import parse_noise
+    from robustprune.selection.registry import get_method
+    from robustprune.train.learners import get_learner_class
+
+    c = config
+    proto = protocol_for(c.dataset, tabular=tabular)
+    loader_options = get_dataset_info(c.dataset).options
+    unknown = sorted(set(c.dataset_params) - set(loader_options))
+    if unknown:
+        valid = ", ".join(loader_options) or "none"
+        raise ValueError(f"dataset {c.dataset!r} has no option {unknown[0]!r}; valid: {valid}")
+    learner_cls = get_learner_class(c.learner)
+    lparams = {**proto.learner_params.get(learner_cls.name, {}), **c.learner_params}
+    known = [f.name for f in fields(learner_cls.Options)]
+    unknown = sorted(set(lparams) - set(known))
+    if unknown:
+        raise ValueError(
+            f"learner {learner_cls.name!r} has no option {unknown[0]!r}; valid: {', '.join(known)}"
+        )
+    learner_cls.Options(**lparams)  # value checks
+    model = get_model_info(c.model if c.model is not None else proto.model).name
+    if c.selection is not None:
+        method, params, fraction, selection = "file", {}, None, str(Path(c.selection).expanduser().resolve())
+    else:
+        info = get_method(c.method)
+        if c.class_balanced and info.balance == "none":
+            raise ValueError(f"method {info.name!r} does not support class balancing; drop class_balanced")
+        method, fraction, selection = info.name, c.fraction, None
+        params = {**proto.method_params.get(info.name, {}), **c.params}
+        unknown = sorted(set(params) - set(info.options))
+        if unknown:
+            opts = ", ".join(info.options) or "none"
+            raise ValueError(f"method {info.name!r} has no option {unknown[0]!r}; its options: {opts}")
+    epochs = c.epochs if c.epochs is not None else max(proto.epochs, c.warmup_epochs or 0)
+    warmup = c.warmup_epochs if c.warmup_epochs is not None else min(proto.warmup_epochs, epochs)
+    if warmup > epochs:
+        raise ValueError(f"warmup_epochs ({warmup}) must not exceed epochs ({epochs})")
+    return replace(
+        c, dataset=get_dataset_info(c.dataset).name, noise=str(parse_noise(c.noise)),
+        noise_seed=c.seed if c.noise_seed is None else c.noise_seed, learner=learner_cls.name,
+        learner_params=lparams, model=model, method=method, params=params, fraction=fraction,
+        selection=selection, epochs=epochs, warmup_epochs=warmup,
+        batch_size=c.batch_size or proto.batch_size, lr=c.lr or proto.lr,
+        data_dir=None if c.data_dir is None else str(Path(c.data_dir).expanduser()),
+        device=str(resolve_device(c.device)),
+    )  # fmt: skip
+
+
+def default_run_name(config: RunConfig) -> str:
+    """A directory name from the main choices, e.g. ``digits-sym0.4-sop-prune4rel-f0.5-s0``."""
+    what = (
+        f"sel-{Path(config.selection).stem}" if config.selection else f"{config.method}-f{config.fraction:g}"
+    )
+    name = f"{config.dataset}-{config.noise}-{config.learner}-{what}-s{config.seed}"
+    return re.sub(r"[^A-Za-z0-9._+-]", "", name.replace(":", ""))
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns: the resolved config, metrics (as in ``metrics.json``) and artifacts."""
+
+    config: RunConfig
+    metrics: dict[str, Any]
+    selection: Selection
+    signals: Signals | None = None
+    out: Path | None = None
+    reused: tuple[str, ...] = ()
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def load_indices(path: str | Path, n: int) -> tuple[np.ndarray, str]:
+    """Indices from a ``select`` output ``.npz``, a ``.npy`` (indices or a boolean mask of length ``n``) or
+    a text file of whitespace/comma-separated integers; checked to be unique and in ``[0, n)``.
+
+    Returns the indices (int64, file order) and the method that chose them ("file" when unknown).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ValueError(f"selection file {p} does not exist")
+    method = "file"
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                if "indices" not in z:
+                    raise ValueError(
+                        f"selection file {p} has no 'indices' array (write it with robustprune select)"
+                    )
+                a = z["indices"]
+                meta = json.loads(bytes(z["meta_json"]).decode()) if "meta_json" in z else {}
+            method = str(meta.get("method", method))
+            if meta.get("n") is not None and int(meta["n"]) != n:
+                raise ValueError(
+                    f"selection file {p} was made from {meta['n']} examples but the training set has {n}"
+                )
+        elif p.suffix == ".npy":
+            a = np.load(p, allow_pickle=False)
+        else:
+            tokens = [t for t in re.split(r"[,\s]+", p.read_text()) if t]
+            try:
+                a = np.array([int(t) for t in tokens], dtype=np.int64)
+            except ValueError:
+                raise ValueError(f"selection file {p} must hold integer indices, one per line") from None
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read selection file {p}: {exc}") from None
+    a = np.asarray(a)
+    if a.dtype == bool:
+        if a.shape != (n,):
+            raise ValueError(f"boolean mask in {p} has shape {a.shape}, expected ({n},)")
+        a = np.flatnonzero(a)
+    if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(
+            f"selection file {p} must hold a 1-D array of integer indices, got {a.dtype} {a.shape}"
+        )
+    a = a.astype(np.int64)
+    if a.size == 0:
+        raise ValueError(f"selection file {p} holds no indices")
+    if a.min() < 0 or a.max() >= n:
+        bad = int(a[(a < 0) | (a >= n)][0])
+        raise ValueError(f"selection file {p} has index {bad} outside [0, {n}) (the run's training set size)")
+    if np.unique(a).size != a.size:
+        raise ValueError(f"selection file {p} holds duplicate indices")
+    return a, method
+
+
+class _Log:
+    """Appends lines to ``run.log`` and forwards progress events to the caller's callback."""
+
+    def __init__(self, path: Path | None, progress: Callable[[ProgressInfo], None] | None) -> None:
+        self._fh = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
+        self._progress = progress
+
+    def write(self, message: str) -> None:
+        if self._fh is not None:
+            self._fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+            self._fh.flush()
+
+    def progress(self, info: ProgressInfo) -> None:
+        if info.logs is not None and "stage_done" not in info.logs:
+            items = " ".join(f"{k} {v:.4g}" for k, v in info.logs.items()
+                             if k not in ("epoch", "steps") and isinstance(v, float))  # fmt: skip
+            self.write(f"{info.stage} epoch {info.epoch + 1}/{info.epochs} {items}")
+        if self._progress is not None:
+            self._progress(info)
+
+    def stage(self, name: str, seconds: float, *, reused: bool = False, note: str = "") -> None:
+        self.write(f"{name} {'reused' if reused else 'done'} in {seconds:.2f} s{' ' + note if note else ''}")
+        if self._progress is not None:
+            logs = {"stage_done": True, "seconds": seconds, "reused": reused, "note": note}
+            self._progress(ProgressInfo(name, 0, 1, 1, 1, logs))
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def _check_dir(out: Path, c: RunConfig) -> bool:
+    """Check the run directory (nothing is changed yet); True when an earlier run there is to be resumed."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {out} is a file; give a directory for the run")
+    present = [out / a for a in ARTIFACTS if (out / a).exists()]
+    if not present or c.force:
+        return False
+    if not c.resume:
+        state = "a finished" if (out / "metrics.json").exists() else "an unfinished"
+        hint = "" if state == "a finished" else "pass --resume (resume=True) to continue it, or "
+        raise ValueError(
+            f"{out} holds {state} run; {hint}pass --force (force=True) to redo it, or choose another out"
+        )
+    if not (out / "config.json").exists():
+        raise ValueError(f"{out} holds run files but no config.json; pass --force (force=True) to start over")
+    return True
+
+
+def _open_dir(out: Path, c: RunConfig, resuming: bool) -> None:
+    """Create the run directory; with ``force`` (and not resuming) remove an earlier run's files."""
+    out.mkdir(parents=True, exist_ok=True)
+    if c.force and not resuming:
+        for a in ARTIFACTS:
+            _unlink(out / a)
+
+
+def _check_same_run(out: Path, c: RunConfig) -> None:
+    """Refuse to resume a run directory whose stored config differs from ``c`` (runtime fields aside)."""
+    old = RunConfig.load(out / "config.json").fingerprint()
+    new = c.fingerprint()
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        raise ValueError(
+            f"cannot resume {out}: its run differs in {', '.join(diff)}; "
+            "pass --force to redo it or choose another out"
+        )
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def _unlink(path: Path | None) -> None:
+    if path is not None and path.exists():
+        path.unlink()
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class _Run:
+    """The state shared by the stages of one run."""
+
+    c: RunConfig
+    ds: Any  # ArrayDataset, without the validation examples
+    data: Any  # TrainData on the device
+    noisy: np.ndarray
+    true: np.ndarray
+    x_val: torch.Tensor | None
+    y_val: np.ndarray | None
+    train_config: Any
+    out: Path | None
+    resuming: bool
+    log: _Log
+    times: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return int(self.data.num_samples)
+
+    def path(self, name: str) -> Path | None:
+        return None if self.out is None else self.out / name
+
+    def new_learner(self) -> Any:
+        from robustprune.models import build_model
+        from robustprune.train import build_learner
+
+        c, ds = self.c, self.ds
+        shape = ds.input_shape
+        chans, size = (shape[0], shape[1]) if ds.is_image else (shape[0], 1)
+
+        def model_fn() -> torch.nn.Module:
+            return build_model(c.model, ds.num_classes, in_channels=chans, image_size=size)
+
+        return build_learner(
+            c.learner, model_fn, ds.num_classes, self.n, self.train_config, **c.learner_params
+        )
+
+
+def _load(c: RunConfig) -> tuple[Any, np.ndarray, Any, torch.Tensor | None, np.ndarray | None]:
+    """Dataset (after subset, minus validation), noisy labels, noise record, validation inputs and labels."""
+    from robustprune.data import stratified_split
+    from robustprune.noise import apply_noise
+
+    ds = _load_dataset(c)
+    noisy, rec = apply_noise(
+        ds.y_train.numpy(),
+        c.noise,
+        num_classes=ds.num_classes,
+        seed=c.noise_seed,
+        dataset=ds.name,
+        features=ds.x_train if c.noise.startswith("instance") else None,
+        human_labels=ds.label_sets or None,
+    )
+    if int(noisy.max()) >= ds.num_classes:
+        raise ValueError(f"noisy labels reach class {int(noisy.max())} but {ds.name} has {ds.num_classes}")
+    if c.val_fraction == 0:
+        return ds, noisy, rec, None, None
+    tr, va = stratified_split(noisy, c.val_fraction, seed=derive_seed(c.seed, "val") % 2**32)
+    x_val, y_val = ds.x_train[va], noisy[va]
+    ds = ds.select_train(tr, note=f"minus a validation split of {va.size}")
+    return ds, noisy[tr], rec, x_val, y_val
+
+
+def _load_dataset(c: RunConfig) -> Any:
+    from robustprune.data import load_dataset
+
+    return load_dataset(c.dataset, c.data_dir, subset=c.subset, test_subset=c.test_subset, **c.dataset_params)
+
+
+def _signals(r: _Run) -> Signals:
+    """Warm-up on the full noisy training set, then one prediction pass (or the stored signals.npz)."""
+    from robustprune.train import DynamicsRecorder, predict
+
+    c, data, path = r.c, r.data, r.path("signals.npz")
+    if r.resuming and path.exists():
+        sig = Signals.load(path)
+        if sig.n != r.n or not np.array_equal(sig.labels, r.noisy):
+            raise ValueError(
+                f"{path} does not match this run's training labels; pass --force to redo the run"
+            )
+        r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
+        r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
+        r.reused.append("signals")
+        _unlink(r.path("warmup.ckpt"))  # left over when a run stopped right after writing the signals
+        r.log.stage("warmup", r.times["warmup"], reused=True)
+        r.log.stage("signals", r.times["signals"], reused=True)
+        return sig
+    learner = r.new_learner()
+    recorder = DynamicsRecorder()
+    res = learner.warmup(
+        data,
+        epochs=c.warmup_epochs,
+        callbacks=[recorder] if c.warmup_epochs else [],
+        progress=r.log.progress,
+        checkpoint=r.path("warmup.ckpt"),
+        resume=r.resuming,
+    )
+    r.times["warmup"] = float(sum(h["seconds"] for h in res.history))
+    r.log.stage("warmup", r.times["warmup"])
+    t0 = time.perf_counter()
+    view = data.clean
+    if c.confidence_pass == "strong":  # the release: one random strong augmentation per example
+        gen = torch.Generator(device=data.x.device).manual_seed(derive_seed(c.seed, "signals", "strong"))
+
+        def view(xb: torch.Tensor) -> torch.Tensor:
+            return data.strong(xb, gen)
+
+    tc = r.train_config
+    probs, feats = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=view, amp=tc.amp)
+    warm_acc = ev.accuracy(learner.predict(r.ds.x_test, transform=data.clean)[0], r.ds.y_test)
+    r.times["signals"] = time.perf_counter() - t0
+    meta = {
+        "dataset": c.dataset, "noise": c.noise, "learner": c.learner, "model": c.model, "seed": c.seed,
+        "warmup_epochs": c.warmup_epochs, "confidence_pass": c.confidence_pass,
+        "warmup_seconds": r.times["warmup"], "signals_seconds": r.times["signals"],
+        "warmup_test_accuracy": warm_acc,
+    }  # fmt: skip
+    dyn = recorder.signals_kwargs() if c.warmup_epochs else {}
+    sig = Signals(
+        labels=r.noisy, probs=probs.numpy(), features=feats.numpy(), true_labels=r.true, meta=meta, **dyn
+    )
+    if path is not None:
+        sig.save(path)
+        _unlink(r.path("warmup.ckpt"))
+    r.log.stage("signals", r.times["signals"], note=f"warm-up test accuracy {warm_acc:.4f}")
+    return sig
+
+
+def _selection(r: _Run, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> Selection:
+    """The subset: stored selection.npz, the given selection file, or the configured method."""
+    from robustprune.selection.api import select
+
+    c, path = r.c, r.path("selection.npz")
+    if r.resuming and path.exists():
+        sel = Selection.load(path)
+        if sel.n != r.n:
+            raise ValueError(
+                f"{path} was made from {sel.n} examples, not {r.n}; pass --force to redo the run"
+            )
+        r.reused.append("selection")
+        r.log.stage("select", sel.elapsed, reused=True)
+        return sel
+    t0 = time.perf_counter()
+    if given is not None:
+        idx, origin = given
+        params = {"source": c.selection}
+        sel = Selection(idx, None, None, origin, params, r.n, elapsed=time.perf_counter() - t0)
+    else:
+
+        def on_progress(done: int, total: int) -> None:
+            r.log.progress(ProgressInfo("select", 0, 1, done, total))
+
+        sel = select(
+            c.method,
+            signals=sig,
+            fraction=c.fraction,
+            class_balanced=c.class_balanced,
+            seed=c.seed,
+            progress=on_progress,
+            **c.params,
+        )
+    if path is not None:
+        sel.save(path)
+    r.log.stage("select", sel.elapsed, note=f"{sel.method}: {sel.budget} of {r.n}")
+    return sel
+
+
+def _train(r: _Run, sel: Selection) -> tuple[Any, list[dict[str, Any]]]:
+    """A fresh learner trained on the subset, with test (and validation) accuracy per epoch."""
+    from robustprune.train import EvalAccuracy
+
+    c, data = r.c, r.data
+    learner = r.new_learner()
+    evals = [EvalAccuracy(r.ds.x_test, r.ds.y_test, transform=data.clean, every=c.eval_every, key="test_acc")]
+    if r.x_val is not None:
+        evals.append(EvalAccuracy(r.x_val, r.y_val, transform=data.clean, every=c.eval_every, key="val_acc"))
+    res = learner.fit(
+        data,
+        sel.indices,
+        epochs=c.epochs,
+        callbacks=evals,
+        progress=r.log.progress,
+        checkpoint=r.path("train.ckpt"),
+        resume=r.resuming,
+    )
+    r.times["train"] = float(sum(h["seconds"] for h in res.history))
+    note = "" if res.resumed_from is None else f"resumed after epoch {res.resumed_from}"
+    r.log.stage("train", r.times["train"], note=note)
+    return learner, res.history
+
+
+def _evaluate(r: _Run, learner: Any, sel: Selection, sig: Signals | None, history: list, rec: Any) -> dict:
+    """metrics.json: accuracies, re-labeling accuracy, noise rates, class counts, times, history."""
+    c = r.c
+    t0 = time.perf_counter()
+    train_probs, _ = learner.predict(r.data.x, transform=r.data.clean)
+    k = r.ds.num_classes
+    report = ev.subset_report(
+        sel.indices, r.noisy, true_labels=r.true, predictions=train_probs, num_classes=k
+    )
+    summary = ev.summarize_history(history)
+    times = r.times
+    times["selection"] = sel.elapsed
+    times["evaluate"] = time.perf_counter() - t0
+    times["total"] = sum(times[s] for s in ("warmup", "signals", "selection", "train", "evaluate"))
+    metrics = {
+        **summary,
+        **report,
+        "method": sel.method,
+        "learner": c.learner,
+        "model": c.model,
+        "dataset": c.dataset,
+        "noise": c.noise,
+        "seed": c.seed,
+        "num_train": r.n,
+        "num_test": r.ds.num_test,
+        "num_val": 0 if r.x_val is None else int(r.x_val.shape[0]),
+        "warmup_epochs": c.warmup_epochs,
+        "warmup_test_accuracy": None if sig is None else sig.meta.get("warmup_test_accuracy"),
+        "timings": {key: round(v, 4) for key, v in times.items()},
+        "noise_record": rec.to_dict(),
+        "history": history,
+        "robustprune_version": __version__,
+    }
+    metrics = json.loads(json.dumps(metrics, default=float))
+    acc, rel = summary["test_accuracy"], report["relabel_accuracy"]
+    r.log.stage(
+        "evaluate", times["evaluate"], note=f"test accuracy {acc:.4f}, re-labeling accuracy {rel:.4f}"
+    )
+    return metrics
+
+
+def run(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = None) -> RunResult:
+    """Run noise -> warm-up -> signals -> select -> train on the subset -> evaluate (see module docs).
+
+    ``progress`` receives the training engine's :class:`~robustprune.train.ProgressInfo` events (stages
+    "warmup" and "train", per step and per epoch), ``select`` events (``step``/``steps`` = done/total) and,
+    at the end of every stage ("data", "warmup", "signals", "select", "train", "evaluate"), an event whose
+    ``logs`` hold ``stage_done=True``, ``seconds``, ``reused`` and a ``note``. An exception raised by
+    ``progress`` stops the run (a later ``resume`` continues it).
+    """
+    from robustprune.train import TrainConfig, TrainData
+
+    resolve_config(config)  # names and options fail here, before any data is read
+    out = Path(config.out).expanduser() if config.out is not None else None
+    resuming = _check_dir(out, config) if out is not None else False
+    t0 = time.perf_counter()
+    # nothing is written until the data, the noise and a given selection file have loaded
+    ds, noisy, rec, x_val, y_val = _load(resolve_config(config))
+    c = resolve_config(config, tabular=not ds.is_image)  # the default model depends on the data
+    given = load_indices(c.selection, int(ds.num_train)) if c.selection is not None else None
+    if resuming:
+        _check_same_run(out, c)
+        if (out / "metrics.json").exists():
+            return _finished(out, progress)
+    if out is not None:
+        _open_dir(out, c, resuming)
+    log = _Log(out / "run.log" if out is not None else None, progress)
+    try:
+        log.write(f"{'resume' if resuming else 'start'} robustprune {__version__}")
+        if out is not None:
+            _write_json(out / "config.json", {**c.to_dict(), "robustprune_version": __version__})
+        data = TrainData.from_dataset(ds, labels=noisy, device=c.device)
+        tc = TrainConfig(
+            epochs=c.epochs,
+            batch_size=c.batch_size,
+            lr=float(c.lr),
+            seed=c.seed,
+            device=c.device,
+            eval_batch_size=c.eval_batch_size,
+        )
+        true = ds.y_train.numpy()
+        r = _Run(c, ds, data, noisy, true, x_val, y_val, tc, out, resuming, log)
+        r.times.update(warmup=0.0, signals=0.0)
+        note = f"{ds.describe()}; noise {c.noise}, realised {ev.noise_rate(noisy, true):.4f}"
+        log.stage("data", time.perf_counter() - t0, note=note)
+        sig = _signals(r) if c.selection is None else None
+        sel = _selection(r, sig, given)
+        learner, history = _train(r, sel)
+        metrics = _evaluate(r, learner, sel, sig, history, rec)
+        metrics["timings"]["wall"] = round(time.perf_counter() - t0, 4)
+        if out is not None:
+            _write_json(out / "metrics.json", metrics)
+            _unlink(r.path("train.ckpt"))
+        return RunResult(c, metrics, sel, sig, out, tuple(r.reused))
+    except BaseException as exc:
+        log.write(f"stopped: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        raise
+    finally:
+        log.close()
+
+
+def _finished(out: Path, progress: Callable[[ProgressInfo], None] | None) -> RunResult:
+    """The result of a finished run directory, read back (``resume`` on a finished run)."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    sig = Signals.load(out / "signals.npz") if (out / "signals.npz").exists() else None
+    cfg = RunConfig.load(out / "config.json")
+    if progress is not None:
+        progress(ProgressInfo("evaluate", 0, 1, 1, 1, {"stage_done": True, "seconds": 0.0, "reused": True}))
+    reused = ("signals", "selection", "train", "evaluate")
+    return RunResult(cfg, metrics, Selection.load(out / "selection.npz"), sig, out, reused)

@@ -1,0 +1,175 @@
+"""``robustprune run`` through typer's CliRunner: tiny digits runs, artifacts, reuse by select, errors."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from robustprune import Selection, Signals
+from robustprune.cli import app
+from robustprune.cli import run as cli_run
+from robustprune.cli.run import _default_out
+from robustprune.pipeline import RunConfig
+from robustprune.train import DivergenceError
+
+TINY = ["--subset", "300", "--warmup-epochs", "2", "--epochs", "3"]
+
+
+def invoke(args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "160"})
+
+
+def assert_one_line_error(result, *fragments, code=2):
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = invoke(["run", *TINY, "--param", "tau=0.95", "--learner-param", "lr_u=1", "--out", out])
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_run_prints_table_and_writes_run_dir(run_dir):
+    out, result = run_dir
+    for fragment in ("test accuracy", "re-labeling accuracy", "noise in subset", "prune4rel: 150 of 300",
+                     "sop on mlp", "metrics.json"):  # fmt: skip
+        assert fragment in result.stdout, fragment
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("test_accuracy", "relabel_accuracy", "subset_noise_rate", "noise_rate", "fraction", "method",
+                "learner", "timings"):  # fmt: skip
+        assert key in m
+    assert m["fraction"] == 0.5 and m["method"] == "prune4rel" and m["learner"] == "sop"
+    cfg = json.loads((out / "config.json").read_text())
+    assert (
+        cfg["params"]["tau"] == 0.95
+        and cfg["learner_params"]["lr_u"] == 1
+        and cfg["learner_params"]["rc"] == 0.9
+    )
+
+
+def test_signals_of_a_run_feed_robustprune_select(run_dir, tmp_path):
+    out, _ = run_dir
+    result = invoke(
+        ["select", "--signals", out / "signals.npz", "-m", "small_loss", "-f", 0.3, "-o", tmp_path / "s"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(Selection.load(tmp_path / "s.npz")) == 90 and "noise rate" in result.stdout
+    # ... and that selection trains in a second run
+    again = invoke(
+        ["run", *TINY, "--selection", tmp_path / "s.npz", "--learner", "ce", "--out", tmp_path / "r"]
+    )
+    assert again.exit_code == 0, again.output
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["method"] == "small_loss" and m["budget"] == 90 and not (tmp_path / "r" / "signals.npz").exists()
+
+
+def test_user_index_file(tmp_path):
+    np.savetxt(tmp_path / "mine.txt", np.arange(100), fmt="%d")
+    result = invoke(["run", *TINY, "--selection", tmp_path / "mine.txt", "--out", tmp_path / "r"])
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["method"] == "file" and m["budget"] == 100 and m["fraction"] == pytest.approx(1 / 3)
+    np.testing.assert_array_equal(Selection.load(tmp_path / "r" / "selection.npz").indices, np.arange(100))
+
+
+def test_rerun_needs_force_or_resume(run_dir):
+    out, _ = run_dir
+    before = (out / "metrics.json").read_bytes()
+    again = invoke(["run", *TINY, "--param", "tau=0.95", "--learner-param", "lr_u=1", "--out", out])
+    assert_one_line_error(again, "finished run", "--force")
+    resumed = invoke(
+        ["run", *TINY, "--param", "tau=0.95", "--learner-param", "lr_u=1", "--out", out, "--resume"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "reused" in resumed.stdout and (out / "metrics.json").read_bytes() == before
+    other = invoke(["run", *TINY, "--out", out, "--resume"])
+    assert_one_line_error(other, "cannot resume", "learner_params", "params")
+
+
+def test_default_run_dir_is_never_overwritten(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = RunConfig(subset=300)
+    first = _default_out(cfg, force=False, resume=False)
+    assert str(first) == "runs/digits-sym0.4-sop-prune4rel-f0.5-s0"
+    first.mkdir(parents=True)
+    (first / "metrics.json").write_text("{}")
+    assert _default_out(cfg, force=False, resume=False).name == first.name + "-2"
+    assert _default_out(cfg, force=False, resume=True) == first
+    assert _default_out(cfg, force=True, resume=False) == first
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--dataset", "nope"], ["unknown dataset 'nope'"]),
+        (["--learner", "nope"], ["unknown learner 'nope'"]),
+        (["--model", "nope"], ["unknown model 'nope'"]),
+        (["--method", "nope"], ["nope"]),
+        (["--fraction", "0"], ["fraction must be in (0, 1]"]),
+        (["--noise", "sym:2"], ["noise"]),
+        (["--noise", "bogus"], ["unknown noise spec"]),
+        (
+            ["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/dir"],
+            ["/nonexistent/dir", "does not exist"],
+        ),
+        (["--param", "nokey"], ["bad --param"]),
+        (["--param", "bogus=1"], ["no option 'bogus'"]),
+        (["--learner-param", "bogus=1"], ["no option 'bogus'"]),
+        (["--learner-param", "x"], ["bad --learner-param"]),
+        (["--confidence-pass", "weak"], ["confidence_pass"]),
+        (["--warmup-epochs", "5", "--epochs", "2"], ["must not exceed epochs"]),
+        (["--selection", "x.npy", "--fraction", "0.3"], ["--fraction or --selection"]),
+        (["--force", "--resume"], ["at most one"]),
+        (["--data-param", "bogus=1"], ["dataset 'digits' has no option 'bogus'"]),
+    ],
+)
+def test_bad_input_gives_one_line_error(args, fragments, tmp_path):
+    result = invoke(["run", "--out", tmp_path / "r", *args])
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "fragment"),
+    [(KeyboardInterrupt(), 130, "--resume"), (DivergenceError("training diverged"), 1, "--force")],
+)
+def test_interrupt_and_divergence_are_one_line(exc, code, fragment, tmp_path, monkeypatch):
+    def boom(config, progress=None):
+        raise exc
+
+    monkeypatch.setattr(cli_run, "run", boom)
+    result = invoke(["run", "--out", tmp_path / "r"])
+    assert_one_line_error(result, fragment, code=code)
+
+
+def test_selection_with_out_of_range_indices(tmp_path):
+    np.save(tmp_path / "bad.npy", np.array([0, 5, 300]))
+    result = invoke(["run", *TINY, "--selection", tmp_path / "bad.npy", "--out", tmp_path / "r"])
+    assert_one_line_error(result, "index 300 outside [0, 300)")
+    assert not (tmp_path / "r").exists()  # nothing is written before the inputs check out
+
+
+def test_help_explains_every_option():
+    result = invoke(["run", "--help"])
+    assert result.exit_code == 0
+    options = (
+        "--dataset --data-dir --noise --learner --model --method --param --fraction --selection "
+        "--warmup-epochs --epochs --seed --device --out --subset --force --resume --val-fraction "
+        "--batch-size --lr --learner-param --confidence-pass"
+    )
+    for opt in options.split():
+        assert opt in result.stdout, opt
+
+
+def test_signals_roundtrip_matches_run_metadata(run_dir):
+    out, _ = run_dir
+    sig = Signals.load(out / "signals.npz")
+    assert sig.meta["dataset"] == "digits" and sig.meta["confidence_pass"] == "clean"

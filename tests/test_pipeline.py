@@ -1,0 +1,296 @@
+"""Evaluation functions, run configs and the end-to-end pipeline (tiny digits runs, a few seconds each)."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import robustprune as rp
+from robustprune import evaluate as ev
+from robustprune.data import FASHION_MNIST_SYSTEM_DIR
+from robustprune.pipeline import PROTOCOLS, RunConfig, load_indices, resolve_config, run
+
+TINY = dict(subset=300, warmup_epochs=2, epochs=3)
+METRIC_KEYS = {
+    "test_accuracy", "relabel_accuracy", "relabel_accuracy_all", "subset_noise_rate", "noise_rate",
+    "fraction", "budget", "method", "learner", "timings", "class_counts", "class_counts_true", "history",
+    "best_epoch", "test_accuracy_at_best_val", "warmup_test_accuracy", "num_train", "num_test",
+}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+def test_accuracy_from_indices_and_probs():
+    y = np.array([0, 1, 2, 1])
+    assert ev.accuracy(np.array([0, 1, 1, 1]), y) == 0.75
+    probs = np.eye(3)[[0, 2, 2, 0]]
+    assert ev.accuracy(probs, y) == 0.5
+    assert ev.accuracy(torch.tensor(probs), torch.tensor(y), indices=[1, 2]) == 0.5
+    with pytest.raises(ValueError, match="zero examples"):
+        ev.accuracy(np.array([0]), np.array([0]), indices=np.array([], dtype=np.int64))
+    with pytest.raises(ValueError, match="4 entries"):
+        ev.accuracy(np.zeros(3, dtype=int), y)
+
+
+def test_relabel_accuracy_noise_rate_and_counts():
+    true = np.array([0, 0, 1, 1, 2, 2])
+    given = np.array([0, 1, 1, 0, 2, 2])  # examples 1 and 3 are noisy
+    pred = np.array([0, 0, 1, 1, 1, 2])  # the learner fixes 1 and 3 but gets 4 wrong
+    sel = np.array([1, 3, 4])
+    assert ev.relabel_accuracy(pred, true, sel) == pytest.approx(2 / 3)
+    assert ev.relabel_accuracy(pred, true) == pytest.approx(5 / 6)
+    assert ev.noise_rate(given, true, sel) == pytest.approx(2 / 3)
+    assert ev.noise_rate(given, true) == pytest.approx(1 / 3)
+    mask = np.zeros(6, dtype=bool)
+    mask[sel] = True
+    assert ev.noise_rate(given, true, mask) == pytest.approx(2 / 3)
+    np.testing.assert_array_equal(ev.class_counts(given, sel, num_classes=4), [1, 1, 1, 0])
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        ev.noise_rate(given, true, [6])
+    rep = ev.subset_report(sel, given, true_labels=true, predictions=np.eye(3)[pred], num_classes=3)
+    assert rep["budget"] == 3 and rep["fraction"] == 0.5
+    assert rep["relabel_accuracy"] == pytest.approx(2 / 3) and rep["relabel_accuracy_all"] == pytest.approx(
+        5 / 6
+    )
+    assert rep["class_counts"] == [1, 1, 1] and rep["class_counts_true"] == [1, 1, 1]
+    bare = ev.subset_report(sel, given)
+    assert bare["noise_rate"] is None and bare["relabel_accuracy"] is None
+
+
+def test_history_summary_picks_best_epoch_on_validation_only():
+    hist = [
+        {"epoch": 1, "test_acc": 0.5, "val_acc": 0.4},
+        {"epoch": 2, "test_acc": 0.9, "val_acc": 0.6},  # best on test, not on validation
+        {"epoch": 3, "test_acc": 0.7, "val_acc": 0.8},
+        {"epoch": 4, "test_acc": 0.6, "val_acc": 0.8},  # tie: the earliest wins
+    ]
+    s = ev.summarize_history(hist)
+    assert s["test_accuracy"] == 0.6 and s["best_epoch"] == 3
+    assert s["val_accuracy"] == 0.8 and s["test_accuracy_at_best_val"] == 0.7
+    s = ev.summarize_history([{"epoch": 1, "test_acc": 0.3}])
+    assert s["test_accuracy"] == 0.3 and s["best_epoch"] is None and s["test_accuracy_at_best_val"] is None
+    assert ev.best_epoch([]) is None
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def test_protocol_table_follows_the_spec():
+    c10 = resolve_config(RunConfig(dataset="cifar10"))
+    assert (c10.model, c10.epochs, c10.warmup_epochs, c10.lr, c10.batch_size) == (
+        "preact_resnet18",
+        300,
+        10,
+        0.02,
+        128,
+    )
+    assert c10.learner_params == {"rc": 0.9, "rb": 0.1, "lr_u": 10.0, "lr_v": 100.0}
+    assert c10.params == {"tau": 0.975, "eta": 1.0}
+    c100 = resolve_config(RunConfig(dataset="cifar-100n", params={"eta": 2.0}))
+    assert c100.dataset == "cifar100" and c100.warmup_epochs == 30 and c100.learner_params["lr_u"] == 1.0
+    assert c100.params == {"tau": 0.95, "eta": 2.0}
+    assert resolve_config(RunConfig(dataset="fmnist")).model == "small_cnn"
+    d = resolve_config(RunConfig(learner_params={"lr_u": 1}, epochs=4))
+    assert d.model == "mlp" and d.epochs == 4 and d.warmup_epochs == 4 and d.learner_params["lr_u"] == 1
+    assert d.noise_seed == 0 and d.device == "cpu" and set(PROTOCOLS) >= {"cifar10", "cifar100", "digits"}
+    assert resolve_config(d) == d  # resolving is idempotent
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(fraction=0), r"fraction must be in \(0, 1\]"),
+        (dict(fraction=1.5), "fraction"),
+        (dict(val_fraction=1.0), "val_fraction"),
+        (dict(warmup_epochs=5, epochs=3), "must not exceed epochs"),
+        (dict(confidence_pass="weak"), "confidence_pass"),
+        (dict(force=True, resume=True), "at most one"),
+        (dict(subset=1), "subset"),
+    ],
+)
+def test_bad_config_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RunConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(dataset="nope"), "unknown dataset 'nope'"),
+        (dict(learner="nope"), "unknown learner 'nope'"),
+        (dict(model="nope"), "unknown model 'nope'"),
+        (dict(method="nope"), "nope"),
+        (dict(noise="sym"), "noise"),
+        (dict(params={"bogus": 1}), "no option 'bogus'"),
+        (dict(learner_params={"bogus": 1}), "no option 'bogus'"),
+        (dict(learner_params={"rc": -1.0}), "rc must be non-negative"),
+        (dict(device="cuda:99"), "cuda"),
+        (dict(dataset_params={"bogus": 1}), "dataset 'digits' has no option 'bogus'"),
+    ],
+)
+def test_bad_names_fail_before_any_work(kwargs, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        run(RunConfig(out=str(tmp_path / "r"), **kwargs))
+    assert not (tmp_path / "r").exists()
+
+
+def test_load_indices_formats_and_errors(tmp_path):
+    np.save(tmp_path / "i.npy", np.array([4, 0, 2]))
+    assert load_indices(tmp_path / "i.npy", 5)[0].tolist() == [4, 0, 2]
+    mask = np.zeros(5, dtype=bool)
+    mask[[1, 3]] = True
+    np.save(tmp_path / "m.npy", mask)
+    assert load_indices(tmp_path / "m.npy", 5)[0].tolist() == [1, 3]
+    (tmp_path / "i.txt").write_text("3\n1, 2\n")
+    assert load_indices(tmp_path / "i.txt", 5)[0].tolist() == [3, 1, 2]
+    sel = rp.select("uniform", labels=np.arange(5) % 2, budget=2, seed=0)
+    sel.save(tmp_path / "s.npz")
+    idx, method = load_indices(tmp_path / "s.npz", 5)
+    assert method == "uniform" and idx.tolist() == sel.indices.tolist()
+    with pytest.raises(ValueError, match="made from 5 examples"):
+        load_indices(tmp_path / "s.npz", 6)
+    for text, match in (("1 7", r"index 7 outside \[0, 5\)"), ("1 1", "duplicate"), ("", "no indices"),
+                        ("a b", "integer")):  # fmt: skip
+        (tmp_path / "bad.txt").write_text(text)
+        with pytest.raises(ValueError, match=match):
+            load_indices(tmp_path / "bad.txt", 5)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_indices(tmp_path / "missing.npy", 5)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    events = []
+    result = run(RunConfig(out=str(out), **TINY), progress=events.append)
+    return result, out, events
+
+
+def test_run_writes_artifacts_and_metrics(tiny_run):
+    result, out, events = tiny_run
+    names = {"config.json", "signals.npz", "selection.npz", "selection.npz.json", "metrics.json", "run.log"}
+    assert names <= set(os.listdir(out)) and not [p for p in os.listdir(out) if p.endswith((".ckpt", ".tmp"))]
+    m = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(m) and m == result.metrics
+    assert (
+        m["method"] == "prune4rel" and m["learner"] == "sop" and m["fraction"] == 0.5 and m["budget"] == 150
+    )
+    for key in ("test_accuracy", "relabel_accuracy", "relabel_accuracy_all", "subset_noise_rate"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["noise_rate"] == pytest.approx(0.4, abs=0.01) and sum(m["class_counts"]) == 150
+    assert len(m["history"]) == 3 and m["best_epoch"] is None
+    assert {"warmup", "signals", "selection", "train", "evaluate", "total"} <= set(m["timings"])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "mlp" and cfg["params"]["tau"] == 0.975 and cfg["epochs"] == 3
+    stages = [e.stage for e in events if e.logs and e.logs.get("stage_done")]
+    assert stages == ["data", "warmup", "signals", "select", "train", "evaluate"]
+    assert any(e.stage == "train" and e.logs is None for e in events)  # per-step events
+    assert "train epoch 3/3" in (out / "run.log").read_text()
+
+
+def test_signals_bundle_is_reusable_by_select(tiny_run):
+    result, out, _ = tiny_run
+    sig = rp.Signals.load(out / "signals.npz")
+    assert sig.n == 300 and sig.probs.shape == (300, 10) and sig.correct.shape == (2, 300)
+    assert sig.true_labels is not None and sig.noise_rate() == pytest.approx(0.4, abs=0.01)
+    assert sig.meta["learner"] == "sop" and sig.meta["warmup_epochs"] == 2
+    again = rp.select("prune4rel", signals=sig, fraction=0.5, seed=0, tau=0.975, eta=1.0)
+    np.testing.assert_array_equal(again.indices, rp.Selection.load(out / "selection.npz").indices)
+    assert rp.select("forgetting", signals=sig, fraction=0.2).budget == 60
+
+
+def test_finished_run_is_not_overwritten(tiny_run):
+    _, out, _ = tiny_run
+    before = (out / "metrics.json").stat().st_mtime_ns
+    with pytest.raises(ValueError, match="finished run.*--force"):
+        run(RunConfig(out=str(out), **TINY))
+    res = run(RunConfig(out=str(out), resume=True, **TINY))  # nothing left to do: read back
+    assert res.metrics["test_accuracy"] == tiny_run[0].metrics["test_accuracy"]
+    assert (out / "metrics.json").stat().st_mtime_ns == before
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_reuses_finished_stages_and_matches_uninterrupted(tiny_run, tmp_path):
+    out = tmp_path / "r"
+
+    def stop_in_training(info):
+        if info.stage == "train" and info.logs is not None and info.epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(RunConfig(out=str(out), **TINY), progress=stop_in_training)
+    assert (out / "train.ckpt").exists() and not (out / "metrics.json").exists()
+    stamps = {n: (out / n).stat().st_mtime_ns for n in ("signals.npz", "selection.npz")}
+
+    with pytest.raises(ValueError, match="unfinished run.*--resume"):
+        run(RunConfig(out=str(out), **TINY))
+    with pytest.raises(ValueError, match="differs in noise_seed, seed"):
+        run(RunConfig(out=str(out), resume=True, seed=1, **TINY))
+
+    events = []
+    res = run(RunConfig(out=str(out), resume=True, **TINY), progress=events.append)
+    assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps
+    assert not any(e.stage == "warmup" and not e.logs.get("reused", False) for e in events if e.logs)
+    assert [e.epoch for e in events if e.stage == "train" and e.logs and "loss" in e.logs] == [2]
+    assert (
+        set(res.reused) == {"signals", "selection"}
+        and "resumed after epoch 2" in (out / "run.log").read_text()
+    )
+    ref = tiny_run[0].metrics
+    for key in ("test_accuracy", "relabel_accuracy", "relabel_accuracy_all", "subset_noise_rate"):
+        assert res.metrics[key] == ref[key], key
+    assert [h["loss"] for h in res.metrics["history"]] == [h["loss"] for h in ref["history"]]
+    assert not (out / "train.ckpt").exists()
+
+    forced = run(RunConfig(out=str(out), force=True, **TINY))  # starts over: everything recomputed
+    assert forced.reused == () and (out / "signals.npz").stat().st_mtime_ns != stamps["signals.npz"]
+
+
+def test_selection_file_validation_split_and_strong_pass(tiny_run, tmp_path):
+    idx = np.arange(0, 240, 3)
+    np.savetxt(tmp_path / "idx.txt", idx, fmt="%d")
+    res = run(RunConfig(selection=str(tmp_path / "idx.txt"), val_fraction=0.2, learner="ce", **TINY))
+    m = res.metrics
+    assert res.signals is None and m["method"] == "file" and m["budget"] == 80 and m["num_train"] == 240
+    assert m["num_val"] == 60 and m["best_epoch"] in (1, 2, 3) and m["test_accuracy_at_best_val"] is not None
+    assert res.config.fraction is None and m["timings"]["warmup"] == 0.0
+    np.testing.assert_array_equal(res.selection.indices, idx)
+    with pytest.raises(ValueError, match=r"index 280 outside \[0, 240\)"):
+        np.savetxt(tmp_path / "bad.txt", [1, 280], fmt="%d")
+        run(RunConfig(selection=str(tmp_path / "bad.txt"), val_fraction=0.2, **TINY))
+
+    strong = run(RunConfig(confidence_pass="strong", learner="ce", method="uncertainty", **TINY))
+    clean = run(RunConfig(learner="ce", method="uncertainty", **TINY))
+    assert strong.signals.meta["confidence_pass"] == "strong"
+    assert not np.allclose(strong.signals.probs, clean.signals.probs)  # augmented inputs
+    np.testing.assert_array_equal(strong.signals.correct, clean.signals.correct)  # same warm-up
+
+
+@pytest.mark.parametrize("learner", ["dividemix", "elr"])
+def test_every_learner_runs_end_to_end(learner):
+    res = run(RunConfig(learner=learner, subset=200, warmup_epochs=1, epochs=2, fraction=0.6))
+    m = res.metrics
+    assert m["learner"] == learner and m["budget"] == 120 and 0 <= m["relabel_accuracy"] <= 1
+    assert res.signals.probs.shape == (200, 10) and len(m["history"]) == 2
+
+
+@pytest.mark.skipif(
+    not Path(FASHION_MNIST_SYSTEM_DIR).is_dir(), reason="Fashion-MNIST is not installed in the system folder"
+)
+def test_real_fashion_mnist_subset(tmp_path):
+    res = run(RunConfig(dataset="fashion-mnist", subset=500, test_subset=500, warmup_epochs=1, epochs=2,
+                        model="mlp", learner="ce", fraction=0.4, out=str(tmp_path / "f")))  # fmt: skip
+    m = res.metrics
+    assert m["dataset"] == "fashion-mnist" and m["num_train"] == 500 and m["num_test"] == 500
+    assert m["budget"] == 200 and 0 <= m["test_accuracy"] <= 1 and m["noise_rate"] == pytest.approx(0.4)
+    assert rp.Signals.load(tmp_path / "f" / "signals.npz").features.shape[0] == 500
