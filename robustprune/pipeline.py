@@ -50,7 +50,7 @@ from robustprune.train.engine import ProgressInfo, derive_seed, resolve_device
 
 __all__ = [
     "Protocol", "PROTOCOLS", "protocol_for", "RunConfig", "RunResult", "resolve_config", "run",
-    "load_indices", "default_run_name", "ARTIFACTS",
+    "load_indices", "default_run_name", "ARTIFACTS", "make_signals", "warmup_key", "WARMUP_FIELDS",
 ]  # fmt: skip
 
 #: Files a run directory may hold (``force`` removes exactly these).
@@ -119,7 +119,8 @@ class RunConfig:
     Selection: ``method`` with ``params`` (method options), ``fraction`` (kept share), ``class_balanced``
     (None = the method's default) — or ``selection``, a file of indices chosen elsewhere (a ``select``
     output ``.npz``, or ``.npy`` / text indices, or a boolean ``.npy`` mask), which skips warm-up and
-    selection.
+    selection. ``signals``: a signals bundle of an earlier warm-up on the same training set (its labels
+    must equal this run's noisy labels), which skips the warm-up; :func:`make_signals` writes one.
     Runtime (not compared on resume): ``device`` (None = CUDA when available), ``out`` (run directory;
     None = write nothing), ``force`` (redo a run found in ``out``), ``resume`` (continue it).
     """
@@ -139,6 +140,7 @@ class RunConfig:
     fraction: float | None = 0.5
     class_balanced: bool | None = None
     selection: str | None = None
+    signals: str | None = None
     warmup_epochs: int | None = None
     epochs: int | None = None
     batch_size: int | None = None
@@ -187,6 +189,8 @@ class RunConfig:
             d = getattr(self, name)
             if not isinstance(d, Mapping) or not all(isinstance(k, str) for k in d):
                 raise ValueError(f"{name} must be a dict of option name to value")
+        if self.signals is not None and self.selection is not None:
+            raise ValueError("give at most one of signals (reuse a warm-up) and selection (a fixed subset)")
         if self.force and self.resume:
             raise ValueError("give at most one of force (start over) and resume (continue)")
 
@@ -250,11 +254,24 @@ def resolve_config(config: RunConfig, *, tabular: bool = False) -> RunConfig:
         c, dataset=get_dataset_info(c.dataset).name, noise=str(parse_noise(c.noise)),
         noise_seed=c.seed if c.noise_seed is None else c.noise_seed, learner=learner_cls.name,
         learner_params=lparams, model=model, method=method, params=params, fraction=fraction,
-        selection=selection, epochs=epochs, warmup_epochs=warmup,
+        selection=selection, epochs=epochs,
+        signals=None if c.signals is None else str(Path(c.signals).expanduser().resolve()), warmup_epochs=warmup,
         batch_size=c.batch_size or proto.batch_size, lr=c.lr or proto.lr,
         data_dir=None if c.data_dir is None else str(Path(c.data_dir).expanduser()),
         device=str(resolve_device(c.device)),
     )  # fmt: skip
+
+
+#: RunConfig fields a warm-up depends on: runs that agree on all of them can share one warm-up's signals.
+WARMUP_FIELDS = (
+    "dataset", "dataset_params", "subset", "noise", "noise_seed", "learner", "learner_params", "model",
+    "warmup_epochs", "epochs", "batch_size", "lr", "confidence_pass", "val_fraction", "seed",
+)  # fmt: skip
+
+
+def warmup_key(config: RunConfig) -> dict[str, Any]:
+    """The fields of a *resolved* config that determine its warm-up (and so its signals)."""
+    return json.loads(json.dumps({k: getattr(config, k) for k in WARMUP_FIELDS}))
 
 
 def default_run_name(config: RunConfig) -> str:
@@ -366,15 +383,16 @@ class _Log:
             self._fh.close()
 
 
-def _check_dir(out: Path, c: RunConfig) -> bool:
-    """Check the run directory (nothing is changed yet); True when an earlier run there is to be resumed."""
+def _check_dir(out: Path, c: RunConfig, done: str = "metrics.json") -> bool:
+    """Check the run directory (nothing is changed yet); True when an earlier run there is to be resumed.
+    ``done`` is the file whose presence marks the run as finished."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file; give a directory for the run")
     present = [out / a for a in ARTIFACTS if (out / a).exists()]
     if not present or c.force:
         return False
     if not c.resume:
-        state = "a finished" if (out / "metrics.json").exists() else "an unfinished"
+        state = "a finished" if (out / done).exists() else "an unfinished"
         hint = "" if state == "a finished" else "pass --resume (resume=True) to continue it, or "
         raise ValueError(
             f"{out} holds {state} run; {hint}pass --force (force=True) to redo it, or choose another out"
@@ -534,7 +552,7 @@ def _signals(r: _Run) -> Signals:
         "dataset": c.dataset, "noise": c.noise, "learner": c.learner, "model": c.model, "seed": c.seed,
         "warmup_epochs": c.warmup_epochs, "confidence_pass": c.confidence_pass,
         "warmup_seconds": r.times["warmup"], "signals_seconds": r.times["signals"],
-        "warmup_test_accuracy": warm_acc,
+        "warmup_test_accuracy": warm_acc, "warmup_key": warmup_key(c),
     }  # fmt: skip
     dyn = recorder.signals_kwargs() if c.warmup_epochs else {}
     sig = Signals(
@@ -651,6 +669,91 @@ def _evaluate(r: _Run, learner: Any, sel: Selection, sig: Signals | None, histor
     return metrics
 
 
+@dataclass
+class _Setup:
+    """What :func:`_prepare` hands to :func:`run` and :func:`make_signals`."""
+
+    c: RunConfig
+    out: Path | None
+    resuming: bool
+    finished: bool
+    t0: float
+    ds: Any = None
+    noisy: Any = None
+    rec: Any = None
+    x_val: Any = None
+    y_val: Any = None
+    given: tuple[np.ndarray, str] | None = None
+    given_signals: Signals | None = None
+
+
+def _prepare(config: RunConfig, done: str) -> _Setup:
+    """Resolve the config, check the run directory and load the data, the noise and any given selection or
+    signals file; nothing is written here, so bad input leaves an existing directory untouched."""
+    resolve_config(config)  # names and options fail here, before any data is read
+    out = Path(config.out).expanduser() if config.out is not None else None
+    resuming = _check_dir(out, config, done) if out is not None else False
+    t0 = time.perf_counter()
+    ds, noisy, rec, x_val, y_val = _load(resolve_config(config))
+    c = resolve_config(config, tabular=not ds.is_image)  # the default model depends on the data
+    given = load_indices(c.selection, int(ds.num_train)) if c.selection is not None else None
+    given_signals = _given_signals(c.signals, noisy) if c.signals is not None else None
+    if resuming:
+        _check_same_run(out, c)
+        if (out / done).exists():
+            return _Setup(c, out, True, True, t0)
+    if out is not None:
+        _open_dir(out, c, resuming)
+    return _Setup(c, out, resuming, False, t0, ds, noisy, rec, x_val, y_val, given, given_signals)
+
+
+def _given_signals(path: str, noisy: np.ndarray) -> Signals:
+    """A signals bundle reused from an earlier warm-up; it must describe this run's noisy training set."""
+    sig = Signals.load(path)
+    if sig.n != noisy.size or not np.array_equal(sig.labels, noisy):
+        what = f"{sig.n} examples, this run has {noisy.size}" if sig.n != noisy.size else "its labels differ"
+        raise ValueError(
+            f"signals file {path} was made for another training set ({what}); the dataset, subset, noise, "
+            "validation split and seed must match the run that wrote it"
+        )
+    return sig
+
+
+def _start(s: _Setup, progress: Callable[[ProgressInfo], None] | None) -> tuple[_Run, _Log]:
+    from robustprune.train import TrainConfig, TrainData
+
+    c, out, ds = s.c, s.out, s.ds
+    log = _Log(out / "run.log" if out is not None else None, progress)
+    log.write(f"{'resume' if s.resuming else 'start'} robustprune {__version__}")
+    if out is not None:
+        _write_json(out / "config.json", {**c.to_dict(), "robustprune_version": __version__})
+    data = TrainData.from_dataset(ds, labels=s.noisy, device=c.device)
+    tc = TrainConfig(
+        epochs=c.epochs,
+        batch_size=c.batch_size,
+        lr=float(c.lr),
+        seed=c.seed,
+        device=c.device,
+        eval_batch_size=c.eval_batch_size,
+    )
+    true = ds.y_train.numpy()
+    r = _Run(c, ds, data, s.noisy, true, s.x_val, s.y_val, tc, out, s.resuming, log)
+    r.times.update(warmup=0.0, signals=0.0)
+    note = f"{ds.describe()}; noise {c.noise}, realised {ev.noise_rate(s.noisy, true):.4f}"
+    log.stage("data", time.perf_counter() - s.t0, note=note)
+    return r, log
+
+
+def _reuse_signals(r: _Run, sig: Signals) -> Signals:
+    """Account for a given signals bundle: its warm-up and signal times are reported, not spent again."""
+    r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
+    r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
+    r.reused.append("signals")
+    r.log.stage("warmup", r.times["warmup"], reused=True, note=f"signals from {r.c.signals}")
+    r.log.stage("signals", r.times["signals"], reused=True)
+    return sig
+
+
 def run(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = None) -> RunResult:
     """Run noise -> warm-up -> signals -> select -> train on the subset -> evaluate (see module docs).
 
@@ -660,46 +763,23 @@ def run(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = 
     ``logs`` hold ``stage_done=True``, ``seconds``, ``reused`` and a ``note``. An exception raised by
     ``progress`` stops the run (a later ``resume`` continues it).
     """
-    from robustprune.train import TrainConfig, TrainData
-
-    resolve_config(config)  # names and options fail here, before any data is read
-    out = Path(config.out).expanduser() if config.out is not None else None
-    resuming = _check_dir(out, config) if out is not None else False
-    t0 = time.perf_counter()
-    # nothing is written until the data, the noise and a given selection file have loaded
-    ds, noisy, rec, x_val, y_val = _load(resolve_config(config))
-    c = resolve_config(config, tabular=not ds.is_image)  # the default model depends on the data
-    given = load_indices(c.selection, int(ds.num_train)) if c.selection is not None else None
-    if resuming:
-        _check_same_run(out, c)
-        if (out / "metrics.json").exists():
-            return _finished(out, progress)
-    if out is not None:
-        _open_dir(out, c, resuming)
-    log = _Log(out / "run.log" if out is not None else None, progress)
+    s = _prepare(config, "metrics.json")
+    if s.finished:
+        return _finished(s.out, progress)
+    r, log = _start(s, progress)
+    c, out = s.c, s.out
     try:
-        log.write(f"{'resume' if resuming else 'start'} robustprune {__version__}")
-        if out is not None:
-            _write_json(out / "config.json", {**c.to_dict(), "robustprune_version": __version__})
-        data = TrainData.from_dataset(ds, labels=noisy, device=c.device)
-        tc = TrainConfig(
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            lr=float(c.lr),
-            seed=c.seed,
-            device=c.device,
-            eval_batch_size=c.eval_batch_size,
-        )
-        true = ds.y_train.numpy()
-        r = _Run(c, ds, data, noisy, true, x_val, y_val, tc, out, resuming, log)
-        r.times.update(warmup=0.0, signals=0.0)
-        note = f"{ds.describe()}; noise {c.noise}, realised {ev.noise_rate(noisy, true):.4f}"
-        log.stage("data", time.perf_counter() - t0, note=note)
-        sig = _signals(r) if c.selection is None else None
-        sel = _selection(r, sig, given)
+        if c.selection is not None:
+            sig = None
+        elif s.given_signals is not None:
+            sig = _reuse_signals(r, s.given_signals)
+        else:
+            sig = _signals(r)
+        sel = _selection(r, sig, s.given)
         learner, history = _train(r, sel)
-        metrics = _evaluate(r, learner, sel, sig, history, rec)
-        metrics["timings"]["wall"] = round(time.perf_counter() - t0, 4)
+        metrics = _evaluate(r, learner, sel, sig, history, s.rec)
+        metrics["timings"]["wall"] = round(time.perf_counter() - s.t0, 4)
+        metrics["reused"] = list(r.reused)
         if out is not None:
             _write_json(out / "metrics.json", metrics)
             _unlink(r.path("train.ckpt"))
@@ -711,11 +791,35 @@ def run(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = 
         log.close()
 
 
+def make_signals(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = None) -> Signals:
+    """Only the warm-up and the signals pass of :func:`run` (no selection, no training).
+
+    With ``out`` set, the directory receives ``config.json``, ``run.log`` and ``signals.npz`` (finished when
+    that exists; ``resume`` continues an interrupted warm-up from its checkpoint). Several runs that share
+    :func:`warmup_key` can then pass ``signals=out/signals.npz`` and skip the warm-up; the signals' meta
+    records the key.
+    """
+    if config.selection is not None or config.signals is not None:
+        raise ValueError("make_signals computes a warm-up; drop selection / signals from the config")
+    s = _prepare(config, "signals.npz")
+    if s.finished:
+        return Signals.load(s.out / "signals.npz")
+    r, log = _start(s, progress)
+    try:
+        return _signals(r)
+    except BaseException as exc:
+        log.write(f"stopped: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        raise
+    finally:
+        log.close()
+
+
 def _finished(out: Path, progress: Callable[[ProgressInfo], None] | None) -> RunResult:
     """The result of a finished run directory, read back (``resume`` on a finished run)."""
     metrics = json.loads((out / "metrics.json").read_text())
-    sig = Signals.load(out / "signals.npz") if (out / "signals.npz").exists() else None
     cfg = RunConfig.load(out / "config.json")
+    stored = out / "signals.npz" if (out / "signals.npz").exists() else cfg.signals
+    sig = Signals.load(stored) if stored is not None and Path(stored).exists() else None
     if progress is not None:
         progress(ProgressInfo("evaluate", 0, 1, 1, 1, {"stage_done": True, "seconds": 0.0, "reused": True}))
     reused = ("signals", "selection", "train", "evaluate")

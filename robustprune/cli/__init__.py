@@ -11,6 +11,7 @@ import typer
 
 from robustprune import __version__
 from robustprune.cli._common import STATE
+from robustprune.cli.bench import bench_command, report_command
 from robustprune.cli.methods import methods_command
 from robustprune.cli.run import run_command
 from robustprune.cli.select import select_command
@@ -48,6 +49,8 @@ def _root(
 app.command("methods")(methods_command)
 app.command("select")(select_command)
 app.command("run")(run_command)
+app.command("bench")(bench_command)
+app.command("report")(report_command)
 
 
 def main() -> None:

@@ -175,6 +175,8 @@ _HELP = {
     "class_balanced": "Balance the budget over given labels (default: the method's).",
     "selection": "Train on a subset chosen elsewhere: a select .npz, or .npy/.txt indices into the run's "
     "training set. Skips warm-up and selection.",
+    "signals": "Reuse the signals.npz of an earlier run on the same training set (same dataset, subset, "
+    "noise and seed) instead of a new warm-up.",
     "warmup_epochs": "Warm-up epochs on the full noisy set before selection (default: the dataset's).",
     "epochs": "Training epochs on the subset, also the cosine schedule length (default: the dataset's).",
     "batch_size": "Batch size (default 128).",
@@ -221,6 +223,7 @@ def run_command(
         bool | None, typer.Option("--class-balanced/--no-class-balanced", help=_HELP["class_balanced"])
     ] = None,
     selection: Annotated[Path | None, typer.Option(metavar="FILE", help=_HELP["selection"])] = None,
+    signals: Annotated[Path | None, typer.Option(metavar="FILE", help=_HELP["signals"])] = None,
     warmup_epochs: Annotated[int | None, typer.Option(metavar="E", help=_HELP["warmup_epochs"])] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", "-e", metavar="E", help=_HELP["epochs"])] = None,
     batch_size: Annotated[int | None, typer.Option(metavar="B", help=_HELP["batch_size"])] = None,
@@ -253,6 +256,7 @@ def run_command(
             test_subset=test_subset, noise=noise, learner=learner, learner_params=lparams, model=model,
             method=method, params=params, fraction=fraction if fraction is not None or selection else 0.5,
             class_balanced=class_balanced, selection=None if selection is None else str(selection),
+            signals=None if signals is None else str(signals),
             warmup_epochs=warmup_epochs, epochs=epochs, batch_size=batch_size, lr=lr,
             confidence_pass=confidence_pass, val_fraction=val_fraction, eval_every=eval_every, seed=seed,
             device=device, force=force, resume=resume,

@@ -131,15 +131,9 @@ def rescaled_cosine_graph(
     self_in = bool(torch.tensor(1.0, dtype=torch.float32) > tau32)
 
     if max_neighbors is None:
-        rows, cols, vals = _upper_edges(z, tau32, block_size, max_edges, progress)
-        # mirror the strict upper triangle and add the diagonal
-        idt = np.int32 if n < 2**31 else np.int64
-        rows, cols = rows.astype(idt, copy=False), cols.astype(idt, copy=False)
-        diag = np.arange(n if self_in else 0, dtype=idt)
-        r = np.concatenate([rows, cols, diag])
-        c = np.concatenate([cols, rows, diag])
-        w = np.concatenate([vals, vals, np.ones(diag.shape[0], dtype=np.float32)])
-        graph = _to_csr(r, c, w, n, symmetric=True)
+        upper = _upper_edges(z, tau32, block_size, max_edges, progress)
+        del z
+        graph = _to_csr(*upper.mirrored(n if self_in else 0), n, symmetric=True)
     else:
         graph = _capped_edges(z, tau32, self_in, block_size, max_neighbors, max_edges, progress)
     return SimilarityGraph(graph.indptr, graph.indices, graph.weights, n, graph.symmetric,
@@ -167,17 +161,69 @@ def _too_many(count: int, max_edges: int | None) -> None:
         )
 
 
+class _EdgeChunks:
+    """Edges gathered tile by tile into large fixed-size chunks.
+
+    Chunks are big enough (64 MB per array) that the C allocator maps them directly: appending a tile's
+    few edges never pins the top of the heap above that tile's large temporaries, which otherwise
+    fragments the heap and grows resident memory by several times the graph's size on big inputs.
+    """
+
+    CHUNK = 1 << 24
+
+    def __init__(self, index_dtype: type) -> None:
+        self.idt = index_dtype
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.fill = self.CHUNK
+        self.count = 0
+
+    def add(self, r: np.ndarray, c: np.ndarray, v: np.ndarray) -> None:
+        i, m = 0, r.shape[0]
+        while i < m:
+            if self.fill == self.CHUNK:
+                ch = self.CHUNK
+                self.parts.append((np.empty(ch, self.idt), np.empty(ch, self.idt), np.empty(ch, np.float32)))
+                self.fill = 0
+            take = min(self.CHUNK - self.fill, m - i)
+            pr, pc, pv = self.parts[-1]
+            sl = slice(self.fill, self.fill + take)
+            pr[sl], pc[sl], pv[sl] = r[i:i + take], c[i:i + take], v[i:i + take]
+            self.fill += take
+            i += take
+        self.count += m
+
+    def _filled(self):
+        for k, (pr, pc, pv) in enumerate(self.parts):
+            m = self.fill if k == len(self.parts) - 1 else self.CHUNK
+            yield pr[:m], pc[:m], pv[:m]
+
+    def mirrored(self, n_diag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All edges (i, j), their twins (j, i) and ``n_diag`` self-pairs of weight 1, as COO arrays;
+        the chunks are released as they are copied."""
+        e = self.count
+        total = 2 * e + n_diag
+        r, c, w = np.empty(total, self.idt), np.empty(total, self.idt), np.empty(total, np.float32)
+        pos = 0
+        for pr, pc, pv in self._filled():
+            m = pr.shape[0]
+            r[pos:pos + m], c[pos:pos + m], w[pos:pos + m] = pr, pc, pv
+            r[e + pos:e + pos + m], c[e + pos:e + pos + m], w[e + pos:e + pos + m] = pc, pr, pv
+            pos += m
+        self.parts.clear()
+        r[2 * e:] = np.arange(n_diag, dtype=self.idt)
+        c[2 * e:] = r[2 * e:]
+        w[2 * e:] = 1.0
+        return r, c, w
+
+
 def _upper_edges(z: torch.Tensor, tau32: torch.Tensor, bs: int, max_edges: int | None,
-                 progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 progress: Callable[[int, int], None] | None) -> _EdgeChunks:
     """Edges (i, j, s) with i < j and s > tau from the upper triangle of tiles."""
     n = z.shape[0]
     starts = list(range(0, n, bs))
     total_tiles = len(starts) * (len(starts) + 1) // 2
     done = 0
-    rows_l: list[np.ndarray] = []
-    cols_l: list[np.ndarray] = []
-    vals_l: list[np.ndarray] = []
-    count = 0
+    edges = _EdgeChunks(np.int32 if n < 2**31 else np.int64)
     tau_d = tau32.to(z.device)
     cos_lo = _cosine_prefilter(tau32, z.device)
     idt = torch.int32 if n < 2**31 else torch.int64
@@ -195,18 +241,13 @@ def _upper_edges(z: torch.Tensor, tau32: torch.Tensor, bs: int, max_edges: int |
                 r, col = idx[:, 0], idx[:, 1]
                 s = _rescale(cos[r, col])
                 keep = s > tau_d
-                rows_l.append((r[keep] + a).to(idt).cpu().numpy())
-                cols_l.append((col[keep] + c).to(idt).cpu().numpy())
-                vals_l.append(s[keep].cpu().numpy())
-                count += 2 * rows_l[-1].shape[0]
-                _too_many(count, max_edges)
+                edges.add((r[keep] + a).to(idt).cpu().numpy(), (col[keep] + c).to(idt).cpu().numpy(),
+                          s[keep].cpu().numpy())
+                _too_many(2 * edges.count, max_edges)
             done += 1
             if progress is not None:
                 progress(done, total_tiles)
-    if not rows_l:
-        e = np.empty(0, dtype=np.int32)
-        return e, e.copy(), np.empty(0, dtype=np.float32)
-    return np.concatenate(rows_l), np.concatenate(cols_l), np.concatenate(vals_l)
+    return edges
 
 
 def _capped_edges(z: torch.Tensor, tau32: torch.Tensor, self_in: bool, bs: int, k: int,

@@ -1,0 +1,10 @@
+"""Benchmark sweeps (``robustprune bench``) and their reports (``robustprune report``)."""
+
+from robustprune.bench.grid import BenchSpec, Cell, ConfigError, Group, MethodSpec, build_spec, expand, load_config
+from robustprune.bench.report import aggregate, collect, cost_summary, mean_std, write_report
+from robustprune.bench.runner import BenchEvent, BenchResult, run_bench
+
+__all__ = [
+    "BenchSpec", "Cell", "ConfigError", "Group", "MethodSpec", "build_spec", "expand", "load_config",
+    "aggregate", "collect", "cost_summary", "mean_std", "write_report", "BenchEvent", "BenchResult", "run_bench",
+]  # fmt: skip

@@ -1,0 +1,370 @@
+"""Benchmark grids: datasets x noise specs x learners x methods x fractions x seeds, from a TOML file or
+command-line lists, expanded into warm-up groups and cells.
+
+A TOML config (``configs/*.toml``)::
+
+    datasets = ["fashion-mnist"]
+    noises = ["sym:0.4", "asym:0.4"]
+    learners = ["sop", "ce"]
+    methods = ["prune4rel", "prune4rel_exact", "uniform", "uncertainty"]
+    fractions = [0.2, 0.4, 0.6, 0.8]
+    seeds = [0, 1]
+
+    [run]                     # options of robustprune run shared by every cell
+    subset = 6000
+    epochs = 15
+    warmup_epochs = 3
+
+    [params.uncertainty]      # method options, for every cell of that method
+    kind = "margin"
+
+    [learner_params.sop]      # learner options
+    lr_u = 10.0
+
+    [variants.prune4rel_exact]   # a method under another name with its own options
+    method = "prune4rel"
+    gain = "exact"
+
+A *group* is one (dataset, noise, learner, seed): its warm-up (the signals) is computed once and shared by
+every method and fraction of the group. A *cell* is one group x method x fraction: select, train a fresh
+learner on the subset, evaluate. The method ``full`` keeps everything, so it has one cell per group, at
+fraction 1.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from robustprune.pipeline import RunConfig, resolve_config, warmup_key
+
+__all__ = ["ConfigError", "MethodSpec", "BenchSpec", "Group", "Cell", "load_config", "expand", "RUN_OPTIONS"]
+
+#: RunConfig options a grid may set for all cells (``[run]`` table / command-line flags).
+RUN_OPTIONS = (
+    "data_dir", "dataset_params", "subset", "test_subset", "model", "warmup_epochs", "epochs", "batch_size",
+    "lr", "eval_every", "confidence_pass", "val_fraction", "class_balanced", "device", "eval_batch_size",
+)  # fmt: skip
+_TOP_KEYS = ("datasets", "noises", "learners", "methods", "fractions", "seeds", "run", "params",
+             "learner_params", "variants")  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A bad benchmark grid; the message names the config file and line where there is one."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method as a grid names it: ``label`` (shown in tables), the registered ``method`` and options."""
+
+    label: str
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A benchmark grid and the options shared by all of its cells."""
+
+    datasets: tuple[str, ...]
+    noises: tuple[str, ...]
+    learners: tuple[str, ...]
+    methods: tuple[MethodSpec, ...]
+    fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    run: dict[str, Any] = field(default_factory=dict)
+    learner_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "datasets": list(self.datasets), "noises": list(self.noises), "learners": list(self.learners),
+            "methods": [{"label": m.label, "method": m.method, "params": m.params} for m in self.methods],
+            "fractions": list(self.fractions), "seeds": list(self.seeds), "run": self.run,
+            "learner_params": self.learner_params, "source": self.source,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchSpec:
+        methods = tuple(MethodSpec(m["label"], m["method"], dict(m.get("params", {}))) for m in d["methods"])
+        return cls(
+            tuple(d["datasets"]), tuple(d["noises"]), tuple(d["learners"]), methods,
+            tuple(float(f) for f in d["fractions"]), tuple(int(s) for s in d["seeds"]), dict(d.get("run", {})),
+            {k: dict(v) for k, v in d.get("learner_params", {}).items()}, d.get("source"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Group:
+    """One (dataset, noise, learner, seed): one warm-up shared by its cells."""
+
+    dataset: str
+    noise: str
+    learner: str
+    seed: int
+    config: RunConfig  # resolved; method / fraction are those of the group's first cell
+
+    @property
+    def name(self) -> str:
+        return _safe(f"{self.dataset}_{self.noise}_{self.learner}_s{self.seed}")
+
+    @property
+    def block(self) -> tuple[str, str, str]:
+        """The report block (seeds are aggregated)."""
+        return (self.dataset, self.noise, self.learner)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One group x method x fraction."""
+
+    group: Group
+    method: MethodSpec
+    fraction: float
+    config: RunConfig  # resolved, without out / signals
+
+    @property
+    def name(self) -> str:
+        return _safe(f"{self.method.label}_f{self.fraction:g}")
+
+    @property
+    def key(self) -> str:
+        return f"{self.group.name}/{self.name}"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "", name.replace(":", ""))
+
+
+# -------------------------------------------------------------------------------------------- parsing
+
+
+def _line_of(text: str, key: str, value: Any = None, table: str | None = None) -> int | None:
+    """1-based line of ``key`` (inside ``[table]`` when given) or of ``value`` after it, for messages."""
+    lines = text.splitlines()
+    start = 0
+    if table is not None:
+        header = re.compile(rf"^\s*\[\s*{re.escape(table)}\s*\]")
+        start = next((i for i, ln in enumerate(lines) if header.match(ln)), None)
+        if start is None:
+            return None
+        if key is None:
+            return start + 1
+    pat = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    found = next((i for i in range(start, len(lines)) if pat.match(lines[i])), None)
+    if found is None:
+        return None if table is None else start + 1
+    if value is None:
+        return found + 1
+    needles = [f'"{value}"', f"'{value}'"] if isinstance(value, str) else [str(value)]
+    for i in range(found, len(lines)):
+        if any(n in lines[i] for n in needles):
+            return i + 1
+        if i > found and re.match(r"^\s*([A-Za-z_\"'][^=]*=|\[)", lines[i]):
+            break
+    return found + 1
+
+
+class _Where:
+    """Builds ``file:line: message`` errors for a config file (plain messages for command-line grids)."""
+
+    def __init__(self, path: str | None, text: str = "") -> None:
+        self.path, self.text = path, text
+
+    def error(self, message: str, key: str | None = None, value: Any = None, table: str | None = None):
+        if self.path is None:
+            return ConfigError(message)
+        line = _line_of(self.text, key, value, table) if (key or table) else None
+        return ConfigError(f"{self.path}:{line}: {message}" if line else f"{self.path}: {message}")
+
+
+def _as_list(where: _Where, key: str, value: Any, kind: type, *, required: bool = True) -> list:
+    if value is None:
+        if required:
+            raise where.error(f"the grid needs '{key}' (a list)")
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for v in items:
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise where.error(f"'{key}' must hold {kind.__name__} values, got {v!r}", key, v)
+        out.append(v)
+    if not out:
+        raise where.error(f"'{key}' is empty", key)
+    if len(set(out)) != len(out):
+        dup = next(v for v in out if out.count(v) > 1)
+        raise where.error(f"'{key}' lists {dup!r} twice", key, dup)
+    return out
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a TOML grid into the keyword arguments of :func:`build_spec` (``ConfigError`` on bad TOML)."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    where = _Where(str(p), text)
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise where.error(f"unknown key '{key}'; valid: {', '.join(_TOP_KEYS)}", key, table=None)
+    return {"data": data, "where": where}
+
+
+def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
+    """Check a grid (names, options, values) and return the :class:`BenchSpec`."""
+    from robustprune.data import get_dataset_info, list_datasets
+    from robustprune.noise import parse_noise
+    from robustprune.selection.registry import get_method, list_methods
+    from robustprune.train.learners import get_learner_class, list_learners
+
+    where = where or _Where(None)
+    datasets = _as_list(where, "datasets", data.get("datasets"), str)
+    for d in datasets:
+        try:
+            get_dataset_info(d)
+        except ValueError:
+            raise where.error(f"unknown dataset '{d}'; known: {', '.join(list_datasets())}", "datasets", d) from None
+    noises = _as_list(where, "noises", data.get("noises"), str)
+    for s in noises:
+        try:
+            parse_noise(s)
+        except ValueError as exc:
+            raise where.error(f"bad noise spec '{s}': {exc}", "noises", s) from None
+    learners = _as_list(where, "learners", data.get("learners"), str)
+    for name in learners:
+        try:
+            get_learner_class(name)
+        except ValueError:
+            known = ", ".join(list_learners())
+            raise where.error(f"unknown learner '{name}'; known: {known}", "learners", name) from None
+    fractions = _as_list(where, "fractions", data.get("fractions"), float)
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise where.error(f"fraction {f:g} is outside (0, 1]", "fractions", f)
+    seeds = _as_list(where, "seeds", data.get("seeds", [0]), int)
+
+    variants = data.get("variants", {}) or {}
+    params = data.get("params", {}) or {}
+    if not isinstance(variants, dict) or not isinstance(params, dict):
+        bad = "variants" if not isinstance(variants, dict) else "params"
+        raise where.error(f"'{bad}' must be a table", bad)
+    known_methods = list_methods()
+    methods: list[MethodSpec] = []
+    for label in _as_list(where, "methods", data.get("methods"), str):
+        if label in variants:
+            v = dict(variants[label]) if isinstance(variants[label], dict) else None
+            if v is None or "method" not in v:
+                raise where.error(f"variant '{label}' needs a 'method' key", None, table=f"variants.{label}")
+            base, opts, table = str(v.pop("method")), v, f"variants.{label}"
+        else:
+            base, opts, table = label, dict(params.get(label, {}) or {}), f"params.{label}"
+        try:
+            info = get_method(base)
+        except (ValueError, KeyError):
+            raise where.error(
+                f"unknown method '{base}'; known: {', '.join(known_methods)} (or a [variants.NAME] table)",
+                "methods" if label == base else "method", base, table=None if label == base else table,
+            ) from None
+        for k in opts:
+            if k not in info.options:
+                valid = ", ".join(info.options) or "none"
+                raise where.error(f"method '{info.name}' has no option '{k}'; its options: {valid}", k, table=table)
+        methods.append(MethodSpec(label, info.name, opts))
+    for name in params:
+        if name not in [m.label for m in methods]:
+            raise where.error(f"[params.{name}] names a method that is not in 'methods'", None, table=f"params.{name}")
+
+    run = dict(data.get("run", {}) or {})
+    for k in run:
+        if k not in RUN_OPTIONS:
+            raise where.error(f"unknown run option '{k}'; valid: {', '.join(RUN_OPTIONS)}", k, table="run")
+    lparams = {k: dict(v or {}) for k, v in (data.get("learner_params", {}) or {}).items()}
+    spec = BenchSpec(
+        tuple(datasets), tuple(noises), tuple(learners), tuple(methods), tuple(fractions), tuple(seeds), run,
+        lparams, where.path,
+    )  # fmt: skip
+    try:
+        expand(spec)  # every cell's config resolves (learner options, models, option values)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise where.error(str(exc)) from None
+    return spec
+
+
+# ------------------------------------------------------------------------------------------ expansion
+
+
+def expand(spec: BenchSpec) -> tuple[list[Group], list[Cell]]:
+    """Groups (one warm-up each) and cells, in a stable order: group by group, method by method."""
+    groups: list[Group] = []
+    cells: list[Cell] = []
+    base = {k: v for k, v in spec.run.items() if k in RUN_OPTIONS}
+    for dataset in spec.datasets:
+        for noise in spec.noises:
+            for learner in spec.learners:
+                for seed in spec.seeds:
+                    group: Group | None = None
+                    for m in spec.methods:
+                        fracs = (1.0,) if m.method == "full" else spec.fractions
+                        for f in fracs:
+                            cfg = RunConfig(
+                                dataset=dataset, noise=noise, learner=learner,
+                                learner_params=dict(spec.learner_params.get(learner, {})), method=m.method,
+                                params=dict(m.params), fraction=f, seed=seed, **base,
+                            )  # fmt: skip
+                            cfg = resolve_config(cfg)
+                            if group is None:
+                                group = Group(cfg.dataset, cfg.noise, cfg.learner, seed, cfg)
+                                groups.append(group)
+                            elif warmup_key(cfg) != warmup_key(group.config):  # pragma: no cover - by design
+                                raise ConfigError(f"cells of group {group.name} disagree on their warm-up")
+                            cells.append(Cell(group, m, f, cfg))
+    names = [c.key for c in cells]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ConfigError(f"two cells share the name {dup}; give the methods distinct labels")
+    return groups, cells
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A config's data with command-line values laid over it (``None`` = not given)."""
+    out = dict(base)
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k == "run":
+            out["run"] = {**(out.get("run") or {}), **v}
+        elif k == "params":
+            merged = dict(out.get("params") or {})
+            for name, opts in v.items():
+                merged[name] = {**(merged.get(name) or {}), **opts}
+            out["params"] = merged
+        else:
+            out[k] = v
+    return out
+
+
+def with_run(spec: BenchSpec, **run: Any) -> BenchSpec:
+    """The spec with more ``[run]`` options."""
+    return replace(spec, run={**spec.run, **run})
+
+
+def _check_fields() -> None:  # keep RUN_OPTIONS in step with RunConfig
+    names = {f.name for f in fields(RunConfig)}
+    missing = [k for k in RUN_OPTIONS if k not in names]
+    if missing:  # pragma: no cover
+        raise AssertionError(f"RUN_OPTIONS names unknown RunConfig fields: {missing}")
+
+
+_check_fields()

@@ -1,0 +1,309 @@
+"""Reports of a sweep directory: Markdown tables (mean ± std over seeds), CSV / JSON of every cell, figures
+and the compute-cost accounting.
+
+``write_report(DIR)`` reads ``DIR/bench.json`` and every finished cell under ``DIR/cells`` and writes
+``report.md``, ``results.csv``, ``results.json``, ``accuracy.png``, ``relabel.png`` and
+``class_histogram.png`` into ``DIR``. Incomplete sweeps are reported as far as they got (missing cells are
+counted in the report).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from robustprune.bench.grid import BenchSpec, expand
+from robustprune.bench.runner import cell_dir
+from robustprune.selection.base import atomic_write_bytes
+
+__all__ = ["collect", "aggregate", "mean_std", "render_markdown", "write_report", "cost_summary", "METRICS"]
+
+#: Metrics tabulated per block: (key, title, higher is better).
+METRICS = (
+    ("test_accuracy", "Test accuracy (last epoch)", True),
+    ("relabel_accuracy", "Re-labeling accuracy (share of the subset the learner predicts correctly)", True),
+    ("subset_noise_rate", "Noise rate inside the subset (given label wrong)", False),
+)
+CSV_FIELDS = (
+    "dataset", "noise", "learner", "seed", "method", "method_name", "params", "fraction", "budget", "num_train",
+    "test_accuracy", "test_accuracy_at_best_val", "relabel_accuracy", "relabel_accuracy_all",
+    "subset_noise_rate", "noise_rate", "warmup_test_accuracy", "time_warmup", "time_signals",
+    "time_selection", "time_train", "time_evaluate", "cell",
+)  # fmt: skip
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof=1; 0 for one value) and count."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    n = len(vals)
+    if n == 0:
+        return math.nan, math.nan, 0
+    m = sum(vals) / n
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+    return m, sd, n
+
+
+def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """The sweep's ``bench.json``, one record per finished cell, and the number of cells not finished."""
+    out = Path(out).expanduser()
+    meta_path = out / "bench.json"
+    if not meta_path.is_file():
+        raise ValueError(f"{out} is not a sweep directory (no bench.json; run robustprune bench --out {out})")
+    try:
+        meta = json.loads(meta_path.read_text())
+        spec = BenchSpec.from_dict(meta["spec"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"cannot read {meta_path}: {exc}") from None
+    _groups, cells = expand(spec)
+    records, missing = [], 0
+    for c in cells:
+        path = cell_dir(out, c) / "metrics.json"
+        if not path.is_file():
+            missing += 1
+            continue
+        m = json.loads(path.read_text())
+        t = m.get("timings", {})
+        records.append({
+            "dataset": c.group.dataset, "noise": c.group.noise, "learner": c.group.learner, "seed": c.group.seed,
+            "method": c.method.label, "method_name": c.method.method,
+            "params": json.dumps(c.method.params, sort_keys=True), "fraction": c.fraction,
+            "budget": m.get("budget"), "num_train": m.get("num_train"),
+            "test_accuracy": m.get("test_accuracy"), "test_accuracy_at_best_val": m.get("test_accuracy_at_best_val"),
+            "relabel_accuracy": m.get("relabel_accuracy"), "relabel_accuracy_all": m.get("relabel_accuracy_all"),
+            "subset_noise_rate": m.get("subset_noise_rate"), "noise_rate": m.get("noise_rate"),
+            "warmup_test_accuracy": m.get("warmup_test_accuracy"),
+            "time_warmup": t.get("warmup", 0.0), "time_signals": t.get("signals", 0.0),
+            "time_selection": t.get("selection", 0.0), "time_train": t.get("train", 0.0),
+            "time_evaluate": t.get("evaluate", 0.0), "cell": c.key,
+            "class_counts": m.get("class_counts"), "class_counts_true": m.get("class_counts_true"),
+            "warmup_group": c.group.name,
+        })  # fmt: skip
+    return meta, records, missing
+
+
+def aggregate(records: Iterable[Mapping[str, Any]], key: str) -> dict[tuple, tuple[float, float, int]]:
+    """(dataset, noise, learner, method, fraction) -> (mean, std, count) of ``key`` over seeds."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in records:
+        if r.get(key) is not None:
+            groups[(r["dataset"], r["noise"], r["learner"], r["method"], float(r["fraction"]))].append(r[key])
+    return {k: mean_std(v) for k, v in groups.items()}
+
+
+def _fmt(m: float, sd: float, n: int) -> str:
+    if n == 0 or math.isnan(m):
+        return "–"
+    return f"{100 * m:.1f}" if n == 1 else f"{100 * m:.1f} ± {100 * sd:.1f}"
+
+
+def render_table(agg: Mapping[tuple, tuple[float, float, int]], block: tuple[str, str, str],
+                 methods: Sequence[str], fractions: Sequence[float], higher_better: bool) -> str:
+    """A Markdown table: methods × fractions of ``mean ± std`` (in %), the best of each column in bold."""
+    fr = sorted(set(fractions))
+    lines = ["| method | " + " | ".join(f"{f:g}" for f in fr) + " |", "|---|" + "---:|" * len(fr)]
+    best: dict[float, float] = {}
+    for f in fr:
+        vals = [round(100 * agg[(*block, m, f)][0], 1) for m in methods
+                if (*block, m, f) in agg and agg[(*block, m, f)][2] > 0]  # fmt: skip
+        if vals:
+            best[f] = max(vals) if higher_better else min(vals)
+    for m in methods:
+        cells = []
+        for f in fr:
+            a = agg.get((*block, m, f))
+            if a is None or a[2] == 0:
+                cells.append("–")
+                continue
+            text = _fmt(*a)
+            cells.append(f"**{text}**" if round(100 * a[0], 1) == best.get(f) else text)
+        if any(c != "–" for c in cells):
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cost_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Compute time split into warm-up (counted once per shared warm-up), selection and training, and what
+    re-running the warm-up for every cell (the released scripts' way) would have cost."""
+    warm_by_group: dict[str, float] = {}
+    for r in records:
+        warm_by_group[r["warmup_group"]] = float(r["time_warmup"]) + float(r["time_signals"])
+    warm_once = sum(warm_by_group.values())
+    warm_per_cell = sum(float(r["time_warmup"]) + float(r["time_signals"]) for r in records)
+    selection = sum(float(r["time_selection"]) for r in records)
+    train = sum(float(r["time_train"]) + float(r["time_evaluate"]) for r in records)
+    return {
+        "warmup": warm_once, "selection": selection, "train": train, "total": warm_once + selection + train,
+        "warmup_per_cell": warm_per_cell, "saved": warm_per_cell - warm_once,
+        "total_per_cell_warmup": warm_per_cell + selection + train, "warmups": len(warm_by_group),
+        "cells": len(records),
+    }  # fmt: skip
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h {s % 3600 // 60:02d}m {s % 60:02d}s" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
+
+
+def render_markdown(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]], missing: int,
+                    figures: Sequence[tuple[str, str]] = ()) -> str:
+    """The report: setting, cost accounting, then per (dataset, noise, learner) the three tables."""
+    spec = BenchSpec.from_dict(meta["spec"])
+    env = meta.get("environment", {})
+    methods = [m.label for m in spec.methods]
+    fractions = sorted({float(r["fraction"]) for r in records} | set(spec.fractions))
+    out = io.StringIO()
+    w = out.write
+    w("# Benchmark report\n\n")
+    if meta.get("command"):
+        w(f"Command: `{meta['command']}`\n\n")
+    w(f"- robustprune {env.get('robustprune', '?')}, torch {env.get('torch', '?')}, Python {env.get('python', '?')}"
+      f", {env.get('platform', '?')}\n")
+    hw = f"{env.get('cpu', '?')}, {env.get('cpu_count', '?')} CPU cores"
+    if env.get("gpus"):
+        hw += ", GPUs: " + ", ".join(env["gpus"])
+    w(f"- hardware: {hw}; jobs: {meta.get('jobs', 1)}\n")
+    w(f"- started {meta.get('started', '?')}, finished {meta.get('finished', 'not yet')}\n")
+    w(f"- grid: datasets {', '.join(spec.datasets)}; noise {', '.join(spec.noises)}; learners "
+      f"{', '.join(spec.learners)}; seeds {', '.join(map(str, spec.seeds))}; fractions "
+      f"{', '.join(f'{f:g}' for f in spec.fractions)}\n")
+    run_opts = ", ".join(f"{k}={v}" for k, v in sorted(spec.run.items())) or "dataset protocol defaults"
+    w(f"- shared run options: {run_opts}\n")
+    for m in spec.methods:
+        if m.params or m.label != m.method:
+            opts = ", ".join(f"{k}={v}" for k, v in m.params.items()) or "defaults"
+            w(f"- method `{m.label}` = {m.method} ({opts})\n")
+    w(f"- cells finished: {len(records)}; not finished: {missing}\n")
+    if meta.get("failed"):
+        w(f"- failed cells: {len(meta['failed'])} (see bench.json)\n")
+    w("\nValues are percentages, mean ± sample standard deviation over seeds (one value: that seed only); "
+      "the best mean of each column is in bold (lowest for the subset noise rate). Test accuracy is that of "
+      "the last epoch.\n")
+    if records:
+        c = cost_summary(records)
+        w("\n## Compute cost\n\n")
+        w("| part | time |\n|---|---:|\n")
+        w(f"| warm-up + signals ({c['warmups']} shared warm-ups) | {_hms(c['warmup'])} |\n")
+        w(f"| selection ({c['cells']} cells) | {_hms(c['selection'])} |\n")
+        w(f"| training + evaluation ({c['cells']} cells) | {_hms(c['train'])} |\n")
+        w(f"| **total** | **{_hms(c['total'])}** |\n\n")
+        share = c["saved"] / c["total_per_cell_warmup"] if c["total_per_cell_warmup"] else 0.0
+        w(f"Re-running the warm-up for every cell, as the released scripts do, would have cost "
+          f"{_hms(c['total_per_cell_warmup'])}; sharing it saved {_hms(c['saved'])} "
+          f"({100 * share:.0f}% of that).\n")
+    blocks = sorted({(r["dataset"], r["noise"], r["learner"]) for r in records},
+                    key=lambda b: (spec.datasets.index(b[0]) if b[0] in spec.datasets else 99, b[1], b[2]))
+    for key, title, higher in METRICS:
+        agg = aggregate(records, key)
+        w(f"\n## {title}\n")
+        for block in blocks:
+            seeds = sorted({r["seed"] for r in records if (r["dataset"], r["noise"], r["learner"]) == block})
+            w(f"\n### {block[0]}, noise {block[1]}, learner {block[2]} (seeds {', '.join(map(str, seeds))})\n\n")
+            w(render_table(agg, block, methods, fractions, higher) + "\n")
+    if figures:
+        w("\n## Figures\n\n")
+        for name, caption in figures:
+            w(f"![{caption}]({name})\n\n*{caption}*\n\n")
+    return out.getvalue()
+
+
+def _write_csv(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
+    wr.writeheader()
+    for r in records:
+        wr.writerow(r)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """accuracy.png, relabel.png (metric vs fraction per method, one panel per block) and
+    class_histogram.png (true-class counts of each method's subset at the smallest fraction)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    blocks = sorted({(r["dataset"], r["noise"], r["learner"]) for r in records})
+    methods = [m.label for m in spec.methods]
+    for key, fname, label in (("test_accuracy", "accuracy.png", "test accuracy"),
+                              ("relabel_accuracy", "relabel.png", "re-labeling accuracy")):  # fmt: skip
+        agg = aggregate(records, key)
+        ncol = min(len(blocks), 2)
+        nrow = math.ceil(len(blocks) / ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 4.2 * nrow), squeeze=False)
+        for ax, block in zip(axes.flat, blocks, strict=False):
+            for m in methods:
+                pts = sorted((f, v) for (d, n, lr, mm, f), v in agg.items() if (d, n, lr) == block and mm == m)
+                if not pts:
+                    continue
+                xs = [f for f, _ in pts]
+                ys = [100 * v[0] for _, v in pts]
+                es = [100 * v[1] for _, v in pts]
+                style = {"linewidth": 2.5} if m.startswith("prune4rel") else {"linewidth": 1.2}
+                if len(pts) == 1:
+                    ax.axhline(ys[0], linestyle="--", color="gray", label=f"{m} (all data)")
+                else:
+                    ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=m, **style)
+            ax.set_title(f"{block[0]}, {block[1]}, {block[2]}")
+            ax.set_xlabel("fraction kept")
+            ax.set_ylabel(f"{label} (%)")
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(blocks):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=110)
+        plt.close(fig)
+        made.append((fname, f"{label} vs. fraction kept, per method (mean ± std over seeds)"))
+    # class histogram of the selections at the smallest fraction, first block and seed
+    if blocks:
+        block = blocks[0]
+        rows = [r for r in records if (r["dataset"], r["noise"], r["learner"]) == block and r["class_counts_true"]]
+        if rows:
+            seed = min(r["seed"] for r in rows)
+            fmin = min(r["fraction"] for r in rows)
+            rows = [r for r in rows if r["seed"] == seed and r["fraction"] == fmin]
+            k = len(rows[0]["class_counts_true"])
+            fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * k + 3), 4.0))
+            width = 0.8 / len(rows)
+            for i, r in enumerate(rows):
+                ax.bar([j + i * width for j in range(k)], r["class_counts_true"], width=width, label=r["method"])
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(k)], [str(j) for j in range(k)])
+            ax.set_xlabel("true class")
+            ax.set_ylabel("examples selected")
+            ax.set_title(f"{block[0]}, {block[1]}, {block[2]}: fraction {fmin:g}, seed {seed}")
+            ax.legend(fontsize=7, ncol=2)
+            fig.tight_layout()
+            fig.savefig(out / "class_histogram.png", dpi=110)
+            plt.close(fig)
+            made.append(("class_histogram.png", f"true-class histogram of each method's subset at fraction "
+                         f"{fmin:g} ({block[0]}, {block[1]}, {block[2]}, seed {seed})"))
+    return made
+
+
+def write_report(out: str | Path, *, figures: bool = True) -> Path:
+    """Write report.md, results.csv, results.json and the figures into the sweep directory ``out``."""
+    out = Path(out).expanduser()
+    meta, records, missing = collect(out)
+    spec = BenchSpec.from_dict(meta["spec"])
+    figs = _figures(out, spec, records) if figures and records else []
+    _write_csv(out / "results.csv", records)
+    payload = {
+        "command": meta.get("command"), "environment": meta.get("environment"), "spec": meta["spec"],
+        "missing": missing, "failed": meta.get("failed", {}),
+        "cost": cost_summary(records) if records else None, "cells": records,
+        "aggregate": {key: [{"dataset": k[0], "noise": k[1], "learner": k[2], "method": k[3], "fraction": k[4],
+                             "mean": v[0], "std": v[1], "n": v[2]} for k, v in aggregate(records, key).items()]
+                      for key, _, _ in METRICS},
+    }  # fmt: skip
+    atomic_write_bytes(out / "results.json", (json.dumps(payload, indent=2, default=float) + "\n").encode())
+    path = out / "report.md"
+    atomic_write_bytes(path, render_markdown(meta, records, missing, figs).encode())
+    return path

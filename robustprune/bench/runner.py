@@ -1,0 +1,362 @@
+"""Run a benchmark grid: one warm-up per group, then every cell, cached on disk and resumable.
+
+Layout of a sweep directory::
+
+    DIR/bench.json                     the grid, the command and the environment of the latest sweep
+    DIR/warmup/<group>/signals.npz     one warm-up per (dataset, noise, learner, seed), shared by its cells
+    DIR/cells/<group>/<cell>/          a run directory per cell (config.json, selection.npz, metrics.json)
+    DIR/report.md, results.csv, results.json, *.png   (robustprune.bench.report)
+
+A cell is finished when its ``metrics.json`` exists; a finished cell is never computed again, an
+interrupted one resumes from its checkpoint, and a missing warm-up is computed before its cells.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from robustprune import __version__
+from robustprune.bench.grid import BenchSpec, Cell, Group, expand
+from robustprune.pipeline import RunConfig
+from robustprune.selection.base import atomic_write_bytes
+
+__all__ = ["BenchEvent", "BenchResult", "run_bench", "cell_dir", "warmup_dir", "environment"]
+
+
+@dataclass
+class BenchEvent:
+    """A progress event: ``kind`` is "start", "warmup", "cell", "epoch" or "done"; ``done``/``total`` count
+    cells (cached ones included); ``eta`` is the estimated seconds left (None until one cell ran)."""
+
+    kind: str
+    label: str
+    done: int
+    total: int
+    eta: float | None = None
+    status: str = ""  # "computed", "cached", "failed"
+    seconds: float = 0.0
+    info: Any = None  # a pipeline ProgressInfo for kind "epoch"
+
+
+@dataclass
+class BenchResult:
+    """What :func:`run_bench` did: the cells it computed, found finished, or saw fail (keys)."""
+
+    out: Path
+    computed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    warmups_computed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def warmup_dir(out: Path, group: Group) -> Path:
+    return out / "warmup" / group.name
+
+
+def cell_dir(out: Path, cell: Cell) -> Path:
+    return out / "cells" / cell.group.name / cell.name
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Package versions and hardware, for reports."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    env = {
+        "robustprune": __version__, "torch": torch.__version__, "python": platform.python_version(),
+        "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+    }  # fmt: skip
+    if torch.cuda.is_available():
+        env["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return env
+
+
+# ------------------------------------------------------------------------------------ worker functions
+
+_WORKER_DEVICE: str | None = None
+
+
+def _init_worker(threads: int, slots: Any) -> None:
+    """Pool initializer: a share of the CPU threads and, with several GPUs, one GPU per worker."""
+    import torch
+
+    global _WORKER_DEVICE
+    torch.set_num_threads(max(1, threads))
+    if slots is not None:
+        _WORKER_DEVICE = slots.get()
+
+
+def _with_device(cfg: dict[str, Any]) -> RunConfig:
+    c = RunConfig(**cfg)
+    if _WORKER_DEVICE is not None and (c.device is None or c.device.startswith("cuda")):
+        c = replace(c, device=_WORKER_DEVICE)
+    return c
+
+
+def _do_warmup(cfg: dict[str, Any], progress: Callable | None = None) -> float:
+    from robustprune.pipeline import make_signals
+
+    t0 = time.perf_counter()
+    make_signals(_with_device(cfg), progress=progress)
+    return time.perf_counter() - t0
+
+
+def _do_cell(cfg: dict[str, Any], progress: Callable | None = None) -> float:
+    from robustprune.pipeline import run
+
+    t0 = time.perf_counter()
+    run(_with_device(cfg), progress=progress)
+    return time.perf_counter() - t0
+
+
+# -------------------------------------------------------------------------------------------- sweep
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
+    """Refuse a sweep directory whose existing cells / warm-ups were run with other settings."""
+    from robustprune.pipeline import _RUNTIME
+
+    def differs(path: Path, config: RunConfig) -> list[str]:
+        if not path.exists():
+            return []
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return []  # an unreadable config is redone by the run itself
+        new = config.to_dict()
+        return sorted(k for k in new if k not in _RUNTIME and k != "signals" and old.get(k) != new[k])
+
+    for g in groups:
+        diff = differs(warmup_dir(out, g) / "config.json", _group_config(out, g))
+        if diff:
+            raise ValueError(
+                f"{out} holds a warm-up of {g.name} run with other settings ({', '.join(diff)}); "
+                "pass --force to redo the sweep or choose another --out"
+            )
+    for c in cells:
+        diff = differs(cell_dir(out, c) / "config.json", _cell_config(out, c))
+        if diff:
+            raise ValueError(
+                f"{out} holds cell {c.key} run with other settings ({', '.join(diff)}); "
+                "pass --force to redo the sweep or choose another --out"
+            )
+
+
+def _group_config(out: Path, g: Group) -> RunConfig:
+    return replace(g.config, out=str(warmup_dir(out, g)), resume=True)
+
+
+def _cell_config(out: Path, c: Cell) -> RunConfig:
+    signals = str((warmup_dir(out, c.group) / "signals.npz").resolve())
+    return replace(c.config, out=str(cell_dir(out, c)), signals=signals, resume=True)
+
+
+def run_bench(
+    spec: BenchSpec,
+    out: str | Path,
+    *,
+    jobs: int = 1,
+    force: bool = False,
+    command: str | None = None,
+    progress: Callable[[BenchEvent], None] | None = None,
+) -> BenchResult:
+    """Run every cell of ``spec`` into ``out`` (see the module docs); finished cells are skipped.
+
+    ``jobs > 1`` runs independent work in that many processes (each with a share of the CPU threads, and
+    one GPU each where there are several). A cell that fails is recorded in the result and the sweep goes
+    on; a rerun retries it.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {out} is a file; give a directory for the sweep")
+    groups, cells = expand(spec)
+    if force and out.exists():
+        for sub in ("warmup", "cells"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    _check_cached(out, groups, cells)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    meta = {
+        "spec": spec.to_dict(), "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "environment": environment(), "jobs": jobs,
+    }  # fmt: skip
+    _write_json(out / "bench.json", meta)
+
+    result = BenchResult(out)
+    total = len(cells)
+    pending_cells: dict[str, list[Cell]] = {g.name: [] for g in groups}
+    done_count = 0
+    for c in cells:
+        if (cell_dir(out, c) / "metrics.json").exists():
+            result.cached.append(c.key)
+            done_count += 1
+        else:
+            pending_cells[c.group.name].append(c)
+    need_warmup = [g for g in groups if pending_cells[g.name] and not (warmup_dir(out, g) / "signals.npz").exists()]
+
+    # remaining-time estimate: cell time scales with the kept fraction; warm-ups by their own mean
+    cell_rate: list[tuple[float, float]] = []  # (seconds, fraction) of cells computed now
+    warm_times: list[float] = []
+
+    def eta() -> float | None:
+        if not cell_rate:
+            return None
+        per_frac = sum(s for s, _ in cell_rate) / max(sum(f for _, f in cell_rate), 1e-9)
+        left = sum(c.fraction for cs in pending_cells.values() for c in cs) * per_frac
+        left += sum(1 for g in need_warmup if g.name not in warmed) * (
+            sum(warm_times) / len(warm_times) if warm_times else 0.0
+        )
+        return left / jobs
+
+    def emit(kind: str, label: str, **kw: Any) -> None:
+        if progress is not None:
+            progress(BenchEvent(kind, label, done_count, total, eta(), **kw))
+
+    warmed: set[str] = set()
+    emit("start", str(out), status=f"{len(result.cached)} cached")
+
+    def epoch_events(info: Any) -> None:
+        if progress is not None:
+            progress(BenchEvent("epoch", "", done_count, total, eta(), info=info))
+
+    def warmup_finished(g: Group, seconds: float | None, exc: BaseException | None) -> bool:
+        nonlocal done_count
+        warmed.add(g.name)
+        if exc is not None:
+            msg = _message(exc)
+            for c in pending_cells[g.name]:
+                result.failed[c.key] = f"warm-up failed: {msg}"
+                done_count += 1
+            pending_cells[g.name] = []
+            emit("warmup", g.name, status="failed")
+            return False
+        warm_times.append(seconds)
+        result.warmups_computed.append(g.name)
+        emit("warmup", g.name, status="computed", seconds=seconds)
+        return True
+
+    def cell_finished(c: Cell, seconds: float | None, exc: BaseException | None) -> None:
+        nonlocal done_count
+        pending_cells[c.group.name].remove(c)
+        done_count += 1
+        if exc is not None:
+            result.failed[c.key] = _message(exc)
+            emit("cell", c.key, status="failed")
+        else:
+            cell_rate.append((seconds, c.fraction))
+            result.computed.append(c.key)
+            emit("cell", c.key, status="computed", seconds=seconds)
+
+    if jobs == 1:
+        _sequential(groups, pending_cells, need_warmup, out, epoch_events, warmup_finished, cell_finished)
+    else:
+        _parallel(spec, jobs, groups, pending_cells, need_warmup, out, warmup_finished, cell_finished)
+    result.seconds = time.time() - started
+    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    meta["seconds"] = round(result.seconds, 2)
+    meta["failed"] = result.failed
+    _write_json(out / "bench.json", meta)
+    emit("done", str(out))
+    return result
+
+
+def _call(fn: Callable, *args: Any) -> tuple[Any, BaseException | None]:
+    """``fn(*args)``; an ordinary exception is returned (the sweep goes on), an interrupt propagates."""
+    try:
+        return fn(*args), None
+    except Exception as exc:
+        return None, exc
+
+
+def _sequential(groups, pending_cells, need_warmup, out, epoch_events, warmup_finished, cell_finished) -> None:
+    """``jobs=1``: group by group in this process, with per-epoch progress."""
+    for g in groups:
+        if not pending_cells[g.name]:
+            continue
+        if g in need_warmup:
+            seconds, exc = _call(_do_warmup, _group_config(out, g).to_dict(), epoch_events)
+            if not warmup_finished(g, seconds, exc):
+                continue
+        for c in list(pending_cells[g.name]):
+            seconds, exc = _call(_do_cell, _cell_config(out, c).to_dict(), epoch_events)
+            cell_finished(c, seconds, exc)
+
+
+def _parallel(spec, jobs, groups, pending_cells, need_warmup, out, warmup_finished, cell_finished) -> None:
+    """``jobs>1``: a process pool; a group's cells are queued as soon as its warm-up is done."""
+    import multiprocessing as mp
+
+    import torch
+
+    ctx = mp.get_context("spawn")
+    slots = None
+    ngpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if ngpu > 1 and str(spec.run.get("device") or "cuda").startswith("cuda"):
+        slots = ctx.Queue()
+        for i in range(jobs):
+            slots.put(f"cuda:{i % ngpu}")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                               initargs=(threads, slots))  # fmt: skip
+    running: dict[Future, tuple[str, Any]] = {}
+
+    def submit_cells(g: Group) -> None:
+        for c in pending_cells[g.name]:
+            running[pool.submit(_do_cell, _cell_config(out, c).to_dict())] = ("cell", c)
+
+    try:
+        for g in groups:
+            if not pending_cells[g.name]:
+                continue
+            if g in need_warmup:
+                running[pool.submit(_do_warmup, _group_config(out, g).to_dict())] = ("warmup", g)
+            else:
+                submit_cells(g)
+        while running:
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                kind, item = running.pop(fut)
+                exc = fut.exception()
+                seconds = None if exc is not None else fut.result()
+                if kind == "warmup":
+                    if warmup_finished(item, seconds, exc):
+                        submit_cells(item)
+                else:
+                    cell_finished(item, seconds, exc)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _message(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, (ValueError, RuntimeError)):
+        msg = f"{type(exc).__name__}: {msg} ({''.join(traceback.format_exception_only(exc)).strip()})"
+    return msg

@@ -1,0 +1,189 @@
+"""``robustprune bench`` (a sweep over datasets x noise x learners x methods x fractions x seeds) and
+``robustprune report`` (its Markdown / CSV / JSON / PNG report)."""
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from robustprune.cli._common import fail, stderr_console, stdout_console, user_errors
+from robustprune.cli.select import parse_value
+
+
+def _split(text: str | None, flag: str, kind: type = str) -> list | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        fail(f"{flag} is empty")
+    if kind is str:
+        return items
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        fail(f"{flag} must be a comma-separated list of {'numbers' if kind is float else 'integers'}, got {text!r}")
+
+
+def _method_params(items: list[str] | None) -> dict[str, dict[str, Any]] | None:
+    """``["method.key=value", ...]`` -> {method: {key: value}}."""
+    if not items:
+        return None
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        lhs, sep, value = item.partition("=")
+        name, dot, key = lhs.strip().partition(".")
+        if not sep or not dot or not name or not key.isidentifier():
+            fail(f"bad --param {item!r}: expected METHOD.KEY=VALUE, e.g. --param uncertainty.kind=margin")
+        out.setdefault(name, {})[key.replace("-", "_")] = parse_value(value)
+    return out
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "remaining: estimating"
+    s = int(seconds)
+    return f"remaining ~{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"remaining ~{s // 60}m{s % 60:02d}s"
+
+
+class _BenchBars:
+    """An overall bar (cells, remaining time) and, for ``--jobs 1``, a bar for the running stage."""
+
+    def __init__(self) -> None:
+        self.console = stderr_console()
+        self.enabled = self.console.is_terminal
+        self.progress: Progress | None = None
+        self.overall = None
+        self.stage = None
+        self.stage_name = ""
+
+    def __call__(self, ev: Any) -> None:
+        if ev.kind in ("warmup", "cell"):
+            line = f"{'warm-up' if ev.kind == 'warmup' else 'cell'} {ev.label}: {ev.status}"
+            if ev.seconds:
+                line += f" in {ev.seconds:.1f} s"
+            line += f"  [{ev.done}/{ev.total} cells]"
+            (self.progress.console if self.progress else self.console).print(Text(line))
+        if not self.enabled:
+            return
+        if self.progress is None:
+            self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), TaskProgressColumn(),
+                                     TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                                     console=self.console, transient=True)  # fmt: skip
+            self.progress.start()
+            self.overall = self.progress.add_task("sweep", total=max(ev.total, 1), info="")
+        self.progress.update(self.overall, completed=ev.done, info=_eta(ev.eta))
+        if ev.kind == "epoch" and ev.info is not None:
+            info = ev.info
+            if info.stage in ("warmup", "train"):
+                if self.stage is None or self.stage_name != info.stage:
+                    if self.stage is not None:
+                        self.progress.remove_task(self.stage)
+                    self.stage_name = info.stage
+                    label = "warm-up" if info.stage == "warmup" else "training"
+                    self.stage = self.progress.add_task(label, total=max(info.epochs, 1), info="")
+                frac = 1.0 if info.logs is not None else (info.step / info.steps if info.steps else 0.0)
+                self.progress.update(self.stage, completed=info.epoch + frac)
+        elif ev.kind in ("cell", "warmup") and self.stage is not None:
+            self.progress.remove_task(self.stage)
+            self.stage, self.stage_name = None, ""
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def bench_command(
+    config: Annotated[Path | None, typer.Option("--config", "-c", metavar="FILE.toml",
+                                                help="Grid in a TOML file (see configs/).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", metavar="A,B",
+                                                help="Datasets, comma-separated.")] = None,
+    noise: Annotated[str | None, typer.Option(metavar="A,B", help="Noise specs, comma-separated.")] = None,
+    learners: Annotated[str | None, typer.Option(metavar="A,B", help="Learners, e.g. sop,ce.")] = None,
+    methods: Annotated[str | None, typer.Option(metavar="A,B", help="Selection methods, comma-separated.")] = None,
+    fractions: Annotated[str | None, typer.Option(metavar="F,G", help="Kept fractions, e.g. 0.2,0.4.")] = None,
+    seeds: Annotated[str | None, typer.Option(metavar="S,T", help="Seeds, e.g. 0,1 (default 0).")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="METHOD.KEY=VALUE",
+                                                    help="Method option, e.g. uncertainty.kind=margin.")] = None,
+    epochs: Annotated[int | None, typer.Option(metavar="E", help="Training epochs per cell.")] = None,
+    warmup_epochs: Annotated[int | None, typer.Option(metavar="E", help="Warm-up epochs per group.")] = None,
+    subset: Annotated[int | None, typer.Option(metavar="N", help="Fixed seeded training subset.")] = None,
+    test_subset: Annotated[int | None, typer.Option(metavar="N", help="Fixed seeded test subset.")] = None,
+    model: Annotated[str | None, typer.Option(metavar="NAME", help="Network (default: the dataset's).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder holding the dataset files.")] = None,
+    device: Annotated[str | None, typer.Option(metavar="DEV", help="cpu or cuda (default: cuda if any).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N",
+                                      help="Cells run in parallel processes (one GPU each where several).")] = 1,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Sweep directory.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute every cell of the sweep directory.")] = False,
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNG figures.")] = False,
+) -> None:
+    """Run a grid of datasets x noise x learners x methods x fractions x seeds and write a report.
+
+    The warm-up (signals) runs once per (dataset, noise, learner, seed) and is shared by every method and
+    fraction; every finished cell is cached in DIR, so an interrupted sweep continues where it stopped and
+    a rerun skips finished work. Writes DIR/report.md, results.csv, results.json and PNG figures.
+    """
+    from robustprune.bench import build_spec, load_config, run_bench, write_report
+    from robustprune.bench.grid import _Where, merge
+
+    if out is None:
+        fail("--out DIR is required (the sweep directory)")
+    if jobs < 1:
+        fail(f"--jobs must be at least 1, got {jobs}")
+    run_opts = {k: v for k, v in dict(epochs=epochs, warmup_epochs=warmup_epochs, subset=subset,
+                                      test_subset=test_subset, model=model, device=device,
+                                      data_dir=None if data_dir is None else str(data_dir)).items()
+                if v is not None}  # fmt: skip
+    overrides = {
+        "datasets": _split(dataset, "--dataset"), "noises": _split(noise, "--noise"),
+        "learners": _split(learners, "--learners"), "methods": _split(methods, "--methods"),
+        "fractions": _split(fractions, "--fractions", float), "seeds": _split(seeds, "--seeds", int),
+        "params": _method_params(param), "run": run_opts or None,
+    }  # fmt: skip
+    with user_errors():
+        if config is not None:
+            loaded = load_config(config)
+            spec = build_spec(merge(loaded["data"], overrides), loaded["where"])
+        else:
+            missing = [f for f, k in (("--dataset", "datasets"), ("--noise", "noises"), ("--learners", "learners"),
+                                      ("--methods", "methods"), ("--fractions", "fractions"))
+                       if overrides[k] is None]  # fmt: skip
+            if missing:
+                fail(f"give --config FILE.toml or all of --dataset, --noise, --learners, --methods, --fractions "
+                     f"(missing: {', '.join(missing)})")
+            spec = build_spec(merge({}, overrides), _Where(None))
+        command = "robustprune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        bars = _BenchBars()
+        t0 = time.perf_counter()
+        try:
+            result = run_bench(spec, out, jobs=jobs, force=force, command=command, progress=bars)
+        except KeyboardInterrupt:
+            bars.close()
+            fail(f"interrupted; run the same command again to continue (finished cells are kept in {out})", 130)
+        finally:
+            bars.close()
+        report = write_report(out, figures=not no_figures)
+    con = stdout_console()
+    con.print(f"{len(result.computed)} cells computed, {len(result.cached)} reused, {len(result.failed)} failed "
+              f"in {time.perf_counter() - t0:.1f} s; report: {report}")
+    if result.failed:
+        for key, msg in list(result.failed.items())[:5]:
+            con.print(Text(f"  failed {key}: {msg}"))
+        fail(f"{len(result.failed)} cells failed (rerun the command to retry them)", 1)
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A robustprune bench --out directory.")],
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNG figures.")] = False,
+) -> None:
+    """Write report.md, results.csv, results.json and figures for a sweep directory (also unfinished)."""
+    from robustprune.bench import write_report
+
+    with user_errors():
+        path = write_report(run_dir, figures=not no_figures)
+    stdout_console().print(f"wrote {path}")
