@@ -506,6 +506,11 @@ def _load_dataset(c: RunConfig) -> Any:
     return load_dataset(c.dataset, c.data_dir, subset=c.subset, test_subset=c.test_subset, **c.dataset_params)
 
 
+def _labels_only(method: str) -> bool:
+    """Whether ``method`` uses nothing beyond the given labels."""
+    return method in ("full", "uniform")
+
+
 def _signals(r: _Run) -> Signals:
     """Warm-up on the full noisy training set, then one prediction pass (or the stored signals.npz)."""
     from robustprune.train import DynamicsRecorder, predict
@@ -523,6 +528,19 @@ def _signals(r: _Run) -> Signals:
         _unlink(r.path("warmup.ckpt"))  # left over when a run stopped right after writing the signals
         r.log.stage("warmup", r.times["warmup"], reused=True)
         r.log.stage("signals", r.times["signals"], reused=True)
+        return sig
+    if c.warmup_epochs == 0 and _labels_only(c.method):
+        # Nothing to learn from an untrained network: a labels-only bundle, no prediction pass.
+        meta = {
+            "dataset": c.dataset, "noise": c.noise, "learner": c.learner, "model": c.model, "seed": c.seed,
+            "warmup_epochs": 0, "warmup_seconds": 0.0, "signals_seconds": 0.0, "warmup_test_accuracy": None,
+            "warmup_key": warmup_key(c),
+        }  # fmt: skip
+        sig = Signals(labels=r.noisy, true_labels=r.true, meta=meta)
+        if path is not None:
+            sig.save(path)
+        r.log.stage("warmup", 0.0)
+        r.log.stage("signals", 0.0, note="labels only (no warm-up, method needs no predictions)")
         return sig
     learner = r.new_learner()
     recorder = DynamicsRecorder()

@@ -294,3 +294,18 @@ def test_real_fashion_mnist_subset(tmp_path):
     assert m["dataset"] == "fashion-mnist" and m["num_train"] == 500 and m["num_test"] == 500
     assert m["budget"] == 200 and 0 <= m["test_accuracy"] <= 1 and m["noise_rate"] == pytest.approx(0.4)
     assert rp.Signals.load(tmp_path / "f" / "signals.npz").features.shape[0] == 500
+
+
+@pytest.mark.parametrize("method", ["full", "uniform"])
+def test_no_warmup_with_a_labels_only_method_skips_the_prediction_pass(tmp_path, method):
+    fraction = 1.0 if method == "full" else 0.5
+    res = run(RunConfig(method=method, fraction=fraction, subset=300, warmup_epochs=0, epochs=2, out=str(tmp_path / "r")))
+    sig = rp.Signals.load(tmp_path / "r" / "signals.npz")
+    assert sig.probs is None and sig.features is None  # nothing from an untrained network
+    np.testing.assert_array_equal(sig.labels, res.signals.labels)
+    assert res.metrics["warmup_test_accuracy"] is None
+    assert res.metrics["timings"]["signals"] == 0.0
+    assert res.metrics["budget"] == round(fraction * 300)
+    # with a warm-up the same method still gets real predictions
+    res2 = run(RunConfig(method=method, fraction=fraction, subset=300, warmup_epochs=1, epochs=2))
+    assert res2.signals.probs is not None and res2.metrics["warmup_test_accuracy"] is not None
