@@ -53,9 +53,7 @@ def test_relabel_accuracy_noise_rate_and_counts():
         ev.noise_rate(given, true, [6])
     rep = ev.subset_report(sel, given, true_labels=true, predictions=np.eye(3)[pred], num_classes=3)
     assert rep["budget"] == 3 and rep["fraction"] == 0.5
-    assert rep["relabel_accuracy"] == pytest.approx(2 / 3) and rep["relabel_accuracy_all"] == pytest.approx(
-        5 / 6
-    )
+    assert rep["relabel_accuracy"] == pytest.approx(2 / 3) and rep["relabel_accuracy_all"] == pytest.approx(5 / 6)
     assert rep["class_counts"] == [1, 1, 1] and rep["class_counts_true"] == [1, 1, 1]
     bare = ev.subset_report(sel, given)
     assert bare["noise_rate"] is None and bare["relabel_accuracy"] is None
@@ -179,9 +177,7 @@ def test_run_writes_artifacts_and_metrics(tiny_run):
     assert names <= set(os.listdir(out)) and not [p for p in os.listdir(out) if p.endswith((".ckpt", ".tmp"))]
     m = json.loads((out / "metrics.json").read_text())
     assert METRIC_KEYS <= set(m) and m == result.metrics
-    assert (
-        m["method"] == "prune4rel" and m["learner"] == "sop" and m["fraction"] == 0.5 and m["budget"] == 150
-    )
+    assert m["method"] == "prune4rel" and m["learner"] == "sop" and m["fraction"] == 0.5 and m["budget"] == 150
     for key in ("test_accuracy", "relabel_accuracy", "relabel_accuracy_all", "subset_noise_rate"):
         assert 0.0 <= m[key] <= 1.0
     assert m["noise_rate"] == pytest.approx(0.4, abs=0.01) and sum(m["class_counts"]) == 150
@@ -242,10 +238,7 @@ def test_resume_reuses_finished_stages_and_matches_uninterrupted(tiny_run, tmp_p
     assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps
     assert not any(e.stage == "warmup" and not e.logs.get("reused", False) for e in events if e.logs)
     assert [e.epoch for e in events if e.stage == "train" and e.logs and "loss" in e.logs] == [2]
-    assert (
-        set(res.reused) == {"signals", "selection"}
-        and "resumed after epoch 2" in (out / "run.log").read_text()
-    )
+    assert set(res.reused) == {"signals", "selection"} and "resumed after epoch 2" in (out / "run.log").read_text()
     ref = tiny_run[0].metrics
     for key in ("test_accuracy", "relabel_accuracy", "relabel_accuracy_all", "subset_noise_rate"):
         assert res.metrics[key] == ref[key], key
@@ -299,7 +292,9 @@ def test_real_fashion_mnist_subset(tmp_path):
 @pytest.mark.parametrize("method", ["full", "uniform"])
 def test_no_warmup_with_a_labels_only_method_skips_the_prediction_pass(tmp_path, method):
     fraction = 1.0 if method == "full" else 0.5
-    res = run(RunConfig(method=method, fraction=fraction, subset=300, warmup_epochs=0, epochs=2, out=str(tmp_path / "r")))
+    res = run(
+        RunConfig(method=method, fraction=fraction, subset=300, warmup_epochs=0, epochs=2, out=str(tmp_path / "r"))
+    )
     sig = rp.Signals.load(tmp_path / "r" / "signals.npz")
     assert sig.probs is None and sig.features is None  # nothing from an untrained network
     np.testing.assert_array_equal(sig.labels, res.signals.labels)
