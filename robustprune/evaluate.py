@@ -221,7 +221,5 @@ def subset_report(
         pred = predicted_labels(predictions)
         if pred.shape[0] != n:
             raise ValueError(f"predictions has {pred.shape[0]} rows but labels has {n}")
-        out.update(
-            relabel_accuracy=relabel_accuracy(pred, t, idx), relabel_accuracy_all=relabel_accuracy(pred, t)
-        )
+        out.update(relabel_accuracy=relabel_accuracy(pred, t, idx), relabel_accuracy_all=relabel_accuracy(pred, t))
     return out

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from robustprune.seeding import stream
 from robustprune.signals import Signals
 
 __all__ = ["digits_signals", "EXAMPLES"]
@@ -58,7 +59,7 @@ def _symmetric_noise(labels: np.ndarray, rate: float, num_classes: int, seed: in
     y = np.asarray(labels, dtype=np.int64).copy()
     n = y.shape[0]
     n_flip = int(round(float(rate) * n))
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, "noise")
     idx = rng.choice(n, size=n_flip, replace=False)
     # An offset in 1..K-1 added modulo K gives every other class with equal probability, never the same one.
     y[idx] = (y[idx] + rng.integers(1, num_classes, size=n_flip)) % num_classes
@@ -124,9 +125,7 @@ def digits_signals(noise_rate: float = 0.4, seed: int = 0) -> Signals:
         "trained on the noisy labels",
         "features": f"standardised pixels projected onto {_FEATURE_DIM} principal components",
     }
-    return Signals(
-        labels=noisy, probs=probs, features=features.astype(np.float32), true_labels=clean, meta=meta
-    )
+    return Signals(labels=noisy, probs=probs, features=features.astype(np.float32), true_labels=clean, meta=meta)
 
 
 #: Bundled examples by name: each is a function ``(noise_rate=..., seed=...) -> Signals``.

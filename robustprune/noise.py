@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from robustprune._validation import as_numpy, check_labels
+from robustprune.seeding import stream
 
 __all__ = [
     "NoiseSpec",
@@ -187,7 +188,7 @@ def _rng(seed: Seed) -> np.random.Generator:
         return seed
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer or a numpy Generator, got {seed!r}")
-    return np.random.default_rng(int(seed))
+    return stream(int(seed), "noise")
 
 
 def _check_rate(rate: float, name: str = "rate") -> float:
@@ -244,9 +245,7 @@ def estimate_transition_matrix(clean: Any, noisy: Any, num_classes: int) -> np.n
 # noise models
 
 
-def symmetric_noise(
-    labels: Any, rate: float, num_classes: int | None = None, *, seed: Seed = 0
-) -> np.ndarray:
+def symmetric_noise(labels: Any, rate: float, num_classes: int | None = None, *, seed: Seed = 0) -> np.ndarray:
     """Flip exactly ``round(rate * N)`` uniformly chosen labels, each to a random *different* class."""
     y, k = _labels_k(labels, num_classes)
     rate = _check_rate(rate)
@@ -458,9 +457,7 @@ def _human(y: np.ndarray, spec: NoiseSpec, human_labels: Any) -> tuple[np.ndarra
         noisy_sets = [key for key in human_labels if key != "clean"]
         if which is None:
             if len(noisy_sets) != 1:
-                raise ValueError(
-                    f"name the human label set: human:NAME with NAME one of {', '.join(noisy_sets)}"
-                )
+                raise ValueError(f"name the human label set: human:NAME with NAME one of {', '.join(noisy_sets)}")
             which = noisy_sets[0]
         if which not in human_labels:
             raise ValueError(f"unknown human label set {which!r}; available: {', '.join(noisy_sets)}")

@@ -229,9 +229,7 @@ def resolve_config(config: RunConfig, *, tabular: bool = False) -> RunConfig:
     known = [f.name for f in fields(learner_cls.Options)]
     unknown = sorted(set(lparams) - set(known))
     if unknown:
-        raise ValueError(
-            f"learner {learner_cls.name!r} has no option {unknown[0]!r}; valid: {', '.join(known)}"
-        )
+        raise ValueError(f"learner {learner_cls.name!r} has no option {unknown[0]!r}; valid: {', '.join(known)}")
     learner_cls.Options(**lparams)  # value checks
     model = get_model_info(c.model if c.model is not None else proto.model).name
     if c.selection is not None:
@@ -276,9 +274,7 @@ def warmup_key(config: RunConfig) -> dict[str, Any]:
 
 def default_run_name(config: RunConfig) -> str:
     """A directory name from the main choices, e.g. ``digits-sym0.4-sop-prune4rel-f0.5-s0``."""
-    what = (
-        f"sel-{Path(config.selection).stem}" if config.selection else f"{config.method}-f{config.fraction:g}"
-    )
+    what = f"sel-{Path(config.selection).stem}" if config.selection else f"{config.method}-f{config.fraction:g}"
     name = f"{config.dataset}-{config.noise}-{config.learner}-{what}-s{config.seed}"
     return re.sub(r"[^A-Za-z0-9._+-]", "", name.replace(":", ""))
 
@@ -312,16 +308,12 @@ def load_indices(path: str | Path, n: int) -> tuple[np.ndarray, str]:
         if p.suffix == ".npz":
             with np.load(p, allow_pickle=False) as z:
                 if "indices" not in z:
-                    raise ValueError(
-                        f"selection file {p} has no 'indices' array (write it with robustprune select)"
-                    )
+                    raise ValueError(f"selection file {p} has no 'indices' array (write it with robustprune select)")
                 a = z["indices"]
                 meta = json.loads(bytes(z["meta_json"]).decode()) if "meta_json" in z else {}
             method = str(meta.get("method", method))
             if meta.get("n") is not None and int(meta["n"]) != n:
-                raise ValueError(
-                    f"selection file {p} was made from {meta['n']} examples but the training set has {n}"
-                )
+                raise ValueError(f"selection file {p} was made from {meta['n']} examples but the training set has {n}")
         elif p.suffix == ".npy":
             a = np.load(p, allow_pickle=False)
         else:
@@ -338,9 +330,7 @@ def load_indices(path: str | Path, n: int) -> tuple[np.ndarray, str]:
             raise ValueError(f"boolean mask in {p} has shape {a.shape}, expected ({n},)")
         a = np.flatnonzero(a)
     if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(
-            f"selection file {p} must hold a 1-D array of integer indices, got {a.dtype} {a.shape}"
-        )
+        raise ValueError(f"selection file {p} must hold a 1-D array of integer indices, got {a.dtype} {a.shape}")
     a = a.astype(np.int64)
     if a.size == 0:
         raise ValueError(f"selection file {p} holds no indices")
@@ -394,9 +384,7 @@ def _check_dir(out: Path, c: RunConfig, done: str = "metrics.json") -> bool:
     if not c.resume:
         state = "a finished" if (out / done).exists() else "an unfinished"
         hint = "" if state == "a finished" else "pass --resume (resume=True) to continue it, or "
-        raise ValueError(
-            f"{out} holds {state} run; {hint}pass --force (force=True) to redo it, or choose another out"
-        )
+        raise ValueError(f"{out} holds {state} run; {hint}pass --force (force=True) to redo it, or choose another out")
     if not (out / "config.json").exists():
         raise ValueError(f"{out} holds run files but no config.json; pass --force (force=True) to start over")
     return True
@@ -417,8 +405,7 @@ def _check_same_run(out: Path, c: RunConfig) -> None:
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         raise ValueError(
-            f"cannot resume {out}: its run differs in {', '.join(diff)}; "
-            "pass --force to redo it or choose another out"
+            f"cannot resume {out}: its run differs in {', '.join(diff)}; pass --force to redo it or choose another out"
         )
 
 
@@ -470,9 +457,7 @@ class _Run:
         def model_fn() -> torch.nn.Module:
             return build_model(c.model, ds.num_classes, in_channels=chans, image_size=size)
 
-        return build_learner(
-            c.learner, model_fn, ds.num_classes, self.n, self.train_config, **c.learner_params
-        )
+        return build_learner(c.learner, model_fn, ds.num_classes, self.n, self.train_config, **c.learner_params)
 
 
 def _load(c: RunConfig) -> tuple[Any, np.ndarray, Any, torch.Tensor | None, np.ndarray | None]:
@@ -519,9 +504,7 @@ def _signals(r: _Run) -> Signals:
     if r.resuming and path.exists():
         sig = Signals.load(path)
         if sig.n != r.n or not np.array_equal(sig.labels, r.noisy):
-            raise ValueError(
-                f"{path} does not match this run's training labels; pass --force to redo the run"
-            )
+            raise ValueError(f"{path} does not match this run's training labels; pass --force to redo the run")
         r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
         r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
         r.reused.append("signals")
@@ -573,9 +556,7 @@ def _signals(r: _Run) -> Signals:
         "warmup_test_accuracy": warm_acc, "warmup_key": warmup_key(c),
     }  # fmt: skip
     dyn = recorder.signals_kwargs() if c.warmup_epochs else {}
-    sig = Signals(
-        labels=r.noisy, probs=probs.numpy(), features=feats.numpy(), true_labels=r.true, meta=meta, **dyn
-    )
+    sig = Signals(labels=r.noisy, probs=probs.numpy(), features=feats.numpy(), true_labels=r.true, meta=meta, **dyn)
     if path is not None:
         sig.save(path)
         _unlink(r.path("warmup.ckpt"))
@@ -591,9 +572,7 @@ def _selection(r: _Run, sig: Signals | None, given: tuple[np.ndarray, str] | Non
     if r.resuming and path.exists():
         sel = Selection.load(path)
         if sel.n != r.n:
-            raise ValueError(
-                f"{path} was made from {sel.n} examples, not {r.n}; pass --force to redo the run"
-            )
+            raise ValueError(f"{path} was made from {sel.n} examples, not {r.n}; pass --force to redo the run")
         r.reused.append("selection")
         r.log.stage("select", sel.elapsed, reused=True)
         return sel
@@ -652,9 +631,7 @@ def _evaluate(r: _Run, learner: Any, sel: Selection, sig: Signals | None, histor
     t0 = time.perf_counter()
     train_probs, _ = learner.predict(r.data.x, transform=r.data.clean)
     k = r.ds.num_classes
-    report = ev.subset_report(
-        sel.indices, r.noisy, true_labels=r.true, predictions=train_probs, num_classes=k
-    )
+    report = ev.subset_report(sel.indices, r.noisy, true_labels=r.true, predictions=train_probs, num_classes=k)
     summary = ev.summarize_history(history)
     times = r.times
     times["selection"] = sel.elapsed
@@ -681,9 +658,7 @@ def _evaluate(r: _Run, learner: Any, sel: Selection, sig: Signals | None, histor
     }
     metrics = json.loads(json.dumps(metrics, default=float))
     acc, rel = summary["test_accuracy"], report["relabel_accuracy"]
-    r.log.stage(
-        "evaluate", times["evaluate"], note=f"test accuracy {acc:.4f}, re-labeling accuracy {rel:.4f}"
-    )
+    r.log.stage("evaluate", times["evaluate"], note=f"test accuracy {acc:.4f}, re-labeling accuracy {rel:.4f}")
     return metrics
 
 

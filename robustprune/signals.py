@@ -72,9 +72,7 @@ class Signals:
             self.probs = check_probs(self.probs, n)
             k = self.probs.shape[1]
             if self.labels.max() >= k:
-                raise ValueError(
-                    f"labels contain class {int(self.labels.max())} but probs has only {k} columns"
-                )
+                raise ValueError(f"labels contain class {int(self.labels.max())} but probs has only {k} columns")
         if self.features is not None:
             self.features = check_features(self.features, n)
         if self.correct is not None:
@@ -164,8 +162,7 @@ class Signals:
             unknown = keys - set(_ARRAY_KEYS) - {"schema_version", "meta_json"}
             if unknown:
                 raise ValueError(
-                    f"signals file {path} has unknown arrays {sorted(unknown)}; "
-                    f"known keys: {', '.join(_ARRAY_KEYS)}"
+                    f"signals file {path} has unknown arrays {sorted(unknown)}; known keys: {', '.join(_ARRAY_KEYS)}"
                 )
             try:
                 arrays = {k: z[k] for k in _ARRAY_KEYS if k in keys}

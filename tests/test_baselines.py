@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from robustprune.seeding import stream
 from robustprune.selection.api import select
 from robustprune.selection.budget import class_quotas
 from robustprune.selection.ccs import allocate_strata
@@ -197,7 +198,7 @@ def _naive_kcenter(x: np.ndarray, k: int, first: int) -> tuple[list[int], list[f
 def test_kcenter_matches_brute_force():
     x = np.random.default_rng(3).normal(size=(80, 5))
     sel = select("kcenter_greedy", features=x, budget=20, seed=7)
-    first = int(np.random.default_rng(7).integers(80))
+    first = int(stream(7, "kcenter_greedy").integers(80))
     ref, gains = _naive_kcenter(x, 20, first)
     assert sel.indices.tolist() == ref
     np.testing.assert_allclose(sel.gains, gains, rtol=1e-9)
@@ -222,7 +223,7 @@ def test_kcenter_class_balanced_runs_per_class():
     assert calls[-1] == (18, 18)
     for c in range(3):
         idx = np.flatnonzero(labels == c)
-        first = int(np.random.default_rng([3, c]).integers(idx.shape[0]))
+        first = int(stream(3, "kcenter_greedy", int(c)).integers(idx.shape[0]))
         ref, _ = _naive_kcenter(x[idx], int(quotas[c]), first)
         picked = [i for i in sel.indices if labels[i] == c]  # class order is kept in the merge
         assert picked == idx[ref].tolist()

@@ -273,7 +273,9 @@ def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
         except (ValueError, KeyError):
             raise where.error(
                 f"unknown method '{base}'; known: {', '.join(known_methods)} (or a [variants.NAME] table)",
-                "methods" if label == base else "method", base, table=None if label == base else table,
+                "methods" if label == base else "method",
+                base,
+                table=None if label == base else table,
             ) from None
         for k in opts:
             if k not in info.options:

@@ -102,8 +102,13 @@ def _fmt(m: float, sd: float, n: int) -> str:
     return f"{100 * m:.1f}" if n == 1 else f"{100 * m:.1f} ± {100 * sd:.1f}"
 
 
-def render_table(agg: Mapping[tuple, tuple[float, float, int]], block: tuple[str, str, str],
-                 methods: Sequence[str], fractions: Sequence[float], higher_better: bool) -> str:
+def render_table(
+    agg: Mapping[tuple, tuple[float, float, int]],
+    block: tuple[str, str, str],
+    methods: Sequence[str],
+    fractions: Sequence[float],
+    higher_better: bool,
+) -> str:
     """A Markdown table: methods × fractions of ``mean ± std`` (in %), the best of each column in bold."""
     fr = sorted(set(fractions))
     lines = ["| method | " + " | ".join(f"{f:g}" for f in fr) + " |", "|---|" + "---:|" * len(fr)]
@@ -150,8 +155,9 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m {s % 60:02d}s" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
 
 
-def render_markdown(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]], missing: int,
-                    figures: Sequence[tuple[str, str]] = ()) -> str:
+def render_markdown(
+    meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]], missing: int, figures: Sequence[tuple[str, str]] = ()
+) -> str:
     """The report: setting, cost accounting, then per (dataset, noise, learner) the three tables."""
     spec = BenchSpec.from_dict(meta["spec"])
     env = meta.get("environment", {})
@@ -162,16 +168,20 @@ def render_markdown(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]
     w("# Benchmark report\n\n")
     if meta.get("command"):
         w(f"Command: `{meta['command']}`\n\n")
-    w(f"- robustprune {env.get('robustprune', '?')}, torch {env.get('torch', '?')}, Python {env.get('python', '?')}"
-      f", {env.get('platform', '?')}\n")
+    w(
+        f"- robustprune {env.get('robustprune', '?')}, torch {env.get('torch', '?')}, Python {env.get('python', '?')}"
+        f", {env.get('platform', '?')}\n"
+    )
     hw = f"{env.get('cpu', '?')}, {env.get('cpu_count', '?')} CPU cores"
     if env.get("gpus"):
         hw += ", GPUs: " + ", ".join(env["gpus"])
     w(f"- hardware: {hw}; jobs: {meta.get('jobs', 1)}\n")
     w(f"- started {meta.get('started', '?')}, finished {meta.get('finished', 'not yet')}\n")
-    w(f"- grid: datasets {', '.join(spec.datasets)}; noise {', '.join(spec.noises)}; learners "
-      f"{', '.join(spec.learners)}; seeds {', '.join(map(str, spec.seeds))}; fractions "
-      f"{', '.join(f'{f:g}' for f in spec.fractions)}\n")
+    w(
+        f"- grid: datasets {', '.join(spec.datasets)}; noise {', '.join(spec.noises)}; learners "
+        f"{', '.join(spec.learners)}; seeds {', '.join(map(str, spec.seeds))}; fractions "
+        f"{', '.join(f'{f:g}' for f in spec.fractions)}\n"
+    )
     run_opts = ", ".join(f"{k}={v}" for k, v in sorted(spec.run.items())) or "dataset protocol defaults"
     w(f"- shared run options: {run_opts}\n")
     for m in spec.methods:
@@ -181,9 +191,11 @@ def render_markdown(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]
     w(f"- cells finished: {len(records)}; not finished: {missing}\n")
     if meta.get("failed"):
         w(f"- failed cells: {len(meta['failed'])} (see bench.json)\n")
-    w("\nValues are percentages, mean ± sample standard deviation over seeds (one value: that seed only); "
-      "the best mean of each column is in bold (lowest for the subset noise rate). Test accuracy is that of "
-      "the last epoch.\n")
+    w(
+        "\nValues are percentages, mean ± sample standard deviation over seeds (one value: that seed only); "
+        "the best mean of each column is in bold (lowest for the subset noise rate). Test accuracy is that of "
+        "the last epoch.\n"
+    )
     if records:
         c = cost_summary(records)
         w("\n## Compute cost\n\n")
@@ -193,11 +205,15 @@ def render_markdown(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]
         w(f"| training + evaluation ({c['cells']} cells) | {_hms(c['train'])} |\n")
         w(f"| **total** | **{_hms(c['total'])}** |\n\n")
         share = c["saved"] / c["total_per_cell_warmup"] if c["total_per_cell_warmup"] else 0.0
-        w(f"Re-running the warm-up for every cell, as the released scripts do, would have cost "
-          f"{_hms(c['total_per_cell_warmup'])}; sharing it saved {_hms(c['saved'])} "
-          f"({100 * share:.0f}% of that).\n")
-    blocks = sorted({(r["dataset"], r["noise"], r["learner"]) for r in records},
-                    key=lambda b: (spec.datasets.index(b[0]) if b[0] in spec.datasets else 99, b[1], b[2]))
+        w(
+            f"Re-running the warm-up for every cell, as the released scripts do, would have cost "
+            f"{_hms(c['total_per_cell_warmup'])}; sharing it saved {_hms(c['saved'])} "
+            f"({100 * share:.0f}% of that).\n"
+        )
+    blocks = sorted(
+        {(r["dataset"], r["noise"], r["learner"]) for r in records},
+        key=lambda b: (spec.datasets.index(b[0]) if b[0] in spec.datasets else 99, b[1], b[2]),
+    )
     for key, title, higher in METRICS:
         agg = aggregate(records, key)
         w(f"\n## {title}\n")
@@ -255,7 +271,7 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
             ax.set_xlabel("fraction kept")
             ax.set_ylabel(f"{label} (%)")
             ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(blocks):]:
+        for ax in list(axes.flat)[len(blocks) :]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7, ncol=2)
         fig.tight_layout()
@@ -283,8 +299,13 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
             fig.tight_layout()
             fig.savefig(out / "class_histogram.png", dpi=110)
             plt.close(fig)
-            made.append(("class_histogram.png", f"true-class histogram of each method's subset at fraction "
-                         f"{fmin:g} ({block[0]}, {block[1]}, {block[2]}, seed {seed})"))
+            made.append(
+                (
+                    "class_histogram.png",
+                    f"true-class histogram of each method's subset at fraction "
+                    f"{fmin:g} ({block[0]}, {block[1]}, {block[2]}, seed {seed})",
+                )
+            )
     return made
 
 

@@ -98,17 +98,21 @@ class _BenchBars:
 
 
 def bench_command(
-    config: Annotated[Path | None, typer.Option("--config", "-c", metavar="FILE.toml",
-                                                help="Grid in a TOML file (see configs/).")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", metavar="A,B",
-                                                help="Datasets, comma-separated.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", metavar="FILE.toml", help="Grid in a TOML file (see configs/).")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", metavar="A,B", help="Datasets, comma-separated.")
+    ] = None,
     noise: Annotated[str | None, typer.Option(metavar="A,B", help="Noise specs, comma-separated.")] = None,
     learners: Annotated[str | None, typer.Option(metavar="A,B", help="Learners, e.g. sop,ce.")] = None,
     methods: Annotated[str | None, typer.Option(metavar="A,B", help="Selection methods, comma-separated.")] = None,
     fractions: Annotated[str | None, typer.Option(metavar="F,G", help="Kept fractions, e.g. 0.2,0.4.")] = None,
     seeds: Annotated[str | None, typer.Option(metavar="S,T", help="Seeds, e.g. 0,1 (default 0).")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="METHOD.KEY=VALUE",
-                                                    help="Method option, e.g. uncertainty.kind=margin.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", metavar="METHOD.KEY=VALUE", help="Method option, e.g. uncertainty.kind=margin."),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(metavar="E", help="Training epochs per cell.")] = None,
     warmup_epochs: Annotated[int | None, typer.Option(metavar="E", help="Warm-up epochs per group.")] = None,
     subset: Annotated[int | None, typer.Option(metavar="N", help="Fixed seeded training subset.")] = None,
@@ -116,8 +120,10 @@ def bench_command(
     model: Annotated[str | None, typer.Option(metavar="NAME", help="Network (default: the dataset's).")] = None,
     data_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder holding the dataset files.")] = None,
     device: Annotated[str | None, typer.Option(metavar="DEV", help="cpu or cuda (default: cuda if any).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N",
-                                      help="Cells run in parallel processes (one GPU each where several).")] = 1,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", metavar="N", help="Cells run in parallel processes (one GPU each where several)."),
+    ] = 1,
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Sweep directory.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute every cell of the sweep directory.")] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNG figures.")] = False,
@@ -154,8 +160,10 @@ def bench_command(
                                       ("--methods", "methods"), ("--fractions", "fractions"))
                        if overrides[k] is None]  # fmt: skip
             if missing:
-                fail(f"give --config FILE.toml or all of --dataset, --noise, --learners, --methods, --fractions "
-                     f"(missing: {', '.join(missing)})")
+                fail(
+                    f"give --config FILE.toml or all of --dataset, --noise, --learners, --methods, --fractions "
+                    f"(missing: {', '.join(missing)})"
+                )
             spec = build_spec(merge({}, overrides), _Where(None))
         command = "robustprune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         bars = _BenchBars()
@@ -169,8 +177,10 @@ def bench_command(
             bars.close()
         report = write_report(out, figures=not no_figures)
     con = stdout_console()
-    con.print(f"{len(result.computed)} cells computed, {len(result.cached)} reused, {len(result.failed)} failed "
-              f"in {time.perf_counter() - t0:.1f} s; report: {report}")
+    con.print(
+        f"{len(result.computed)} cells computed, {len(result.cached)} reused, {len(result.failed)} failed "
+        f"in {time.perf_counter() - t0:.1f} s; report: {report}"
+    )
     if result.failed:
         for key, msg in list(result.failed.items())[:5]:
             con.print(Text(f"  failed {key}: {msg}"))

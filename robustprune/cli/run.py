@@ -159,8 +159,7 @@ def _default_out(cfg: RunConfig, force: bool, resume: bool) -> Path:
 
 
 _HELP = {
-    "dataset": "Dataset: digits, fashion-mnist, mnist, cifar10, cifar100, imagefolder, arrays "
-    "(digits needs no files).",
+    "dataset": "Dataset: digits, fashion-mnist, mnist, cifar10, cifar100, imagefolder, arrays (digits needs no files).",
     "data_dir": "Folder holding the dataset files.",
     "data_param": "Dataset loader option KEY=VALUE (repeatable), e.g. cifar_n=FILE (CIFAR-N labels).",
     "subset": "Use a fixed seeded stratified subset of N training examples (CPU-sized runs).",
@@ -195,30 +194,18 @@ _HELP = {
 
 
 def run_command(
-    dataset: Annotated[
-        str, typer.Option("--dataset", "-d", metavar="NAME", help=_HELP["dataset"])
-    ] = "digits",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", metavar="NAME", help=_HELP["dataset"])] = "digits",
     data_dir: Annotated[Path | None, typer.Option(metavar="DIR", help=_HELP["data_dir"])] = None,
-    data_param: Annotated[
-        list[str] | None, typer.Option(metavar="KEY=VALUE", help=_HELP["data_param"])
-    ] = None,
+    data_param: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help=_HELP["data_param"])] = None,
     subset: Annotated[int | None, typer.Option(metavar="N", help=_HELP["subset"])] = None,
     test_subset: Annotated[int | None, typer.Option(metavar="N", help=_HELP["test_subset"])] = None,
     noise: Annotated[str, typer.Option(metavar="SPEC", help=_HELP["noise"])] = "sym:0.4",
     learner: Annotated[str, typer.Option("--learner", "-l", metavar="NAME", help=_HELP["learner"])] = "sop",
-    learner_param: Annotated[
-        list[str] | None, typer.Option(metavar="KEY=VALUE", help=_HELP["learner_param"])
-    ] = None,
+    learner_param: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help=_HELP["learner_param"])] = None,
     model: Annotated[str | None, typer.Option(metavar="NAME", help=_HELP["model"])] = None,
-    method: Annotated[
-        str, typer.Option("--method", "-m", metavar="NAME", help=_HELP["method"])
-    ] = "prune4rel",
-    param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help=_HELP["param"])
-    ] = None,
-    fraction: Annotated[
-        float | None, typer.Option("--fraction", "-f", metavar="F", help=_HELP["fraction"])
-    ] = None,
+    method: Annotated[str, typer.Option("--method", "-m", metavar="NAME", help=_HELP["method"])] = "prune4rel",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help=_HELP["param"])] = None,
+    fraction: Annotated[float | None, typer.Option("--fraction", "-f", metavar="F", help=_HELP["fraction"])] = None,
     class_balanced: Annotated[
         bool | None, typer.Option("--class-balanced/--no-class-balanced", help=_HELP["class_balanced"])
     ] = None,

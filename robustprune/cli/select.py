@@ -59,9 +59,7 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key.isidentifier() or keyword.iskeyword(key):
-            fail(
-                f"bad --param {item!r}: expected key=value with a Python identifier as key, e.g. --param k=10"
-            )
+            fail(f"bad --param {item!r}: expected key=value with a Python identifier as key, e.g. --param k=10")
         if key in _RESERVED:
             fail(f"bad --param {item!r}: {key!r} is not a method option; {_RESERVED[key]}")
         if key in out:
@@ -151,9 +149,7 @@ def select_command(
     fraction: Annotated[
         float | None, typer.Option("--fraction", "-f", metavar="F", help="Share kept, in (0, 1].")
     ] = None,
-    budget: Annotated[
-        int | None, typer.Option("--budget", "-b", metavar="B", help="Number of examples kept.")
-    ] = None,
+    budget: Annotated[int | None, typer.Option("--budget", "-b", metavar="B", help="Number of examples kept.")] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -165,16 +161,12 @@ def select_command(
     ] = None,
     class_balanced: Annotated[
         bool | None,
-        typer.Option(
-            "--class-balanced/--no-class-balanced", help="Balance over given labels (default: method's)."
-        ),
+        typer.Option("--class-balanced/--no-class-balanced", help="Balance over given labels (default: method's)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="S", help="Seed of the selection.")] = 0,
     save_signals: Annotated[
         Path | None,
-        typer.Option(
-            "--save-signals", metavar="PATH", help="With --example: also write its signals .npz here."
-        ),
+        typer.Option("--save-signals", metavar="PATH", help="With --example: also write its signals .npz here."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
 ) -> None:

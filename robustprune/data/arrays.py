@@ -14,9 +14,7 @@ from robustprune.data.base import ArrayDataset, make_dataset, register_dataset, 
 __all__: list[str] = []
 
 
-@register_dataset(
-    "digits", description="scikit-learn's bundled 8x8 digits, 1797 images, 10 classes (no files)"
-)
+@register_dataset("digits", description="scikit-learn's bundled 8x8 digits, 1797 images, 10 classes (no files)")
 def _load_digits(
     data_dir: str | os.PathLike | None = None, *, test_fraction: float = 1 / 3, split_seed: int = 0
 ) -> ArrayDataset:

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustprune.seeding import stream
+
 __all__ = [
     "ArrayDataset",
     "DatasetInfo",
@@ -88,9 +90,7 @@ class ArrayDataset:
                     f"got {y.dtype} {tuple(y.shape)}"
                 )
             if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-                raise ValueError(
-                    f"y_{split} must lie in [0, {self.num_classes}), found {int(y.min())}..{int(y.max())}"
-                )
+                raise ValueError(f"y_{split} must lie in [0, {self.num_classes}), found {int(y.min())}..{int(y.max())}")
         if self.x_train.shape[1:] != self.x_test.shape[1:] or self.x_train.dtype != self.x_test.dtype:
             raise ValueError(
                 f"x_train {tuple(self.x_train.shape[1:])} {self.x_train.dtype} and x_test "
@@ -102,11 +102,7 @@ class ArrayDataset:
         if len(self.mean) != c or len(self.std) != c:
             raise ValueError(f"mean and std need {c} values (one per channel or feature)")
         for key, lab in self.label_sets.items():
-            if (
-                not isinstance(lab, torch.Tensor)
-                or lab.dtype != torch.int64
-                or lab.shape != self.y_train.shape
-            ):
+            if not isinstance(lab, torch.Tensor) or lab.dtype != torch.int64 or lab.shape != self.y_train.shape:
                 raise ValueError(f"label_sets[{key!r}] must be an int64 tensor shaped like y_train")
 
     @property
@@ -239,9 +235,7 @@ def make_dataset(
     if num_classes is None:
         tops = [int(t.max()) for t in (yt, ys) if t.numel()]
         num_classes = max(tops) + 1 if tops else 0
-    names = (
-        tuple(str(c) for c in class_names) if class_names is not None else tuple(map(str, range(num_classes)))
-    )
+    names = tuple(str(c) for c in class_names) if class_names is not None else tuple(map(str, range(num_classes)))
     mean, std = channel_stats(xt)
     sets = {k: _y(v) for k, v in (label_sets or {}).items()}
     return ArrayDataset(name, xt, yt, xs, ys, int(num_classes), names, mean, std, sets, dict(info or {}))
@@ -265,8 +259,7 @@ def stratified_indices(labels: Any, n: int, seed: int = 0) -> np.ndarray:
     if short:
         order = np.lexsort((np.arange(classes.size), -(exact - quota)))
         quota[order[:short]] += 1
-    rng = np.random.default_rng(seed)
-    key = rng.random(total)
+    key = stream(seed, "subset").random(total)
     order = np.lexsort((key, inverse))  # grouped by class, random within class
     start = np.concatenate(([0], np.cumsum(counts)[:-1]))
     rank = np.empty(total, dtype=np.int64)
@@ -300,13 +293,9 @@ def check_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
         return None
     p = Path(data_dir).expanduser()
     if not p.exists():
-        raise ValueError(
-            f"data_dir {str(p)!r} does not exist; create it or point data_dir at the dataset folder"
-        )
+        raise ValueError(f"data_dir {str(p)!r} does not exist; create it or point data_dir at the dataset folder")
     if not p.is_dir():
-        raise ValueError(
-            f"data_dir {str(p)!r} is a file, not a folder; pass the folder that holds the dataset"
-        )
+        raise ValueError(f"data_dir {str(p)!r} is a file, not a folder; pass the folder that holds the dataset")
     return p
 
 

@@ -146,9 +146,7 @@ def _read_batches(paths: list[Path], label_key: bytes) -> tuple[np.ndarray, np.n
     for p in paths:
         d = _unpickle(p)
         if b"data" not in d or label_key not in d:
-            raise ValueError(
-                f"CIFAR batch {str(p)!r} lacks the keys 'data' and {label_key.decode()!r}; wrong file"
-            )
+            raise ValueError(f"CIFAR batch {str(p)!r} lacks the keys 'data' and {label_key.decode()!r}; wrong file")
         x = np.asarray(d[b"data"], dtype=np.uint8)
         y = np.asarray(d[label_key], dtype=np.int64)
         if x.ndim != 2 or x.shape[1] != 3072 or y.shape != (x.shape[0],):
@@ -185,9 +183,7 @@ def _load_cifar(
         extract_tar(archive, target)
         folder = target / sub
     if folder is None:
-        where = (
-            ", ".join(str(s) for s in searched) or "nowhere (no data_dir given and ROBUSTPRUNE_DATA unset)"
-        )
+        where = ", ".join(str(s) for s in searched) or "nowhere (no data_dir given and ROBUSTPRUNE_DATA unset)"
         raise ValueError(
             f"{name} files not found; expected {sub}/{{{','.join(train + test)}}} (python-pickle batches) "
             f"under one of: {where}; pass data_dir= or download=True"
@@ -283,13 +279,9 @@ def read_cifar_n(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
             obj = torch.load(io.BytesIO(p.read_bytes()), map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ValueError(
-            f"could not read CIFAR-N label file {str(p)!r}: {type(exc).__name__}: {exc}"
-        ) from None
+        raise ValueError(f"could not read CIFAR-N label file {str(p)!r}: {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, dict):
-        raise ValueError(
-            f"CIFAR-N label file {str(p)!r} holds a {type(obj).__name__}, expected a dict of labels"
-        )
+        raise ValueError(f"CIFAR-N label file {str(p)!r} holds a {type(obj).__name__}, expected a dict of labels")
     out: dict[str, np.ndarray] = {}
     for k, v in obj.items():
         if hasattr(v, "detach"):
@@ -302,9 +294,7 @@ def read_cifar_n(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def _checked(arr: np.ndarray, key: str, path: Any, n: int | None, k: int | None) -> np.ndarray:
     if n is not None and arr.shape[0] != n:
-        raise ValueError(
-            f"CIFAR-N {key} in {str(path)!r} has {arr.shape[0]} labels but the training set has {n}"
-        )
+        raise ValueError(f"CIFAR-N {key} in {str(path)!r} has {arr.shape[0]} labels but the training set has {n}")
     if arr.size and (arr.min() < 0 or (k is not None and arr.max() >= k)):
         raise ValueError(f"CIFAR-N {key} in {str(path)!r} has labels outside [0, {k})")
     return arr
@@ -330,9 +320,7 @@ def load_cifar_n_labels(path: str | os.PathLike, which: str, *, num_train: int |
     key = w if w in raw else names.get(_CIFAR_N_ALIASES.get(w.lower(), w.lower()))
     if key is None or key not in raw:
         avail = [n for n, kk in names.items() if kk in raw]
-        raise ValueError(
-            f"unknown CIFAR-N label set {which!r} for {str(path)!r}; choose one of {', '.join(avail)}"
-        )
+        raise ValueError(f"unknown CIFAR-N label set {which!r} for {str(path)!r}; choose one of {', '.join(avail)}")
     k = 100 if names is CIFAR100N_LABELS else 10
     return _checked(raw[key], key, path, num_train, k)
 

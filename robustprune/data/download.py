@@ -42,9 +42,7 @@ def _verify(path: Path, md5: str | None, sha256: str | None) -> str | None:
     return None
 
 
-def download_file(
-    url: str, dest: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None
-) -> Path:
+def download_file(url: str, dest: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None) -> Path:
     """Download ``url`` to ``dest`` unless a file with the right checksum is already there.
 
     At least one of ``md5`` / ``sha256`` is required. Raises ``ValueError`` on a checksum mismatch (the

@@ -45,13 +45,9 @@ def _scan(split_dir: Path) -> dict[str, list[Path]]:
     classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
     out: dict[str, list[Path]] = {}
     for c in classes:
-        files = sorted(
-            f for f in (split_dir / c).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        files = sorted(f for f in (split_dir / c).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise ValueError(
-                f"class folder {str(split_dir / c)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
-            )
+            raise ValueError(f"class folder {str(split_dir / c)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         out[c] = files
     return out
 
@@ -106,15 +102,11 @@ def _load_imagefolder(
     """
     root = check_data_dir(data_dir)
     if root is None:
-        raise ValueError(
-            "the imagefolder dataset needs data_dir= pointing at a folder with train/<class>/ images"
-        )
+        raise ValueError("the imagefolder dataset needs data_dir= pointing at a folder with train/<class>/ images")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive whole number of pixels, got {image_size!r}")
     if not (root / "train").is_dir():
-        raise ValueError(
-            f"{str(root)!r} has no train/ folder; expected train/<class>/*.png|jpg [+ test/<class>/]"
-        )
+        raise ValueError(f"{str(root)!r} has no train/ folder; expected train/<class>/*.png|jpg [+ test/<class>/]")
     scans = {"train": _scan(root / "train")}
     if not scans["train"]:
         raise ValueError(f"{str(root / 'train')!r} holds no class sub-folders")

@@ -85,17 +85,13 @@ def read_idx(path: str | os.PathLike, *, expect_magic: int | None = None) -> np.
     except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, FileNotFoundError):
             raise ValueError(f"IDX file {str(path)!r} does not exist") from None
-        raise ValueError(
-            f"IDX file {str(path)!r} is not a valid gzip stream ({exc}); re-download it"
-        ) from None
+        raise ValueError(f"IDX file {str(path)!r} is not a valid gzip stream ({exc}); re-download it") from None
     if len(raw) < 4:
         raise ValueError(f"IDX file {str(path)!r} is truncated: {len(raw)} bytes, no header")
     magic = struct.unpack(">I", raw[:4])[0]
     zero, code, ndim = raw[0:2], raw[2], raw[3]
     if zero != b"\x00\x00" or code not in _IDX_TYPES or ndim == 0:
-        raise ValueError(
-            f"{str(path)!r} is not an IDX file (magic number {magic}, expected e.g. 2051 or 2049)"
-        )
+        raise ValueError(f"{str(path)!r} is not an IDX file (magic number {magic}, expected e.g. 2051 or 2049)")
     if expect_magic is not None and magic != expect_magic:
         what = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}.get(expect_magic, "data")
         raise ValueError(
@@ -156,9 +152,7 @@ def _load_idx_dataset(
             download_file(base + fname, target / name / fname, md5=md5)
         folder = target / name
     if folder is None:
-        where = (
-            ", ".join(str(s) for s in searched) or "nowhere (no data_dir given and ROBUSTPRUNE_DATA unset)"
-        )
+        where = ", ".join(str(s) for s in searched) or "nowhere (no data_dir given and ROBUSTPRUNE_DATA unset)"
         hint = "install the Debian package dataset-fashion-mnist, " if name == "fashion-mnist" else ""
         raise ValueError(
             f"{name} files not found; expected {', '.join(s + '.gz' for s in IDX_FILES.values())} "
@@ -166,8 +160,7 @@ def _load_idx_dataset(
         )
     paths = {k: _find(folder, s) for k, s in IDX_FILES.items()}
     arrs = {
-        k: read_idx(p, expect_magic=IMAGES_MAGIC if k.endswith("images") else LABELS_MAGIC)
-        for k, p in paths.items()
+        k: read_idx(p, expect_magic=IMAGES_MAGIC if k.endswith("images") else LABELS_MAGIC) for k, p in paths.items()
     }
     for split in ("train", "test"):
         x, y = arrs[f"{split}_images"], arrs[f"{split}_labels"]

@@ -68,9 +68,7 @@ def _check_positive_int(value: Any, field: str) -> None:
         raise ValueError(f"{field} must be a positive integer, got {value!r}")
 
 
-def build_model(
-    name: str, num_classes: int, in_channels: int = 3, image_size: int = 32, **kwargs: Any
-) -> nn.Module:
+def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32, **kwargs: Any) -> nn.Module:
     """Build a registered architecture.
 
     Parameters

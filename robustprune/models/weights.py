@@ -134,8 +134,7 @@ def load_weights(
         if unexpected:
             parts.append(f"not in the model: {_preview(unexpected)}")
         raise ValueError(
-            f"{path} does not match the model ({'; '.join(parts)}); "
-            "check the architecture or pass strict=False"
+            f"{path} does not match the model ({'; '.join(parts)}); check the architecture or pass strict=False"
         )
     model.load_state_dict(sd, strict=False)
     if not load_head:

@@ -74,8 +74,9 @@ def select(
         Exactly ``budget`` unique indices in pick/rank order, plus scores and gains where defined.
     """
     info = get_method(method)
-    arrays = _gather(info, signals, labels=labels, probs=probs, features=features,
-                     correct=correct, losses=losses, margins=margins)
+    arrays = _gather(
+        info, signals, labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins
+    )
     n = _n_of(arrays)
     k = resolve_budget(n, fraction, budget)
     balanced = info.default_class_balanced if class_balanced is None else bool(class_balanced)
@@ -102,8 +103,7 @@ def select(
             raise RuntimeError(f"method {info.name} returned scores of shape {scores.shape}, expected ({n},)")
         if np.isnan(scores).any():
             raise ValueError(f"method {info.name} produced NaN scores; check the input signals")
-        indices = select_by_scores(scores, k, keep=info.keep, labels=arrays.get("labels"),
-                                   class_balanced=balanced)
+        indices = select_by_scores(scores, k, keep=info.keep, labels=arrays.get("labels"), class_balanced=balanced)
     else:
         if info.accepts("class_balanced"):
             call["class_balanced"] = balanced
@@ -116,8 +116,15 @@ def select(
     indices = np.asarray(indices, dtype=np.int64)
     _check_result(info.name, indices, k, n)
     resolved = {**options, **extra, "budget": k, "class_balanced": balanced, "seed": int(seed)}
-    return Selection(indices=indices, scores=scores, gains=None if gains is None else np.asarray(gains),
-                     method=info.name, params=resolved, n=n, elapsed=elapsed)
+    return Selection(
+        indices=indices,
+        scores=scores,
+        gains=None if gains is None else np.asarray(gains),
+        method=info.name,
+        params=resolved,
+        n=n,
+        elapsed=elapsed,
+    )
 
 
 def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.ndarray]:

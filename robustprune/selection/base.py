@@ -79,7 +79,9 @@ class Selection:
 
     def shuffled(self, seed: int = 0) -> np.ndarray:
         """Selected indices in a seeded random order (rank order groups similar examples together)."""
-        return np.random.default_rng(seed).permutation(self.indices)
+        from robustprune.seeding import stream
+
+        return stream(seed, "shuffle").permutation(self.indices)
 
     def class_counts(self, labels: np.ndarray, num_classes: int | None = None) -> np.ndarray:
         """Number of selected examples per class of ``labels``."""

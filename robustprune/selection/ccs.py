@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from robustprune.seeding import stream
 from robustprune.selection.base import MethodOutput
 from robustprune.selection.budget import class_quotas
 from robustprune.selection.registry import register
@@ -68,13 +69,14 @@ def ccs_difficulty(score: str, signals: dict[str, np.ndarray]) -> tuple[str, np.
     if score == "auto":
         found = [s for s in _AUTO_ORDER if set(_NEEDS[s]) <= have]
         if not found:
-            raise ValueError("ccs needs a difficulty signal: pass margins (AUM), probs and labels (EL2N), "
-                             "correct (forgetting) or losses")
+            raise ValueError(
+                "ccs needs a difficulty signal: pass margins (AUM), probs and labels (EL2N), "
+                "correct (forgetting) or losses"
+            )
         score = found[0]
     missing = [s for s in _NEEDS[score] if s not in have]
     if missing:
-        raise ValueError(f"ccs score={score!r} needs the signal {missing[0]!r}; pass it or choose another "
-                         "score")
+        raise ValueError(f"ccs score={score!r} needs the signal {missing[0]!r}; pass it or choose another score")
     if score == "aum":
         return score, -aum_scores(signals["margins"])
     if score == "el2n":
@@ -135,13 +137,13 @@ def _stratified(values: np.ndarray, k: int, strata: int, rng: np.random.Generato
     take = allocate_strata(sizes, k)
     by_bin = np.argsort(bins, kind="stable")
     starts = np.concatenate(([0], np.cumsum(sizes)))
-    picks = [rng.choice(by_bin[starts[b]:starts[b + 1]], int(take[b]), replace=False)
-             for b in np.flatnonzero(take)]
+    picks = [rng.choice(by_bin[starts[b] : starts[b + 1]], int(take[b]), replace=False) for b in np.flatnonzero(take)]
     return np.concatenate(picks) if picks else np.empty(0, dtype=np.int64)
 
 
-def _ccs_group(diff: np.ndarray, k: int, beta: float, strata: int, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray, int]:
+def _ccs_group(
+    diff: np.ndarray, k: int, beta: float, strata: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int]:
     """CCS inside one group; returns (stratified picks, top-up picks least-hard first, number cut)."""
     n = diff.shape[0]
     n_cut = int(np.floor(beta * n + 1e-9))
@@ -195,7 +197,7 @@ def ccs(
     - Class-balanced: the whole procedure (cutoff share, strata, sampling) runs inside each class with its
       :func:`~robustprune.selection.budget.class_quotas` share; the original is not class-balanced.
     - Order: the stratified picks come first in a seeded random order, then any top-up picks, least hard
-      first. Randomness comes from ``np.random.default_rng(seed)`` only.
+      first. Randomness comes from ``stream(seed, "ccs")`` only.
     - ``scores`` in the output are the difficulty (higher = harder; AUM negated).
     """
     is_number = isinstance(beta, (int, float, np.integer, np.floating)) and not isinstance(beta, bool)
@@ -203,18 +205,23 @@ def ccs(
         raise ValueError(f"ccs beta must be a number in [0, 1), got {beta!r}")
     if isinstance(strata, bool) or not isinstance(strata, (int, np.integer)) or strata < 1:
         raise ValueError(f"ccs strata must be a whole number >= 1, got {strata!r}")
-    signals: dict[str, Any] = {"labels": labels, "probs": probs, "correct": correct, "losses": losses,
-                               "margins": margins}
+    signals: dict[str, Any] = {
+        "labels": labels,
+        "probs": probs,
+        "correct": correct,
+        "losses": losses,
+        "margins": margins,
+    }
     name, diff = ccs_difficulty(score, signals)
     n, k = diff.shape[0], int(budget)
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, "ccs")
     if class_balanced:
         if labels is None:
             raise ValueError("class_balanced=True needs labels")
         quotas = class_quotas(labels, k)
         members = np.argsort(labels, kind="stable")
         bounds = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=quotas.shape[0]))))
-        groups = [(members[bounds[c]:bounds[c + 1]], int(quotas[c])) for c in np.flatnonzero(quotas)]
+        groups = [(members[bounds[c] : bounds[c + 1]], int(quotas[c])) for c in np.flatnonzero(quotas)]
     else:
         groups = [(np.arange(n), k)]
     main, extra, cut = [], [], 0

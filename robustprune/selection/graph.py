@@ -136,8 +136,7 @@ def rescaled_cosine_graph(
         graph = _to_csr(*upper.mirrored(n if self_in else 0), n, symmetric=True)
     else:
         graph = _capped_edges(z, tau32, self_in, block_size, max_neighbors, max_edges, progress)
-    return SimilarityGraph(graph.indptr, graph.indices, graph.weights, n, graph.symmetric,
-                           time.perf_counter() - t0)
+    return SimilarityGraph(graph.indptr, graph.indices, graph.weights, n, graph.symmetric, time.perf_counter() - t0)
 
 
 def _rescale(cos: torch.Tensor) -> torch.Tensor:
@@ -187,7 +186,7 @@ class _EdgeChunks:
             take = min(self.CHUNK - self.fill, m - i)
             pr, pc, pv = self.parts[-1]
             sl = slice(self.fill, self.fill + take)
-            pr[sl], pc[sl], pv[sl] = r[i:i + take], c[i:i + take], v[i:i + take]
+            pr[sl], pc[sl], pv[sl] = r[i : i + take], c[i : i + take], v[i : i + take]
             self.fill += take
             i += take
         self.count += m
@@ -206,18 +205,19 @@ class _EdgeChunks:
         pos = 0
         for pr, pc, pv in self._filled():
             m = pr.shape[0]
-            r[pos:pos + m], c[pos:pos + m], w[pos:pos + m] = pr, pc, pv
-            r[e + pos:e + pos + m], c[e + pos:e + pos + m], w[e + pos:e + pos + m] = pc, pr, pv
+            r[pos : pos + m], c[pos : pos + m], w[pos : pos + m] = pr, pc, pv
+            r[e + pos : e + pos + m], c[e + pos : e + pos + m], w[e + pos : e + pos + m] = pc, pr, pv
             pos += m
         self.parts.clear()
-        r[2 * e:] = np.arange(n_diag, dtype=self.idt)
-        c[2 * e:] = r[2 * e:]
-        w[2 * e:] = 1.0
+        r[2 * e :] = np.arange(n_diag, dtype=self.idt)
+        c[2 * e :] = r[2 * e :]
+        w[2 * e :] = 1.0
         return r, c, w
 
 
-def _upper_edges(z: torch.Tensor, tau32: torch.Tensor, bs: int, max_edges: int | None,
-                 progress: Callable[[int, int], None] | None) -> _EdgeChunks:
+def _upper_edges(
+    z: torch.Tensor, tau32: torch.Tensor, bs: int, max_edges: int | None, progress: Callable[[int, int], None] | None
+) -> _EdgeChunks:
     """Edges (i, j, s) with i < j and s > tau from the upper triangle of tiles."""
     n = z.shape[0]
     starts = list(range(0, n, bs))
@@ -228,11 +228,11 @@ def _upper_edges(z: torch.Tensor, tau32: torch.Tensor, bs: int, max_edges: int |
     cos_lo = _cosine_prefilter(tau32, z.device)
     idt = torch.int32 if n < 2**31 else torch.int64
     for a in starts:
-        za = z[a:a + bs]
+        za = z[a : a + bs]
         for c in starts:
             if c < a:
                 continue
-            cos = za @ z[c:c + bs].T
+            cos = za @ z[c : c + bs].T
             mask = cos > cos_lo
             if c == a:
                 mask.triu_(diagonal=1)
@@ -241,8 +241,9 @@ def _upper_edges(z: torch.Tensor, tau32: torch.Tensor, bs: int, max_edges: int |
                 r, col = idx[:, 0], idx[:, 1]
                 s = _rescale(cos[r, col])
                 keep = s > tau_d
-                edges.add((r[keep] + a).to(idt).cpu().numpy(), (col[keep] + c).to(idt).cpu().numpy(),
-                          s[keep].cpu().numpy())
+                edges.add(
+                    (r[keep] + a).to(idt).cpu().numpy(), (col[keep] + c).to(idt).cpu().numpy(), s[keep].cpu().numpy()
+                )
                 _too_many(2 * edges.count, max_edges)
             done += 1
             if progress is not None:
@@ -250,8 +251,15 @@ def _upper_edges(z: torch.Tensor, tau32: torch.Tensor, bs: int, max_edges: int |
     return edges
 
 
-def _capped_edges(z: torch.Tensor, tau32: torch.Tensor, self_in: bool, bs: int, k: int,
-                  max_edges: int | None, progress: Callable[[int, int], None] | None) -> SimilarityGraph:
+def _capped_edges(
+    z: torch.Tensor,
+    tau32: torch.Tensor,
+    self_in: bool,
+    bs: int,
+    k: int,
+    max_edges: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> SimilarityGraph:
     """Row blocks against all columns, keeping each row's ``k`` best neighbours above tau."""
     n = z.shape[0]
     rows_l, cols_l, vals_l = [], [], []
@@ -259,7 +267,7 @@ def _capped_edges(z: torch.Tensor, tau32: torch.Tensor, self_in: bool, bs: int, 
     tau_d = tau32.to(z.device)
     starts = list(range(0, n, bs))
     for t, a in enumerate(starts):
-        s = _rescale(z[a:a + bs] @ z.T)
+        s = _rescale(z[a : a + bs] @ z.T)
         m = s.shape[0]
         ar = torch.arange(m, device=s.device)
         s[ar, ar + a] = 1.0 if self_in else -1.0
@@ -287,9 +295,15 @@ def _to_csr(r: np.ndarray, c: np.ndarray, w: np.ndarray, n: int, symmetric: bool
     """Pack edges as CSR with columns ascending in each row (a counting sort in C, O(E + N) memory)."""
     index_dtype = np.int32 if n < 2**31 else np.int64
     if r.size == 0:
-        return SimilarityGraph(np.zeros(n + 1, np.int64), np.empty(0, index_dtype), np.empty(0, np.float32),
-                               n, symmetric)
+        return SimilarityGraph(
+            np.zeros(n + 1, np.int64), np.empty(0, index_dtype), np.empty(0, np.float32), n, symmetric
+        )
     m = scipy.sparse.csr_matrix((w, (r, c)), shape=(n, n))  # edges are unique: nothing is summed
     m.sort_indices()
-    return SimilarityGraph(m.indptr.astype(np.int64), m.indices.astype(index_dtype, copy=False),
-                           m.data.astype(np.float32, copy=False), n, symmetric)
+    return SimilarityGraph(
+        m.indptr.astype(np.int64),
+        m.indices.astype(index_dtype, copy=False),
+        m.data.astype(np.float32, copy=False),
+        n,
+        symmetric,
+    )

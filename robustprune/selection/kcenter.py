@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from robustprune.seeding import stream
 from robustprune.selection.base import MethodOutput
 from robustprune.selection.budget import class_quotas
 from robustprune.selection.graph import resolve_device
@@ -25,8 +26,8 @@ _CHUNK = 65536  # rows per block for the squared norms (bounds temporaries for v
 def _sq_norms(x: torch.Tensor) -> torch.Tensor:
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for s in range(0, x.shape[0], _CHUNK):
-        blk = x[s:s + _CHUNK]
-        out[s:s + _CHUNK] = (blk * blk).sum(dim=1)
+        blk = x[s : s + _CHUNK]
+        out[s : s + _CHUNK] = (blk * blk).sum(dim=1)
     return out
 
 
@@ -79,7 +80,7 @@ def kcenter_greedy_order(
     cur = torch.tensor([int(first)], dtype=torch.int64, device=xt.device)
     step = max(1, k // 100)
     for j in range(k):
-        order[j:j + 1] = cur
+        order[j : j + 1] = cur
         # one O(N·D) update: ||x - c||² = ||x||² − 2 x·c + ||c||²
         c = xt.index_select(1, cur)[:, 0]
         d = torch.addmv(sq, xt.t(), c, alpha=-2.0).add_(sq.index_select(0, cur))
@@ -87,7 +88,7 @@ def kcenter_greedy_order(
         mind.index_fill_(0, cur, float("-inf"))
         if j + 1 < k:
             cur = torch.argmax(mind).view(1)  # first maximal index on ties
-            gains[j + 1:j + 2] = mind.index_select(0, cur).clamp_min(0.0).sqrt()
+            gains[j + 1 : j + 2] = mind.index_select(0, cur).clamp_min(0.0).sqrt()
         if progress is not None and ((j + 1) % step == 0 or j + 1 == k):
             progress(j + 1)
     return order.cpu().numpy(), gains.cpu().numpy().astype(np.float64)
@@ -112,13 +113,13 @@ def kcenter_greedy(
 ) -> MethodOutput:
     """kCenterGreedy (Sener & Savarese, 2018) with Euclidean distances on ``features``.
 
-    The first centre is drawn uniformly at random with ``np.random.default_rng(seed)`` and counts toward
+    The first centre is drawn uniformly at random with ``stream(seed, "kcenter_greedy")`` and counts toward
     the budget; every further pick is the point farthest from all chosen centres. ``gains`` holds each
     pick's distance to the earlier centres (+inf for a first centre).
 
     With ``class_balanced=True`` the traversal runs separately inside each class with its
     :func:`~robustprune.selection.budget.class_quotas` share; class c's first centre is drawn from
-    ``np.random.default_rng([seed, c])`` (independent of the budget, so a smaller budget gives per-class
+    ``stream(seed, "kcenter_greedy", c)`` (independent of the budget, so a smaller budget gives per-class
     prefixes). The per-class sequences are merged by descending gain (ties: earlier within-class pick,
     then lower class index), so the returned gains are non-increasing overall and each class keeps its own
     pick order.
@@ -135,7 +136,7 @@ def kcenter_greedy(
     n = features.shape[0]
     total = int(budget)
     if not class_balanced:
-        first = int(np.random.default_rng(seed).integers(n))
+        first = int(stream(seed, "kcenter_greedy").integers(n))
         cb = None if progress is None else (lambda done: progress(done, total))
         order, gains = kcenter_greedy_order(features, total, first, cb, dev)
         return MethodOutput(indices=order, gains=gains, info={"first_center": first})
@@ -148,8 +149,8 @@ def kcenter_greedy(
     parts_idx, parts_gain, parts_rank, parts_cls = [], [], [], []
     done_before = 0
     for c in np.flatnonzero(quotas):
-        idx = members[bounds[c]:bounds[c + 1]]
-        first = int(np.random.default_rng([seed, int(c)]).integers(idx.shape[0]))
+        idx = members[bounds[c] : bounds[c + 1]]
+        first = int(stream(seed, "kcenter_greedy", int(c)).integers(idx.shape[0]))
         base = done_before
         cb = None if progress is None else (lambda done, base=base: progress(base + done, total))
         order, gains = kcenter_greedy_order(features[idx], int(quotas[c]), first, cb, dev)

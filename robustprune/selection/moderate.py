@@ -47,7 +47,7 @@ def moderate_scores(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     members, bounds = _class_blocks(labels)
     centres = np.zeros((bounds.shape[0] - 1, h.shape[1]), dtype=np.float64)
     for c in range(centres.shape[0]):  # one median per class (K iterations, not N)
-        idx = members[bounds[c]:bounds[c + 1]]
+        idx = members[bounds[c] : bounds[c + 1]]
         if idx.size:
             centres[c] = np.median(h[idx], axis=0)
     diff = h - centres[labels]
@@ -110,7 +110,7 @@ def moderate(
     members, bounds = _class_blocks(labels)
     parts, keys, classes = [], [], []
     for c in np.flatnonzero(quotas):
-        idx = members[bounds[c]:bounds[c + 1]]
+        idx = members[bounds[c] : bounds[c + 1]]
         n_c, q = idx.shape[0], int(quotas[c])
         ranks = _band_ranks(n_c, q)
         parts.append(idx[np.argsort(d[idx], kind="stable")[ranks]])

@@ -76,8 +76,9 @@ def self_gain(nc: np.ndarray, c: np.ndarray, eta: np.float32) -> np.ndarray:
     return _tanh32((nc + c) / eta) - _tanh32(nc / eta)
 
 
-def prune4rel_objective(graph: SimilarityGraph, confidences: np.ndarray, selected: np.ndarray,
-                        eta: float = 1.0) -> float:
+def prune4rel_objective(
+    graph: SimilarityGraph, confidences: np.ndarray, selected: np.ndarray, eta: float = 1.0
+) -> float:
     """F(S) = sum_v tanh(NC_v(S)/eta) over all examples, in float64, for a set of selected indices."""
     nc = np.zeros(graph.n, dtype=np.float64)
     c = np.asarray(confidences, dtype=np.float64)
@@ -161,6 +162,7 @@ def prune4rel(
     tiles = 0 if engine == "dense" else (nb if max_neighbors is not None else nb * (nb + 1) // 2)
     graph_progress = greedy_progress = None
     if progress is not None:
+
         def graph_progress(done: int, _total: int) -> None:
             progress(done, tiles + budget)
 
@@ -171,16 +173,21 @@ def prune4rel(
     graph = None
     if engine in ("auto", "graph"):
         try:
-            graph = rescaled_cosine_graph(features, tau, block_size=block_size, device=device,
-                                          max_neighbors=max_neighbors, max_edges=max_edges,
-                                          progress=graph_progress)
+            graph = rescaled_cosine_graph(
+                features,
+                tau,
+                block_size=block_size,
+                device=device,
+                max_neighbors=max_neighbors,
+                max_edges=max_edges,
+                progress=graph_progress,
+            )
         except ValueError as exc:
             if engine == "graph" or gain == "exact" or "max_edges" not in str(exc):
                 raise
         info["engine"] = "graph" if graph is not None else "dense"
     if graph is not None:
-        info.update(n_edges=graph.nnz, mean_degree=round(graph.nnz / n, 3),
-                    graph_seconds=round(graph.build_seconds, 4))
+        info.update(n_edges=graph.nnz, mean_degree=round(graph.nnz / n, 3), graph_seconds=round(graph.build_seconds, 4))
         neighbors: Neighbors = graph.row
     else:
         if max_neighbors is not None:
@@ -190,14 +197,17 @@ def prune4rel(
 
     lab = None if labels is None else np.asarray(labels, dtype=np.int64)
     if gain == "self":
-        picks, gains, break_at = _greedy_self(c, neighbors, budget, lab if class_balanced else None,
-                                              num_classes, np.float32(eta), greedy_progress)
+        picks, gains, break_at = _greedy_self(
+            c, neighbors, budget, lab if class_balanced else None, num_classes, np.float32(eta), greedy_progress
+        )
     else:
         assert graph is not None
-        picks, gains, break_at = _greedy_exact(c, graph, budget, lab if class_balanced else None,
-                                               num_classes, eta, greedy_progress)
-    info.update(greedy_seconds=round(time.perf_counter() - t1, 4), balance_break_at=break_at,
-                setup_seconds=round(t1 - t0, 4))
+        picks, gains, break_at = _greedy_exact(
+            c, graph, budget, lab if class_balanced else None, num_classes, eta, greedy_progress
+        )
+    info.update(
+        greedy_seconds=round(time.perf_counter() - t1, 4), balance_break_at=break_at, setup_seconds=round(t1 - t0, 4)
+    )
     return MethodOutput(indices=picks, gains=gains, scores=c, info=info)
 
 
@@ -301,9 +311,15 @@ class _RoundRobin:
         self.remaining[cls] -= 1
 
 
-def _greedy_self(c: np.ndarray, neighbors: Neighbors, budget: int, labels: np.ndarray | None,
-                 num_classes: int, eta: np.float32,
-                 progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray, int | None]:
+def _greedy_self(
+    c: np.ndarray,
+    neighbors: Neighbors,
+    budget: int,
+    labels: np.ndarray | None,
+    num_classes: int,
+    eta: np.float32,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, int | None]:
     """The released self-gain greedy, with exact incremental gains (see module docstring)."""
     n = c.shape[0]
     nc = np.zeros(n, dtype=np.float32)
@@ -373,9 +389,15 @@ def _greedy_self(c: np.ndarray, neighbors: Neighbors, budget: int, labels: np.nd
     return picks, gains, break_at
 
 
-def _greedy_exact(c: np.ndarray, graph: SimilarityGraph, budget: int, labels: np.ndarray | None,
-                  num_classes: int, eta: float,
-                  progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray, int | None]:
+def _greedy_exact(
+    c: np.ndarray,
+    graph: SimilarityGraph,
+    budget: int,
+    labels: np.ndarray | None,
+    num_classes: int,
+    eta: float,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Lazy greedy on the true marginal gain of F (float64). Stale heap keys are upper bounds (submodular)."""
     n = c.shape[0]
     c64 = c.astype(np.float64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from robustprune.seeding import stream
 from robustprune.selection.registry import register
 
 __all__ = [
@@ -62,7 +63,7 @@ def _residual_norm(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def uniform_scores(n: int, seed: int = 0) -> np.ndarray:
-    """Higher = kept; i.i.d. uniform random numbers in [0, 1) from ``np.random.default_rng(seed)``.
+    """Higher = kept; i.i.d. uniform random numbers in [0, 1) from the stream ``stream(seed, "uniform")``.
 
     Keeping the top ``budget`` of these is uniform sampling without replacement; with class balance the
     shared budget function turns it into per-class uniform sampling with proportional quotas.
@@ -77,7 +78,7 @@ def uniform_scores(n: int, seed: int = 0) -> np.ndarray:
     -------
     ndarray of float64, shape (N,)
     """
-    return np.random.default_rng(seed).random(n)
+    return stream(seed, "uniform").random(n)
 
 
 @register(
@@ -98,8 +99,7 @@ def uniform(
     seed: int = 0,
 ) -> np.ndarray:
     """Uniform random selection; any signal only serves to tell the number of examples."""
-    n = _num_examples(labels=labels, probs=probs, features=features, correct=correct, losses=losses,
-                      margins=margins)
+    n = _num_examples(labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins)
     return uniform_scores(n, seed)
 
 
@@ -132,8 +132,7 @@ def full(
     margins: np.ndarray | None = None,
 ) -> np.ndarray:
     """Keep everything (constant scores; the budget function breaks ties by lowest index)."""
-    n = _num_examples(labels=labels, probs=probs, features=features, correct=correct, losses=losses,
-                      margins=margins)
+    n = _num_examples(labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins)
     return full_scores(n)
 
 

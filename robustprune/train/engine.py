@@ -23,7 +23,6 @@ import hashlib
 import io
 import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustprune.seeding import derive_seed
 from robustprune.selection.base import atomic_write_bytes
 
 __all__ = [
@@ -102,15 +102,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def derive_seed(seed: int, *keys: int | str) -> int:
-    """A 63-bit seed mixed from ``seed`` and ``keys`` (ints or strings; stable across runs and machines)."""
-    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
-    for k in keys:
-        words.append(zlib.crc32(k.encode()) if isinstance(k, str) else int(k) & 0xFFFFFFFF)
-    a, b = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
-    return (int(a) << 31) ^ int(b)
-
-
 def index_batches(
     indices: torch.Tensor,
     batch_size: int,
@@ -137,9 +128,7 @@ def index_batches(
     list of int64 tensors on ``device`` (views of one tensor; no host synchronisation when sliced).
     """
     if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(
-            f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}"
-        )
+        raise ValueError(f"need batch_size >= 1 and 0 <= rank < world_size, got {batch_size}, {rank}, {world_size}")
     idx = torch.as_tensor(indices, dtype=torch.int64).cpu().reshape(-1)
     if shuffle:
         gen = torch.Generator().manual_seed(derive_seed(seed, stream, epoch))
@@ -192,14 +181,8 @@ class TrainData:
     clean: Callable[..., torch.Tensor]
 
     def __post_init__(self) -> None:
-        if (
-            self.labels.ndim != 1
-            or self.labels.shape[0] != self.x.shape[0]
-            or self.labels.dtype != torch.int64
-        ):
-            raise ValueError(
-                f"labels must be int64 of shape ({self.x.shape[0]},), got {tuple(self.labels.shape)}"
-            )
+        if self.labels.ndim != 1 or self.labels.shape[0] != self.x.shape[0] or self.labels.dtype != torch.int64:
+            raise ValueError(f"labels must be int64 of shape ({self.x.shape[0]},), got {tuple(self.labels.shape)}")
         if self.labels.numel() and (int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes):
             raise ValueError(f"labels must lie in [0, {self.num_classes})")
 
@@ -325,9 +308,7 @@ class EpochContext:
         self.device = run.data.x.device
         self._callbacks, self._progress = callbacks, progress
         seed = config.seed
-        self.generator = torch.Generator(device=self.device).manual_seed(
-            derive_seed(seed, self.stage, "aug", epoch)
-        )
+        self.generator = torch.Generator(device=self.device).manual_seed(derive_seed(seed, self.stage, "aug", epoch))
         self.rng = np.random.default_rng(derive_seed(seed, self.stage, "host", epoch))
         cuda = self.device.type == "cuda"
         self.amp = cuda if config.amp is None else bool(config.amp) and cuda
@@ -342,9 +323,7 @@ class EpochContext:
         """A seed for this epoch's extra randomness (e.g. a GMM), distinct per ``keys``."""
         return derive_seed(self.config.seed, self.stage, self.epoch, *keys)
 
-    def batches(
-        self, indices: torch.Tensor | None = None, batch_size: int | None = None, *, stream: str = "batches"
-    ):
+    def batches(self, indices: torch.Tensor | None = None, batch_size: int | None = None, *, stream: str = "batches"):
         """Index batches (global indices on the device) over ``indices`` (default: the run's subset)."""
         idx = self.indices if indices is None else indices
         bs, seed = batch_size or self.config.batch_size, self.config.seed
@@ -463,9 +442,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(
-    path: str | os.PathLike, map_location: torch.device | str | None = None
-) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str | None = None) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (tensors and plain Python values only)."""
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)

@@ -61,11 +61,7 @@ class DynamicsRecorder(Callback):
         self.correct = torch.full((e, n), -1, dtype=torch.int8, device=dev)
         self.losses = torch.full((e, n), float("nan"), dtype=torch.float32, device=dev)
         self.margins = torch.full((e, n), float("nan"), dtype=torch.float32, device=dev)
-        self.probs = (
-            torch.full((e, n, k), float("nan"), dtype=torch.float16, device=dev)
-            if self.record_probs
-            else None
-        )
+        self.probs = torch.full((e, n, k), float("nan"), dtype=torch.float16, device=dev) if self.record_probs else None
 
     def on_epoch_start(self, epoch: int) -> None:
         self._epoch = epoch

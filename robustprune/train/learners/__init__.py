@@ -30,9 +30,7 @@ __all__ = [
     "gmm_clean_prob", "co_divide",
 ]  # fmt: skip
 
-_LEARNERS: dict[str, type[Learner]] = {
-    c.name: c for c in (CELearner, SOPLearner, DivideMixLearner, ELRLearner)
-}
+_LEARNERS: dict[str, type[Learner]] = {c.name: c for c in (CELearner, SOPLearner, DivideMixLearner, ELRLearner)}
 _ALIASES = {"sop+": "sop", "standard": "ce", "cross_entropy": "ce", "divide_mix": "dividemix"}
 
 

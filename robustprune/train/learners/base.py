@@ -90,8 +90,7 @@ class Learner:
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise ValueError(
-                f"unknown option(s) {', '.join(unknown)} for learner {self.name!r}; "
-                f"valid: {', '.join(known) or 'none'}"
+                f"unknown option(s) {', '.join(unknown)} for learner {self.name!r}; valid: {', '.join(known) or 'none'}"
             )
         self.options = self.Options(**options)
         self.num_classes, self.num_samples = num_classes, num_samples
@@ -111,8 +110,7 @@ class Learner:
             for m in self.models
         ]  # fmt: skip
         self.schedulers = [
-            torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=c.epochs, eta_min=c.min_lr)
-            for o in self.optimizers
+            torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=c.epochs, eta_min=c.min_lr) for o in self.optimizers
         ]
         self.init_state()
 
