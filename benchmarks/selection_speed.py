@@ -157,20 +157,35 @@ def main() -> None:
     balance = not args.no_balance
     feats, probs, labels = clustered_data(args.n, args.d, args.classes, args.clusters, args.seed)
     budget = int(round(args.fraction * args.n))
-    print(f"robustprune {rp.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, device {args.device}")
-    print(f"N={args.n} D={args.d} K={args.classes} clusters={args.clusters} fraction={args.fraction} "
-          f"budget={budget} tau={args.tau} eta={args.eta} balanced={balance}")
+    print(
+        f"robustprune {rp.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, device {args.device}"
+    )
+    print(
+        f"N={args.n} D={args.d} K={args.classes} clusters={args.clusters} fraction={args.fraction} "
+        f"budget={budget} tau={args.tau} eta={args.eta} balanced={balance}"
+    )
 
     with PeakRSS() as mem_ours:
         t0 = time.perf_counter()
-        sel = rp.select("prune4rel", probs=probs, features=feats, labels=labels, budget=budget,
-                        class_balanced=balance, tau=args.tau, eta=args.eta, device=args.device)
+        sel = rp.select(
+            "prune4rel",
+            probs=probs,
+            features=feats,
+            labels=labels,
+            budget=budget,
+            class_balanced=balance,
+            tau=args.tau,
+            eta=args.eta,
+            device=args.device,
+        )
         t_ours = time.perf_counter() - t0
     p = sel.params
-    print(f"robustprune: {t_ours:8.2f} s  (graph {p['graph_seconds']:.2f} s, greedy {p['greedy_seconds']:.2f} s; "
-          f"{p['n_edges']:,} edges, mean degree {p['mean_degree']:.1f}; "
-          f"peak RSS {mem_ours.peak_gb:.2f} GB, +{mem_ours.delta_gb:.2f} GB during selection)")
+    print(
+        f"robustprune: {t_ours:8.2f} s  (graph {p['graph_seconds']:.2f} s, greedy {p['greedy_seconds']:.2f} s; "
+        f"{p['n_edges']:,} edges, mean degree {p['mean_degree']:.1f}; "
+        f"peak RSS {mem_ours.peak_gb:.2f} GB, +{mem_ours.delta_gb:.2f} GB during selection)"
+    )
 
     if args.reference == "none":
         return

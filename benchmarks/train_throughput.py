@@ -518,17 +518,11 @@ def parse_args(argv=None):
         "default: preact_resnet18 (CIFAR), small_cnn (Fashion-MNIST)",
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument(
-        "--steps", type=int, default=None, help="timed steps per loop (default: 1000 CUDA, 20 CPU)"
-    )
+    p.add_argument("--steps", type=int, default=None, help="timed steps per loop (default: 1000 CUDA, 20 CPU)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 20 CUDA, 3 CPU)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument(
-        "--rounds", type=int, default=3, help="time reference and engine in this many alternating rounds"
-    )
-    p.add_argument(
-        "--workers", default="auto", help="reference DataLoader workers: an int, or 'auto' (probe)"
-    )
+    p.add_argument("--rounds", type=int, default=3, help="time reference and engine in this many alternating rounds")
+    p.add_argument("--workers", default="auto", help="reference DataLoader workers: an int, or 'auto' (probe)")
     p.add_argument(
         "--reference-transforms",
         choices=["pil", "torch"],

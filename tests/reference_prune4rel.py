@@ -14,8 +14,9 @@ def _tanh(x):
     return torch.tanh(torch.from_numpy(x)).numpy()
 
 
-def released_prune4rel(probs, features, budget, *, tau=0.95, eta=1.0, labels=None, num_classes=None,
-                       confidence="max_prob"):
+def released_prune4rel(
+    probs, features, budget, *, tau=0.95, eta=1.0, labels=None, num_classes=None, confidence="max_prob"
+):
     probs = np.asarray(probs, dtype=np.float32)
     if confidence == "max_prob":
         confs = probs.max(axis=1)

@@ -38,18 +38,19 @@ def data():
     correct = rng.random((e, n)) < 0.6
     margins = rng.normal(size=(e, n))
     losses = rng.random((e, n)) * 3
-    return dict(labels=labels, probs=probs, features=features, correct=correct, margins=margins,
-                losses=losses)
+    return dict(labels=labels, probs=probs, features=features, correct=correct, margins=margins, losses=losses)
 
 
 # ------------------------------------------------------------------------------------ uncertainty
 
-HAND_PROBS = np.array([
-    [0.98, 0.01, 0.01],  # confident
-    [0.34, 0.33, 0.33],  # most uncertain by every measure
-    [0.70, 0.30, 0.00],
-    [0.50, 0.45, 0.05],
-])
+HAND_PROBS = np.array(
+    [
+        [0.98, 0.01, 0.01],  # confident
+        [0.34, 0.33, 0.33],  # most uncertain by every measure
+        [0.70, 0.30, 0.00],
+        [0.50, 0.45, 0.05],
+    ]
+)
 
 
 @pytest.mark.parametrize("kind", ["least_confidence", "entropy", "margin"])
@@ -109,7 +110,7 @@ def test_grand_equals_autograd_last_layer_gradient_norm():
     expect = []
     for i in range(n):  # the real per-sample gradient, one example at a time
         layer.zero_grad()
-        torch.nn.functional.cross_entropy(layer(h[i:i + 1]), y[i:i + 1]).backward()
+        torch.nn.functional.cross_entropy(layer(h[i : i + 1]), y[i : i + 1]).backward()
         g = torch.cat([layer.weight.grad.flatten(), layer.bias.grad.flatten()])
         expect.append(float(g.norm()))
     with torch.no_grad():
@@ -124,12 +125,15 @@ def test_grand_equals_autograd_last_layer_gradient_norm():
 
 
 def test_forgetting_counts_and_never_learned():
-    correct = np.array([
-        [0, 1, 1, 0, 1],
-        [0, 1, 0, 0, 0],
-        [0, 1, 1, 1, 1],
-        [0, 1, 0, 1, 0],
-    ], dtype=bool)
+    correct = np.array(
+        [
+            [0, 1, 1, 0, 1],
+            [0, 1, 0, 0, 0],
+            [0, 1, 1, 1, 1],
+            [0, 1, 0, 1, 0],
+        ],
+        dtype=bool,
+    )
     s = forgetting_scores(correct)
     # ex0 never learned -> inf; ex1 learned, never forgotten; ex2 forgotten twice; ex3 once-learned late;
     # ex4: forgotten at epochs 1 and 3
@@ -174,8 +178,10 @@ def test_full_keeps_everything_in_order(data):
     np.testing.assert_array_equal(sel.indices, np.arange(120))
 
 
-@pytest.mark.parametrize("method", ["uniform", "small_loss", "uncertainty", "el2n", "grand", "forgetting",
-                                    "aum", "moderate", "kcenter_greedy", "ccs"])
+@pytest.mark.parametrize(
+    "method",
+    ["uniform", "small_loss", "uncertainty", "el2n", "grand", "forgetting", "aum", "moderate", "kcenter_greedy", "ccs"],
+)
 def test_class_balanced_counts_equal_quotas(method, data):
     sel = select(method, **data, budget=37, class_balanced=True)
     np.testing.assert_array_equal(sel.class_counts(data["labels"], 4), class_quotas(data["labels"], 37, 4))
@@ -217,8 +223,15 @@ def test_kcenter_class_balanced_runs_per_class():
     x = rng.normal(size=(90, 4))
     labels = np.repeat([0, 1, 2], [50, 30, 10])
     calls = []
-    sel = select("kcenter_greedy", features=x, labels=labels, budget=18, class_balanced=True, seed=3,
-                 progress=lambda done, total: calls.append((done, total)))
+    sel = select(
+        "kcenter_greedy",
+        features=x,
+        labels=labels,
+        budget=18,
+        class_balanced=True,
+        seed=3,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     quotas = class_quotas(labels, 18)
     assert calls[-1] == (18, 18)
     for c in range(3):
@@ -247,7 +260,7 @@ def test_moderate_picks_middle_band(data):
     for k in (1, 10, 59, 60, 120):
         sel = select("moderate", features=data["features"], labels=data["labels"], budget=k)
         s = (120 - k) // 2
-        assert set(sel.indices) == set(ranked[s:s + k])
+        assert set(sel.indices) == set(ranked[s : s + k])
     small = select("moderate", features=data["features"], labels=data["labels"], budget=10)
     big = select("moderate", features=data["features"], labels=data["labels"], budget=40)
     np.testing.assert_array_equal(big.indices[:10], small.indices)  # centre-out order: prefixes
@@ -262,7 +275,7 @@ def test_moderate_balanced_band_per_class(data):
         idx = np.flatnonzero(data["labels"] == c)
         ranked = idx[np.argsort(d[idx], kind="stable")]
         s = (idx.shape[0] - quotas[c]) // 2
-        assert set(sel.indices[data["labels"][sel.indices] == c]) == set(ranked[s:s + quotas[c]])
+        assert set(sel.indices[data["labels"][sel.indices] == c]) == set(ranked[s : s + quotas[c]])
 
 
 # -------------------------------------------------------------------------------------------- CCS

@@ -23,9 +23,7 @@ NEEDS_PROBS = "_cli_test_needs_probs"
 N = 60
 SIDE_KEYS = {"method", "n", "budget", "params", "elapsed_seconds", "robustprune_version"}
 
-has_uniform = pytest.mark.skipif(
-    "uniform" not in list_methods(), reason="the uniform baseline is not registered yet"
-)
+has_uniform = pytest.mark.skipif("uniform" not in list_methods(), reason="the uniform baseline is not registered yet")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -165,9 +163,7 @@ def test_select_writes_selection_and_sidecar(runner, signals_file, tmp_path):
 
 def test_select_with_budget_and_class_balance(runner, signals_file, tmp_path):
     out = tmp_path / "b.npz"
-    result = invoke(
-        runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", 12, "--class-balanced", "-o", out]
-    )
+    result = invoke(runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", 12, "--class-balanced", "-o", out])
     assert result.exit_code == 0, result.output
     sel = Selection.load(out)
     assert len(sel) == 12 and sel.params["class_balanced"] is True
@@ -176,9 +172,7 @@ def test_select_with_budget_and_class_balance(runner, signals_file, tmp_path):
 
 
 def test_select_appends_npz_suffix(runner, signals_file, tmp_path):
-    result = invoke(
-        runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", 5, "-o", tmp_path / "sel"]
-    )
+    result = invoke(runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", 5, "-o", tmp_path / "sel"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "sel.npz").exists() and (tmp_path / "sel.npz.json").exists()
 
@@ -201,9 +195,7 @@ def test_select_refuses_to_overwrite_without_force(runner, signals_file, tmp_pat
 
 def test_select_refuses_when_only_sidecar_exists(runner, signals_file, tmp_path):
     (tmp_path / "sel.npz.json").write_text("{}")
-    result = invoke(
-        runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", 5, "-o", tmp_path / "sel.npz"]
-    )
+    result = invoke(runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", 5, "-o", tmp_path / "sel.npz"])
     assert_one_line_error(result, "sel.npz.json", "--force")
     assert not (tmp_path / "sel.npz").exists()
 
@@ -268,9 +260,7 @@ def test_progress_callback_reaches_the_method_and_bar_draws(runner, signals_file
 
 
 def test_error_missing_signal_names_it_and_how_to_make_it(runner, signals_file, tmp_path):
-    result = invoke(
-        runner, ["select", "-s", signals_file, "-m", NEEDS_PROBS, "-f", 0.5, "-o", tmp_path / "x"]
-    )
+    result = invoke(runner, ["select", "-s", signals_file, "-m", NEEDS_PROBS, "-f", 0.5, "-o", tmp_path / "x"])
     assert_one_line_error(result, "'probs'", "softmax")
     assert not (tmp_path / "x.npz").exists()
 
@@ -286,30 +276,22 @@ def test_error_nan_in_features(runner, tmp_path):
 
 @pytest.mark.parametrize("fraction", ["0", "1.5", "-0.2", "nan"])
 def test_error_fraction_outside_unit_interval(runner, signals_file, tmp_path, fraction):
-    result = invoke(
-        runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-f", fraction, "-o", tmp_path / "x"]
-    )
+    result = invoke(runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-f", fraction, "-o", tmp_path / "x"])
     assert_one_line_error(result, "fraction", "(0, 1]")
 
 
 def test_error_budget_exceeds_n(runner, signals_file, tmp_path):
-    result = invoke(
-        runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", N + 1, "-o", tmp_path / "x"]
-    )
+    result = invoke(runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", N + 1, "-o", tmp_path / "x"])
     assert_one_line_error(result, "budget", str(N + 1), str(N))
 
 
 def test_error_unknown_method_lists_known(runner, signals_file, tmp_path):
-    result = invoke(
-        runner, ["select", "-s", signals_file, "-m", "no_such_method", "-f", 0.5, "-o", tmp_path / "x"]
-    )
+    result = invoke(runner, ["select", "-s", signals_file, "-m", "no_such_method", "-f", 0.5, "-o", tmp_path / "x"])
     assert_one_line_error(result, "no_such_method", "known methods", TEST_METHOD)
 
 
 def test_error_missing_signals_file(runner, tmp_path):
-    result = invoke(
-        runner, ["select", "-s", tmp_path / "nope.npz", "-m", TEST_METHOD, "-f", 0.5, "-o", tmp_path / "x"]
-    )
+    result = invoke(runner, ["select", "-s", tmp_path / "nope.npz", "-m", TEST_METHOD, "-f", 0.5, "-o", tmp_path / "x"])
     assert_one_line_error(result, "nope.npz", "does not exist")
 
 
@@ -330,9 +312,7 @@ def test_error_signals_path_is_a_directory(runner, tmp_path):
 def test_error_unreadable_signals_file(runner, signals_file, tmp_path):
     signals_file.chmod(0)
     try:
-        result = invoke(
-            runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-f", 0.5, "-o", tmp_path / "x"]
-        )
+        result = invoke(runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-f", 0.5, "-o", tmp_path / "x"])
     finally:
         signals_file.chmod(0o644)
     assert_one_line_error(result, "signals.npz")
@@ -412,9 +392,7 @@ def test_error_usage_combinations(runner, signals_file, tmp_path, args, fragment
 
 
 def test_error_unknown_example(runner, tmp_path):
-    result = invoke(
-        runner, ["select", "--example", "mnist", "-m", TEST_METHOD, "-f", 0.5, "-o", tmp_path / "x"]
-    )
+    result = invoke(runner, ["select", "--example", "mnist", "-m", TEST_METHOD, "-f", 0.5, "-o", tmp_path / "x"])
     assert_one_line_error(result, "mnist", "digits")
 
 
@@ -427,9 +405,7 @@ def test_debug_shows_the_exception(runner, signals_file, tmp_path):
     assert isinstance(result.exception, ValueError)
     assert "exceeds the number of examples" in str(result.exception)
     # Without --debug the same input is a one-line error again (the flag does not leak between runs).
-    plain = invoke(
-        runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", N + 1, "-o", tmp_path / "x"]
-    )
+    plain = invoke(runner, ["select", "-s", signals_file, "-m", TEST_METHOD, "-b", N + 1, "-o", tmp_path / "x"])
     assert_one_line_error(plain, "exceeds")
 
 
@@ -456,9 +432,7 @@ def test_parse_value(text, value):
 def test_console_script_process_errors_cleanly(signals_file, tmp_path):
     """The real entry point: exit code 2 and one stderr line, no traceback."""
     code = "from robustprune.cli import main; main()"
-    ok = subprocess.run(
-        [sys.executable, "-c", code, "--version"], capture_output=True, text=True, timeout=120
-    )
+    ok = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and robustprune.__version__ in ok.stdout
     bad = subprocess.run(
         [
@@ -489,9 +463,7 @@ def test_console_script_process_errors_cleanly(signals_file, tmp_path):
 @has_uniform
 def test_uniform_on_digits_end_to_end(runner, tmp_path):
     out = tmp_path / "u.npz"
-    result = invoke(
-        runner, ["select", "--example", "digits", "-m", "uniform", "-f", 0.2, "--seed", 1, "-o", out]
-    )
+    result = invoke(runner, ["select", "--example", "digits", "-m", "uniform", "-f", 0.2, "--seed", 1, "-o", out])
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "u.npz.json").read_text())
     assert SIDE_KEYS <= set(meta) and meta["method"] == "uniform" and meta["budget"] == round(0.2 * 1797)
@@ -502,9 +474,7 @@ def test_uniform_on_digits_end_to_end(runner, tmp_path):
 def test_uniform_is_deterministic_under_seed(runner, signals_file, tmp_path):
     paths = [tmp_path / f"u{i}.npz" for i in range(3)]
     for path, seed in zip(paths, (5, 5, 6), strict=True):
-        result = invoke(
-            runner, ["select", "-s", signals_file, "-m", "uniform", "-b", 20, "--seed", seed, "-o", path]
-        )
+        result = invoke(runner, ["select", "-s", signals_file, "-m", "uniform", "-b", 20, "--seed", seed, "-o", path])
         assert result.exit_code == 0, result.output
     a, b, c = (Selection.load(p).indices for p in paths)
     np.testing.assert_array_equal(a, b)

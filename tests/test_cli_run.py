@@ -48,24 +48,16 @@ def test_run_prints_table_and_writes_run_dir(run_dir):
         assert key in m
     assert m["fraction"] == 0.5 and m["method"] == "prune4rel" and m["learner"] == "sop"
     cfg = json.loads((out / "config.json").read_text())
-    assert (
-        cfg["params"]["tau"] == 0.95
-        and cfg["learner_params"]["lr_u"] == 1
-        and cfg["learner_params"]["rc"] == 0.9
-    )
+    assert cfg["params"]["tau"] == 0.95 and cfg["learner_params"]["lr_u"] == 1 and cfg["learner_params"]["rc"] == 0.9
 
 
 def test_signals_of_a_run_feed_robustprune_select(run_dir, tmp_path):
     out, _ = run_dir
-    result = invoke(
-        ["select", "--signals", out / "signals.npz", "-m", "small_loss", "-f", 0.3, "-o", tmp_path / "s"]
-    )
+    result = invoke(["select", "--signals", out / "signals.npz", "-m", "small_loss", "-f", 0.3, "-o", tmp_path / "s"])
     assert result.exit_code == 0, result.output
     assert len(Selection.load(tmp_path / "s.npz")) == 90 and "noise rate" in result.stdout
     # ... and that selection trains in a second run
-    again = invoke(
-        ["run", *TINY, "--selection", tmp_path / "s.npz", "--learner", "ce", "--out", tmp_path / "r"]
-    )
+    again = invoke(["run", *TINY, "--selection", tmp_path / "s.npz", "--learner", "ce", "--out", tmp_path / "r"])
     assert again.exit_code == 0, again.output
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["method"] == "small_loss" and m["budget"] == 90 and not (tmp_path / "r" / "signals.npz").exists()
@@ -85,9 +77,7 @@ def test_rerun_needs_force_or_resume(run_dir):
     before = (out / "metrics.json").read_bytes()
     again = invoke(["run", *TINY, "--param", "tau=0.95", "--learner-param", "lr_u=1", "--out", out])
     assert_one_line_error(again, "finished run", "--force")
-    resumed = invoke(
-        ["run", *TINY, "--param", "tau=0.95", "--learner-param", "lr_u=1", "--out", out, "--resume"]
-    )
+    resumed = invoke(["run", *TINY, "--param", "tau=0.95", "--learner-param", "lr_u=1", "--out", out, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "reused" in resumed.stdout and (out / "metrics.json").read_bytes() == before
     other = invoke(["run", *TINY, "--out", out, "--resume"])

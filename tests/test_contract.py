@@ -26,8 +26,9 @@ def rich_signals(seed: int = 0) -> rp.Signals:
     correct = rng.random((E, N)) < np.linspace(0.3, 0.9, E)[:, None]
     losses = rng.exponential(size=(E, N)).astype(np.float32)
     margins = rng.normal(size=(E, N)).astype(np.float32)
-    return rp.Signals(labels=labels, probs=probs, features=features, correct=correct, losses=losses,
-                      margins=margins, true_labels=true)
+    return rp.Signals(
+        labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins, true_labels=true
+    )
 
 
 SIG = rich_signals()
@@ -35,8 +36,20 @@ METHODS = rp.list_methods()
 
 
 def test_every_expected_method_is_registered():
-    expected = {"prune4rel", "uniform", "full", "small_loss", "uncertainty", "el2n", "grand", "forgetting",
-                "aum", "moderate", "kcenter_greedy", "ccs"}
+    expected = {
+        "prune4rel",
+        "uniform",
+        "full",
+        "small_loss",
+        "uncertainty",
+        "el2n",
+        "grand",
+        "forgetting",
+        "aum",
+        "moderate",
+        "kcenter_greedy",
+        "ccs",
+    }
     assert expected <= set(METHODS)
 
 
@@ -95,8 +108,9 @@ def test_numpy_and_torch_inputs_agree(method):
     arrays = {k: v for k, v in SIG.arrays().items() if k in (*info.requires, *info.optional, "labels")}
     arrays.pop("true_labels", None)
     a = rp.select(method, **arrays, budget=60, seed=1)
-    b = rp.select(method, **{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
-                  budget=60, seed=1)
+    b = rp.select(
+        method, **{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, budget=60, seed=1
+    )
     np.testing.assert_array_equal(a.indices, b.indices)
 
 
@@ -130,14 +144,17 @@ def test_unknown_option_lists_the_options(method):
         rp.select(method, signals=SIG, budget=10, bogus_option=1)
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"fraction": 0.0}, r"fraction must be in \(0, 1\]"),
-    ({"fraction": 1.5}, r"fraction must be in \(0, 1\]"),
-    ({"budget": N + 1}, "exceeds the number of examples"),
-    ({"budget": 0}, "at least 1"),
-    ({"fraction": 0.5, "budget": 3}, "exactly one of"),
-    ({}, "exactly one of"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"fraction": 0.0}, r"fraction must be in \(0, 1\]"),
+        ({"fraction": 1.5}, r"fraction must be in \(0, 1\]"),
+        ({"budget": N + 1}, "exceeds the number of examples"),
+        ({"budget": 0}, "at least 1"),
+        ({"fraction": 0.5, "budget": 3}, "exactly one of"),
+        ({}, "exactly one of"),
+    ],
+)
 def test_budget_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         rp.select("uniform", signals=SIG, **kw)

@@ -155,9 +155,7 @@ def test_unknown_dataset_and_option():
     with pytest.raises(ValueError, match="unknown option 'colour' for dataset 'digits'") as e:
         load_dataset("digits", colour=True)
     one_line(e)
-    assert {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "arrays"} <= set(
-        list_datasets()
-    )
+    assert {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "arrays"} <= set(list_datasets())
     assert "download" in get_dataset_info("cifar-10").options
 
 
@@ -426,13 +424,9 @@ def test_arrays_loader(tmp_path):
         carved = load_dataset("arrays", p)
     assert carved.num_train == 40 and carved.num_test == 10 and "carved" in carved.info["test_split"]
     img = rng.integers(0, 256, (12, 6, 6, 3), dtype=np.uint8)
-    np.savez(
-        p, x=img, y=np.arange(12) % 3, x_test=img[:3], y_test=np.zeros(3, int), class_names=["a", "b", "c"]
-    )
+    np.savez(p, x=img, y=np.arange(12) % 3, x_test=img[:3], y_test=np.zeros(3, int), class_names=["a", "b", "c"])
     ds = load_dataset("arrays", path=p)
-    assert (
-        ds.input_shape == (3, 6, 6) and ds.x_train.dtype == torch.uint8 and ds.class_names == ("a", "b", "c")
-    )
+    assert ds.input_shape == (3, 6, 6) and ds.x_train.dtype == torch.uint8 and ds.class_names == ("a", "b", "c")
     assert (ds.x_train[1, 2].numpy() == img[1, :, :, 2]).all()
     np.savez(p, x=x)
     with pytest.raises(ValueError, match="lacks key 'y'") as e:

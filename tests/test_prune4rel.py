@@ -50,8 +50,7 @@ def test_parity_with_released_dense_rule(seed, tau, eta, balanced):
 @pytest.mark.parametrize("balanced", [False, True])
 def test_parity_margin_confidence_and_full_budget(balanced):
     probs, feats, labels = make_data(n=250, seed=5)
-    ref = released_prune4rel(probs, feats, 250, tau=0.9, confidence="margin",
-                             labels=labels if balanced else None)
+    ref = released_prune4rel(probs, feats, 250, tau=0.9, confidence="margin", labels=labels if balanced else None)
     sel = run(probs, feats, labels, 250, tau=0.9, confidence="margin", class_balanced=balanced)
     np.testing.assert_array_equal(sel.indices, ref)
 
@@ -103,8 +102,7 @@ def test_balanced_no_neighbours_is_per_class_top_confidence_round_robin():
     probs, feats, labels = make_data(seed=4, k=4)
     c = probs.max(1)
     sel = run(probs, feats, labels, 40, tau=1.0, class_balanced=True)
-    per_class = {k: list(np.flatnonzero(labels == k)[np.argsort(-c[labels == k], kind="stable")])
-                 for k in range(4)}
+    per_class = {k: list(np.flatnonzero(labels == k)[np.argsort(-c[labels == k], kind="stable")]) for k in range(4)}
     expected = [per_class[t % 4].pop(0) for t in range(40)]
     np.testing.assert_array_equal(sel.indices, expected)
 
@@ -164,11 +162,17 @@ def test_zero_norm_feature_row_is_a_clear_error():
         run(probs, feats, labels, 10)
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"tau": float("nan")}, "tau must be"), ({"eta": 0}, "eta must be a positive"),
-    ({"gain": "greedy"}, "gain must be"), ({"engine": "gpu"}, "engine must be"),
-    ({"confidence": "entropyy"}, "confidence must be"), ({"engine": "dense", "gain": "exact"}, "graph engine"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"tau": float("nan")}, "tau must be"),
+        ({"eta": 0}, "eta must be a positive"),
+        ({"gain": "greedy"}, "gain must be"),
+        ({"engine": "gpu"}, "engine must be"),
+        ({"confidence": "entropyy"}, "confidence must be"),
+        ({"engine": "dense", "gain": "exact"}, "graph engine"),
+    ],
+)
 def test_bad_options(bad, match):
     probs, feats, labels = make_data(n=50)
     with pytest.raises(ValueError, match=match):
@@ -228,8 +232,7 @@ def test_torch_and_numpy_inputs_agree():
 
 
 def brute_force_gain(graph, c, selected, x, eta):
-    return (prune4rel_objective(graph, c, [*selected, x], eta)
-            - prune4rel_objective(graph, c, list(selected), eta))
+    return prune4rel_objective(graph, c, [*selected, x], eta) - prune4rel_objective(graph, c, list(selected), eta)
 
 
 @pytest.mark.parametrize("eta", [1.0, 3.0])
@@ -272,8 +275,13 @@ def test_exact_gain_balanced_runs_round_robin():
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(5, 80), budget_frac=st.floats(0.05, 1.0), tau=st.sampled_from([0.6, 0.9, 0.97]),
-       balanced=st.booleans(), seed=st.integers(0, 10_000))
+@given(
+    n=st.integers(5, 80),
+    budget_frac=st.floats(0.05, 1.0),
+    tau=st.sampled_from([0.6, 0.9, 0.97]),
+    balanced=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
 def test_property_parity_and_contract(n, budget_frac, tau, balanced, seed):
     rng = np.random.default_rng(seed)
     feats = rng.normal(size=(n, 3)).astype(np.float16)
