@@ -248,6 +248,10 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
     made = []
     blocks = sorted({(r["dataset"], r["noise"], r["learner"]) for r in records})
     methods = [m.label for m in spec.methods]
+    # one fixed colour and marker per method across panels and figures (tab10 alone repeats after 10)
+    palette = plt.get_cmap("tab20").colors
+    colours = {m: palette[(2 * i) % 20 + (2 * i) // 20 % 2] for i, m in enumerate(methods)}
+    markers = {m: "os^Dv<>PXph*"[i % 12] for i, m in enumerate(methods)}
     for key, fname, label in (("test_accuracy", "accuracy.png", "test accuracy"),
                               ("relabel_accuracy", "relabel.png", "re-labeling accuracy")):  # fmt: skip
         agg = aggregate(records, key)
@@ -266,7 +270,7 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
                 if len(pts) == 1:
                     ax.axhline(ys[0], linestyle="--", color="gray", label=f"{m} (all data)")
                 else:
-                    ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=m, **style)
+                    ax.errorbar(xs, ys, yerr=es, marker=markers[m], color=colours[m], capsize=2, label=m, **style)
             ax.set_title(f"{block[0]}, {block[1]}, {block[2]}")
             ax.set_xlabel("fraction kept")
             ax.set_ylabel(f"{label} (%)")
@@ -290,7 +294,9 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
             fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * k + 3), 4.0))
             width = 0.8 / len(rows)
             for i, r in enumerate(rows):
-                ax.bar([j + i * width for j in range(k)], r["class_counts_true"], width=width, label=r["method"])
+                colour = colours.get(r["method"])
+                ax.bar([j + i * width for j in range(k)], r["class_counts_true"], width=width, label=r["method"],
+                       color=colour)  # fmt: skip
             ax.set_xticks([j + 0.4 - width / 2 for j in range(k)], [str(j) for j in range(k)])
             ax.set_xlabel("true class")
             ax.set_ylabel("examples selected")
