@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import robustprune
-from robustprune import Selection, Signals, list_methods
+from robustprune import Selection, Signals
 from robustprune.cli import app
 from robustprune.cli._common import ProgressBar
 from robustprune.cli.select import parse_value
@@ -22,8 +22,6 @@ TEST_METHOD = "_cli_test_method"
 NEEDS_PROBS = "_cli_test_needs_probs"
 N = 60
 SIDE_KEYS = {"method", "n", "budget", "params", "elapsed_seconds", "robustprune_version"}
-
-has_uniform = pytest.mark.skipif("uniform" not in list_methods(), reason="the uniform baseline is not registered yet")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -460,7 +458,6 @@ def test_console_script_process_errors_cleanly(signals_file, tmp_path):
 # --------------------------------------------------------------------------- with the uniform baseline
 
 
-@has_uniform
 def test_uniform_on_digits_end_to_end(runner, tmp_path):
     out = tmp_path / "u.npz"
     result = invoke(runner, ["select", "--example", "digits", "-m", "uniform", "-f", 0.2, "--seed", 1, "-o", out])
@@ -470,7 +467,6 @@ def test_uniform_on_digits_end_to_end(runner, tmp_path):
     assert "noise rate" in result.stdout
 
 
-@has_uniform
 def test_uniform_is_deterministic_under_seed(runner, signals_file, tmp_path):
     paths = [tmp_path / f"u{i}.npz" for i in range(3)]
     for path, seed in zip(paths, (5, 5, 6), strict=True):
