@@ -10,6 +10,10 @@ from robustprune.models import build_model, list_models, load_weights
 SHAPES = [
     ("mlp", 1, 8, {}),
     ("mlp", 64, 1, {"hidden": (32,)}),  # tabular: 64 columns
+    ("lenet", 1, 8, {}),
+    ("lenet", 1, 28, {}),
+    ("lenet", 1, 1, {}),
+    ("lenet", 3, 32, {"channels": (8, 12), "hidden": (32, 24)}),
     ("small_cnn", 1, 8, {}),
     ("small_cnn", 1, 28, {}),
     ("small_cnn", 3, 32, {}),
@@ -34,7 +38,10 @@ def test_features_head_forward_shapes(name, channels, size, kwargs):
     with torch.no_grad():
         h = model.features(x)
         logits = model(x)
-    expected_dim = kwargs.get("hidden", (256, 256))[-1] if name == "mlp" else DIMS[name]
+    if name in ("mlp", "lenet"):
+        expected_dim = kwargs.get("hidden", (256, 256) if name == "mlp" else (120, 84))[-1]
+    else:
+        expected_dim = DIMS[name]
     assert model.feature_dim == expected_dim
     assert model.num_classes == 5
     assert h.shape == (2, expected_dim)
@@ -43,7 +50,7 @@ def test_features_head_forward_shapes(name, channels, size, kwargs):
 
 
 def test_registry_lists_every_model():
-    assert set(list_models()) >= {"mlp", "small_cnn", "preact_resnet18", "resnet18", "resnet34", "resnet50"}
+    assert set(list_models()) >= {"mlp", "lenet", "small_cnn", "preact_resnet18", "resnet18", "resnet34", "resnet50"}
 
 
 def test_unknown_model_is_a_one_line_error_naming_the_known_ones():
@@ -199,3 +206,29 @@ def test_reset_head():
     assert model.num_classes == 4
     assert model.fc.out_features == 4
     assert model(torch.randn(2, 1, 4, 4)).shape == (2, 4)
+
+
+def test_lenet_rejects_an_input_size_it_was_not_built_for():
+    model = build_model("lenet", 10, 1, 28)
+    with pytest.raises(ValueError, match="built for 28x28 inputs, got 32x32"):
+        model(torch.randn(1, 1, 32, 32))
+
+
+def test_lenet_learns_a_separable_toy_problem():
+    # two classes: bright left half vs bright right half; a few SGD steps must fit them
+    x = torch.zeros(64, 1, 28, 28)
+    y = torch.arange(64) % 2
+    x[y == 0, :, :, :14] = 1.0
+    x[y == 1, :, :, 14:] = 1.0
+    x += 0.1 * torch.randn_like(x)
+    model = build_model("lenet", 2, 1, 28)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with torch.no_grad():
+        first = float(torch.nn.functional.cross_entropy(model(x), y))
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.5 * first
+    assert (model(x).argmax(1) == y).float().mean() > 0.95

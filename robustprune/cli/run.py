@@ -167,7 +167,7 @@ _HELP = {
     "noise": "Label noise: none, sym:R, asym:R, asym-pairs:R, instance:R, matrix:FILE, human[:NAME].",
     "learner": "Re-labeling learner: ce, sop (SOP+), dividemix, elr.",
     "learner_param": "Learner option KEY=VALUE (repeatable), e.g. lr_u=1 (defaults: the dataset protocol).",
-    "model": "Network: mlp, small_cnn, preact_resnet18, resnet18/34/50 (default: the dataset's).",
+    "model": "Network: mlp, lenet, small_cnn, preact_resnet18, resnet18/34/50 (default: the dataset's).",
     "method": "Selection method (see: robustprune methods).",
     "param": "Method option KEY=VALUE (repeatable), e.g. tau=0.95; see robustprune methods NAME.",
     "fraction": "Share of training examples kept, in (0, 1] (default 0.5).",

@@ -260,8 +260,13 @@ def random_crop(
     elif padding_mode == "constant" and padding > 0:
         valid = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
     rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
-    bidx = torch.arange(b, device=dev)[:, None, None]
-    out = x[bidx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, oh, ow, C) -> NCHW view
+    if x.is_contiguous():  # one gather along the flattened pixels: far cheaper than advanced indexing
+        c = x.shape[1]
+        flat = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, oh * ow).expand(b, c, oh * ow)
+        out = x.reshape(b, c, h * w).gather(2, flat).view(b, c, oh, ow)
+    else:
+        bidx = torch.arange(b, device=dev)[:, None, None]
+        out = x[bidx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, oh, ow, C) -> NCHW
     if valid is not None:
         out = torch.where(valid[:, None], out, _scalar_like(fill, x))
     return _like_input(out, x)
@@ -324,7 +329,14 @@ def _affine(y: torch.Tensor, theta: torch.Tensor, fill: float, mode: str) -> tor
     """Warp each image by its own 2x3 matrix (normalised coordinates); outside pixels become ``fill``."""
     b, c, h, w = y.shape
     ones = torch.ones((b, 1, h, w), dtype=y.dtype, device=y.device)
-    grid = F.affine_grid(theta, [b, c + 1, h, w], align_corners=False)
+    # F.affine_grid(theta, align_corners=False) written out: output pixel centres in [-1, 1], mapped by each
+    # image's 2x3 matrix (elementwise; affine_grid's batched matmul with an inner size of 3 is slow).
+    gy = (torch.arange(h, device=y.device, dtype=y.dtype) * 2 + 1) / h - 1
+    gx = (torch.arange(w, device=y.device, dtype=y.dtype) * 2 + 1) / w - 1
+    t = theta.to(y.dtype).view(b, 6, 1, 1)
+    px = t[:, 0] * gx[None, None, :] + t[:, 1] * gy[None, :, None] + t[:, 2]
+    py = t[:, 3] * gx[None, None, :] + t[:, 4] * gy[None, :, None] + t[:, 5]
+    grid = torch.stack([px, py], -1)  # (B, H, W, 2)
     s = F.grid_sample(torch.cat([y, ones], 1), grid, mode=mode, padding_mode="zeros", align_corners=False)
     return s[:, :c] + (1.0 - s[:, c:]) * fill
 
@@ -373,9 +385,10 @@ def _sharpness(y: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     b, c, h, w = y.shape
     if h < 3 or w < 3:
         return y
-    kernel = torch.full((c, 1, 3, 3), 1.0 / 13.0, dtype=y.dtype, device=y.device)
-    kernel[:, :, 1, 1] = 5.0 / 13.0
-    smooth = F.conv2d(y, kernel, groups=c)
+    # PIL's SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]]/13 = (9 * 3x3 mean + 4 * centre) / 13; a pooling call is
+    # far cheaper than a grouped convolution on the CPU.
+    centre = y[..., 1:-1, 1:-1]
+    smooth = (F.avg_pool2d(y, 3, stride=1) * 9.0 + 4.0 * centre) / 13.0
     degenerate = y.clone()
     degenerate[..., 1:-1, 1:-1] = smooth  # PIL keeps the border pixels
     return _blend(degenerate, y, factor)
@@ -409,27 +422,43 @@ def _apply_step(y, op, value, apply, used: frozenset[int], fill: float, mode: st
     """One step of every image's sub-policy: image i gets op[i] with value[i] where apply[i].
 
     On an accelerator every op runs on the whole batch and ``torch.where`` keeps the images that chose it
-    (no data-dependent shapes, so no host synchronisation). On the CPU, where synchronising is free, each
-    op runs only on the images that chose it. Both give the same result: every op is per-image.
+    (no data-dependent shapes, so no host synchronisation). On the CPU, where synchronising is free, one
+    stable sort groups the images by op, each op runs once on its contiguous slice, and one scatter puts
+    the images back in order. Both give the same result: every op is per-image.
     """
-    b, _, h, w = y.shape
-    subset = y.device.type == "cpu" and not _FORCE_MASKED
+    if y.device.type == "cpu" and not _FORCE_MASKED:
+        return _apply_step_grouped(y, op, value, apply, fill, mode)
+    b = y.shape[0]
     groups: list[tuple[int, torch.Tensor]] = []
     if any(i < _N_GEOMETRIC for i in used):
         groups.append((-1, apply & (op < _N_GEOMETRIC)))
     groups += [(i, apply & (op == i)) for i in sorted(used) if i >= _N_GEOMETRIC and OPS[i] != "Identity"]
-    owned = False  # the subset path writes in place, into its own copy of the batch
     for i, sel in groups:
-        if subset:
-            idx = sel.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
-            out = _run_op(i, y[idx], op[idx], value[idx], fill, mode)
-            y, owned = (y if owned else y.clone()), True
-            y.index_copy_(0, idx, out)
-        else:
-            y = torch.where(sel.view(b, 1, 1, 1), _run_op(i, y, op, value, fill, mode), y)
+        y = torch.where(sel.view(b, 1, 1, 1), _run_op(i, y, op, value, fill, mode), y)
     return y
+
+
+_IDENTITY = _OP_ID["Identity"]
+
+
+def _apply_step_grouped(y, op, value, apply, fill: float, mode: str) -> torch.Tensor:
+    # Group key: 0 = any geometric op (one warp with per-image matrices), else the op id; images whose step
+    # does not fire, or is Identity, get the Identity key and are left alone.
+    key = torch.where(op < _N_GEOMETRIC, 0, op)
+    key = torch.where(apply & (op != _IDENTITY), key, _IDENTITY)
+    counts = torch.bincount(key, minlength=len(OPS)).tolist()
+    if counts[_IDENTITY] == y.shape[0]:
+        return y
+    order = torch.argsort(key, stable=True)
+    ys = y.index_select(0, order)  # a fresh tensor: ops write their slices back into it
+    op_s, value_s = op.index_select(0, order), value.index_select(0, order)
+    start = 0
+    for k, n in enumerate(counts):
+        if n and k != _IDENTITY:
+            sl = slice(start, start + n)
+            ys[sl] = _run_op(-1 if k == 0 else k, ys[sl], op_s[sl], value_s[sl], fill, mode)
+        start += n
+    return torch.empty_like(ys).index_copy_(0, order, ys)
 
 
 def _run_op(i: int, y: torch.Tensor, op, value, fill: float, mode: str) -> torch.Tensor:
