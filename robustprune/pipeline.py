@@ -34,8 +34,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,20 @@ import torch
 
 from robustprune import __version__
 from robustprune import evaluate as ev
+from robustprune.runconfig import (  # noqa: F401  (re-exported: the public names of a run live here too)
+    _RUNTIME,
+    PROTOCOLS,
+    WARMUP_FIELDS,
+    Protocol,
+    RunConfig,
+    default_run_name,
+    protocol_for,
+    resolve_config,
+    warmup_key,
+)
 from robustprune.selection.base import Selection, atomic_write_bytes
 from robustprune.signals import Signals
-from robustprune.train.engine import ProgressInfo, derive_seed, resolve_device
+from robustprune.train.engine import ProgressInfo, derive_seed
 
 __all__ = [
     "Protocol", "PROTOCOLS", "protocol_for", "RunConfig", "RunResult", "resolve_config", "run",
@@ -56,227 +67,6 @@ __all__ = [
 #: Files a run directory may hold (``force`` removes exactly these).
 ARTIFACTS = ("config.json", "signals.npz", "selection.npz", "selection.npz.json", "metrics.json", "run.log",
              "warmup.ckpt", "train.ckpt")  # fmt: skip
-#: RunConfig fields that do not change the result (excluded when a resumed run is compared).
-_RUNTIME = frozenset({"out", "force", "resume", "device", "eval_batch_size"})
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Per-dataset defaults: model, schedule, and learner / method hyperparameters by name."""
-
-    model: str
-    epochs: int
-    warmup_epochs: int
-    lr: float = 0.02
-    batch_size: int = 128
-    learner_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-
-_SOP_C10 = {"rc": 0.9, "rb": 0.1, "lr_u": 10.0, "lr_v": 100.0}
-_P4R = {"prune4rel": {"tau": 0.975, "eta": 1.0}}
-_MNIST_LIKE = Protocol("small_cnn", 30, 5, lr=0.02, learner_params={"sop": _SOP_C10}, method_params=_P4R)
-
-#: Spec ``prune4rel.md`` section 6 for CIFAR; CPU-sized settings (measured) for digits and MNIST-likes.
-PROTOCOLS: dict[str, Protocol] = {
-    "cifar10": Protocol("preact_resnet18", 300, 10, learner_params={"sop": _SOP_C10}, method_params=_P4R),
-    "cifar100": Protocol(
-        "preact_resnet18", 300, 30,
-        learner_params={"sop": {**_SOP_C10, "lr_u": 1.0}, "elr": {"beta": 0.9, "lam": 7.0}},
-        method_params={"prune4rel": {"tau": 0.95, "eta": 1.0}},
-    ),
-    # an MLP: ~15x faster than small_cnn on 8x8 inputs on a CPU, ~0.91 test accuracy at 40% noise
-    "digits": Protocol("mlp", 50, 10, lr=0.1, learner_params={"sop": _SOP_C10}, method_params=_P4R),
-    "fashion-mnist": _MNIST_LIKE,
-    "mnist": _MNIST_LIKE,
-}  # fmt: skip
-_FALLBACK_IMAGES = Protocol("small_cnn", 30, 5)
-_FALLBACK_TABULAR = Protocol("mlp", 30, 5, lr=0.1)
-
-
-def protocol_for(dataset: str, *, tabular: bool = False) -> Protocol:
-    """The :class:`Protocol` of a dataset (a generic one for user data: images or tabular rows)."""
-    from robustprune.data import get_dataset_info
-
-    name = get_dataset_info(dataset).name
-    return PROTOCOLS.get(name, _FALLBACK_TABULAR if tabular else _FALLBACK_IMAGES)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a run depends on. ``None`` = from the dataset protocol (see :func:`resolve_config`).
-
-    Data: ``dataset``, ``data_dir``, ``dataset_params`` (loader options, e.g. ``cifar_n=PATH`` for the
-    CIFAR-N human labels, ``path=FILE`` for ``arrays``), ``subset`` / ``test_subset`` (fixed seeded
-    stratified subsets for CPU-sized runs), ``noise`` (a spec of :func:`robustprune.noise.parse_noise`)
-    and ``noise_seed`` (default ``seed``), ``val_fraction`` (a held-out split of the training set, with
-    its given labels, used to pick the best epoch; 0 = report the last epoch only).
-    Learning: ``learner`` (ce, sop, dividemix, elr) and its ``learner_params``, ``model``,
-    ``warmup_epochs``, ``epochs`` (also the cosine schedule length), ``batch_size``, ``lr``,
-    ``eval_every`` (test / validation accuracy every so many epochs; the last epoch always),
-    ``confidence_pass`` ("clean" inputs for the signals, or "strong": one strong augmentation per example
-    as released).
-    Selection: ``method`` with ``params`` (method options), ``fraction`` (kept share), ``class_balanced``
-    (None = the method's default) — or ``selection``, a file of indices chosen elsewhere (a ``select``
-    output ``.npz``, or ``.npy`` / text indices, or a boolean ``.npy`` mask), which skips warm-up and
-    selection. ``signals``: a signals bundle of an earlier warm-up on the same training set (its labels
-    must equal this run's noisy labels), which skips the warm-up; :func:`make_signals` writes one.
-    Runtime (not compared on resume): ``device`` (None = CUDA when available), ``out`` (run directory;
-    None = write nothing), ``force`` (redo a run found in ``out``), ``resume`` (continue it).
-    """
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    dataset_params: dict[str, Any] = field(default_factory=dict)
-    subset: int | None = None
-    test_subset: int | None = None
-    noise: str = "sym:0.4"
-    noise_seed: int | None = None
-    learner: str = "sop"
-    learner_params: dict[str, Any] = field(default_factory=dict)
-    model: str | None = None
-    method: str = "prune4rel"
-    params: dict[str, Any] = field(default_factory=dict)
-    fraction: float | None = 0.5
-    class_balanced: bool | None = None
-    selection: str | None = None
-    signals: str | None = None
-    warmup_epochs: int | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    eval_every: int = 1
-    confidence_pass: str = "clean"
-    val_fraction: float = 0.0
-    seed: int = 0
-    device: str | None = None
-    eval_batch_size: int = 1024
-    out: str | None = None
-    force: bool = False
-    resume: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("dataset", "noise", "learner", "method"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
-        for name, low in (("subset", 2), ("test_subset", 1), ("epochs", 1), ("batch_size", 1),
-                          ("warmup_epochs", 0), ("eval_every", 1), ("eval_batch_size", 1)):  # fmt: skip
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-        for name in ("seed", "noise_seed"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-                raise ValueError(f"{name} must be an integer, got {v!r}")
-        f = self.fraction
-        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1):
-            raise ValueError(f"fraction must be in (0, 1] (the share of training examples kept), got {f!r}")
-        if f is None and self.selection is None:
-            raise ValueError("fraction is required unless a selection file is given")
-        v = self.val_fraction
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-            raise ValueError(f"val_fraction must be in [0, 1) (0 = no validation split), got {v!r}")
-        if self.lr is not None and (not isinstance(self.lr, (int, float)) or not self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.confidence_pass not in ("clean", "strong"):
-            raise ValueError(f"confidence_pass must be 'clean' or 'strong', got {self.confidence_pass!r}")
-        if self.epochs is not None and self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
-            raise ValueError(
-                f"warmup_epochs ({self.warmup_epochs}) must not exceed epochs ({self.epochs}): the warm-up "
-                "walks the first steps of the training schedule"
-            )
-        for name in ("dataset_params", "learner_params", "params"):
-            d = getattr(self, name)
-            if not isinstance(d, Mapping) or not all(isinstance(k, str) for k in d):
-                raise ValueError(f"{name} must be a dict of option name to value")
-        if self.signals is not None and self.selection is not None:
-            raise ValueError("give at most one of signals (reuse a warm-up) and selection (a fixed subset)")
-        if self.force and self.resume:
-            raise ValueError("give at most one of force (start over) and resume (continue)")
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The fields that change the result, JSON-normalised (compared when a run is resumed)."""
-        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in _RUNTIME}))
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
-
-    @classmethod
-    def load(cls, path: str | Path) -> RunConfig:
-        """Read a ``config.json`` written by :func:`run` (unknown keys are ignored)."""
-        data = json.loads(Path(path).read_text())
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
-
-def resolve_config(config: RunConfig, *, tabular: bool = False) -> RunConfig:
-    """Fill every ``None`` from the dataset protocol and canonicalise names; ValueError for unknown names
-    or options (dataset, learner, model, method, noise spec, learner / method options)."""
-    from robustprune.data import get_dataset_info
-    from robustprune.models import get_model_info
-    from robustprune.noise import parse_noise
-    from robustprune.selection.registry import get_method
-    from robustprune.train.learners import get_learner_class
-
-    c = config
-    proto = protocol_for(c.dataset, tabular=tabular)
-    loader_options = get_dataset_info(c.dataset).options
-    unknown = sorted(set(c.dataset_params) - set(loader_options))
-    if unknown:
-        valid = ", ".join(loader_options) or "none"
-        raise ValueError(f"dataset {c.dataset!r} has no option {unknown[0]!r}; valid: {valid}")
-    learner_cls = get_learner_class(c.learner)
-    lparams = {**proto.learner_params.get(learner_cls.name, {}), **c.learner_params}
-    known = [f.name for f in fields(learner_cls.Options)]
-    unknown = sorted(set(lparams) - set(known))
-    if unknown:
-        raise ValueError(f"learner {learner_cls.name!r} has no option {unknown[0]!r}; valid: {', '.join(known)}")
-    learner_cls.Options(**lparams)  # value checks
-    model = get_model_info(c.model if c.model is not None else proto.model).name
-    if c.selection is not None:
-        method, params, fraction, selection = "file", {}, None, str(Path(c.selection).expanduser().resolve())
-    else:
-        info = get_method(c.method)
-        if c.class_balanced and info.balance == "none":
-            raise ValueError(f"method {info.name!r} does not support class balancing; drop class_balanced")
-        method, fraction, selection = info.name, c.fraction, None
-        params = {**proto.method_params.get(info.name, {}), **c.params}
-        unknown = sorted(set(params) - set(info.options))
-        if unknown:
-            opts = ", ".join(info.options) or "none"
-            raise ValueError(f"method {info.name!r} has no option {unknown[0]!r}; its options: {opts}")
-    epochs = c.epochs if c.epochs is not None else max(proto.epochs, c.warmup_epochs or 0)
-    warmup = c.warmup_epochs if c.warmup_epochs is not None else min(proto.warmup_epochs, epochs)
-    if warmup > epochs:
-        raise ValueError(f"warmup_epochs ({warmup}) must not exceed epochs ({epochs})")
-    return replace(
-        c, dataset=get_dataset_info(c.dataset).name, noise=str(parse_noise(c.noise)),
-        noise_seed=c.seed if c.noise_seed is None else c.noise_seed, learner=learner_cls.name,
-        learner_params=lparams, model=model, method=method, params=params, fraction=fraction,
-        selection=selection, epochs=epochs,
-        signals=None if c.signals is None else str(Path(c.signals).expanduser().resolve()), warmup_epochs=warmup,
-        batch_size=c.batch_size or proto.batch_size, lr=c.lr or proto.lr,
-        data_dir=None if c.data_dir is None else str(Path(c.data_dir).expanduser()),
-        device=str(resolve_device(c.device)),
-    )  # fmt: skip
-
-
-#: RunConfig fields a warm-up depends on: runs that agree on all of them can share one warm-up's signals.
-WARMUP_FIELDS = (
-    "dataset", "dataset_params", "subset", "noise", "noise_seed", "learner", "learner_params", "model",
-    "warmup_epochs", "epochs", "batch_size", "lr", "confidence_pass", "val_fraction", "seed",
-)  # fmt: skip
-
-
-def warmup_key(config: RunConfig) -> dict[str, Any]:
-    """The fields of a *resolved* config that determine its warm-up (and so its signals)."""
-    return json.loads(json.dumps({k: getattr(config, k) for k in WARMUP_FIELDS}))
-
-
-def default_run_name(config: RunConfig) -> str:
-    """A directory name from the main choices, e.g. ``digits-sym0.4-sop-prune4rel-f0.5-s0``."""
-    what = f"sel-{Path(config.selection).stem}" if config.selection else f"{config.method}-f{config.fraction:g}"
-    name = f"{config.dataset}-{config.noise}-{config.learner}-{what}-s{config.seed}"
-    return re.sub(r"[^A-Za-z0-9._+-]", "", name.replace(":", ""))
 
 
 @dataclass

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from robustprune.train import augment as A
+from robustprune.train import autoaugment
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
@@ -160,7 +161,7 @@ def test_cpu_subset_path_equals_masked_path(monkeypatch):
     x = images(b=32, h=10, w=10)
     ref = A.auto_augment(x, gen(5))
     ref_ra = A.rand_augment(x, gen(5), num_ops=3)
-    monkeypatch.setattr(A, "_FORCE_MASKED", True)
+    monkeypatch.setattr(autoaugment, "_FORCE_MASKED", True)
     assert torch.equal(A.auto_augment(x, gen(5)), ref)
     assert torch.equal(A.rand_augment(x, gen(5), num_ops=3), ref_ra)
 
