@@ -39,6 +39,7 @@ Examples::
 
     python benchmarks/train_throughput.py                                   # synthetic CIFAR, ResNet-18
     python benchmarks/train_throughput.py --data fashion-mnist --model small_cnn --steps 30   # small CPU run
+    python benchmarks/train_throughput.py --data fashion-mnist --model lenet --steps 60  # a light CPU model
     python benchmarks/train_throughput.py --data fashion-mnist --model none --steps 30  # pipelines alone
     python benchmarks/train_throughput.py --device cuda --workers 8 --steps 500
 """
