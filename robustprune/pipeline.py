@@ -31,6 +31,7 @@ training split (after ``subset``) minus the validation examples when ``val_fract
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -189,14 +190,46 @@ def _open_dir(out: Path, c: RunConfig, resuming: bool) -> None:
 
 
 def _check_same_run(out: Path, c: RunConfig) -> None:
-    """Refuse to resume a run directory whose stored config differs from ``c`` (runtime fields aside)."""
+    """Refuse to resume a run directory whose stored config differs from ``c`` (runtime fields aside).
+
+    Input files (``signals``, ``selection``) are compared by content where the stored config recorded a
+    digest, so a run (or a whole sweep) that was moved to another directory still resumes.
+    """
+    stored = json.loads((out / "config.json").read_text())
     old = RunConfig.load(out / "config.json").fingerprint()
     new = c.fingerprint()
+    digests = stored.get("inputs_sha256") or {}
+    for key in _INPUT_FILES:
+        path = new.get(key)
+        if key in digests and path is not None and digests[key] == _file_digest(path):
+            old.pop(key, None)
+            new.pop(key, None)
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         raise ValueError(
             f"cannot resume {out}: its run differs in {', '.join(diff)}; pass --force to redo it or choose another out"
         )
+
+
+#: RunConfig fields naming input files; config.json records their SHA-256 under ``inputs_sha256``.
+_INPUT_FILES = ("signals", "selection")
+
+
+def _file_digest(path: str | Path) -> str | None:
+    """SHA-256 of a file's bytes, or None when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _input_digests(c: RunConfig) -> dict[str, str]:
+    found = {k: _file_digest(getattr(c, k)) for k in _INPUT_FILES if getattr(c, k) is not None}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -509,7 +542,8 @@ def _start(s: _Setup, progress: Callable[[ProgressInfo], None] | None) -> tuple[
     log = _Log(out / "run.log" if out is not None else None, progress)
     log.write(f"{'resume' if s.resuming else 'start'} robustprune {__version__}")
     if out is not None:
-        _write_json(out / "config.json", {**c.to_dict(), "robustprune_version": __version__})
+        meta = {"robustprune_version": __version__, "inputs_sha256": _input_digests(c)}
+        _write_json(out / "config.json", {**c.to_dict(), **meta})
     data = TrainData.from_dataset(ds, labels=s.noisy, device=c.device)
     tc = TrainConfig(
         epochs=c.epochs,

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -304,3 +305,30 @@ def test_no_warmup_with_a_labels_only_method_skips_the_prediction_pass(tmp_path,
     # with a warm-up the same method still gets real predictions
     res2 = run(RunConfig(method=method, fraction=fraction, subset=300, warmup_epochs=1, epochs=2))
     assert res2.signals.probs is not None and res2.metrics["warmup_test_accuracy"] is not None
+
+
+def test_resume_after_moving_the_signals_file_compares_content_not_path(tiny_run, tmp_path):
+    _, src, _ = tiny_run
+    first = tmp_path / "a" / "signals.npz"
+    first.parent.mkdir()
+    shutil.copy(src / "signals.npz", first)
+    out = tmp_path / "cell"
+    cfg = dict(TINY, method="uniform", fraction=0.3)
+    done = run(RunConfig(out=str(out), signals=str(first), **cfg))
+    stored = json.loads((out / "config.json").read_text())
+    assert set(stored["inputs_sha256"]) == {"signals"}
+    (out / "metrics.json").unlink()  # as if the run had been interrupted during training
+
+    moved = tmp_path / "b" / "signals.npz"  # the same bytes under another path (a moved sweep)
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    again = run(RunConfig(out=str(out), signals=str(moved), resume=True, **cfg))
+    assert again.metrics["test_accuracy"] == done.metrics["test_accuracy"]
+
+    # other content under the old name is still refused
+    other = rp.Signals.load(moved)
+    other.probs[:] = np.roll(other.probs, 1, axis=1)
+    other.save(first)
+    (out / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="cannot resume .*differs in signals"):
+        run(RunConfig(out=str(out), signals=str(first), resume=True, **cfg))
