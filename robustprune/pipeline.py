@@ -475,6 +475,7 @@ def _evaluate(r: _Run, learner: Any, sel: Selection, sig: Signals | None, histor
         "warmup_epochs": c.warmup_epochs,
         "warmup_test_accuracy": None if sig is None else sig.meta.get("warmup_test_accuracy"),
         "timings": {key: round(v, 4) for key, v in times.items()},
+        "sample_state": _state_summary(learner, sel.indices, r.noisy, r.true),
         "noise_record": rec.to_dict(),
         "history": history,
         "robustprune_version": __version__,
@@ -483,6 +484,28 @@ def _evaluate(r: _Run, learner: Any, sel: Selection, sig: Signals | None, histor
     acc, rel = summary["test_accuracy"], report["relabel_accuracy"]
     r.log.stage("evaluate", times["evaluate"], note=f"test accuracy {acc:.4f}, re-labeling accuracy {rel:.4f}")
     return metrics
+
+
+def _state_summary(learner: Any, indices: np.ndarray, noisy: np.ndarray, true: np.ndarray | None) -> dict:
+    """The learner's per-example statistics (:meth:`sample_stats`) averaged over the subset, split by whether
+    the given label is wrong or right. For SOP+, a large ``u`` on wrong labels and a small one on right labels
+    means the learner is discounting the wrong ones; for DivideMix, ``clean_prob`` should be low on wrong labels.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    idx = np.asarray(indices, dtype=np.int64)
+    wrong = None if true is None else noisy[idx] != true[idx]
+
+    def mean(values: np.ndarray) -> float | None:
+        values = values[~np.isnan(values)]
+        return float(values.mean()) if values.size else None
+
+    for name, t in learner.sample_stats().items():
+        values = t.detach().to("cpu", torch.float64).numpy()[idx]
+        entry = {"all": mean(values)}
+        if wrong is not None:
+            entry["wrong_label"], entry["right_label"] = mean(values[wrong]), mean(values[~wrong])
+        out[name] = entry
+    return out
 
 
 @dataclass

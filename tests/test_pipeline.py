@@ -332,3 +332,18 @@ def test_resume_after_moving_the_signals_file_compares_content_not_path(tiny_run
     (out / "metrics.json").unlink()
     with pytest.raises(ValueError, match="cannot resume .*differs in signals"):
         run(RunConfig(out=str(out), signals=str(first), resume=True, **cfg))
+
+
+def test_metrics_summarise_the_learners_per_example_state_by_label_correctness():
+    # SOP+ must learn to add mass (u^2) to wrong given labels, not to right ones
+    sop = run(RunConfig(learner="sop", method="uniform", fraction=1.0, warmup_epochs=0, epochs=30))
+    u = sop.metrics["sample_state"]["u"]
+    assert set(u) == {"all", "wrong_label", "right_label"}
+    assert u["wrong_label"] > 0.5 > 0.1 > u["right_label"]
+    assert set(sop.metrics["sample_state"]) == {"u", "v"}
+    # DivideMix's clean posterior must be lower on wrong labels; CE keeps no per-example state
+    dm = run(RunConfig(learner="dividemix", subset=400, method="uniform", fraction=1.0, warmup_epochs=2, epochs=4))
+    cp = dm.metrics["sample_state"]["clean_prob"]
+    assert 0.0 <= cp["wrong_label"] < cp["right_label"] <= 1.0
+    ce = run(RunConfig(learner="ce", subset=300, method="uniform", fraction=0.5, warmup_epochs=0, epochs=1))
+    assert ce.metrics["sample_state"] == {}

@@ -106,6 +106,10 @@ def _pct(v: Any) -> str:
     return "-" if v is None else f"{100.0 * v:.1f}%"
 
 
+#: How the per-example statistics of metrics["sample_state"] are shown (SOP+ u, v; DivideMix clean posterior).
+_STATE_NAMES = {"u": "u²", "v": "v²", "clean_prob": "clean posterior"}
+
+
 def _summary(result: RunResult) -> None:
     m = result.metrics
     grid = Table.grid(padding=(0, 2))
@@ -129,6 +133,13 @@ def _summary(result: RunResult) -> None:
     rel, rel_all = _pct(m["relabel_accuracy"]), _pct(m["relabel_accuracy_all"])
     row("re-labeling accuracy", f"{rel} of the subset, {rel_all} of all training examples")
     row("noise in subset", f"{_pct(m['subset_noise_rate'])} vs {_pct(m['noise_rate'])} overall")
+    state = [
+        f"{_STATE_NAMES.get(k, k)} {st['wrong_label']:.2f} (wrong labels) vs {st['right_label']:.2f} (right)"
+        for k, st in (m.get("sample_state") or {}).items()
+        if st.get("wrong_label") is not None and st.get("right_label") is not None
+    ]
+    if state:
+        row("per-example state", "; ".join(state))
     counts = m["class_counts"]
     if len(counts) <= 20:
         row("classes (given)", " ".join(f"{k}:{v}" for k, v in enumerate(counts)))

@@ -122,6 +122,10 @@ class Learner:
         """The per-sample state tensors by name (saved in checkpoints); empty by default."""
         return {}
 
+    def sample_stats(self) -> dict[str, torch.Tensor]:
+        """One interpretable number per example (N,) by name, summarised in a run's metrics; none by default."""
+        return {}
+
     @property
     def model(self) -> nn.Module:
         """The first (for most learners the only) network."""

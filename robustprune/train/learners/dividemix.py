@@ -118,6 +118,10 @@ class DivideMixLearner(Learner):
     def sample_state(self) -> dict[str, torch.Tensor]:
         return {"clean_prob": self.clean_prob}
 
+    def sample_stats(self) -> dict[str, torch.Tensor]:
+        """``clean_prob``: the last GMM posterior of having a clean label, averaged over the two networks."""
+        return {"clean_prob": self.clean_prob.nanmean(0)}
+
     def warmup_epochs_for(self, epochs: int) -> int:
         w = self.options.warmup_epochs
         return min(10, max(1, epochs // 10)) if w is None else w

@@ -90,6 +90,12 @@ class SOPLearner(Learner):
     def sample_state(self) -> dict[str, torch.Tensor]:
         return {"u": self.u, "v": self.v}
 
+    def sample_stats(self) -> dict[str, torch.Tensor]:
+        """``u``: clamp(u_i^2, 0, 1), the mass added to the given label's probability; ``v``: the sum over
+        classes of clamp(v_ik^2, 0, 1) (the given class's entry is masked out of the loss, gets no gradient and
+        stays at its ~1e-16 start)."""
+        return {"u": (self.u[:, 0] ** 2).clamp(0, 1), "v": (self.v**2).clamp(0, 1).sum(1)}
+
     def train_epoch(self, ctx: EpochContext) -> None:
         model, opt, o = self.model, self.optimizers[0], self.options
         batches = ctx.batches()
