@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -216,15 +217,30 @@ _INPUT_FILES = ("signals", "selection")
 
 
 def _file_digest(path: str | Path) -> str | None:
-    """SHA-256 of a file's bytes, or None when it cannot be read."""
-    h = hashlib.sha256()
+    """SHA-256 of a file's bytes, or None when it cannot be read.
+
+    Cached per process by (path, size, modification time): the cells of a sweep share one signals file.
+    """
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        st = os.stat(path)
     except OSError:
         return None
-    return h.hexdigest()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return None
+        if len(_DIGESTS) > 64:
+            _DIGESTS.clear()
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def _input_digests(c: RunConfig) -> dict[str, str]:
