@@ -244,6 +244,10 @@ def test_report_renders_tables_csv_json_and_figures(swept):
     assert len(rows) == 1 + len(expand(spec)[1])
     res = json.loads((out / "results.json").read_text())
     assert res["cost"]["cells"] == 4 and res["cost"]["warmups"] == 1
+    assert "learner_state" in rows[0].split(",")
+    for c in res["cells"]:  # the learner's per-example statistics travel from metrics.json to the report
+        m = json.loads((out / "cells" / c["cell"] / "metrics.json").read_text())
+        assert json.loads(c["learner_state"]) == m["sample_state"]
     # the aggregate in results.json equals the cells' own numbers (one seed: mean = the value)
     accs = {(c["method"], c["fraction"]): c["test_accuracy"] for c in res["cells"]}
     for a in res["aggregate"]["test_accuracy"]:

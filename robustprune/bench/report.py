@@ -33,7 +33,7 @@ METRICS = (
 CSV_FIELDS = (
     "dataset", "noise", "learner", "seed", "method", "method_name", "params", "fraction", "budget", "num_train",
     "test_accuracy", "test_accuracy_at_best_val", "relabel_accuracy", "relabel_accuracy_all",
-    "subset_noise_rate", "noise_rate", "warmup_test_accuracy", "time_warmup", "time_signals",
+    "subset_noise_rate", "noise_rate", "warmup_test_accuracy", "learner_state", "time_warmup", "time_signals",
     "time_selection", "time_train", "time_evaluate", "cell",
 )  # fmt: skip
 
@@ -78,6 +78,7 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
             "relabel_accuracy": m.get("relabel_accuracy"), "relabel_accuracy_all": m.get("relabel_accuracy_all"),
             "subset_noise_rate": m.get("subset_noise_rate"), "noise_rate": m.get("noise_rate"),
             "warmup_test_accuracy": m.get("warmup_test_accuracy"),
+            "learner_state": json.dumps(m.get("sample_state") or {}, sort_keys=True),
             "time_warmup": t.get("warmup", 0.0), "time_signals": t.get("signals", 0.0),
             "time_selection": t.get("selection", 0.0), "time_train": t.get("train", 0.0),
             "time_evaluate": t.get("evaluate", 0.0), "cell": c.key,
