@@ -197,7 +197,7 @@ def _check_same_run(out: Path, c: RunConfig) -> None:
     digest, so a run (or a whole sweep) that was moved to another directory still resumes.
     """
     stored = json.loads((out / "config.json").read_text())
-    old = RunConfig.load(out / "config.json").fingerprint()
+    old = RunConfig.from_dict(stored).fingerprint()
     new = c.fingerprint()
     digests = stored.get("inputs_sha256") or {}
     for key in _INPUT_FILES:

@@ -170,7 +170,11 @@ class RunConfig:
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
         """Read a ``config.json`` written by :func:`run` (unknown keys are ignored)."""
-        data = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """A config from the fields of ``data`` (unknown keys, such as config.json's metadata, are ignored)."""
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
