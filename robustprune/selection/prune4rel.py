@@ -27,7 +27,6 @@ the released per-pick similarity column instead (no graph; for thresholds so low
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from collections.abc import Callable
@@ -36,12 +35,15 @@ import numpy as np
 import torch
 
 from robustprune.selection.base import MethodOutput
+from robustprune.selection.geometry import EMBEDDINGS, auto_tau, coverage, support_scale, transform_embedding
 from robustprune.selection.graph import SimilarityGraph, normalize_rows, rescaled_cosine_graph, resolve_device
+from robustprune.selection.greedy import TIER, Neighbors, greedy_exact, greedy_self, self_gain
 from robustprune.selection.registry import register
 
 __all__ = ["prune4rel", "confidence_scores", "self_gain", "prune4rel_objective"]
 
-Neighbors = Callable[[int], tuple[np.ndarray, np.ndarray]]
+#: Valid values of ``confidence``.
+CONFIDENCES = ("max_prob", "least_confidence", "margin", "entropy", "label_prob")
 
 
 def confidence_scores(probs: np.ndarray, kind: str = "max_prob") -> np.ndarray:
@@ -60,20 +62,6 @@ def confidence_scores(probs: np.ndarray, kind: str = "max_prob") -> np.ndarray:
     if kind == "entropy":
         return (-(np.log(p + np.float32(1e-6)) * p).sum(axis=1)).astype(np.float32)
     raise ValueError(f"confidence must be 'max_prob', 'margin' or 'entropy', got {kind!r}")
-
-
-def _tanh32(x: np.ndarray) -> np.ndarray:
-    # torch's float32 tanh, as the released code evaluates it (numpy's differs in the last bit)
-    return torch.tanh(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-
-
-def self_gain(nc: np.ndarray, c: np.ndarray, eta: np.float32) -> np.ndarray:
-    """The released self marginal gain ``tanh((NC + c)/eta) - tanh(NC/eta)`` in float32 (elementwise).
-
-    Evaluated with torch's CPU float32 ``tanh``, which gives the same value for an element whatever the
-    length of the array it sits in; the dense rule and the incremental engine therefore agree bit for bit.
-    """
-    return _tanh32((nc + c) / eta) - _tanh32(nc / eta)
 
 
 def prune4rel_objective(
@@ -104,33 +92,56 @@ def prune4rel(
     labels: np.ndarray | None = None,
     budget: int,
     class_balanced: bool = True,
-    tau: float = 0.95,
-    eta: float = 1.0,
+    tau: float | str = 0.95,
+    eta: float | str = 1.0,
     confidence: str = "max_prob",
     gain: str = "self",
+    embedding: str = "raw",
+    target_degree: float | None = None,
+    candidates: str = "all",
+    balance_by: str = "given",
     engine: str = "auto",
     max_neighbors: int | None = None,
     max_edges: int | None = 200_000_000,
     block_size: int = 4096,
     device: str = "auto",
+    seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> MethodOutput:
     """Prune4ReL selection.
+
+    With every option at its default this is the released rule bit for bit (given the same signals); the
+    options after ``gain`` are this package's extensions (see ``docs/results.md`` for what each does).
 
     Parameters
     ----------
     probs : (N, K) softmax outputs; features : (N, D) embeddings; labels : (N,) given labels (for balance).
     budget : int
     class_balanced : bool
-        Released round-robin over the given-label classes (K = number of probability columns) with the
-        1.5x break rule; afterwards picks are global.
-    tau : float
-        Neighbourhood threshold on ``0.5 + 0.5·cos`` (0.95 means cos > 0.9), strict.
-    eta : float
-        tanh temperature, > 0.
-    confidence : {"max_prob", "margin", "entropy"}
+        Released round-robin over the classes (K = number of probability columns) with the 1.5x break rule;
+        afterwards picks are global.
+    tau : float or "auto"
+        Neighbourhood threshold on ``0.5 + 0.5·cos`` (0.95 means cos > 0.9), strict. "auto" picks the τ at
+        which the graph's mean degree is ``target_degree`` (:func:`~robustprune.selection.geometry.auto_tau`).
+    eta : float or "auto"
+        tanh temperature, > 0. "auto" sets it to the mean neighbourhood confidence a uniform subset of the
+        budget would give an example (:func:`~robustprune.selection.geometry.support_scale`).
+    confidence : {"max_prob", "margin", "entropy", "label_prob"}
+        c(x): the released options, or "label_prob", the probability of the *given* label (a supporter
+        counts only as far as the model agrees with its label; needs labels).
     gain : {"self", "exact"}
         Released self-gain rule, or the true marginal gain (lazy greedy).
+    embedding : {"raw", "center", "whiten"}
+        The space the cosine is taken in (:func:`~robustprune.selection.geometry.transform_embedding`).
+    target_degree : float, optional
+        Mean degree (self included) wanted by ``tau="auto"``; default ``4 · N / budget``, about four
+        neighbourhoods' worth of overlap per pick.
+    candidates : {"all", "confident"}
+        Which examples may be picked first. "confident" picks only examples that confident learning does
+        not flag as label errors (:func:`~robustprune.selection.confident.label_issue_mask`), then, once
+        those run out in a class, the flagged ones; the objective still covers every example.
+    balance_by : {"given", "predicted"}
+        The classes of the round-robin: the given labels (released) or the warm-up model's predictions.
     engine : {"auto", "graph", "dense"}
         "graph" builds the sparse threshold graph once; "dense" computes one similarity column per pick as
         released (O(budget·N·D)); "auto" uses the graph and falls back to dense (self gain only) when the
@@ -139,21 +150,35 @@ def prune4rel(
         Cap each example's neighbour list to its most similar ones (changes the method; off by default).
     max_edges, block_size, device
         Graph-building limits and placement (see ``rescaled_cosine_graph``).
+    seed : int
+        Seeds the similarity sample of ``tau="auto"`` when N exceeds it; nothing else is random.
 
     Returns
     -------
     MethodOutput
-        Indices in pick order, the gain of each pick, ``scores`` = the confidences.
+        Indices in pick order, the gain of each pick, ``scores`` = the confidences. ``info`` has the τ and η
+        used, the graph's mean degree and the subset's coverage (share of examples with NC > 0).
     """
-    tau, eta = _check_params(tau, eta, gain, engine)
+    _check_options(tau, eta, gain, engine, embedding, candidates, balance_by, confidence, target_degree)
     n = probs.shape[0]
-    c = confidence_scores(probs, confidence)
-    if confidence != "entropy" and c.min() < 0:  # pragma: no cover - probs are validated to [0, 1]
-        raise ValueError("confidences must be non-negative")
-    if class_balanced and labels is None:
-        raise ValueError("class_balanced=True needs labels")
+    needs_labels = class_balanced and balance_by == "given" or confidence == "label_prob" or candidates != "all"
+    if needs_labels and labels is None:
+        raise ValueError(
+            "labels are needed for class_balanced=True (balance_by='given'), confidence='label_prob' and "
+            "candidates='confident': pass labels=... or signals with labels"
+        )
+    lab = None if labels is None else np.asarray(labels, dtype=np.int64)
+    c = _confidences(probs, confidence, lab)
     num_classes = probs.shape[1]
     info: dict = {"engine": engine}
+
+    z = transform_embedding(features, embedding)
+    if tau == "auto":
+        deg = float(target_degree) if target_degree is not None else 4.0 * n / max(budget, 1)
+        tau = auto_tau(z, deg, seed=seed, device=device)
+        info.update(target_degree=round(deg, 3))
+    tau = float(tau)
+    info["tau"] = tau
 
     # one progress scale for both phases: graph tiles first, then picks
     if block_size < 1:
@@ -174,7 +199,7 @@ def prune4rel(
     if engine in ("auto", "graph"):
         try:
             graph = rescaled_cosine_graph(
-                features,
+                z,
                 tau,
                 block_size=block_size,
                 device=device,
@@ -183,7 +208,7 @@ def prune4rel(
                 progress=graph_progress,
             )
         except ValueError as exc:
-            if engine == "graph" or gain == "exact" or "max_edges" not in str(exc):
+            if engine == "graph" or gain == "exact" or eta == "auto" or "max_edges" not in str(exc):
                 raise
         info["engine"] = "graph" if graph is not None else "dense"
     if graph is not None:
@@ -192,41 +217,92 @@ def prune4rel(
     else:
         if max_neighbors is not None:
             raise ValueError("max_neighbors needs the graph engine (engine='graph')")
-        neighbors = _dense_neighbors(features, tau, device)
+        neighbors = _dense_neighbors(z, tau, device)
+    if eta == "auto":
+        assert graph is not None
+        eta = support_scale(graph, c, budget / n) or 1.0
+    eta = float(eta)
+    info["eta"] = eta
     t1 = time.perf_counter()
 
-    lab = None if labels is None else np.asarray(labels, dtype=np.int64)
+    penalty = None
+    if candidates == "confident":
+        from robustprune.selection.confident import label_issue_mask
+
+        flagged = label_issue_mask(lab, probs)
+        penalty = np.where(flagged, np.float32(TIER), np.float32(0.0)).astype(np.float32)
+        info.update(flagged=int(flagged.sum()))
+    groups = None
+    if class_balanced:
+        groups = lab if balance_by == "given" else np.asarray(probs).argmax(axis=1).astype(np.int64)
     if gain == "self":
-        picks, gains, break_at = _greedy_self(
-            c, neighbors, budget, lab if class_balanced else None, num_classes, np.float32(eta), greedy_progress
+        picks, gains, break_at, covered = greedy_self(
+            c, neighbors, budget, groups, num_classes, np.float32(eta), greedy_progress, penalty
         )
     else:
         assert graph is not None
-        picks, gains, break_at = _greedy_exact(
-            c, graph, budget, lab if class_balanced else None, num_classes, eta, greedy_progress
+        picks, gains, break_at, covered = greedy_exact(
+            c, graph, budget, groups, num_classes, eta, greedy_progress, penalty
         )
+    if penalty is not None:
+        info.update(topped_up=int((penalty[picks] > 0).sum()))
     info.update(
-        greedy_seconds=round(time.perf_counter() - t1, 4), balance_break_at=break_at, setup_seconds=round(t1 - t0, 4)
+        coverage=round(coverage(covered), 4),
+        greedy_seconds=round(time.perf_counter() - t1, 4),
+        balance_break_at=break_at,
+        setup_seconds=round(t1 - t0, 4),
     )
     return MethodOutput(indices=picks, gains=gains, scores=c, info=info)
 
 
-def _check_params(tau: float, eta: float, gain: str, engine: str) -> tuple[float, float]:
-    try:
-        tau, eta = float(tau), float(eta)
-    except (TypeError, ValueError):
-        raise ValueError(f"tau and eta must be numbers, got tau={tau!r}, eta={eta!r}") from None
-    if not math.isfinite(tau) or tau < 0:
-        raise ValueError(f"tau must be a finite number >= 0 (threshold on 0.5+0.5*cos), got {tau}")
-    if not math.isfinite(eta) or eta <= 0:
-        raise ValueError(f"eta must be a positive number, got {eta}")
+def _confidences(probs: np.ndarray, kind: str, labels: np.ndarray | None) -> np.ndarray:
+    if kind == "label_prob":
+        p = np.asarray(probs, dtype=np.float32)
+        return np.take_along_axis(p, labels[:, None], axis=1)[:, 0].copy()
+    c = confidence_scores(probs, kind)
+    if kind != "entropy" and c.min() < 0:  # pragma: no cover - probs are validated to [0, 1]
+        raise ValueError("confidences must be non-negative")
+    return c
+
+
+def _check_options(
+    tau: float | str,
+    eta: float | str,
+    gain: str,
+    engine: str,
+    embedding: str,
+    candidates: str,
+    balance_by: str,
+    confidence: str,
+    target_degree: float | None,
+) -> None:
+    for name, value in (("tau", tau), ("eta", eta)):
+        if value == "auto":
+            continue
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number or 'auto', got {value!r}") from None
+        if name == "tau" and (not math.isfinite(v) or v < 0):
+            raise ValueError(f"tau must be a finite number >= 0 (threshold on 0.5+0.5*cos) or 'auto', got {v}")
+        if name == "eta" and (not math.isfinite(v) or v <= 0):
+            raise ValueError(f"eta must be a positive number or 'auto', got {v}")
     if gain not in ("self", "exact"):
         raise ValueError(f"gain must be 'self' (released rule) or 'exact' (true marginal gain), got {gain!r}")
     if engine not in ("auto", "graph", "dense"):
         raise ValueError(f"engine must be 'auto', 'graph' or 'dense', got {engine!r}")
-    if engine == "dense" and gain == "exact":
-        raise ValueError("gain='exact' needs the graph engine (engine='graph' or 'auto')")
-    return tau, eta
+    if engine == "dense" and (gain == "exact" or eta == "auto"):
+        raise ValueError("gain='exact' and eta='auto' need the graph engine (engine='graph' or 'auto')")
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
+    if candidates not in ("all", "confident"):
+        raise ValueError(f"candidates must be 'all' or 'confident', got {candidates!r}")
+    if balance_by not in ("given", "predicted"):
+        raise ValueError(f"balance_by must be 'given' or 'predicted', got {balance_by!r}")
+    if confidence not in CONFIDENCES:
+        raise ValueError(f"confidence must be one of {CONFIDENCES}, got {confidence!r}")
+    if target_degree is not None and (not math.isfinite(float(target_degree)) or float(target_degree) < 1):
+        raise ValueError(f"target_degree must be a number >= 1 (self included), got {target_degree}")
 
 
 def _dense_neighbors(features: np.ndarray, tau: float, device: str) -> Neighbors:
@@ -243,226 +319,3 @@ def _dense_neighbors(features: np.ndarray, tau: float, device: str) -> Neighbors
         return idx.cpu().numpy(), s[idx].cpu().numpy()
 
     return neighbors
-
-
-class _BlockMax:
-    """Argmax with lowest-position ties over a float32 array, with cheap point updates.
-
-    Values live in blocks of ``b``; each block's maximum is cached. An update recomputes only the touched
-    blocks; an argmax scans the block maxima of a range of blocks, then one block.
-    """
-
-    def __init__(self, values: np.ndarray, b: int):
-        m = values.shape[0]
-        nb = -(-m // b)
-        self.b = b
-        self.v = np.full(nb * b, -np.inf, dtype=np.float32)
-        self.v[:m] = values
-        self.v2 = self.v.reshape(nb, b)
-        self.bmax = self.v2.max(axis=1)
-
-    def update(self, pos: np.ndarray, vals: np.ndarray) -> None:
-        self.v[pos] = vals
-        blocks = pos // self.b
-        if blocks.shape[0] > 32:  # repeated blocks are harmless, just wasted work when few
-            blocks = np.unique(blocks)
-        self.bmax[blocks] = self.v2[blocks].max(axis=1)
-
-    def remove(self, pos: int) -> None:
-        """Set one position to -inf (a picked example)."""
-        self.v[pos] = -np.inf
-        j = pos // self.b
-        self.bmax[j] = self.v2[j].max()
-
-    def argmax(self, lo_block: int = 0, hi_block: int | None = None) -> int:
-        bm = self.bmax[lo_block:hi_block]
-        j = lo_block + int(np.argmax(bm))
-        return j * self.b + int(np.argmax(self.v2[j]))
-
-
-def _block_size(n: int) -> int:
-    return int(min(4096, max(32, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
-
-
-class _RoundRobin:
-    """The released class-balanced schedule: which class each pick comes from, and when it stops."""
-
-    def __init__(self, labels: np.ndarray, num_classes: int):
-        self.init = np.bincount(labels, minlength=num_classes).astype(np.int64)
-        self.remaining = self.init.copy()
-        self.avail = list(range(num_classes))
-        self.num_classes = num_classes
-        self.min_balance = 0
-        self.broken = False
-
-    def target(self, t: int) -> int:
-        """Class to pick from at iteration ``t`` (sets ``broken`` when the 1.5x rule fires)."""
-        target = self.avail[t % len(self.avail)]
-        while self.remaining[target] == 0:
-            if len(self.avail) == self.num_classes:
-                self.min_balance = int(self.init[target])
-            self.avail = [k for k in self.avail if k != target]
-            target = self.avail[t % len(self.avail)]
-            if self.init[target] - self.remaining[target] > 1.5 * self.min_balance:
-                self.broken = True
-        return target
-
-    def picked(self, cls: int) -> None:
-        self.remaining[cls] -= 1
-
-
-def _greedy_self(
-    c: np.ndarray,
-    neighbors: Neighbors,
-    budget: int,
-    labels: np.ndarray | None,
-    num_classes: int,
-    eta: np.float32,
-    progress: Callable[[int, int], None] | None,
-) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """The released self-gain greedy, with exact incremental gains (see module docstring)."""
-    n = c.shape[0]
-    nc = np.zeros(n, dtype=np.float32)
-    selected = np.zeros(n, dtype=bool)
-    gains0 = self_gain(nc, c, eta)
-    picks = np.empty(budget, dtype=np.int64)
-    gains = np.empty(budget, dtype=np.float64)
-    b = _block_size(n)
-    step = max(1, budget // 100)
-
-    rr = None
-    if labels is not None:
-        rr = _RoundRobin(labels, num_classes)
-        # class-major positions, each class padded to whole blocks so a class is a range of blocks
-        order = np.argsort(labels, kind="stable")
-        counts = rr.init
-        padded = -(-counts // b) * b
-        block_lo = np.concatenate(([0], np.cumsum(padded // b)))
-        pos_start = block_lo[:-1] * b
-        within = np.arange(n) - np.repeat(np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-        pos_of = np.empty(n, dtype=np.int64)
-        pos_of[order] = pos_start[labels[order]] + within
-        idx_of = np.full(int(padded.sum()), -1, dtype=np.int64)
-        idx_of[pos_of] = np.arange(n)
-        vals = np.full(idx_of.shape[0], -np.inf, dtype=np.float32)
-        vals[pos_of] = gains0
-        tracker = _BlockMax(vals, b)
-    else:
-        pos_of = None
-        tracker = _BlockMax(gains0, b)
-    break_at = None
-
-    for t in range(budget):
-        if rr is not None and not rr.broken:
-            cls = rr.target(t)
-            pos = tracker.argmax(int(block_lo[cls]), int(block_lo[cls + 1]))
-            p = int(idx_of[pos])
-            rr.picked(cls)
-            if rr.broken:
-                break_at = t
-        else:
-            pos = tracker.argmax()
-            p = pos if pos_of is None else int(idx_of[pos])
-        picks[t] = p
-        gains[t] = float(tracker.v[pos])
-        selected[p] = True
-        if t == budget - 1:
-            break
-        if rr is not None and rr.broken and pos_of is not None:
-            # after the break every pick is global: re-index in original order for lowest-index ties
-            g = np.full(n, -np.inf, dtype=np.float32)
-            g[~selected] = self_gain(nc[~selected], c[~selected], eta)
-            tracker, pos_of = _BlockMax(g, b), None
-        else:
-            tracker.remove(pos)
-        idx, w = neighbors(p)
-        if idx.size:
-            nc[idx] += w * c[p]
-            live = idx[~selected[idx]]
-            if live.size:
-                g = self_gain(nc[live], c[live], eta)
-                tracker.update(live if pos_of is None else pos_of[live], g)
-        if progress is not None and (t + 1) % step == 0:
-            progress(t + 1, budget)
-    if progress is not None:
-        progress(budget, budget)
-    return picks, gains, break_at
-
-
-def _greedy_exact(
-    c: np.ndarray,
-    graph: SimilarityGraph,
-    budget: int,
-    labels: np.ndarray | None,
-    num_classes: int,
-    eta: float,
-    progress: Callable[[int, int], None] | None,
-) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """Lazy greedy on the true marginal gain of F (float64). Stale heap keys are upper bounds (submodular)."""
-    n = c.shape[0]
-    c64 = c.astype(np.float64)
-    nc = np.zeros(n, dtype=np.float64)
-    indptr, indices, weights = graph.indptr, graph.indices, graph.weights.astype(np.float64)
-    inv_eta = 1.0 / eta
-
-    def fresh(x: int) -> float:
-        a, b = indptr[x], indptr[x + 1]
-        if a == b:
-            return 0.0
-        v = indices[a:b]
-        base = nc[v]
-        return float(np.sum(np.tanh((base + weights[a:b] * c64[x]) * inv_eta) - np.tanh(base * inv_eta)))
-
-    # initial gains: sum over neighbours of tanh(w c_x / eta), vectorised over all rows
-    contrib = np.tanh(weights * np.repeat(c64, np.diff(indptr)) * inv_eta)
-    g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(n)
-    g0[np.diff(indptr) == 0] = 0.0
-
-    def make_heap(members: np.ndarray) -> list[tuple[float, int]]:
-        h = list(zip((-g0[members]).tolist(), members.tolist(), strict=True))
-        heapq.heapify(h)
-        return h
-
-    if labels is not None:
-        rr = _RoundRobin(labels, num_classes)
-        heaps = [make_heap(np.flatnonzero(labels == k)) for k in range(num_classes)]
-        # keys are refreshed in place, so a merged heap after the break stays valid
-    else:
-        rr = None
-        heaps = [make_heap(np.arange(n))]
-    picks = np.empty(budget, dtype=np.int64)
-    gains = np.empty(budget, dtype=np.float64)
-    step = max(1, budget // 100)
-    break_at = None
-    merged = rr is None
-
-    def pop_best(h: list[tuple[float, int]]) -> tuple[int, float]:
-        while True:
-            _, x = heapq.heappop(h)
-            g = fresh(x)
-            if not h or (-g, x) <= h[0]:
-                return x, g
-            heapq.heappush(h, (-g, x))
-
-    for t in range(budget):
-        if not merged:
-            cls = rr.target(t)
-            p, g = pop_best(heaps[cls])
-            rr.picked(cls)
-            if rr.broken:
-                break_at = t
-                merged_heap = [e for h in heaps for e in h]
-                heapq.heapify(merged_heap)
-                heaps = [merged_heap]
-                merged = True
-        else:
-            p, g = pop_best(heaps[0])
-        picks[t] = p
-        gains[t] = g
-        a, b = indptr[p], indptr[p + 1]
-        nc[indices[a:b]] += weights[a:b] * c64[p]
-        if progress is not None and (t + 1) % step == 0:
-            progress(t + 1, budget)
-    if progress is not None:
-        progress(budget, budget)
-    return picks, gains, break_at

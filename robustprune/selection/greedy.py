@@ -1,0 +1,291 @@
+"""Greedy engines for neighbourhood-confidence objectives over a sparse graph, and the class balancer.
+
+Prune4ReL's objective lives in :mod:`robustprune.selection.prune4rel`; the strategies that maximise it live
+here, apart from it (as apricot keeps optimisers apart from set functions):
+
+- :func:`greedy_self`: the released self-gain rule with exact incremental gains, an argmax over a two-level
+  block-maximum structure (:class:`BlockMax`), ties to the lowest index, float32 as released;
+- :func:`greedy_exact`: lazy (CELF) greedy on the true marginal gain ``Σ_v tanh((NC_v + w c)/η) - tanh(NC_v/η)``,
+  exact because the objective is monotone submodular;
+- :class:`RoundRobin`: the released class-balanced schedule (equal picks per class, the 1.5x break rule).
+
+Both engines take an optional per-example ``penalty`` that puts some examples in a second tier, taken only
+when the first is exhausted (Prune4ReL's ``candidates="confident"``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from robustprune.selection.graph import SimilarityGraph
+
+__all__ = ["BlockMax", "RoundRobin", "Neighbors", "greedy_exact", "greedy_self", "self_gain", "TIER"]
+
+Neighbors = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+#: Offset that puts every penalised example below every other one in the self rule (its gains lie in [0, 1]).
+TIER = 4.0
+
+
+def _tanh32(x: np.ndarray) -> np.ndarray:
+    # torch's float32 tanh, as the released code evaluates it (numpy's differs in the last bit)
+    return torch.tanh(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+
+def self_gain(nc: np.ndarray, c: np.ndarray, eta: np.float32) -> np.ndarray:
+    """The released self marginal gain ``tanh((NC + c)/eta) - tanh(NC/eta)`` in float32 (elementwise).
+
+    Evaluated with torch's CPU float32 ``tanh``, which gives the same value for an element whatever the
+    length of the array it sits in; the dense rule and the incremental engine therefore agree bit for bit.
+    """
+    return _tanh32((nc + c) / eta) - _tanh32(nc / eta)
+
+
+class BlockMax:
+    """Argmax with lowest-position ties over a float32 array, with cheap point updates.
+
+    Values live in blocks of ``b``; each block's maximum is cached. An update recomputes only the touched
+    blocks; an argmax scans the block maxima of a range of blocks, then one block.
+    """
+
+    def __init__(self, values: np.ndarray, b: int):
+        m = values.shape[0]
+        nb = -(-m // b)
+        self.b = b
+        self.v = np.full(nb * b, -np.inf, dtype=np.float32)
+        self.v[:m] = values
+        self.v2 = self.v.reshape(nb, b)
+        self.bmax = self.v2.max(axis=1)
+
+    def update(self, pos: np.ndarray, vals: np.ndarray) -> None:
+        self.v[pos] = vals
+        blocks = pos // self.b
+        if blocks.shape[0] > 32:  # repeated blocks are harmless, just wasted work when few
+            blocks = np.unique(blocks)
+        self.bmax[blocks] = self.v2[blocks].max(axis=1)
+
+    def remove(self, pos: int) -> None:
+        """Set one position to -inf (a picked example)."""
+        self.v[pos] = -np.inf
+        j = pos // self.b
+        self.bmax[j] = self.v2[j].max()
+
+    def argmax(self, lo_block: int = 0, hi_block: int | None = None) -> int:
+        bm = self.bmax[lo_block:hi_block]
+        j = lo_block + int(np.argmax(bm))
+        return j * self.b + int(np.argmax(self.v2[j]))
+
+
+def block_size_for(n: int) -> int:
+    return int(min(4096, max(32, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
+
+
+class RoundRobin:
+    """The released class-balanced schedule: which class each pick comes from, and when it stops."""
+
+    def __init__(self, labels: np.ndarray, num_classes: int):
+        self.init = np.bincount(labels, minlength=num_classes).astype(np.int64)
+        self.remaining = self.init.copy()
+        self.avail = list(range(num_classes))
+        self.num_classes = num_classes
+        self.min_balance = 0
+        self.broken = False
+
+    def target(self, t: int) -> int:
+        """Class to pick from at iteration ``t`` (sets ``broken`` when the 1.5x rule fires)."""
+        target = self.avail[t % len(self.avail)]
+        while self.remaining[target] == 0:
+            if len(self.avail) == self.num_classes:
+                self.min_balance = int(self.init[target])
+            self.avail = [k for k in self.avail if k != target]
+            target = self.avail[t % len(self.avail)]
+            if self.init[target] - self.remaining[target] > 1.5 * self.min_balance:
+                self.broken = True
+        return target
+
+    def picked(self, cls: int) -> None:
+        self.remaining[cls] -= 1
+
+
+def greedy_self(
+    c: np.ndarray,
+    neighbors: Neighbors,
+    budget: int,
+    labels: np.ndarray | None,
+    num_classes: int,
+    eta: np.float32,
+    progress: Callable[[int, int], None] | None,
+    penalty: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray]:
+    """The released self-gain greedy, with exact incremental gains (see module docstring).
+
+    ``penalty`` (float32 per example, 0 or ``_TIER``) is subtracted from the tracked gains so that
+    penalised examples come after every other one; it is added back to the recorded gains. Returns the
+    picks, their gains, the balance break iteration and the final NC (the last pick's support included).
+    """
+    n = c.shape[0]
+    nc = np.zeros(n, dtype=np.float32)
+    selected = np.zeros(n, dtype=bool)
+    gains0 = self_gain(nc, c, eta)
+    if penalty is not None:
+        gains0 = gains0 - penalty
+    picks = np.empty(budget, dtype=np.int64)
+    gains = np.empty(budget, dtype=np.float64)
+    b = block_size_for(n)
+    step = max(1, budget // 100)
+
+    rr = None
+    if labels is not None:
+        rr = RoundRobin(labels, num_classes)
+        # class-major positions, each class padded to whole blocks so a class is a range of blocks
+        order = np.argsort(labels, kind="stable")
+        counts = rr.init
+        padded = -(-counts // b) * b
+        block_lo = np.concatenate(([0], np.cumsum(padded // b)))
+        pos_start = block_lo[:-1] * b
+        within = np.arange(n) - np.repeat(np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+        pos_of = np.empty(n, dtype=np.int64)
+        pos_of[order] = pos_start[labels[order]] + within
+        idx_of = np.full(int(padded.sum()), -1, dtype=np.int64)
+        idx_of[pos_of] = np.arange(n)
+        vals = np.full(idx_of.shape[0], -np.inf, dtype=np.float32)
+        vals[pos_of] = gains0
+        tracker = BlockMax(vals, b)
+    else:
+        pos_of = None
+        tracker = BlockMax(gains0, b)
+    break_at = None
+
+    for t in range(budget):
+        if rr is not None and not rr.broken:
+            cls = rr.target(t)
+            pos = tracker.argmax(int(block_lo[cls]), int(block_lo[cls + 1]))
+            p = int(idx_of[pos])
+            rr.picked(cls)
+            if rr.broken:
+                break_at = t
+        else:
+            pos = tracker.argmax()
+            p = pos if pos_of is None else int(idx_of[pos])
+        picks[t] = p
+        gains[t] = float(tracker.v[pos]) + (0.0 if penalty is None else float(penalty[p]))
+        selected[p] = True
+        if t == budget - 1:
+            break
+        if rr is not None and rr.broken and pos_of is not None:
+            # after the break every pick is global: re-index in original order for lowest-index ties
+            g = np.full(n, -np.inf, dtype=np.float32)
+            g[~selected] = self_gain(nc[~selected], c[~selected], eta)
+            if penalty is not None:
+                g[~selected] -= penalty[~selected]
+            tracker, pos_of = BlockMax(g, b), None
+        else:
+            tracker.remove(pos)
+        idx, w = neighbors(p)
+        if idx.size:
+            nc[idx] += w * c[p]
+            live = idx[~selected[idx]]
+            if live.size:
+                g = self_gain(nc[live], c[live], eta)
+                if penalty is not None:
+                    g = g - penalty[live]
+                tracker.update(live if pos_of is None else pos_of[live], g)
+        if progress is not None and (t + 1) % step == 0:
+            progress(t + 1, budget)
+    if progress is not None:
+        progress(budget, budget)
+    if budget:  # the loop stops before the last pick's update (released); coverage counts it
+        idx, w = neighbors(int(picks[-1]))
+        nc[idx] += w * c[picks[-1]]
+    return picks, gains, break_at, nc
+
+
+def greedy_exact(
+    c: np.ndarray,
+    graph: SimilarityGraph,
+    budget: int,
+    labels: np.ndarray | None,
+    num_classes: int,
+    eta: float,
+    progress: Callable[[int, int], None] | None,
+    penalty: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray]:
+    """Lazy greedy on the true marginal gain of F (float64). Stale heap keys are upper bounds (submodular).
+
+    Heap keys are ``(tier, -gain, index)``: examples with a ``penalty`` > 0 form a second tier, taken only
+    when the first is empty (within a class while balancing). Lazy evaluation stays exact inside a tier.
+    """
+    n = c.shape[0]
+    c64 = c.astype(np.float64)
+    nc = np.zeros(n, dtype=np.float64)
+    indptr, indices, weights = graph.indptr, graph.indices, graph.weights.astype(np.float64)
+    inv_eta = 1.0 / eta
+
+    def fresh(x: int) -> float:
+        a, b = indptr[x], indptr[x + 1]
+        if a == b:
+            return 0.0
+        v = indices[a:b]
+        base = nc[v]
+        return float(np.sum(np.tanh((base + weights[a:b] * c64[x]) * inv_eta) - np.tanh(base * inv_eta)))
+
+    # initial gains: sum over neighbours of tanh(w c_x / eta), vectorised over all rows
+    contrib = np.tanh(weights * np.repeat(c64, np.diff(indptr)) * inv_eta)
+    g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(n)
+    g0[np.diff(indptr) == 0] = 0.0
+
+    tier = np.zeros(n, dtype=np.int64) if penalty is None else (penalty > 0).astype(np.int64)
+
+    def make_heap(members: np.ndarray) -> list[tuple[int, float, int]]:
+        h = list(zip(tier[members].tolist(), (-g0[members]).tolist(), members.tolist(), strict=True))
+        heapq.heapify(h)
+        return h
+
+    if labels is not None:
+        rr = RoundRobin(labels, num_classes)
+        heaps = [make_heap(np.flatnonzero(labels == k)) for k in range(num_classes)]
+        # keys are refreshed in place, so a merged heap after the break stays valid
+    else:
+        rr = None
+        heaps = [make_heap(np.arange(n))]
+    picks = np.empty(budget, dtype=np.int64)
+    gains = np.empty(budget, dtype=np.float64)
+    step = max(1, budget // 100)
+    break_at = None
+    merged = rr is None
+
+    def pop_best(h: list[tuple[int, float, int]]) -> tuple[int, float]:
+        while True:
+            k, _, x = heapq.heappop(h)
+            g = fresh(x)
+            if not h or (k, -g, x) <= h[0]:
+                return x, g
+            heapq.heappush(h, (k, -g, x))
+
+    for t in range(budget):
+        if not merged:
+            cls = rr.target(t)
+            p, g = pop_best(heaps[cls])
+            rr.picked(cls)
+            if rr.broken:
+                break_at = t
+                merged_heap = [e for h in heaps for e in h]
+                heapq.heapify(merged_heap)
+                heaps = [merged_heap]
+                merged = True
+        else:
+            p, g = pop_best(heaps[0])
+        picks[t] = p
+        gains[t] = g
+        a, b = indptr[p], indptr[p + 1]
+        nc[indices[a:b]] += weights[a:b] * c64[p]
+        if progress is not None and (t + 1) % step == 0:
+            progress(t + 1, budget)
+    if progress is not None:
+        progress(budget, budget)
+    return picks, gains, break_at, nc
