@@ -49,6 +49,7 @@ def test_every_expected_method_is_registered():
         "moderate",
         "kcenter_greedy",
         "ccs",
+        "confident_filter",
     }
     assert expected <= set(METHODS)
 

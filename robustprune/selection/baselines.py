@@ -5,10 +5,12 @@
 - :mod:`~robustprune.selection.kcenter`: kcenter_greedy (greedy, with per-pick gains).
 - :mod:`~robustprune.selection.moderate`: moderate (middle quantile band of class-median distances).
 - :mod:`~robustprune.selection.ccs`: ccs (cutoff plus stratified sampling).
+- :mod:`~robustprune.selection.confident`: confident_filter (confident learning's label-error filter, then
+  uniform sampling of the rest).
 """
 
 from __future__ import annotations
 
-from robustprune.selection import ccs, kcenter, moderate, scores
+from robustprune.selection import ccs, confident, kcenter, moderate, scores
 
-__all__ = ["ccs", "kcenter", "moderate", "scores"]
+__all__ = ["ccs", "confident", "kcenter", "moderate", "scores"]
