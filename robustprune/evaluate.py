@@ -193,7 +193,8 @@ def subset_report(
     Returns
     -------
     dict with ``budget``, ``fraction``, ``class_counts`` (given labels, list), and with ``true_labels``:
-    ``noise_rate`` (whole set), ``subset_noise_rate``, ``class_counts_true``; with ``predictions`` as well:
+    ``noise_rate`` (whole set), ``subset_noise_rate``, ``class_noise_rates`` (the subset's noise rate per
+    given class, None for a class with no pick), ``class_counts_true``; with ``predictions`` as well:
     ``relabel_accuracy`` (subset) and ``relabel_accuracy_all`` (whole training set). Missing ones are None.
     """
     y = _labels(labels, "labels")
@@ -208,6 +209,7 @@ def subset_report(
         "noise_rate": None,
         "subset_noise_rate": None,
         "class_counts_true": None,
+        "class_noise_rates": None,
         "relabel_accuracy": None,
         "relabel_accuracy_all": None,
     }
@@ -217,6 +219,9 @@ def subset_report(
     k = max(k, int(t.max()) + 1)
     out.update(noise_rate=noise_rate(y, t), subset_noise_rate=noise_rate(y, t, idx),
                class_counts_true=class_counts(t, idx, k).tolist())  # fmt: skip
+    picked = np.bincount(y[idx], minlength=k).astype(np.float64)
+    wrong = np.bincount(y[idx], weights=(y[idx] != t[idx]).astype(np.float64), minlength=k)
+    out["class_noise_rates"] = [None if m == 0 else float(w / m) for w, m in zip(wrong, picked, strict=True)]
     if predictions is not None:
         pred = predicted_labels(predictions)
         if pred.shape[0] != n:

@@ -490,6 +490,7 @@ def _evaluate(r: _Run, learner: Any, sel: Selection, sig: Signals | None, histor
         "num_val": 0 if r.x_val is None else int(r.x_val.shape[0]),
         "warmup_epochs": c.warmup_epochs,
         "warmup_test_accuracy": None if sig is None else sig.meta.get("warmup_test_accuracy"),
+        "selection": _selection_facts(sel),
         "timings": {key: round(v, 4) for key, v in times.items()},
         "sample_state": _state_summary(learner, sel.indices, r.noisy, r.true),
         "noise_record": rec.to_dict(),
@@ -500,6 +501,16 @@ def _evaluate(r: _Run, learner: Any, sel: Selection, sig: Signals | None, histor
     acc, rel = summary["test_accuracy"], report["relabel_accuracy"]
     r.log.stage("evaluate", times["evaluate"], note=f"test accuracy {acc:.4f}, re-labeling accuracy {rel:.4f}")
     return metrics
+
+
+#: Facts a method reports about its own run that a reader of the results wants beside the accuracy.
+_SELECTION_FACTS = ("tau", "target_degree", "eta", "mean_degree", "coverage", "flagged", "topped_up", "embedding",
+                    "gain", "confidence", "candidates")  # fmt: skip
+
+
+def _selection_facts(sel: Selection) -> dict[str, Any]:
+    """The chosen neighbourhood threshold, temperature, graph degree, coverage etc. of the selection."""
+    return {k: sel.params[k] for k in _SELECTION_FACTS if k in sel.params}
 
 
 def _state_summary(learner: Any, indices: np.ndarray, noisy: np.ndarray, true: np.ndarray | None) -> dict:

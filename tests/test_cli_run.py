@@ -40,13 +40,16 @@ def run_dir(tmp_path_factory):
 def test_run_prints_table_and_writes_run_dir(run_dir):
     out, result = run_dir
     for fragment in ("test accuracy", "re-labeling accuracy", "noise in subset", "prune4rel: 150 of 300",
-                     "sop on mlp", "metrics.json"):  # fmt: skip
+                     "sop on mlp", "metrics.json", "τ 0.95, mean degree", "per given class"):  # fmt: skip
         assert fragment in result.stdout, fragment
     m = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "relabel_accuracy", "subset_noise_rate", "noise_rate", "fraction", "method",
                 "learner", "timings"):  # fmt: skip
         assert key in m
     assert m["fraction"] == 0.5 and m["method"] == "prune4rel" and m["learner"] == "sop"
+    facts = m["selection"]
+    assert facts["tau"] == 0.95 and facts["eta"] == 1.0 and facts["mean_degree"] >= 1 and 0 < facts["coverage"] <= 1
+    assert len(m["class_noise_rates"]) == len(m["class_counts"])
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["params"]["tau"] == 0.95 and cfg["learner_params"]["lr_u"] == 1 and cfg["learner_params"]["rc"] == 0.9
 

@@ -56,8 +56,11 @@ def test_relabel_accuracy_noise_rate_and_counts():
     assert rep["budget"] == 3 and rep["fraction"] == 0.5
     assert rep["relabel_accuracy"] == pytest.approx(2 / 3) and rep["relabel_accuracy_all"] == pytest.approx(5 / 6)
     assert rep["class_counts"] == [1, 1, 1] and rep["class_counts_true"] == [1, 1, 1]
+    wrong = given[sel] != true[sel]
+    assert rep["class_noise_rates"] == [float(wrong[given[sel] == k].mean()) for k in range(3)]
+    assert ev.subset_report(sel, given, true_labels=true, num_classes=4)["class_noise_rates"][3] is None
     bare = ev.subset_report(sel, given)
-    assert bare["noise_rate"] is None and bare["relabel_accuracy"] is None
+    assert bare["noise_rate"] is None and bare["relabel_accuracy"] is None and bare["class_noise_rates"] is None
 
 
 def test_history_summary_picks_best_epoch_on_validation_only():

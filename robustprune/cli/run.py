@@ -124,6 +124,20 @@ def _summary(result: RunResult) -> None:
     row("noise", f"{m['noise']} ({_pct(m['noise_rate'])} of training labels wrong)")
     row("learner", f"{m['learner']} on {m['model']}, warm-up {m['warmup_epochs']} + {m['epochs']} epochs")
     row("selection", f"{m['method']}: {m['budget']} of {m['num_train']} ({_pct(m['fraction'])})")
+    facts = m.get("selection") or {}
+    if "tau" in facts:
+        hood = f"τ {facts['tau']:.4g}"
+        if facts.get("target_degree") is not None:
+            hood += f" (auto, for mean degree {facts['target_degree']:.3g})"
+        if facts.get("mean_degree") is not None:
+            hood += f", mean degree {facts['mean_degree']:.1f}"
+        hood += f", η {facts['eta']:.3g}"
+        if facts.get("coverage") is not None:
+            hood += f"; the subset covers {_pct(facts['coverage'])} of all examples"
+        row("neighbourhoods", hood)
+    if facts.get("flagged") is not None:
+        row("label filter", f"{facts['flagged']} examples flagged as likely label errors"
+            + (f", {facts['topped_up']} of them picked to fill the budget" if facts.get("topped_up") else ""))  # fmt: skip
     acc = f"{_pct(m['test_accuracy'])} (last epoch)"
     if m.get("best_epoch") is not None:
         acc += f"; {_pct(m['test_accuracy_at_best_val'])} at epoch {m['best_epoch']} (best on validation)"
@@ -132,7 +146,11 @@ def _summary(result: RunResult) -> None:
         row("after warm-up", f"{_pct(m['warmup_test_accuracy'])} test accuracy (full noisy set)")
     rel, rel_all = _pct(m["relabel_accuracy"]), _pct(m["relabel_accuracy_all"])
     row("re-labeling accuracy", f"{rel} of the subset, {rel_all} of all training examples")
-    row("noise in subset", f"{_pct(m['subset_noise_rate'])} vs {_pct(m['noise_rate'])} overall")
+    noise = f"{_pct(m['subset_noise_rate'])} vs {_pct(m['noise_rate'])} overall"
+    per_class = [v for v in m.get("class_noise_rates") or [] if v is not None]
+    if per_class:
+        noise += f"; per given class {_pct(min(per_class))}-{_pct(max(per_class))}"
+    row("noise in subset", noise)
     state = [
         f"{_STATE_NAMES.get(k, k)} {st['wrong_label']:.2f} (wrong labels) vs {st['right_label']:.2f} (right)"
         for k, st in (m.get("sample_state") or {}).items()
