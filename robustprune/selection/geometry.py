@@ -107,20 +107,20 @@ def auto_tau(
     else:
         rows = np.sort(rng.choice(n, sample, replace=False))
         cols = np.sort(rng.choice(n, sample, replace=False))
-    z = normalize_rows(np.asarray(features)[np.union1d(rows, cols)], dev)
-    pos = {int(i): k for k, i in enumerate(np.union1d(rows, cols))}
-    zr = z[torch.as_tensor([pos[int(i)] for i in rows], device=dev)]
-    zc = z[torch.as_tensor([pos[int(i)] for i in cols], device=dev)]
+    both = np.union1d(rows, cols)
+    z = normalize_rows(np.asarray(features)[both], dev)
+    zr = z[torch.from_numpy(np.searchsorted(both, rows)).to(dev)]
+    zc = z[torch.from_numpy(np.searchsorted(both, cols)).to(dev)]
     s = (zr @ zc.T).mul_(0.5).add_(0.5)  # float32, rounded as the graph builder rounds it
-    same = torch.as_tensor(rows[:, None] == cols[None, :], device=dev)
-    vals = s[~same].cpu().numpy().astype(np.float64)
+    same = torch.from_numpy(rows[:, None] == cols[None, :]).to(dev)
+    vals = s[~same].cpu().numpy()
     share = (min(float(target_degree), n) - 1.0) / (n - 1)
     above = int(round(share * vals.size))
     if above >= vals.size:
         return 0.0
     # the (above+1)-th largest value: `above` pairs lie strictly above it (ties aside)
-    kth = np.partition(vals, vals.size - above - 1)[vals.size - above - 1]
-    return float(min(max(kth, 0.0), 1.0))
+    kth = float(np.partition(vals, vals.size - above - 1)[vals.size - above - 1])
+    return min(max(kth, 0.0), 1.0)
 
 
 def support_scale(graph: SimilarityGraph, confidences: np.ndarray, fraction: float) -> float:

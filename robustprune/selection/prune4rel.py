@@ -40,7 +40,7 @@ from robustprune.selection.graph import SimilarityGraph, normalize_rows, rescale
 from robustprune.selection.greedy import TIER, Neighbors, greedy_exact, greedy_self, self_gain
 from robustprune.selection.registry import register
 
-__all__ = ["prune4rel", "confidence_scores", "self_gain", "prune4rel_objective"]
+__all__ = ["prune4rel", "prune4rel_auto", "confidence_scores", "self_gain", "prune4rel_objective"]
 
 #: Valid values of ``confidence``.
 CONFIDENCES = ("max_prob", "least_confidence", "margin", "entropy", "label_prob")
@@ -319,3 +319,49 @@ def _dense_neighbors(features: np.ndarray, tau: float, device: str) -> Neighbors
         return idx.cpu().numpy(), s[idx].cpu().numpy()
 
     return neighbors
+
+
+@register(
+    "prune4rel_auto",
+    kind="greedy",
+    requires=("probs", "features", "labels"),
+    balance="round_robin",
+    default_class_balanced=True,
+    description="Prune4ReL, robust setting: auto tau/eta, whitened space, exact gain, label-aware confidence",
+)
+def prune4rel_auto(
+    *,
+    probs: np.ndarray,
+    features: np.ndarray,
+    labels: np.ndarray,
+    budget: int,
+    class_balanced: bool = True,
+    tau: float | str = "auto",
+    eta: float | str = "auto",
+    confidence: str = "label_prob",
+    gain: str = "exact",
+    embedding: str = "whiten",
+    target_degree: float | None = None,
+    candidates: str = "all",
+    balance_by: str = "given",
+    engine: str = "auto",
+    max_neighbors: int | None = None,
+    max_edges: int | None = 200_000_000,
+    block_size: int = 4096,
+    device: str = "auto",
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> MethodOutput:
+    """Prune4ReL with the configuration this package recommends (see ``docs/results.md``, section 3).
+
+    The same objective and options as :func:`prune4rel`, with other defaults: the neighbourhood threshold
+    τ chosen from the data for a mean degree of ``4·N/budget`` in the whitened embedding space, η set to the
+    support a uniform subset would give, the true marginal gain, and the probability of the *given* label as
+    the confidence, so that a supporter counts only as far as the warm-up model agrees with its label.
+    """
+    return prune4rel(
+        probs=probs, features=features, labels=labels, budget=budget, class_balanced=class_balanced, tau=tau,
+        eta=eta, confidence=confidence, gain=gain, embedding=embedding, target_degree=target_degree,
+        candidates=candidates, balance_by=balance_by, engine=engine, max_neighbors=max_neighbors,
+        max_edges=max_edges, block_size=block_size, device=device, seed=seed, progress=progress,
+    )  # fmt: skip
