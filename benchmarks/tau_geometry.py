@@ -12,10 +12,15 @@ prints:
   as in NC) compared with its true label. This is the paper's premise made measurable: a re-labeling
   learner trained on the subset can only fix what the subset's confident neighbourhoods point to.
 
+``--embedding center|whiten`` takes the cosine in a transformed space (Prune4ReL's ``embedding`` option), and
+a τ written ``auto:D`` is the automatic threshold for a mean degree of D in that space. The Prune4ReL subsets
+are then drawn with the same embedding; ``--confidence label_prob`` adds the label-aware variant's subsets.
+
 Example::
 
     python benchmarks/tau_geometry.py sweeps/fashion-mnist-cpu/warmup/fashion-mnist_sym0.4_sop_s0/signals.npz \\
         --taus 0.9,0.95,0.975,0.99 --fraction 0.2
+    python benchmarks/tau_geometry.py SIGNALS --embedding whiten --taus auto:20 --fraction 0.2
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import numpy as np
 
 import robustprune as rp
+from robustprune.selection.geometry import auto_tau, transform_embedding
 from robustprune.selection.graph import rescaled_cosine_graph
 from robustprune.selection.prune4rel import confidence_scores
 
@@ -47,6 +53,7 @@ def main(argv=None) -> None:
     ap.add_argument("--fraction", type=float, default=0.2)
     ap.add_argument("--eta", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--embedding", default="raw", choices=("raw", "center", "whiten"))
     args = ap.parse_args(argv)
 
     sig = rp.Signals.load(args.signals)
@@ -67,8 +74,11 @@ def main(argv=None) -> None:
     header = "tau    degree  isolated  purity | subset          coverage  vote-acc  subset-pred-acc"
     print(header)
     print("-" * len(header))
-    for tau in (float(t) for t in args.taus.split(",")):
-        g = rescaled_cosine_graph(sig.features, tau)
+    z = transform_embedding(sig.features, args.embedding)
+    print(f"embedding: {args.embedding}")
+    for spec in args.taus.split(","):
+        tau = auto_tau(z, float(spec.split(":")[1])) if spec.startswith("auto:") else float(spec)
+        g = rescaled_cosine_graph(z, tau)
         deg = g.degrees()
         rows = np.repeat(np.arange(n), deg)
         off = rows != g.indices
@@ -77,7 +87,7 @@ def main(argv=None) -> None:
         for gain in ("self", "exact"):
             s = rp.select(
                 "prune4rel", probs=sig.probs, features=sig.features, labels=sig.labels,
-                fraction=args.fraction, tau=tau, eta=args.eta, gain=gain,
+                fraction=args.fraction, tau=tau, eta=args.eta, gain=gain, embedding=args.embedding,
             )  # fmt: skip
             subsets[f"prune4rel/{gain}"] = s.indices
         subsets["uniform"] = uni.indices
@@ -86,7 +96,7 @@ def main(argv=None) -> None:
             covered = vote >= 0
             acc = np.mean(vote[covered] == true[covered]) if true is not None else float("nan")
             pacc = np.mean(pred[idx] == true[idx]) if true is not None else float("nan")
-            lead = f"{tau:<6} {deg.mean():7.1f} {np.mean(deg == 1):8.1%} {purity:7.1%}" if j == 0 else " " * 31
+            lead = f"{tau:<6.4g} {deg.mean():7.1f} {np.mean(deg == 1):8.1%} {purity:7.1%}" if j == 0 else " " * 31
             print(f"{lead} | {name:<15} {covered.mean():8.1%} {acc:9.1%} {pacc:16.1%}")
 
 

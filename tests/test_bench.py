@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -373,3 +374,15 @@ def test_cli_bench_errors(tmp_path):
                           "--fractions must be")  # fmt: skip
     assert_one_line_error(invoke(["report", tmp_path]), "not a sweep directory")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml")), ids=str)
+def test_every_shipped_config_loads(path):
+    from robustprune.bench.grid import build_spec, expand, load_config
+
+    cfg = load_config(path)
+    run_table = cfg["data"].get("run", {})
+    if run_table.get("device") == "cuda":  # GPU presets: everything but the device is checked on a CPU machine
+        run_table["device"] = "cpu"
+    groups, cells = expand(build_spec(cfg["data"], cfg["where"]))  # names, options and variants are checked here
+    assert groups and cells
