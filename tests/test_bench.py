@@ -386,3 +386,15 @@ def test_every_shipped_config_loads(path):
         run_table["device"] = "cpu"
     groups, cells = expand(build_spec(cfg["data"], cfg["where"]))  # names, options and variants are checked here
     assert groups and cells
+
+
+def test_a_sweep_with_other_methods_reuses_the_warm_ups_of_the_same_directory(tmp_path):
+    out = tmp_path / "sweep"
+    first = run_bench(tiny_spec(methods=["small_loss"], fractions=[0.5]), out)
+    assert first.warmups_computed
+    stamp = next((out / "warmup").rglob("signals.npz")).stat().st_mtime_ns
+    # another first method and fraction: the warm-up depends on neither and is reused, not refused or redone
+    second = run_bench(tiny_spec(methods=["prune4rel", "small_loss"], fractions=[0.3, 0.5]), out)
+    assert second.warmups_computed == []
+    assert next((out / "warmup").rglob("signals.npz")).stat().st_mtime_ns == stamp
+    assert len(second.cached) == 1 and len(second.computed) == 3

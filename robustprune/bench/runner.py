@@ -139,8 +139,9 @@ def _write_json(path: Path, obj: Any) -> None:
 def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
     """Refuse a sweep directory whose existing cells / warm-ups were run with other settings."""
     from robustprune.pipeline import _RUNTIME
+    from robustprune.runconfig import WARMUP_FIELDS
 
-    def differs(path: Path, config: RunConfig) -> list[str]:
+    def differs(path: Path, config: RunConfig, keys: tuple[str, ...] | None = None) -> list[str]:
         if not path.exists():
             return []
         try:
@@ -148,10 +149,12 @@ def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
         except (OSError, json.JSONDecodeError):
             return []  # an unreadable config is redone by the run itself
         new = config.to_dict()
-        return sorted(k for k in new if k not in _RUNTIME and k != "signals" and old.get(k) != new[k])
+        compared = keys if keys is not None else [k for k in new if k not in _RUNTIME and k != "signals"]
+        return sorted(k for k in compared if old.get(k) != new[k])
 
     for g in groups:
-        diff = differs(warmup_dir(out, g) / "config.json", _group_config(out, g))
+        # a warm-up depends on WARMUP_FIELDS only: the group's first method or fraction does not matter
+        diff = differs(warmup_dir(out, g) / "config.json", _group_config(out, g), WARMUP_FIELDS)
         if diff:
             raise ValueError(
                 f"{out} holds a warm-up of {g.name} run with other settings ({', '.join(diff)}); "
