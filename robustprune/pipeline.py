@@ -3,7 +3,7 @@
 ::
 
     from robustprune.pipeline import RunConfig, run
-    result = run(RunConfig(dataset="digits", noise="sym:0.4", learner="sop", method="prune4rel",
+    result = run(RunConfig(dataset="digits", noise="sym:0.4", learner="sop", method="prune4rel_auto",
                            fraction=0.5, out="runs/demo"))
     result.metrics["test_accuracy"], result.metrics["relabel_accuracy"]
 

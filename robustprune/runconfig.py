@@ -101,7 +101,7 @@ class RunConfig:
     learner: str = "sop"
     learner_params: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
-    method: str = "prune4rel"
+    method: str = "prune4rel_auto"
     params: dict[str, Any] = field(default_factory=dict)
     fraction: float | None = 0.5
     class_balanced: bool | None = None

@@ -32,26 +32,28 @@ def assert_one_line_error(result, *fragments, code=2):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    result = invoke(["run", *TINY, "--param", "tau=0.95", "--learner-param", "lr_u=1", "--out", out])
+    result = invoke(["run", *TINY, "--param", "target_degree=10", "--learner-param", "lr_u=1", "--out", out])
     assert result.exit_code == 0, result.output
     return out, result
 
 
 def test_run_prints_table_and_writes_run_dir(run_dir):
     out, result = run_dir
-    for fragment in ("test accuracy", "re-labeling accuracy", "noise in subset", "prune4rel: 150 of 300",
-                     "sop on mlp", "metrics.json", "τ 0.95, mean degree", "per given class"):  # fmt: skip
+    for fragment in ("test accuracy", "re-labeling accuracy", "noise in subset", "prune4rel_auto: 150 of 300",
+                     "sop on mlp", "metrics.json", "(auto, for mean degree 10), mean degree", "per given class",
+                     "the subset covers"):  # fmt: skip
         assert fragment in result.stdout, fragment
     m = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "relabel_accuracy", "subset_noise_rate", "noise_rate", "fraction", "method",
                 "learner", "timings"):  # fmt: skip
         assert key in m
-    assert m["fraction"] == 0.5 and m["method"] == "prune4rel" and m["learner"] == "sop"
+    assert m["fraction"] == 0.5 and m["method"] == "prune4rel_auto" and m["learner"] == "sop"
     facts = m["selection"]
-    assert facts["tau"] == 0.95 and facts["eta"] == 1.0 and facts["mean_degree"] >= 1 and 0 < facts["coverage"] <= 1
+    assert facts["target_degree"] == 10 and facts["mean_degree"] == pytest.approx(10, abs=0.5)
+    assert 0 <= facts["tau"] <= 1 and facts["eta"] > 0 and 0 < facts["coverage"] <= 1
     assert len(m["class_noise_rates"]) == len(m["class_counts"])
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["params"]["tau"] == 0.95 and cfg["learner_params"]["lr_u"] == 1 and cfg["learner_params"]["rc"] == 0.9
+    assert cfg["params"]["target_degree"] == 10 and cfg["learner_params"]["lr_u"] == 1 and cfg["learner_params"]["rc"] == 0.9
 
 
 def test_signals_of_a_run_feed_robustprune_select(run_dir, tmp_path):
@@ -78,9 +80,9 @@ def test_user_index_file(tmp_path):
 def test_rerun_needs_force_or_resume(run_dir):
     out, _ = run_dir
     before = (out / "metrics.json").read_bytes()
-    again = invoke(["run", *TINY, "--param", "tau=0.95", "--learner-param", "lr_u=1", "--out", out])
+    again = invoke(["run", *TINY, "--param", "target_degree=10", "--learner-param", "lr_u=1", "--out", out])
     assert_one_line_error(again, "finished run", "--force")
-    resumed = invoke(["run", *TINY, "--param", "tau=0.95", "--learner-param", "lr_u=1", "--out", out, "--resume"])
+    resumed = invoke(["run", *TINY, "--param", "target_degree=10", "--learner-param", "lr_u=1", "--out", out, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "reused" in resumed.stdout and (out / "metrics.json").read_bytes() == before
     other = invoke(["run", *TINY, "--out", out, "--resume"])
@@ -91,7 +93,7 @@ def test_default_run_dir_is_never_overwritten(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = RunConfig(subset=300)
     first = _default_out(cfg, force=False, resume=False)
-    assert str(first) == "runs/digits-sym0.4-sop-prune4rel-f0.5-s0"
+    assert str(first) == "runs/digits-sym0.4-sop-prune4rel_auto-f0.5-s0"
     first.mkdir(parents=True)
     (first / "metrics.json").write_text("{}")
     assert _default_out(cfg, force=False, resume=False).name == first.name + "-2"

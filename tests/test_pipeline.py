@@ -82,7 +82,7 @@ def test_history_summary_picks_best_epoch_on_validation_only():
 
 
 def test_protocol_table_follows_the_spec():
-    c10 = resolve_config(RunConfig(dataset="cifar10"))
+    c10 = resolve_config(RunConfig(dataset="cifar10", method="prune4rel"))
     assert (c10.model, c10.epochs, c10.warmup_epochs, c10.lr, c10.batch_size) == (
         "preact_resnet18",
         300,
@@ -92,7 +92,7 @@ def test_protocol_table_follows_the_spec():
     )
     assert c10.learner_params == {"rc": 0.9, "rb": 0.1, "lr_u": 10.0, "lr_v": 100.0}
     assert c10.params == {"tau": 0.975, "eta": 1.0}
-    c100 = resolve_config(RunConfig(dataset="cifar-100n", params={"eta": 2.0}))
+    c100 = resolve_config(RunConfig(dataset="cifar-100n", method="prune4rel", params={"eta": 2.0}))
     assert c100.dataset == "cifar100" and c100.warmup_epochs == 30 and c100.learner_params["lr_u"] == 1.0
     assert c100.params == {"tau": 0.95, "eta": 2.0}
     assert resolve_config(RunConfig(dataset="fmnist")).model == "small_cnn"
@@ -181,14 +181,15 @@ def test_run_writes_artifacts_and_metrics(tiny_run):
     assert names <= set(os.listdir(out)) and not [p for p in os.listdir(out) if p.endswith((".ckpt", ".tmp"))]
     m = json.loads((out / "metrics.json").read_text())
     assert METRIC_KEYS <= set(m) and m == result.metrics
-    assert m["method"] == "prune4rel" and m["learner"] == "sop" and m["fraction"] == 0.5 and m["budget"] == 150
+    assert m["method"] == "prune4rel_auto" and m["learner"] == "sop" and m["fraction"] == 0.5 and m["budget"] == 150
     for key in ("test_accuracy", "relabel_accuracy", "relabel_accuracy_all", "subset_noise_rate"):
         assert 0.0 <= m[key] <= 1.0
     assert m["noise_rate"] == pytest.approx(0.4, abs=0.01) and sum(m["class_counts"]) == 150
     assert len(m["history"]) == 3 and m["best_epoch"] is None
     assert {"warmup", "signals", "selection", "train", "evaluate", "total"} <= set(m["timings"])
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["model"] == "mlp" and cfg["params"]["tau"] == 0.975 and cfg["epochs"] == 3
+    assert cfg["model"] == "mlp" and cfg["method"] == "prune4rel_auto" and cfg["epochs"] == 3
+    assert m["selection"]["target_degree"] == 8.0 and 0 <= m["selection"]["tau"] <= 1  # 4 N / budget
     stages = [e.stage for e in events if e.logs and e.logs.get("stage_done")]
     assert stages == ["data", "warmup", "signals", "select", "train", "evaluate"]
     assert any(e.stage == "train" and e.logs is None for e in events)  # per-step events
@@ -201,7 +202,7 @@ def test_signals_bundle_is_reusable_by_select(tiny_run):
     assert sig.n == 300 and sig.probs.shape == (300, 10) and sig.correct.shape == (2, 300)
     assert sig.true_labels is not None and sig.noise_rate() == pytest.approx(0.4, abs=0.01)
     assert sig.meta["learner"] == "sop" and sig.meta["warmup_epochs"] == 2
-    again = rp.select("prune4rel", signals=sig, fraction=0.5, seed=0, tau=0.975, eta=1.0)
+    again = rp.select("prune4rel_auto", signals=sig, fraction=0.5, seed=0)
     np.testing.assert_array_equal(again.indices, rp.Selection.load(out / "selection.npz").indices)
     assert rp.select("forgetting", signals=sig, fraction=0.2).budget == 60
 

@@ -232,7 +232,7 @@ def run_command(
     learner: Annotated[str, typer.Option("--learner", "-l", metavar="NAME", help=_HELP["learner"])] = "sop",
     learner_param: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help=_HELP["learner_param"])] = None,
     model: Annotated[str | None, typer.Option(metavar="NAME", help=_HELP["model"])] = None,
-    method: Annotated[str, typer.Option("--method", "-m", metavar="NAME", help=_HELP["method"])] = "prune4rel",
+    method: Annotated[str, typer.Option("--method", "-m", metavar="NAME", help=_HELP["method"])] = "prune4rel_auto",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help=_HELP["param"])] = None,
     fraction: Annotated[float | None, typer.Option("--fraction", "-f", metavar="F", help=_HELP["fraction"])] = None,
     class_balanced: Annotated[
