@@ -243,7 +243,7 @@ def _take_per_class(ranked: np.ndarray, ranked_labels: np.ndarray, quota: np.nda
     requires=("labels", "probs"),
     balance="proportional",
     default_class_balanced=True,
-    description="Confident learning: drop likely label errors (prune by noise rate), then sample the rest uniformly",
+    description="confident learning: drop likely label errors (prune by noise rate), then sample the rest uniformly",
 )
 def confident_filter(
     *,
