@@ -398,3 +398,26 @@ def test_a_sweep_with_other_methods_reuses_the_warm_ups_of_the_same_directory(tm
     assert second.warmups_computed == []
     assert next((out / "warmup").rglob("signals.npz")).stat().st_mtime_ns == stamp
     assert len(second.cached) == 1 and len(second.computed) == 3
+
+
+def test_one_fraction_plots_points_per_method_not_reference_lines(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    calls = {"axhline": [], "errorbar": []}
+    real_errorbar = matplotlib.axes.Axes.errorbar
+
+    def axhline(self, y=0, *args, **kw):
+        calls["axhline"].append(kw.get("label"))
+
+    def errorbar(self, x, y, *args, **kw):
+        calls["errorbar"].append((kw.get("label"), list(x)))
+        return real_errorbar(self, x, y, *args, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", axhline)
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", errorbar)
+    out = tmp_path / "one"
+    run_bench(tiny_spec(methods=["uniform", "small_loss", "full"], fractions=[0.3]), out)
+    write_report(out)
+    # accuracy.png and relabel.png: each method at 0.3 is a point; only "full" (all data) is a line
+    assert calls["axhline"] == ["full (all data)", "full (all data)"]
+    assert sorted(calls["errorbar"]) == [("small_loss", [0.3])] * 2 + [("uniform", [0.3])] * 2

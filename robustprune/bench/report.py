@@ -268,9 +268,9 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
                 ys = [100 * v[0] for _, v in pts]
                 es = [100 * v[1] for _, v in pts]
                 style = {"linewidth": 2.5} if m.startswith("prune4rel") else {"linewidth": 1.2}
-                if len(pts) == 1:
+                if len(pts) == 1 and xs[0] >= 1.0:  # all data (the "full" method): a reference line
                     ax.axhline(ys[0], linestyle="--", color="gray", label=f"{m} (all data)")
-                else:
+                else:  # one kept fraction plots as a point with its error bar
                     ax.errorbar(xs, ys, yerr=es, marker=markers[m], color=colours[m], capsize=2, label=m, **style)
             ax.set_title(f"{block[0]}, {block[1]}, {block[2]}")
             ax.set_xlabel("fraction kept")
