@@ -53,7 +53,8 @@ def test_run_prints_table_and_writes_run_dir(run_dir):
     assert 0 <= facts["tau"] <= 1 and facts["eta"] > 0 and 0 < facts["coverage"] <= 1
     assert len(m["class_noise_rates"]) == len(m["class_counts"])
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["params"]["target_degree"] == 10 and cfg["learner_params"]["lr_u"] == 1 and cfg["learner_params"]["rc"] == 0.9
+    assert cfg["params"]["target_degree"] == 10
+    assert cfg["learner_params"]["lr_u"] == 1 and cfg["learner_params"]["rc"] == 0.9
 
 
 def test_signals_of_a_run_feed_robustprune_select(run_dir, tmp_path):
@@ -80,25 +81,30 @@ def test_user_index_file(tmp_path):
 def test_rerun_needs_force_or_resume(run_dir):
     out, _ = run_dir
     before = (out / "metrics.json").read_bytes()
-    again = invoke(["run", *TINY, "--param", "target_degree=10", "--learner-param", "lr_u=1", "--out", out])
+    same = ["run", *TINY, "--param", "target_degree=10", "--learner-param", "lr_u=1", "--out", out]
+    again = invoke(same)
     assert_one_line_error(again, "finished run", "--force")
-    resumed = invoke(["run", *TINY, "--param", "target_degree=10", "--learner-param", "lr_u=1", "--out", out, "--resume"])
+    resumed = invoke([*same, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "reused" in resumed.stdout and (out / "metrics.json").read_bytes() == before
     other = invoke(["run", *TINY, "--out", out, "--resume"])
     assert_one_line_error(other, "cannot resume", "learner_params", "params")
 
 
-def test_default_run_dir_is_never_overwritten(tmp_path, monkeypatch):
+def test_default_run_dir_follows_the_rule_of_an_explicit_out(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = RunConfig(subset=300)
-    first = _default_out(cfg, force=False, resume=False)
-    assert str(first) == "runs/digits-sym0.4-sop-prune4rel_auto-f0.5-s0"
-    first.mkdir(parents=True)
-    (first / "metrics.json").write_text("{}")
-    assert _default_out(cfg, force=False, resume=False).name == first.name + "-2"
-    assert _default_out(cfg, force=False, resume=True) == first
-    assert _default_out(cfg, force=True, resume=False) == first
+    assert str(_default_out(RunConfig(subset=300))) == "runs/digits-sym0.4-sop-prune4rel_auto-f0.5-s0"
+    args = ["run", "--subset", "150", "--warmup-epochs", "1", "--epochs", "1", "--method", "uniform"]
+    first = invoke(args)
+    assert first.exit_code == 0, first.output
+    target = tmp_path / "runs" / "digits-sym0.4-sop-uniform-f0.5-s0"
+    before = (target / "metrics.json").read_bytes()
+    again = invoke(args)  # a finished run is not silently redone elsewhere
+    assert_one_line_error(again, "holds a finished run", "--force")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [target.name]
+    assert invoke([*args, "--resume"]).exit_code == 0
+    assert (target / "metrics.json").read_bytes() == before
+    assert invoke([*args, "--force"]).exit_code == 0
 
 
 @pytest.mark.parametrize(

@@ -136,8 +136,8 @@ def _summary(result: RunResult) -> None:
             hood += f"; the subset covers {_pct(facts['coverage'])} of all examples"
         row("neighbourhoods", hood)
     if facts.get("flagged") is not None:
-        row("label filter", f"{facts['flagged']} examples flagged as likely label errors"
-            + (f", {facts['topped_up']} of them picked to fill the budget" if facts.get("topped_up") else ""))  # fmt: skip
+        topped = f", {facts['topped_up']} of them picked to fill the budget" if facts.get("topped_up") else ""
+        row("label filter", f"{facts['flagged']} examples flagged as likely label errors{topped}")
     acc = f"{_pct(m['test_accuracy'])} (last epoch)"
     if m.get("best_epoch") is not None:
         acc += f"; {_pct(m['test_accuracy_at_best_val'])} at epoch {m['best_epoch']} (best on validation)"
@@ -175,16 +175,10 @@ def _summary(result: RunResult) -> None:
     stdout_console().print(grid)
 
 
-def _default_out(cfg: RunConfig, force: bool, resume: bool) -> Path:
-    """``runs/<name>``; a fresh run (no --force / --resume) takes ``runs/<name>-2``, ... if that is taken."""
-    base = Path("runs") / default_run_name(resolve_config(cfg))
-    if force or resume:
-        return base
-    out, i = base, 1
-    while out.exists() and any((out / a).exists() for a in ARTIFACTS):
-        i += 1
-        out = base.with_name(f"{base.name}-{i}")
-    return out
+def _default_out(cfg: RunConfig) -> Path:
+    """``runs/<name>``, under the same rule as an explicit ``--out``: a run found there is not redone
+    unless ``--force``, and ``--resume`` continues it."""
+    return Path("runs") / default_run_name(resolve_config(cfg))
 
 
 _HELP = {
@@ -277,7 +271,7 @@ def run_command(
             confidence_pass=confidence_pass, val_fraction=val_fraction, eval_every=eval_every, seed=seed,
             device=device, force=force, resume=resume,
         )  # fmt: skip
-        target = out if out is not None else _default_out(cfg, force, resume)
+        target = out if out is not None else _default_out(cfg)
         cfg = replace(cfg, out=str(target))
         bars = _Bars()
         try:
