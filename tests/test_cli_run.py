@@ -174,3 +174,27 @@ def test_signals_roundtrip_matches_run_metadata(run_dir):
     out, _ = run_dir
     sig = Signals.load(out / "signals.npz")
     assert sig.meta["dataset"] == "digits" and sig.meta["confidence_pass"] == "clean"
+
+
+def test_sigterm_keeps_the_checkpoint_and_names_resume(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    code = "import sys; from robustprune.cli import main; sys.argv[0] = 'robustprune'; main()"
+    args = [sys.executable, "-c", code, "run", "--subset", "300", "--warmup-epochs", "1", "--epochs", "400",
+            "--method", "uniform", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.time() + 120
+    while not (out / "train.ckpt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert (out / "train.ckpt").exists(), "training never checkpointed"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: terminated") and "--resume" in lines[0], err
+    assert (out / "train.ckpt").exists() and not (out / "metrics.json").exists()

@@ -8,6 +8,8 @@ with no traceback unless the global ``--debug`` option was given.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,9 @@ __all__ = [
     "ProgressBar",
     "selection_path",
     "refuse_overwrite",
+    "Terminated",
+    "sigterm_as_interrupt",
+    "interrupt_code",
 ]
 
 #: Exit code for bad usage or bad input (the shell convention click also uses).
@@ -84,6 +89,33 @@ def user_errors() -> Iterator[None]:
         if STATE.debug:
             raise
         fail(_one_line(exc), ENV_ERROR)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout``, ``kill`` and job schedulers send), raised where Ctrl-C would be."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM stops the work as Ctrl-C does: checkpoints are kept and the command prints
+    how to continue, instead of the process dying silently."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_code(exc: KeyboardInterrupt) -> int:
+    """The shell's exit status for a stop by SIGTERM (143) or SIGINT (130)."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def selection_path(out: Path) -> Path:

@@ -11,7 +11,15 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from robustprune.cli._common import fail, stderr_console, stdout_console, user_errors
+from robustprune.cli._common import (
+    Terminated,
+    fail,
+    interrupt_code,
+    sigterm_as_interrupt,
+    stderr_console,
+    stdout_console,
+    user_errors,
+)
 from robustprune.cli.select import parse_value
 
 
@@ -169,10 +177,15 @@ def bench_command(
         bars = _BenchBars()
         t0 = time.perf_counter()
         try:
-            result = run_bench(spec, out, jobs=jobs, force=force, command=command, progress=bars)
-        except KeyboardInterrupt:
+            with sigterm_as_interrupt():
+                result = run_bench(spec, out, jobs=jobs, force=force, command=command, progress=bars)
+        except KeyboardInterrupt as exc:
             bars.close()
-            fail(f"interrupted; run the same command again to continue (finished cells are kept in {out})", 130)
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            fail(
+                f"{what}; run the same command again to continue (finished cells are kept in {out})",
+                interrupt_code(exc),
+            )
         finally:
             bars.close()
         report = write_report(out, figures=not no_figures)

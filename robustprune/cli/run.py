@@ -12,7 +12,15 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from robustprune.cli._common import fail, stderr_console, stdout_console, user_errors
+from robustprune.cli._common import (
+    Terminated,
+    fail,
+    interrupt_code,
+    sigterm_as_interrupt,
+    stderr_console,
+    stdout_console,
+    user_errors,
+)
 from robustprune.cli.select import parse_params, parse_value
 from robustprune.pipeline import ARTIFACTS, RunConfig, RunResult, default_run_name, resolve_config, run
 from robustprune.train.engine import DivergenceError, ProgressInfo
@@ -275,13 +283,15 @@ def run_command(
         cfg = replace(cfg, out=str(target))
         bars = _Bars()
         try:
-            result = run(cfg, progress=bars)
+            with sigterm_as_interrupt():
+                result = run(cfg, progress=bars)
         except DivergenceError as exc:
             bars.close()
             fail(f"{exc} (then rerun with --force)", 1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             bars.close()
-            fail(f"interrupted; continue with the same command plus --resume (run directory {target})", 130)
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            fail(f"{what}; continue with the same command plus --resume (run directory {target})", interrupt_code(exc))
         finally:
             bars.close()
     _summary(result)
