@@ -19,8 +19,40 @@ __all__ = [
     "check_features",
     "check_dynamics",
     "check_finite",
+    "check_same_examples",
     "resolve_budget",
 ]
+
+#: Signals whose examples run along the last axis (one row per warm-up epoch): (E, N).
+_PER_EPOCH = frozenset({"correct", "losses", "margins"})
+
+
+def check_same_examples(arrays: dict[str, Any]) -> None:
+    """Raise if the given signals disagree on the number of examples, naming the array(s) that differ from
+    the majority (labels win a tie). ``None`` entries are skipped; shapes are read without converting."""
+    counts: dict[str, int] = {}
+    for name, value in arrays.items():
+        if value is None:
+            continue
+        shape = np.shape(value)
+        if not shape or (name in _PER_EPOCH and len(shape) < 2):
+            continue  # a malformed array: its own check names the problem
+        counts[name] = int(shape[-1] if name in _PER_EPOCH else shape[0])
+    if len(set(counts.values())) <= 1:
+        return
+    tally: dict[int, int] = {}
+    for c in counts.values():
+        tally[c] = tally.get(c, 0) + 1
+    top = max(tally.values())
+    leaders = [c for c, t in tally.items() if t == top]
+    n = counts["labels"] if "labels" in counts and counts["labels"] in leaders else max(leaders)
+    odd = [k for k, c in counts.items() if c != n]
+    agree = [k for k, c in counts.items() if c == n]
+    what = ", ".join(f"{k} has {counts[k]}" for k in odd)
+    raise ValueError(
+        f"{what} examples but {', '.join(agree)} {'has' if len(agree) == 1 else 'have'} {n}: every signal needs "
+        "one entry per training example, in the same order"
+    )
 
 
 def as_numpy(x: Any, name: str) -> np.ndarray:

@@ -39,6 +39,7 @@ from robustprune._validation import (
     check_features,
     check_labels,
     check_probs,
+    check_same_examples,
 )
 from robustprune.selection.base import atomic_write_bytes
 
@@ -66,6 +67,8 @@ class Signals:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        names = ("labels", "probs", "features", "correct", "losses", "margins", "true_labels")
+        check_same_examples({name: getattr(self, name) for name in names})
         self.labels = check_labels(self.labels)
         n = self.labels.shape[0]
         if self.probs is not None:

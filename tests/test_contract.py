@@ -194,3 +194,30 @@ def test_selection_save_load_roundtrip(tmp_path):
     np.testing.assert_array_equal(back.gains, sel.gains)
     assert back.method == "prune4rel" and back.n == N and back.params["tau"] == 0.95
     assert sidecar.exists()
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"labels": 1193, "probs": 1198, "features": 1198}, "labels has 1193 examples but probs, features have 1198"),
+        ({"labels": 1198, "probs": 1193, "features": 1198}, "probs has 1193 examples but labels, features have 1198"),
+        ({"labels": 50, "probs": 60}, "probs has 60 examples but labels has 50"),  # a tie: labels decide
+        ({"labels": 60, "correct": 59}, "correct has 59 examples but labels has 60"),
+    ],
+)
+def test_a_signal_of_another_length_is_named(arrays, message):
+    made = {}
+    for name, n in arrays.items():
+        if name == "labels":
+            made[name] = np.zeros(n, dtype=np.int64)
+        elif name == "probs":
+            made[name] = np.full((n, 2), 0.5)
+        elif name == "features":
+            made[name] = np.ones((n, 3), dtype=np.float32)
+        else:
+            made[name] = np.zeros((4, n), dtype=bool)
+    with pytest.raises(ValueError, match=message):
+        rp.Signals(**made)
+    if "correct" not in made:
+        with pytest.raises(ValueError, match=message.split(" examples")[0]):
+            rp.select("el2n" if "features" not in made else "grand", fraction=0.5, **made)

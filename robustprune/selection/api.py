@@ -13,6 +13,7 @@ from robustprune._validation import (
     check_features,
     check_labels,
     check_probs,
+    check_same_examples,
     resolve_budget,
 )
 from robustprune.selection.base import MethodOutput, Selection
@@ -143,6 +144,7 @@ def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.nda
             f"has the array {s!r} (robustprune run writes one after warm-up) or pass {s}=... in Python"
         )
     # Validate every array the method will see, plus labels whenever given (for balance and N checks).
+    check_same_examples({k: raw.get(k) for k in ("labels", *wanted) if k in raw})
     out: dict[str, np.ndarray] = {}
     n = None
     for name in ("probs", "features", "labels", "correct", "losses", "margins"):
