@@ -52,6 +52,13 @@ def test_run_prints_table_and_writes_run_dir(run_dir):
     assert facts["target_degree"] == 10 and facts["mean_degree"] == pytest.approx(10, abs=0.5)
     assert 0 <= facts["tau"] <= 1 and facts["eta"] > 0 and 0 < facts["coverage"] <= 1
     assert len(m["class_noise_rates"]) == len(m["class_counts"])
+    # not a terminal: one plain progress line per epoch with the time left, and one per finished stage
+    err = result.stderr.splitlines()
+    assert [ln.split("/3")[0] for ln in err if ln.startswith("training    epoch")] == [
+        f"training    epoch {i}" for i in (1, 2, 3)
+    ]
+    assert all("s left" in ln for ln in err if " epoch " in ln)
+    assert any(ln.startswith("selection") and "prune4rel_auto: 150 of 300" in ln for ln in err)
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["params"]["target_degree"] == 10
     assert cfg["learner_params"]["lr_u"] == 1 and cfg["learner_params"]["rc"] == 0.9
@@ -195,6 +202,7 @@ def test_sigterm_keeps_the_checkpoint_and_names_resume(tmp_path):
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: terminated") and "--resume" in lines[0], err
+    errors = [ln for ln in err.strip().splitlines() if ln.startswith("error")]  # the rest: progress lines
+    assert len(errors) == 1 and errors[0].startswith("error: terminated") and "--resume" in errors[0], err
+    assert err.strip().splitlines()[-1] == errors[0]
     assert (out / "train.ckpt").exists() and not (out / "metrics.json").exists()

@@ -2,6 +2,7 @@
 directory (config.json, signals.npz, selection.npz, metrics.json, run.log)."""
 
 import keyword
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,13 +51,16 @@ def _options(items: list[str] | None, flag: str, example: str) -> dict[str, Any]
 
 
 class _Bars:
-    """Rich progress bars on stderr (a terminal only), fed by the pipeline's ProgressInfo events."""
+    """Progress on stderr, fed by the pipeline's ProgressInfo events: rich bars on a terminal; otherwise (output
+    piped to a file, CI, a cluster job) one plain line per epoch with the time spent and an estimate of the
+    time left in that stage, and one per finished stage."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console if console is not None else stderr_console()
         self.enabled = console is not None or self.console.is_terminal
         self._progress: Progress | None = None
         self._tasks: dict[str, Any] = {}
+        self._started: dict[str, float] = {}
 
     def _bar(self) -> Progress:
         if self._progress is None:
@@ -73,10 +77,11 @@ class _Bars:
         return self._progress
 
     def __call__(self, info: ProgressInfo) -> None:
-        if not self.enabled:
-            return
         label = _LABELS.get(info.stage, info.stage)
         logs = info.logs or {}
+        if not self.enabled:
+            self._plain(info, label, logs)
+            return
         if logs.get("stage_done"):
             self._done(info.stage, label, logs)
             return
@@ -96,6 +101,21 @@ class _Bars:
             bar.update(task, completed=info.epoch + frac, **({"info": text} if text else {}))
         else:
             bar.update(task, completed=info.step, total=max(info.steps, 1))
+
+    def _plain(self, info: ProgressInfo, label: str, logs: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        start = self._started.setdefault(info.stage, now)
+        if logs.get("stage_done"):
+            state = "reused" if logs.get("reused") else f"{logs.get('seconds', 0.0):.1f} s"
+            note = f"  {logs['note']}" if logs.get("note") else ""
+            self.console.print(Text(f"{label:<11} {state}{note}"), soft_wrap=True)
+        elif info.logs is not None and info.stage in ("warmup", "train"):
+            done = info.epoch + 1
+            left = (now - start) / done * (info.epochs - done)
+            parts = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
+            parts += [f"{k.removesuffix('_acc')} {100 * v:.1f}%" for k, v in logs.items() if k.endswith("_acc")]
+            self.console.print(Text(f"{label:<11} epoch {done}/{info.epochs}  {'  '.join(parts)}  "
+                                    f"{now - start:.1f} s, about {left:.0f} s left"), soft_wrap=True)  # fmt: skip
 
     def _done(self, stage: str, label: str, logs: dict[str, Any]) -> None:
         if stage in self._tasks and self._progress is not None:
