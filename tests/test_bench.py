@@ -349,6 +349,9 @@ def test_cli_bench_and_report(tmp_path):
     result = invoke(args)
     assert result.exit_code == 0, result.output
     assert "2 cells computed, 0 reused, 0 failed" in result.stdout
+    # not a terminal: a plain line per cell with the elapsed and remaining time of the sweep
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("cell ")]
+    assert len(lines) == 2 and all("elapsed, remaining ~" in ln for ln in lines), result.stderr
     text = (out / "report.md").read_text()
     assert "method `uncertainty` = uncertainty (kind=margin)" in text
     result = invoke(args)

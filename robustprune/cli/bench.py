@@ -51,6 +51,11 @@ def _method_params(items: list[str] | None) -> dict[str, dict[str, Any]] | None:
     return out
 
 
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
 def _eta(seconds: float | None) -> str:
     if seconds is None:
         return "remaining: estimating"
@@ -68,14 +73,18 @@ class _BenchBars:
         self.overall = None
         self.stage = None
         self.stage_name = ""
+        self.t0 = time.perf_counter()
 
     def __call__(self, ev: Any) -> None:
         if ev.kind in ("warmup", "cell"):
             line = f"{'warm-up' if ev.kind == 'warmup' else 'cell'} {ev.label}: {ev.status}"
             if ev.seconds:
                 line += f" in {ev.seconds:.1f} s"
-            line += f"  [{ev.done}/{ev.total} cells]"
-            (self.progress.console if self.progress else self.console).print(Text(line))
+            line += f"  [{ev.done}/{ev.total} cells"
+            if not self.enabled:  # piped: the bar's elapsed and remaining time go on the line instead
+                line += f", {_hms(time.perf_counter() - self.t0)} elapsed, {_eta(ev.eta)}"
+            line += "]"
+            (self.progress.console if self.progress else self.console).print(Text(line), soft_wrap=True)
         if not self.enabled:
             return
         if self.progress is None:
