@@ -137,11 +137,17 @@ def test_default_run_dir_follows_the_rule_of_an_explicit_out(tmp_path, monkeypat
         (["--selection", "x.npy", "--fraction", "0.3"], ["--fraction or --selection"]),
         (["--force", "--resume"], ["at most one"]),
         (["--data-param", "bogus=1"], ["dataset 'digits' has no option 'bogus'"]),
+        # the library's advice in the CLI's words: flags, not Python arguments
+        (["--dataset", "imagefolder"], ["needs --data-dir pointing at a folder"]),
+        (["--dataset", "arrays"], ["needs --data-param path=FILE (or --data-dir)"]),
+        (["--dataset", "cifar10", "--data-param", "download=true"], ["--data-param download=true needs --data-dir"]),
     ],
 )
-def test_bad_input_gives_one_line_error(args, fragments, tmp_path):
+def test_bad_input_gives_one_line_error(args, fragments, tmp_path, monkeypatch):
+    monkeypatch.delenv("ROBUSTPRUNE_DATA", raising=False)
     result = invoke(["run", "--out", tmp_path / "r", *args])
     assert_one_line_error(result, *fragments)
+    assert not any(p in result.stderr for p in ("data_dir=", "download=True", "force=True", "resume=True"))
     assert not (tmp_path / "r").exists()
 
 

@@ -8,6 +8,7 @@ with no traceback unless the global ``--debug`` option was given.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -70,6 +71,27 @@ def _one_line(exc: BaseException) -> str:
     return msg or type(exc).__name__
 
 
+#: The library's messages name Python arguments; on the command line the same advice names the flags.
+_FLAG_NAMES = (
+    (re.compile(r"--force \(force=True\)"), "--force"),
+    (re.compile(r"--resume \(resume=True\)"), "--resume"),
+    (re.compile(r"\bforce=True\b"), "--force"),
+    (re.compile(r"\bresume=True\b"), "--resume"),
+    (re.compile(r"\bdownload=True\b"), "--data-param download=true"),
+    (re.compile(r"\bdata_dir=(?=[\s,;)]|$)"), "--data-dir"),
+    (re.compile(r"\bdata_dir\b"), "--data-dir"),
+    (re.compile(r"\bpath= \("), "--data-param path=FILE ("),
+    (re.compile(r"\bchoose another out\b"), "choose another --out"),
+)
+
+
+def cli_words(message: str) -> str:
+    """``message`` with the Python argument names of the library replaced by the CLI's flags."""
+    for pattern, flag in _FLAG_NAMES:
+        message = pattern.sub(flag, message)
+    return message
+
+
 def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
     """Print ``error: message`` on stderr (one line) and exit with ``code``."""
     typer.echo(f"error: {' '.join(message.split())}", err=True)
@@ -84,7 +106,7 @@ def user_errors() -> Iterator[None]:
     except (ValueError, TypeError, OSError) as exc:
         if STATE.debug:
             raise
-        fail(_one_line(exc), USAGE_ERROR)
+        fail(cli_words(_one_line(exc)), USAGE_ERROR)
     except ImportError as exc:
         if STATE.debug:
             raise
