@@ -198,6 +198,22 @@ def test_download_file_verifies_checksum(tmp_path, monkeypatch):
         download_file("http://x/h.bin", tmp_path / "h.bin")
 
 
+def test_failed_download_names_the_url_and_leaves_no_empty_folder(tmp_path, monkeypatch):
+    import urllib.error
+
+    def offline(url, dest):
+        Path(dest).write_bytes(b"partial")
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(dl, "fetch_url", offline)
+    monkeypatch.setitem(idx_mod.RESOURCES, "mnist", ("http://mirror.example/mnist/", {"a.gz": "0" * 32}))
+    root = tmp_path / "data"
+    root.mkdir()
+    with pytest.raises(OSError, match="could not download http://mirror.example/mnist/a.gz: Temporary failure"):
+        load_dataset("mnist", data_dir=root, download=True)
+    assert list(root.iterdir()) == []  # neither the partial file nor an empty mnist/ folder
+
+
 def test_mnist_download_flow(tmp_path, monkeypatch):
     src = tmp_path / "server"
     make_mnist_files(src)

@@ -53,10 +53,16 @@ def download_file(url: str, dest: str | os.PathLike, *, md5: str | None = None, 
     dest = Path(dest)
     if dest.is_file() and _verify(dest, md5, sha256) is None:
         return dest
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # deepest first
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
+    done = False
     try:
-        fetch_url(url, tmp)
+        try:
+            fetch_url(url, tmp)
+        except OSError as exc:  # URLError, timeouts, refused connections
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
+            raise OSError(f"could not download {url}: {reason}") from exc
         bad = _verify(tmp, md5, sha256)
         if bad is not None:
             raise ValueError(
@@ -64,9 +70,16 @@ def download_file(url: str, dest: str | os.PathLike, *, md5: str | None = None, 
                 "mirror changed, retry or fetch the file by hand"
             )
         os.replace(tmp, dest)
+        done = True
     finally:
         if tmp.exists():
             tmp.unlink()
+        if not done:  # leave no empty dataset folder behind
+            for folder in created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
     return dest
 
 
