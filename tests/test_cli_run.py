@@ -212,3 +212,14 @@ def test_sigterm_keeps_the_checkpoint_and_names_resume(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("error: terminated") and "--resume" in errors[0], err
     assert err.strip().splitlines()[-1] == errors[0]
     assert (out / "train.ckpt").exists() and not (out / "metrics.json").exists()
+
+
+def test_help_lists_every_dataset_with_its_aliases():
+    from robustprune.data import get_dataset_info, list_datasets
+
+    for command in ("run", "bench"):
+        text = " ".join(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"}).stdout.split())
+        for name in list_datasets():
+            info = get_dataset_info(name)
+            expected = f"{name} (or {', '.join(info.aliases)})" if info.aliases else name
+            assert expected in text, (command, expected)

@@ -21,6 +21,7 @@ from robustprune.cli._common import (
     user_errors,
 )
 from robustprune.cli.select import parse_value
+from robustprune.data import dataset_names_help
 
 
 def _split(text: str | None, flag: str, kind: type = str) -> list | None:
@@ -119,7 +120,8 @@ def bench_command(
         Path | None, typer.Option("--config", "-c", metavar="FILE.toml", help="Grid in a TOML file (see configs/).")
     ] = None,
     dataset: Annotated[
-        str | None, typer.Option("--dataset", "-d", metavar="A,B", help="Datasets, comma-separated.")
+        str | None,
+        typer.Option("--dataset", "-d", metavar="A,B", help=f"Datasets, comma-separated: {dataset_names_help()}."),
     ] = None,
     noise: Annotated[str | None, typer.Option(metavar="A,B", help="Noise specs, comma-separated.")] = None,
     learners: Annotated[str | None, typer.Option(metavar="A,B", help="Learners, e.g. sop,ce.")] = None,

@@ -23,6 +23,7 @@ from robustprune.cli._common import (
     user_errors,
 )
 from robustprune.cli.select import parse_params, parse_value
+from robustprune.data import dataset_names_help
 from robustprune.pipeline import ARTIFACTS, RunConfig, RunResult, default_run_name, resolve_config, run
 from robustprune.train.engine import DivergenceError, ProgressInfo
 
@@ -210,7 +211,7 @@ def _default_out(cfg: RunConfig) -> Path:
 
 
 _HELP = {
-    "dataset": "Dataset: digits, fashion-mnist, mnist, cifar10, cifar100, imagefolder, arrays (digits needs no files).",
+    "dataset": f"Dataset: {dataset_names_help()}; digits needs no files.",
     "data_dir": "Folder holding the dataset files.",
     "data_param": "Dataset loader option KEY=VALUE (repeatable), e.g. cifar_n=FILE (CIFAR-N labels).",
     "subset": "Use a fixed seeded stratified subset of N training examples (CPU-sized runs).",

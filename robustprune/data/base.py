@@ -356,6 +356,16 @@ def list_datasets() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def dataset_names_help() -> str:
+    """Every dataset with its accepted aliases, for ``--help`` texts: ``"digits, fashion-mnist (or fmnist,
+    fashionmnist), ..."``."""
+    parts = []
+    for name in list_datasets():
+        aliases = _REGISTRY[name].aliases
+        parts.append(f"{name} (or {', '.join(aliases)})" if aliases else name)
+    return ", ".join(parts)
+
+
 def get_dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` for ``name`` (aliases such as "fmnist" and "cifar-10" are accepted)."""
     if not isinstance(name, str):
