@@ -368,13 +368,37 @@ def assert_one_line_error(result, *fragments):
         assert f in lines[0], lines[0]
 
 
+def test_cli_bench_takes_run_names_and_defaults(tmp_path, monkeypatch):
+    import robustprune.bench as bench_pkg
+
+    seen = {}
+
+    def fake_run_bench(spec, out, **kw):
+        seen["spec"] = spec
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(bench_pkg, "run_bench", fake_run_bench)
+    # singular names as in run, and run's defaults for every axis not given
+    invoke(["bench", "--method", "uniform", "--learner", "ce", "--fraction", "0.3", "--seed", "2", "--out", tmp_path])
+    spec = seen["spec"]
+    assert [m.method for m in spec.methods] == ["uniform"] and list(spec.learners) == ["ce"]
+    assert list(spec.fractions) == [0.3] and list(spec.seeds) == [2]
+    assert list(spec.datasets) == ["digits"] and list(spec.noises) == ["sym:0.4"]
+    invoke(["bench", "--out", tmp_path])
+    spec = seen["spec"]
+    assert [m.method for m in spec.methods] == ["prune4rel_auto"] and list(spec.learners) == ["sop"]
+    assert list(spec.fractions) == [0.5] and list(spec.seeds) == [0]
+    # plural forms are still accepted
+    invoke(["bench", "--methods", "uniform,el2n", "--learners", "sop,ce", "--fractions", "0.2,0.4", "--out", tmp_path])
+    assert [m.method for m in seen["spec"].methods] == ["uniform", "el2n"] and list(seen["spec"].fractions) == [0.2, 0.4]
+
+
 def test_cli_bench_errors(tmp_path):
     p = write_toml(tmp_path, GOOD_TOML.replace('  "uncertainty",', '  "bogus",'))
     assert_one_line_error(invoke(["bench", "--config", p, "--out", tmp_path / "o"]), f"{p}:8:", "'bogus'")
-    assert_one_line_error(invoke(["bench", "--dataset", "digits", "--out", tmp_path / "o"]), "missing: --noise")
     assert_one_line_error(invoke(["bench", "--config", p]), "--out DIR is required")
     assert_one_line_error(invoke(["bench", "--config", p, "--fractions", "0.2,x", "--out", tmp_path / "o"]),
-                          "--fractions must be")  # fmt: skip
+                          "--fraction must be")  # fmt: skip
     assert_one_line_error(invoke(["report", tmp_path]), "not a sweep directory")
     assert not (tmp_path / "o").exists()
 

@@ -22,6 +22,7 @@ from robustprune.cli._common import (
 )
 from robustprune.cli.select import parse_value
 from robustprune.data import dataset_names_help
+from robustprune.runconfig import RunConfig
 
 
 def _split(text: str | None, flag: str, kind: type = str) -> list | None:
@@ -121,13 +122,28 @@ def bench_command(
     ] = None,
     dataset: Annotated[
         str | None,
-        typer.Option("--dataset", "-d", metavar="A,B", help=f"Datasets, comma-separated: {dataset_names_help()}."),
+        typer.Option(
+            "--dataset", "--datasets", "-d", metavar="A,B",
+            help=f"Datasets, comma-separated: {dataset_names_help()}. Default as run: digits.",
+        ),
     ] = None,
-    noise: Annotated[str | None, typer.Option(metavar="A,B", help="Noise specs, comma-separated.")] = None,
-    learners: Annotated[str | None, typer.Option(metavar="A,B", help="Learners, e.g. sop,ce.")] = None,
-    methods: Annotated[str | None, typer.Option(metavar="A,B", help="Selection methods, comma-separated.")] = None,
-    fractions: Annotated[str | None, typer.Option(metavar="F,G", help="Kept fractions, e.g. 0.2,0.4.")] = None,
-    seeds: Annotated[str | None, typer.Option(metavar="S,T", help="Seeds, e.g. 0,1 (default 0).")] = None,
+    noise: Annotated[
+        str | None, typer.Option("--noise", "--noises", metavar="A,B", help="Noise specs (default as run: sym:0.4).")
+    ] = None,
+    learners: Annotated[
+        str | None, typer.Option("--learner", "--learners", metavar="A,B", help="Learners, e.g. sop,ce (default sop).")
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option("--method", "--methods", "-m", metavar="A,B", help="Selection methods (default prune4rel_auto)."),
+    ] = None,
+    fractions: Annotated[
+        str | None,
+        typer.Option("--fraction", "--fractions", metavar="F,G", help="Kept fractions, e.g. 0.2,0.4 (default 0.5)."),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seed", "--seeds", metavar="S,T", help="Seeds, e.g. 0,1 (default 0).")
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", metavar="METHOD.KEY=VALUE", help="Method option, e.g. uncertainty.kind=margin."),
@@ -166,8 +182,8 @@ def bench_command(
                 if v is not None}  # fmt: skip
     overrides = {
         "datasets": _split(dataset, "--dataset"), "noises": _split(noise, "--noise"),
-        "learners": _split(learners, "--learners"), "methods": _split(methods, "--methods"),
-        "fractions": _split(fractions, "--fractions", float), "seeds": _split(seeds, "--seeds", int),
+        "learners": _split(learners, "--learner"), "methods": _split(methods, "--method"),
+        "fractions": _split(fractions, "--fraction", float), "seeds": _split(seeds, "--seed", int),
         "params": _method_params(param), "run": run_opts or None,
     }  # fmt: skip
     with user_errors():
@@ -175,14 +191,12 @@ def bench_command(
             loaded = load_config(config)
             spec = build_spec(merge(loaded["data"], overrides), loaded["where"])
         else:
-            missing = [f for f, k in (("--dataset", "datasets"), ("--noise", "noises"), ("--learners", "learners"),
-                                      ("--methods", "methods"), ("--fractions", "fractions"))
-                       if overrides[k] is None]  # fmt: skip
-            if missing:
-                fail(
-                    f"give --config FILE.toml or all of --dataset, --noise, --learners, --methods, --fractions "
-                    f"(missing: {', '.join(missing)})"
-                )
+            # without a config file the grid's axes default to robustprune run's defaults
+            base = RunConfig()
+            for key, value in (("datasets", base.dataset), ("noises", base.noise), ("learners", base.learner),
+                               ("methods", base.method), ("fractions", base.fraction), ("seeds", base.seed)):
+                if overrides[key] is None:
+                    overrides[key] = [value]  # fmt: skip
             spec = build_spec(merge({}, overrides), _Where(None))
         command = "robustprune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         bars = _BenchBars()
