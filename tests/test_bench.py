@@ -390,7 +390,8 @@ def test_cli_bench_takes_run_names_and_defaults(tmp_path, monkeypatch):
     assert list(spec.fractions) == [0.5] and list(spec.seeds) == [0]
     # plural forms are still accepted
     invoke(["bench", "--methods", "uniform,el2n", "--learners", "sop,ce", "--fractions", "0.2,0.4", "--out", tmp_path])
-    assert [m.method for m in seen["spec"].methods] == ["uniform", "el2n"] and list(seen["spec"].fractions) == [0.2, 0.4]
+    assert [m.method for m in seen["spec"].methods] == ["uniform", "el2n"]
+    assert list(seen["spec"].fractions) == [0.2, 0.4]
 
 
 def test_cli_bench_errors(tmp_path):

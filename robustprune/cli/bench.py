@@ -123,7 +123,10 @@ def bench_command(
     dataset: Annotated[
         str | None,
         typer.Option(
-            "--dataset", "--datasets", "-d", metavar="A,B",
+            "--dataset",
+            "--datasets",
+            "-d",
+            metavar="A,B",
             help=f"Datasets, comma-separated: {dataset_names_help()}. Default as run: digits.",
         ),
     ] = None,
@@ -193,8 +196,14 @@ def bench_command(
         else:
             # without a config file the grid's axes default to robustprune run's defaults
             base = RunConfig()
-            for key, value in (("datasets", base.dataset), ("noises", base.noise), ("learners", base.learner),
-                               ("methods", base.method), ("fractions", base.fraction), ("seeds", base.seed)):
+            for key, value in (
+                ("datasets", base.dataset),
+                ("noises", base.noise),
+                ("learners", base.learner),
+                ("methods", base.method),
+                ("fractions", base.fraction),
+                ("seeds", base.seed),
+            ):
                 if overrides[key] is None:
                     overrides[key] = [value]  # fmt: skip
             spec = build_spec(merge({}, overrides), _Where(None))
