@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--reference", default="full", help="full | prefix:M | none")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--auto", action="store_true", help="also time prune4rel_auto (whitening, tau/eta from the data)")
     args = ap.parse_args()
 
     balance = not args.no_balance
@@ -198,6 +199,19 @@ def main() -> None:
         f"({100 * t_auto / max(p['graph_seconds'], 1e-9):.0f}% of the graph build); found tau {tau_auto:.5f} "
         f"(given {args.tau})"
     )
+
+    if args.auto:
+        t0 = time.perf_counter()
+        auto = rp.select("prune4rel_auto", probs=probs, features=feats, labels=labels, budget=budget,
+                         class_balanced=balance, device=args.device)  # fmt: skip
+        t_sel = time.perf_counter() - t0
+        q = auto.params
+        print(
+            f"prune4rel_auto: {t_sel:8.2f} s  (tau {q['tau']:.4f} for mean degree {q['target_degree']:.1f}, "
+            f"eta {q['eta']:.3g}; whitening {q['embedding_seconds']:.2f} s, auto tau {q['auto_tau_seconds']:.2f} s, "
+            f"graph {q['graph_seconds']:.2f} s, greedy {q['greedy_seconds']:.2f} s; {q['n_edges']:,} edges; "
+            f"coverage {q['coverage']:.1%})"
+        )
 
     if args.reference == "none":
         return

@@ -172,11 +172,15 @@ def prune4rel(
     num_classes = probs.shape[1]
     info: dict = {"engine": engine}
 
+    t_embed = time.perf_counter()
     z = transform_embedding(features, embedding)
+    if embedding != "raw":
+        info["embedding_seconds"] = round(time.perf_counter() - t_embed, 4)
     if tau == "auto":
+        t_tau = time.perf_counter()
         deg = float(target_degree) if target_degree is not None else 4.0 * n / max(budget, 1)
         tau = auto_tau(z, deg, seed=seed, device=device)
-        info.update(target_degree=round(deg, 3))
+        info.update(target_degree=round(deg, 3), auto_tau_seconds=round(time.perf_counter() - t_tau, 4))
     tau = float(tau)
     info["tau"] = tau
 
