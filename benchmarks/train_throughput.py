@@ -60,10 +60,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from robustprune._device import resolve_device
 from robustprune.data import load_dataset, make_dataset
 from robustprune.models import build_model
 from robustprune.train.augment import AUTOAUGMENT_CIFAR10_POLICY
-from robustprune.train.engine import EpochContext, RunInfo, TrainConfig, TrainData, resolve_device
+from robustprune.train.engine import EpochContext, RunInfo, TrainConfig, TrainData
 
 try:
     from PIL import Image, ImageEnhance, ImageOps
@@ -263,7 +264,7 @@ class Setup:
 
     def __init__(self, args, ds) -> None:
         self.args = args
-        self.dev = resolve_device(None if args.device == "auto" else args.device)
+        self.dev = resolve_device(args.device)
         self.cuda = self.dev.type == "cuda"
         self.amp = self.cuda and not args.no_amp
         self.cl = self.cuda and not args.no_channels_last

@@ -9,13 +9,7 @@ The selection layer works on arrays alone::
 See ``rp.list_methods()`` for every method and ``rp.get_method(name).options`` for its options.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("robustprune")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+local"
-
+from robustprune._version import __version__
 from robustprune.selection.api import select
 from robustprune.selection.base import MethodOutput, Selection
 from robustprune.selection.budget import class_quotas, select_by_scores

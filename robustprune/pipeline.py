@@ -31,7 +31,6 @@ training split (after ``subset``) minus the validation examples when ``val_fract
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -44,8 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustprune import __version__
-from robustprune import evaluate as ev
+import robustprune.evaluate as ev
+from robustprune._io import file_digest, write_json
+from robustprune._version import __version__
 from robustprune.runconfig import (  # noqa: F401  (re-exported: the public names of a run live here too)
     _RUNTIME,
     PROTOCOLS,
@@ -57,7 +57,7 @@ from robustprune.runconfig import (  # noqa: F401  (re-exported: the public name
     resolve_config,
     warmup_key,
 )
-from robustprune.selection.base import Selection, atomic_write_bytes
+from robustprune.selection.base import Selection
 from robustprune.signals import Signals
 from robustprune.train.engine import ProgressInfo, derive_seed
 
@@ -227,16 +227,13 @@ def _file_digest(path: str | Path) -> str | None:
         return None
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
         try:
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
+            digest = file_digest(path)
         except OSError:
             return None
         if len(_DIGESTS) > 64:
             _DIGESTS.clear()
-        _DIGESTS[key] = h.hexdigest()
+        _DIGESTS[key] = digest
     return _DIGESTS[key]
 
 
@@ -246,10 +243,6 @@ _DIGESTS: dict[tuple[str, int, int], str] = {}
 def _input_digests(c: RunConfig) -> dict[str, str]:
     found = {k: _file_digest(getattr(c, k)) for k in _INPUT_FILES if getattr(c, k) is not None}
     return {k: v for k, v in found.items() if v is not None}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def _unlink(path: Path | None) -> None:
@@ -593,7 +586,7 @@ def _start(s: _Setup, progress: Callable[[ProgressInfo], None] | None) -> tuple[
     log.write(f"{'resume' if s.resuming else 'start'} robustprune {__version__}")
     if out is not None:
         meta = {"robustprune_version": __version__, "inputs_sha256": _input_digests(c)}
-        _write_json(out / "config.json", {**c.to_dict(), **meta})
+        write_json(out / "config.json", {**c.to_dict(), **meta})
     data = TrainData.from_dataset(ds, labels=s.noisy, device=c.device)
     tc = TrainConfig(
         epochs=c.epochs,
@@ -648,7 +641,7 @@ def run(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = 
         metrics["timings"]["wall"] = round(time.perf_counter() - s.t0, 4)
         metrics["reused"] = list(r.reused)
         if out is not None:
-            _write_json(out / "metrics.json", metrics)
+            write_json(out / "metrics.json", metrics)
             _unlink(r.path("train.ckpt"))
         return RunResult(c, metrics, sel, sig, out, tuple(r.reused))
     except BaseException as exc:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from robustprune.train.engine import resolve_device
+from robustprune._device import resolve_device
 
 __all__ = [
     "Protocol", "PROTOCOLS", "protocol_for", "RunConfig", "resolve_config", "default_run_name",

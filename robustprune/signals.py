@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from robustprune._io import atomic_write_bytes
 from robustprune._validation import (
     check_dynamics,
     check_features,
@@ -41,7 +42,6 @@ from robustprune._validation import (
     check_probs,
     check_same_examples,
 )
-from robustprune.selection.base import atomic_write_bytes
 
 __all__ = ["Signals", "SCHEMA_VERSION", "load_signals", "save_signals"]
 

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from robustprune._io import atomic_write_bytes
 from robustprune.bench.grid import BenchSpec, expand
 from robustprune.bench.runner import cell_dir
-from robustprune.selection.base import atomic_write_bytes
 
 __all__ = ["collect", "aggregate", "mean_std", "render_markdown", "write_report", "cost_summary", "METRICS"]
 

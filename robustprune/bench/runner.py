@@ -24,10 +24,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from robustprune import __version__
+from robustprune._io import write_json
+from robustprune._version import __version__
 from robustprune.bench.grid import BenchSpec, Cell, Group, expand
 from robustprune.pipeline import RunConfig
-from robustprune.selection.base import atomic_write_bytes
 
 __all__ = ["BenchEvent", "BenchResult", "run_bench", "cell_dir", "warmup_dir", "environment"]
 
@@ -132,10 +132,6 @@ def _do_cell(cfg: dict[str, Any], progress: Callable | None = None) -> float:
 # -------------------------------------------------------------------------------------------- sweep
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
 def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
     """Refuse a sweep directory whose existing cells / warm-ups were run with other settings."""
     from robustprune.pipeline import _RUNTIME
@@ -209,7 +205,7 @@ def run_bench(
         "spec": spec.to_dict(), "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "environment": environment(), "jobs": jobs,
     }  # fmt: skip
-    _write_json(out / "bench.json", meta)
+    write_json(out / "bench.json", meta)
 
     result = BenchResult(out)
     total = len(cells)
@@ -284,7 +280,7 @@ def run_bench(
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     meta["seconds"] = round(result.seconds, 2)
     meta["failed"] = result.failed
-    _write_json(out / "bench.json", meta)
+    write_json(out / "bench.json", meta)
     emit("done", str(out))
     return result
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from robustprune import __version__
+from robustprune._version import __version__
 from robustprune.cli._common import STATE
 from robustprune.cli.bench import bench_command, report_command
 from robustprune.cli.methods import methods_command

@@ -328,7 +328,7 @@ def load_cifar_n_labels(path: str | os.PathLike, which: str, *, num_train: int |
 def convert_cifar_n(pt_path: str | os.PathLike, npz_path: str | os.PathLike) -> Path:
     """Convert a CIFAR-N ``.pt`` label file to an ``.npz`` (int64 arrays, same keys) that loads without
     pickle. Run it once on a file you trust; returns the written path."""
-    from robustprune.selection.base import atomic_write_bytes
+    from robustprune._io import atomic_write_bytes
 
     raw = read_cifar_n(pt_path)
     if not raw:

@@ -7,12 +7,13 @@ partial file and raises. Tests replace :func:`fetch_url` (the only function that
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
 import urllib.request
 from pathlib import Path
+
+from robustprune._io import file_digest
 
 __all__ = ["fetch_url", "file_digest", "download_file", "extract_tar"]
 
@@ -21,15 +22,6 @@ def fetch_url(url: str, dest: Path, *, timeout: float = 60.0) -> None:
     """Stream ``url`` into the file ``dest`` (overwritten). The single point of network access."""
     with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as f:  # noqa: S310
         shutil.copyfileobj(resp, f, length=1 << 20)
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB blocks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verify(path: Path, md5: str | None, sha256: str | None) -> str | None:

@@ -133,7 +133,7 @@ def _load_imagefolder(
             arrs[f"x_{split}"] = _decode(files, image_size, mode)
             arrs[f"y_{split}"] = np.repeat(np.arange(len(classes)), [len(scan.get(c, [])) for c in classes])
         try:
-            from robustprune.selection.base import atomic_write_bytes
+            from robustprune._io import atomic_write_bytes
 
             buf = io.BytesIO()
             np.savez(buf, **arrs)

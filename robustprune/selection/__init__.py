@@ -1,1 +1,16 @@
-"""Selection layer: pure, seeded functions of per-example signals and a budget."""
+"""Selection layer: pure, seeded functions of per-example signals and a budget.
+
+Importing the package registers every method: each module below decorates its functions with
+:func:`~robustprune.selection.registry.register`, and the registry itself imports none of them (no cycle).
+
+- :mod:`~robustprune.selection.prune4rel`: prune4rel, prune4rel_auto (objective and options; the greedy
+  engines are in :mod:`~robustprune.selection.greedy`, the geometry in :mod:`~robustprune.selection.geometry`).
+- :mod:`~robustprune.selection.scores`: uniform, full, small_loss, uncertainty, el2n, grand, forgetting, aum
+  (score methods; the shared budget function keeps the registered end).
+- :mod:`~robustprune.selection.confident`: confident_filter (confident learning, then uniform sampling).
+- :mod:`~robustprune.selection.kcenter`: kcenter_greedy (greedy, with per-pick gains).
+- :mod:`~robustprune.selection.moderate`: moderate (middle quantile band of class-median distances).
+- :mod:`~robustprune.selection.ccs`: ccs (cutoff plus stratified sampling).
+"""
+
+from robustprune.selection import ccs, confident, kcenter, moderate, prune4rel, scores  # noqa: F401  (register)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from robustprune.selection.graph import SimilarityGraph, normalize_rows, resolve_device
+from robustprune._device import resolve_device
+from robustprune.selection.graph import SimilarityGraph, normalize_rows
 
 __all__ = ["EMBEDDINGS", "transform_embedding", "auto_tau", "support_scale", "coverage"]
 

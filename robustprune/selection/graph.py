@@ -17,7 +17,9 @@ import numpy as np
 import scipy.sparse
 import torch
 
-__all__ = ["SimilarityGraph", "normalize_rows", "rescaled_cosine_graph", "resolve_device"]
+from robustprune._device import resolve_device
+
+__all__ = ["SimilarityGraph", "normalize_rows", "rescaled_cosine_graph"]
 
 
 @dataclass(frozen=True)
@@ -56,19 +58,6 @@ class SimilarityGraph:
         """(neighbour indices, weights) of row ``i``."""
         a, b = self.indptr[i], self.indptr[i + 1]
         return self.indices[a:b], self.weights[a:b]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto' (or None) means CUDA when available, else CPU; a clear error for an unusable device."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but no CUDA device is available; use device='cpu'")
-    return dev
 
 
 def normalize_rows(features: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -12,10 +12,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from robustprune._device import resolve_device
 from robustprune.seeding import stream
 from robustprune.selection.base import MethodOutput
 from robustprune.selection.budget import class_quotas
-from robustprune.selection.graph import resolve_device
 from robustprune.selection.registry import register
 
 __all__ = ["kcenter_greedy_order", "kcenter_greedy"]

@@ -34,9 +34,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from robustprune._device import resolve_device
 from robustprune.selection.base import MethodOutput
 from robustprune.selection.geometry import EMBEDDINGS, auto_tau, coverage, support_scale, transform_embedding
-from robustprune.selection.graph import SimilarityGraph, normalize_rows, rescaled_cosine_graph, resolve_device
+from robustprune.selection.graph import SimilarityGraph, normalize_rows, rescaled_cosine_graph
 from robustprune.selection.greedy import TIER, Neighbors, greedy_exact, greedy_self, self_gain
 from robustprune.selection.registry import register
 

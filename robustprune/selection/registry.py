@@ -138,7 +138,6 @@ def _normalise(name: str) -> str:
 
 def get_method(name: str) -> MethodInfo:
     """Look up a registered method by name (case-insensitive, '-' and '_' alike)."""
-    _ensure_loaded()
     key = _normalise(name)
     if key not in _REGISTRY:
         raise ValueError(f"unknown selection method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}")
@@ -147,10 +146,4 @@ def get_method(name: str) -> MethodInfo:
 
 def list_methods() -> list[str]:
     """Names of every registered method, sorted."""
-    _ensure_loaded()
     return sorted(_REGISTRY)
-
-
-def _ensure_loaded() -> None:
-    # Importing the package's method modules registers them; done lazily to avoid import cycles.
-    import robustprune.selection.methods  # noqa: F401

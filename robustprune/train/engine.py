@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustprune._device import resolve_device
+from robustprune._io import atomic_write_bytes
 from robustprune.seeding import derive_seed
-from robustprune.selection.base import atomic_write_bytes
 
 __all__ = [
     "TrainConfig", "TrainData", "FeatureTransform", "Callback", "RunInfo", "ProgressInfo", "EpochContext",
-    "TrainResult", "DivergenceError", "index_batches", "derive_seed", "resolve_device", "predict",
+    "TrainResult", "DivergenceError", "index_batches", "derive_seed", "predict",
     "run_epochs", "save_checkpoint", "load_checkpoint",
 ]  # fmt: skip
 
@@ -87,19 +88,6 @@ class TrainConfig:
         """The fields that change the result (runtime-only switches excluded); stored in checkpoints."""
         skip = {"device", "eval_batch_size", "check_every"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> ``cuda`` when available, else ``cpu``; a bare ``cuda`` gets the current index."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
 
 
 def index_batches(

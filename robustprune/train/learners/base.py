@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustprune._device import resolve_device
 from robustprune.train.engine import (
     Callback,
     EpochContext,
@@ -33,7 +34,6 @@ from robustprune.train.engine import (
     _eval_outputs,
     derive_seed,
     predict,
-    resolve_device,
     run_epochs,
 )
 

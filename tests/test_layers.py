@@ -1,0 +1,121 @@
+"""The package's architecture, checked: the layer rules of DESIGN.md, no import cycle, one device rule."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustprune._device import resolve_device
+
+ROOT = Path(__file__).resolve().parents[1] / "robustprune"
+
+#: DESIGN.md: a module imports only from its own floor or below.
+#: cli -> bench -> pipeline/al -> runconfig/rundir -> train, data, signals, selection, noise, evaluate, models
+#: -> _io, _validation, _device, _version, seeding.
+FLOORS = {
+    "_io": 0, "_validation": 0, "_device": 0, "_version": 0, "seeding": 0,
+    "selection": 1, "data": 1, "train": 1, "models": 1, "signals": 1, "noise": 1, "evaluate": 1, "examples": 1,
+    "runconfig": 2, "rundir": 2,
+    "pipeline": 3, "al": 3,
+    "bench": 4,
+    "cli": 5,
+}  # fmt: skip
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for p in ROOT.rglob("*.py")}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every robustprune module ``path`` imports, at module level or inside functions."""
+    name = _module(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in MODULES)
+    return {m for m in found if m in MODULES}
+
+
+GRAPH = {m: _imports(p) for m, p in MODULES.items()}
+
+
+def _floor(module: str) -> int | None:
+    parts = module.split(".")
+    return FLOORS.get(parts[1]) if len(parts) > 1 else None
+
+
+def test_every_module_has_a_floor():
+    assert [m for m in MODULES if m != "robustprune" and _floor(m) is None] == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m != "robustprune"))
+def test_no_module_imports_from_a_floor_above_it(module):
+    mine = _floor(module)
+    above = sorted(m for m in GRAPH[module] if m != "robustprune" and _floor(m) > mine)
+    assert above == [], f"{module} (floor {mine}) imports {above}"
+
+
+def test_the_lower_floors_never_import_the_package_root():
+    # ``import robustprune`` from inside the library would run the public API's imports: a hidden cycle
+    offenders = sorted(m for m in MODULES if m != "robustprune" and _floor(m) <= 3 and "robustprune" in GRAPH[m])
+    assert offenders == []
+
+
+def test_no_import_cycle():
+    sys.setrecursionlimit(max(10_000, sys.getrecursionlimit()))
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in GRAPH[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in GRAPH:
+        if v not in index:
+            visit(v)
+    assert cycles == []
+
+
+def test_resolve_device_is_one_rule():
+    cpu_or_cuda = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device(None).type == cpu_or_cuda and resolve_device("auto").type == cpu_or_cuda
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="'auto', 'cpu' or 'cuda"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
