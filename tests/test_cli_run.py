@@ -223,3 +223,18 @@ def test_help_lists_every_dataset_with_its_aliases():
             info = get_dataset_info(name)
             expected = f"{name} (or {', '.join(info.aliases)})" if info.aliases else name
             assert expected in text, (command, expected)
+
+
+def test_fashion_mnist_on_a_cpu_defaults_to_lenet_and_says_so(tmp_path):
+    from robustprune.data import FASHION_MNIST_SYSTEM_DIR
+
+    if not (FASHION_MNIST_SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("needs the Debian package dataset-fashion-mnist")
+    args = ["run", "--dataset", "fashion-mnist", "--subset", "200", "--test-subset", "200", "--warmup-epochs", "1",
+            "--epochs", "1", "--method", "uniform", "--device", "cpu", "--out", tmp_path / "r"]  # fmt: skip
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    assert "sop on lenet (this dataset's CPU default; small_cnn elsewhere, or pass --model)" in result.stdout
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["model"] == "lenet"
+    explicit = invoke([*args[:-2], "--model", "mlp", "--out", tmp_path / "m"])
+    assert "sop on mlp," in explicit.stdout and "CPU default" not in explicit.stdout

@@ -13,6 +13,7 @@ import robustprune as rp
 from robustprune import evaluate as ev
 from robustprune.data import FASHION_MNIST_SYSTEM_DIR
 from robustprune.pipeline import PROTOCOLS, RunConfig, load_indices, resolve_config, run
+from robustprune.runconfig import protocol_for
 
 TINY = dict(subset=300, warmup_epochs=2, epochs=3)
 METRIC_KEYS = {
@@ -95,7 +96,11 @@ def test_protocol_table_follows_the_spec():
     c100 = resolve_config(RunConfig(dataset="cifar-100n", method="prune4rel", params={"eta": 2.0}))
     assert c100.dataset == "cifar100" and c100.warmup_epochs == 30 and c100.learner_params["lr_u"] == 1.0
     assert c100.params == {"tau": 0.95, "eta": 2.0}
-    assert resolve_config(RunConfig(dataset="fmnist")).model == "small_cnn"
+    # Fashion-MNIST: small_cnn, but lenet when the run is on a CPU and no model was asked for
+    assert resolve_config(RunConfig(dataset="fmnist", device="cpu")).model == "lenet"
+    assert resolve_config(RunConfig(dataset="fmnist", device="cpu", model="small_cnn")).model == "small_cnn"
+    assert protocol_for("fmnist").model == "small_cnn" and protocol_for("mnist").cpu_model == "lenet"
+    assert resolve_config(RunConfig(dataset="digits", device="cpu")).model == "mlp"
     d = resolve_config(RunConfig(learner_params={"lr_u": 1}, epochs=4))
     assert d.model == "mlp" and d.epochs == 4 and d.warmup_epochs == 4 and d.learner_params["lr_u"] == 1
     assert d.noise_seed == 0 and d.device == "cpu" and set(PROTOCOLS) >= {"cifar10", "cifar100", "digits"}

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -25,6 +25,7 @@ from robustprune.cli._common import (
 from robustprune.cli.select import parse_params, parse_value
 from robustprune.data import dataset_names_help
 from robustprune.pipeline import ARTIFACTS, RunConfig, RunResult, default_run_name, resolve_config, run
+from robustprune.runconfig import protocol_for
 from robustprune.train.engine import DivergenceError, ProgressInfo
 
 _LABELS = {
@@ -70,6 +71,8 @@ class _Bars:
                 BarColumn(),
                 TaskProgressColumn(),
                 TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
                 TextColumn("{task.fields[info]}"),
                 console=self.console,
                 transient=True,
@@ -139,7 +142,7 @@ def _pct(v: Any) -> str:
 _STATE_NAMES = {"u": "u²", "v": "v²", "clean_prob": "clean posterior"}
 
 
-def _summary(result: RunResult) -> None:
+def _summary(result: RunResult, model_note: str = "") -> None:
     m = result.metrics
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -151,7 +154,7 @@ def _summary(result: RunResult) -> None:
     val = f", validation {m['num_val']}" if m.get("num_val") else ""
     row("data", f"{m['dataset']}: train {m['num_train']}{val}, test {m['num_test']}")
     row("noise", f"{m['noise']} ({_pct(m['noise_rate'])} of training labels wrong)")
-    row("learner", f"{m['learner']} on {m['model']}, warm-up {m['warmup_epochs']} + {m['epochs']} epochs")
+    row("learner", f"{m['learner']} on {m['model']}{model_note}, warm-up {m['warmup_epochs']} + {m['epochs']} epochs")
     row("selection", f"{m['method']}: {m['budget']} of {m['num_train']} ({_pct(m['fraction'])})")
     facts = m.get("selection") or {}
     if "tau" in facts:
@@ -315,4 +318,8 @@ def run_command(
             fail(f"{what}; continue with the same command plus --resume (run directory {target})", interrupt_code(exc))
         finally:
             bars.close()
-    _summary(result)
+        proto = protocol_for(cfg.dataset)
+        note = ""
+        if model is None and proto.cpu_model is not None and result.metrics.get("model") == proto.cpu_model:
+            note = f" (this dataset's CPU default; {proto.model} elsewhere, or pass --model)"
+    _summary(result, note)
