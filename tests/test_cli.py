@@ -108,6 +108,15 @@ def test_methods_detail_lists_options(runner):
     assert "class balance" in out and "options" in out
 
 
+def test_methods_detail_names_the_dataset_protocols_that_override_defaults(runner):
+    out = runner.invoke(app, ["methods", "prune4rel"], env={"COLUMNS": "200"}).stdout
+    assert "tau=0.95" in out  # the function's default ...
+    assert "tau=0.975, eta=1.0 on cifar10, digits, fashion-mnist, mnist" in out  # ... and what run uses instead
+    assert "tau=0.95, eta=1.0 on cifar100" in out and "dataset protocols above replace" in out
+    auto = runner.invoke(app, ["methods", "prune4rel_auto"], env={"COLUMNS": "200"}).stdout
+    assert "dataset protocols" not in auto and "tau='auto'" in auto
+
+
 def test_methods_detail_unknown_name(runner):
     result = invoke(runner, ["methods", "nope"])
     assert result.exit_code == 2

@@ -25,6 +25,18 @@ def _options(info: MethodInfo) -> str:
     return "\n".join(f"{k}={v!r}" for k, v in info.options.items()) or "-"
 
 
+def _protocol_overrides(info: MethodInfo) -> str:
+    """Which dataset protocols set which of the method's options in ``robustprune run`` / ``bench``."""
+    from robustprune.runconfig import PROTOCOLS
+
+    by_values: dict[str, list[str]] = {}
+    for dataset, proto in PROTOCOLS.items():
+        values = proto.method_params.get(info.name)
+        if values:
+            by_values.setdefault(", ".join(f"{k}={v!r}" for k, v in values.items()), []).append(dataset)
+    return "\n".join(f"{v} on {', '.join(ds)}" for v, ds in by_values.items())
+
+
 def methods_command(
     name: Annotated[
         str | None,
@@ -53,8 +65,14 @@ def methods_command(
             ("options", _options(info)),
         ):
             grid.add_row(key, Text(value))
+        overrides = _protocol_overrides(info)
+        if overrides:
+            grid.add_row("dataset protocols", Text(overrides))
         console.print(grid)
-        console.print(Text("set options with --param key=value"))
+        hint = "set options with --param key=value"
+        if overrides:
+            hint += "; in run and bench the dataset protocols above replace these defaults unless --param sets them"
+        console.print(Text(hint))
         return
     table = Table(title="robustprune selection methods", show_lines=False)
     for col in ("name", "kind", "signals", "keeps", "description"):
