@@ -53,6 +53,7 @@ from robustprune.runconfig import (  # noqa: F401  (re-exported: the public name
     Protocol,
     RunConfig,
     default_run_name,
+    explain_config,
     protocol_for,
     resolve_config,
     warmup_key,
@@ -544,6 +545,7 @@ class _Setup:
     y_val: Any = None
     given: tuple[np.ndarray, str] | None = None
     given_signals: Signals | None = None
+    resolved: list[tuple[str, Any, str]] = field(default_factory=list)
 
 
 def _prepare(config: RunConfig, done: str) -> _Setup:
@@ -563,7 +565,8 @@ def _prepare(config: RunConfig, done: str) -> _Setup:
             return _Setup(c, out, True, True, t0)
     if out is not None:
         _open_dir(out, c, resuming)
-    return _Setup(c, out, resuming, False, t0, ds, noisy, rec, x_val, y_val, given, given_signals)
+    resolved = explain_config(config, tabular=not ds.is_image)
+    return _Setup(c, out, resuming, False, t0, ds, noisy, rec, x_val, y_val, given, given_signals, resolved)
 
 
 def _given_signals(path: str, noisy: np.ndarray) -> Signals:
@@ -585,7 +588,12 @@ def _start(s: _Setup, progress: Callable[[ProgressInfo], None] | None) -> tuple[
     log = _Log(out / "run.log" if out is not None else None, progress)
     log.write(f"{'resume' if s.resuming else 'start'} robustprune {__version__}")
     if out is not None:
-        meta = {"robustprune_version": __version__, "inputs_sha256": _input_digests(c)}
+        meta = {
+            "robustprune_version": __version__,
+            "inputs_sha256": _input_digests(c),
+            # every value the run uses, method and learner options included, with where it came from
+            "resolved": {key: {"value": value, "from": origin} for key, value, origin in s.resolved},
+        }
         write_json(out / "config.json", {**c.to_dict(), **meta})
     data = TrainData.from_dataset(ds, labels=s.noisy, device=c.device)
     tc = TrainConfig(

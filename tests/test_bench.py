@@ -394,6 +394,18 @@ def test_cli_bench_takes_run_names_and_defaults(tmp_path, monkeypatch):
     assert list(seen["spec"].fractions) == [0.2, 0.4]
 
 
+def test_cli_bench_dry_run_shows_one_cell_and_runs_nothing(tmp_path):
+    result = invoke(["bench", "--method", "uniform,prune4rel", "--fraction", "0.2,0.4", "--epochs", "3", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "1 warm-up groups, 4 cells; the first cell, digits_sym0.4_sop_s0/uniform_f0.2" in result.stdout
+    rows = {
+        ln.split()[0]: [p.strip() for p in ln.split(None, 2)[1:]] for ln in result.stdout.splitlines()[1:] if ln.strip()
+    }
+    assert rows["epochs"] == ["3", "grid (config file or flag)"]
+    assert rows["warmup_epochs"] == ["3", "dataset protocol"]  # the protocol's 10, capped at the epochs
+    assert "nothing was run" in result.stdout and not any(tmp_path.iterdir())
+
+
 def test_cli_bench_errors(tmp_path):
     p = write_toml(tmp_path, GOOD_TOML.replace('  "uncertainty",', '  "bogus",'))
     assert_one_line_error(invoke(["bench", "--config", p, "--out", tmp_path / "o"]), f"{p}:8:", "'bogus'")

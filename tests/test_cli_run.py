@@ -238,3 +238,33 @@ def test_fashion_mnist_on_a_cpu_defaults_to_lenet_and_says_so(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["model"] == "lenet"
     explicit = invoke([*args[:-2], "--model", "mlp", "--out", tmp_path / "m"])
     assert "sop on mlp," in explicit.stdout and "CPU default" not in explicit.stdout
+
+
+def test_dry_run_prints_every_resolved_value_with_its_origin_and_runs_nothing(tmp_path):
+    args = ["run", "--dataset", "fashion-mnist", "--method", "prune4rel", "--param", "gain=exact", "--device", "cpu",
+            "--seed", "0", "--out", tmp_path / "r", "--dry-run"]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {
+        ln.split()[0]: [p.strip() for p in ln.split(None, 2)[1:]] for ln in result.stdout.splitlines() if ln.strip()
+    }
+    assert rows["params.tau"] == ["0.975", "dataset protocol"]  # what methods NAME calls a protocol override
+    assert rows["params.gain"] == ["'exact'", "given"]
+    assert rows["params.embedding"] == ["'raw'", "prune4rel default"]
+    assert rows["seed"] == ["0", "given"]  # given on the command line, though equal to the default
+    assert rows["noise"] == ["'sym:0.4'", "default"]
+    assert rows["model"][0] == "'lenet'" and rows["model"][1].startswith("dataset protocol (CPU default")
+    assert rows["learner_params.lr_u"] == ["10.0", "dataset protocol"]
+    assert rows["learner_params.eps"] == ["0.0001", "sop default"]
+    assert "nothing was run or written" in result.stdout
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_json_records_every_resolved_value(run_dir):
+    out, _ = run_dir
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert resolved["params.target_degree"] == {"value": 10, "from": "given"}
+    assert resolved["params.gain"] == {"value": "exact", "from": "prune4rel_auto default"}
+    assert resolved["learner_params.lr_u"] == {"value": 1, "from": "given"}
+    assert resolved["learner_params.rc"] == {"value": 0.9, "from": "dataset protocol"}
+    assert resolved["model"] == {"value": "mlp", "from": "dataset protocol"}

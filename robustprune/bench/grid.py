@@ -125,6 +125,7 @@ class Cell:
     method: MethodSpec
     fraction: float
     config: RunConfig  # resolved, without out / signals
+    raw: RunConfig | None = None  # as the grid gave it, before the dataset protocol filled it in
 
     @property
     def name(self) -> str:
@@ -325,13 +326,13 @@ def expand(spec: BenchSpec) -> tuple[list[Group], list[Cell]]:
                                 learner_params=dict(spec.learner_params.get(learner, {})), method=m.method,
                                 params=dict(m.params), fraction=f, seed=seed, **base,
                             )  # fmt: skip
-                            cfg = resolve_config(cfg)
+                            raw, cfg = cfg, resolve_config(cfg)
                             if group is None:
                                 group = Group(cfg.dataset, cfg.noise, cfg.learner, seed, cfg)
                                 groups.append(group)
                             elif warmup_key(cfg) != warmup_key(group.config):  # pragma: no cover - by design
                                 raise ConfigError(f"cells of group {group.name} disagree on their warm-up")
-                            cells.append(Cell(group, m, f, cfg))
+                            cells.append(Cell(group, m, f, cfg, raw))
     names = [c.key for c in cells]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)

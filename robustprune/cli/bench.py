@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from robustprune.cli._common import (
@@ -116,6 +117,25 @@ class _BenchBars:
             self.progress.stop()
 
 
+def _print_dry_run(spec: Any) -> None:
+    """``bench --dry-run``: the grid's size and the first cell's resolved values with their origins."""
+    from robustprune.bench.grid import RUN_OPTIONS, expand
+    from robustprune.runconfig import explain_config
+
+    groups, cells = expand(spec)
+    con = stdout_console()
+    con.print(Text(f"{len(groups)} warm-up groups, {len(cells)} cells; the first cell, {cells[0].key}:"))
+    grid_fields = {"dataset", "noise", "learner", "method", "fraction", "seed"} | set(spec.run) & set(RUN_OPTIONS)
+    table = Table.grid(padding=(0, 2))
+    for _ in range(3):
+        table.add_column()
+    for key, value, origin in explain_config(cells[0].raw, grid_fields):
+        origin = "grid (config file or flag)" if origin == "given" else origin
+        table.add_row(Text(key), Text(repr(value) if isinstance(value, str) else str(value)), Text(origin))
+    con.print(table)
+    con.print(Text("dry run: nothing was run or written"))
+
+
 def bench_command(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", metavar="FILE.toml", help="Grid in a TOML file (see configs/).")
@@ -165,6 +185,12 @@ def bench_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Sweep directory.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute every cell of the sweep directory.")] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNG figures.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the grid and every value of its first cell with its origin; run nothing."
+        ),
+    ] = False,
 ) -> None:
     """Run a grid of datasets x noise x learners x methods x fractions x seeds and write a report.
 
@@ -175,7 +201,7 @@ def bench_command(
     from robustprune.bench import build_spec, load_config, run_bench, write_report
     from robustprune.bench.grid import _Where, merge
 
-    if out is None:
+    if out is None and not dry_run:
         fail("--out DIR is required (the sweep directory)")
     if jobs < 1:
         fail(f"--jobs must be at least 1, got {jobs}")
@@ -207,6 +233,9 @@ def bench_command(
                 if overrides[key] is None:
                     overrides[key] = [value]  # fmt: skip
             spec = build_spec(merge({}, overrides), _Where(None))
+        if dry_run:
+            _print_dry_run(spec)
+            return
         command = "robustprune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         bars = _BenchBars()
         t0 = time.perf_counter()

@@ -3,7 +3,7 @@ directory (config.json, signals.npz, selection.npz, metrics.json, run.log)."""
 
 import keyword
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +25,7 @@ from robustprune.cli._common import (
 from robustprune.cli.select import parse_params, parse_value
 from robustprune.data import dataset_names_help
 from robustprune.pipeline import ARTIFACTS, RunConfig, RunResult, default_run_name, resolve_config, run
-from robustprune.runconfig import protocol_for
+from robustprune.runconfig import explain_config, protocol_for
 from robustprune.train.engine import DivergenceError, ProgressInfo
 
 _LABELS = {
@@ -207,6 +207,37 @@ def _summary(result: RunResult, model_note: str = "") -> None:
     stdout_console().print(grid)
 
 
+#: run_command's parameters that set a RunConfig field of another name.
+_PARAM_FIELDS = {"data_param": "dataset_params", "learner_param": "learner_params", "param": "params"}
+
+
+def _given(ctx: typer.Context | None, cfg: RunConfig) -> set[str]:
+    """The RunConfig fields set on the command line (the rest come from defaults and protocols)."""
+    if ctx is None:
+        return set()
+    names = {f.name for f in fields(RunConfig)}
+    given = set()
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name == "COMMANDLINE":
+            name = _PARAM_FIELDS.get(param.name, param.name)
+            if name in names:
+                given.add(name)
+    return given
+
+
+def _print_resolved(cfg: RunConfig, given: set[str]) -> None:
+    """``run --dry-run``: every value the run would use and where it comes from; nothing is run or written."""
+    grid = Table.grid(padding=(0, 2))
+    for col in ("key", "value", "from"):
+        grid.add_column(style="bold" if col == "key" else None)
+    for key, value, origin in explain_config(cfg, given):
+        grid.add_row(key, Text(repr(value) if isinstance(value, str) else str(value)), Text(origin))
+    con = stdout_console()
+    con.print(grid)
+    con.print(Text("dry run: nothing was run or written; drop --dry-run to run it"))
+
+
 def _default_out(cfg: RunConfig) -> Path:
     """``runs/<name>``, under the same rule as an explicit ``--out``: a run found there is not redone
     unless ``--force``, and ``--resume`` continues it."""
@@ -245,6 +276,8 @@ _HELP = {
     "out": "Run directory (default: runs/<dataset>-<noise>-<learner>-<method>-f<F>-s<S>).",
     "force": "Redo a run found in the run directory (its files are replaced).",
     "resume": "Continue an interrupted run in the run directory; finished stages are reused.",
+    "dry_run": "Print every value the run would use and where it comes from (flag, dataset protocol, method "
+    "or learner default), then stop without running.",
 }
 
 
@@ -278,13 +311,15 @@ def run_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help=_HELP["out"])] = None,
     force: Annotated[bool, typer.Option("--force", help=_HELP["force"])] = False,
     resume: Annotated[bool, typer.Option("--resume", help=_HELP["resume"])] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=_HELP["dry_run"])] = False,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Train a noise-robust learner on a pruned subset and evaluate it, end to end.
 
     Noise -> the learner's warm-up on the full noisy set -> signals -> selection -> a fresh learner on the
     subset -> test accuracy, re-labeling accuracy, subset noise rate, class counts and times. With no
-    arguments: digits, 40% symmetric noise, SOP+ on an MLP, Prune4ReL keeping half (under a minute on
-    a 2-core CPU).
+    arguments: digits, 40% symmetric noise, SOP+ on an MLP, prune4rel_auto keeping half (seconds on a
+    2-core CPU).
     """
     if selection is not None and fraction is not None:
         fail("give --fraction or --selection, not both (a selection file fixes the subset)")
@@ -303,6 +338,9 @@ def run_command(
             confidence_pass=confidence_pass, val_fraction=val_fraction, eval_every=eval_every, seed=seed,
             device=device, force=force, resume=resume,
         )  # fmt: skip
+        if dry_run:
+            _print_resolved(cfg, _given(ctx, cfg))
+            return
         target = out if out is not None else _default_out(cfg)
         cfg = replace(cfg, out=str(target))
         bars = _Bars()
