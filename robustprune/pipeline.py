@@ -2,13 +2,15 @@
 
 ::
 
-    from robustprune.pipeline import RunConfig, run
+    from robustprune.pipeline import run
+    from robustprune.runconfig import RunConfig
     result = run(RunConfig(dataset="digits", noise="sym:0.4", learner="sop", method="prune4rel_auto",
                            fraction=0.5, out="runs/demo"))
     result.metrics["test_accuracy"], result.metrics["relabel_accuracy"]
 
-Every field of :class:`RunConfig` has a default; ``None`` means "from the dataset's protocol"
-(:data:`PROTOCOLS`: the Prune4ReL scripts' settings for CIFAR, CPU-sized ones for digits and (Fashion-)MNIST).
+Every field of :class:`~robustprune.runconfig.RunConfig` has a default; ``None`` means "from the dataset's
+protocol" (:data:`robustprune.runconfig.PROTOCOLS`: the Prune4ReL scripts' settings for CIFAR, CPU-sized ones
+for digits and (Fashion-)MNIST).
 With ``out`` set, a run directory receives, each written atomically as its stage finishes:
 
 ==================  ===================================================================================
@@ -46,26 +48,13 @@ import torch
 import robustprune.evaluate as ev
 from robustprune._io import file_digest, write_json
 from robustprune._version import __version__
-from robustprune.runconfig import (  # noqa: F401  (re-exported: the public names of a run live here too)
-    _RUNTIME,
-    PROTOCOLS,
-    WARMUP_FIELDS,
-    Protocol,
-    RunConfig,
-    default_run_name,
-    explain_config,
-    protocol_for,
-    resolve_config,
-    warmup_key,
-)
+from robustprune.runconfig import RunConfig, explain_config, resolve_config, warmup_key
+from robustprune.seeding import derive_seed
 from robustprune.selection.base import Selection
 from robustprune.signals import Signals
-from robustprune.train.engine import ProgressInfo, derive_seed
+from robustprune.train.engine import ProgressInfo
 
-__all__ = [
-    "Protocol", "PROTOCOLS", "protocol_for", "RunConfig", "RunResult", "resolve_config", "run",
-    "load_indices", "default_run_name", "ARTIFACTS", "make_signals", "warmup_key", "WARMUP_FIELDS",
-]  # fmt: skip
+__all__ = ["RunResult", "run", "make_signals", "load_indices", "ARTIFACTS"]
 
 #: Files a run directory may hold (``force`` removes exactly these).
 ARTIFACTS = ("config.json", "signals.npz", "selection.npz", "selection.npz.json", "metrics.json", "run.log",

@@ -19,11 +19,11 @@ from robustprune._device import resolve_device
 
 __all__ = [
     "Protocol", "PROTOCOLS", "protocol_for", "RunConfig", "resolve_config", "default_run_name",
-    "warmup_key", "WARMUP_FIELDS", "explain_config",
+    "warmup_key", "WARMUP_FIELDS", "RUNTIME_FIELDS", "explain_config",
 ]  # fmt: skip
 
 #: RunConfig fields that do not change the result (excluded when a resumed run is compared).
-_RUNTIME = frozenset({"out", "force", "resume", "device", "eval_batch_size"})
+RUNTIME_FIELDS = frozenset({"out", "force", "resume", "device", "eval_batch_size"})
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class RunConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """The fields that change the result, JSON-normalised (compared when a run is resumed)."""
-        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in _RUNTIME}))
+        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in RUNTIME_FIELDS}))
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))

@@ -21,10 +21,10 @@ from robustprune.bench import (
     run_bench,
     write_report,
 )
-from robustprune.bench.grid import _Where
 from robustprune.bench.report import render_table
 from robustprune.cli import app
-from robustprune.pipeline import RunConfig, make_signals, run
+from robustprune.pipeline import make_signals, run
+from robustprune.runconfig import RunConfig
 
 TINY_RUN = {"subset": 200, "test_subset": 200, "warmup_epochs": 1, "epochs": 2}
 
@@ -95,7 +95,7 @@ def test_toml_config_expands_to_groups_and_cells(tmp_path):
     assert all(c.config.learner_params["lr_u"] == 1.0 for c in sop)
     assert all(c.config.epochs == 3 and c.config.subset == 300 for c in cells)
     # all cells of a group share its warm-up
-    from robustprune.pipeline import warmup_key
+    from robustprune.runconfig import warmup_key
 
     for c in cells:
         assert warmup_key(c.config) == warmup_key(c.group.config)
@@ -149,7 +149,7 @@ def test_config_file_level_errors(tmp_path):
 def test_command_line_grid_errors_have_no_file():
     with pytest.raises(ConfigError, match="^unknown method 'nope'"):
         build_spec({"datasets": ["digits"], "noises": ["sym:0.2"], "learners": ["ce"], "methods": ["nope"],
-                    "fractions": [0.5]}, _Where(None))  # fmt: skip
+                    "fractions": [0.5]})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ aggregation

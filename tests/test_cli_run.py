@@ -10,7 +10,7 @@ from robustprune import Selection, Signals
 from robustprune.cli import app
 from robustprune.cli import run as cli_run
 from robustprune.cli.run import _default_out
-from robustprune.pipeline import RunConfig
+from robustprune.runconfig import RunConfig
 from robustprune.train import DivergenceError
 
 TINY = ["--subset", "300", "--warmup-epochs", "2", "--epochs", "3"]

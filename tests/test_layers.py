@@ -119,3 +119,15 @@ def test_resolve_device_is_one_rule():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("robustprune"):
+                for alias in node.names:
+                    private = alias.name.startswith("_") and not alias.name.startswith("__")
+                    if private and f"{node.module}.{alias.name}" not in MODULES:  # a private module is fine
+                        offenders.append(f"{name}: from {node.module} import {alias.name}")
+    assert offenders == []

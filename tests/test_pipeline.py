@@ -12,8 +12,8 @@ import torch
 import robustprune as rp
 from robustprune import evaluate as ev
 from robustprune.data import FASHION_MNIST_SYSTEM_DIR
-from robustprune.pipeline import PROTOCOLS, RunConfig, load_indices, resolve_config, run
-from robustprune.runconfig import protocol_for
+from robustprune.pipeline import load_indices, run
+from robustprune.runconfig import PROTOCOLS, RunConfig, protocol_for, resolve_config
 
 TINY = dict(subset=300, warmup_epochs=2, epochs=3)
 METRIC_KEYS = {

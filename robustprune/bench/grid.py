@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from robustprune.pipeline import RunConfig, resolve_config, warmup_key
+from robustprune.runconfig import RunConfig, resolve_config, warmup_key
 
 __all__ = ["ConfigError", "MethodSpec", "BenchSpec", "Group", "Cell", "load_config", "expand", "RUN_OPTIONS"]
 
@@ -356,11 +356,6 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def with_run(spec: BenchSpec, **run: Any) -> BenchSpec:
-    """The spec with more ``[run]`` options."""
-    return replace(spec, run={**spec.run, **run})
 
 
 def _check_fields() -> None:  # keep RUN_OPTIONS in step with RunConfig

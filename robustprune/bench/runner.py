@@ -27,7 +27,7 @@ from typing import Any
 from robustprune._io import write_json
 from robustprune._version import __version__
 from robustprune.bench.grid import BenchSpec, Cell, Group, expand
-from robustprune.pipeline import RunConfig
+from robustprune.runconfig import RunConfig
 
 __all__ = ["BenchEvent", "BenchResult", "run_bench", "cell_dir", "warmup_dir", "environment"]
 
@@ -134,8 +134,7 @@ def _do_cell(cfg: dict[str, Any], progress: Callable | None = None) -> float:
 
 def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
     """Refuse a sweep directory whose existing cells / warm-ups were run with other settings."""
-    from robustprune.pipeline import _RUNTIME
-    from robustprune.runconfig import WARMUP_FIELDS
+    from robustprune.runconfig import RUNTIME_FIELDS, WARMUP_FIELDS
 
     def differs(path: Path, config: RunConfig, keys: tuple[str, ...] | None = None) -> list[str]:
         if not path.exists():
@@ -145,7 +144,7 @@ def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
         except (OSError, json.JSONDecodeError):
             return []  # an unreadable config is redone by the run itself
         new = config.to_dict()
-        compared = keys if keys is not None else [k for k in new if k not in _RUNTIME and k != "signals"]
+        compared = keys if keys is not None else [k for k in new if k not in RUNTIME_FIELDS and k != "signals"]
         return sorted(k for k in compared if old.get(k) != new[k])
 
     for g in groups:

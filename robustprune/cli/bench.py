@@ -199,7 +199,7 @@ def bench_command(
     a rerun skips finished work. Writes DIR/report.md, results.csv, results.json and PNG figures.
     """
     from robustprune.bench import build_spec, load_config, run_bench, write_report
-    from robustprune.bench.grid import _Where, merge
+    from robustprune.bench.grid import merge
 
     if out is None and not dry_run:
         fail("--out DIR is required (the sweep directory)")
@@ -232,7 +232,7 @@ def bench_command(
             ):
                 if overrides[key] is None:
                     overrides[key] = [value]  # fmt: skip
-            spec = build_spec(merge({}, overrides), _Where(None))
+            spec = build_spec(merge({}, overrides))
         if dry_run:
             _print_dry_run(spec)
             return

@@ -24,8 +24,8 @@ from robustprune.cli._common import (
 )
 from robustprune.cli.select import parse_params, parse_value
 from robustprune.data import dataset_names_help
-from robustprune.pipeline import ARTIFACTS, RunConfig, RunResult, default_run_name, resolve_config, run
-from robustprune.runconfig import explain_config, protocol_for
+from robustprune.pipeline import ARTIFACTS, RunResult, run
+from robustprune.runconfig import RunConfig, default_run_name, explain_config, protocol_for, resolve_config
 from robustprune.train.engine import DivergenceError, ProgressInfo
 
 _LABELS = {

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import torch
 
-from robustprune.train.autoaugment import AUTOAUGMENT_CIFAR10_POLICY, OPS, _encode_policy, auto_augment, rand_augment
+from robustprune.train.autoaugment import AUTOAUGMENT_CIFAR10_POLICY, OPS, auto_augment, encode_policy, rand_augment
 from robustprune.train.imageops import (
-    _check_images,
     center_crop,
+    check_images,
     cutout,
     make_generator,
     normalize,
@@ -107,7 +107,7 @@ class _Transform:
         return self._generators[device]
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        _check_images(x)
+        check_images(x)
         return self._run(x, generator if generator is not None else self.generator(x.device))
 
     def _run(self, x, gen):  # pragma: no cover - abstract
@@ -155,7 +155,7 @@ class StrongAugment(_Transform):
         seed=0,
     ):
         super().__init__(mean, std, image_size=image_size, seed=seed)
-        _encode_policy(policy)  # validate early
+        encode_policy(policy)  # validate early
         self.padding = padding
         self.cutout_size = cutout_size
         self.policy = policy

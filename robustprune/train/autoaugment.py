@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from robustprune.train.imageops import _cached, _check_images, _rand, _randint, _restore_dtype, to_float
+from robustprune.train.imageops import cached, check_images, rand_int, rand_uniform, restore_dtype, to_float
 
 __all__ = ["OPS", "AUTOAUGMENT_CIFAR10_POLICY", "auto_augment", "rand_augment"]
 
@@ -249,9 +249,9 @@ _FORCE_MASKED = False
 
 
 def _signed_values(op, bins, gen, device) -> torch.Tensor:
-    table = _cached(("magnitudes",), device, lambda: _MAG_TABLE)
-    signed = _cached(("signed",), device, lambda: _SIGNED_MASK)
-    sign = torch.where(_rand(gen, tuple(op.shape), device) < 0.5, -1.0, 1.0)
+    table = cached(("magnitudes",), device, lambda: _MAG_TABLE)
+    signed = cached(("signed",), device, lambda: _SIGNED_MASK)
+    sign = torch.where(rand_uniform(gen, tuple(op.shape), device) < 0.5, -1.0, 1.0)
     return table[op, bins] * torch.where(signed[op], sign, torch.ones_like(sign))
 
 
@@ -263,7 +263,7 @@ def _freeze_policy(policy) -> tuple:
         raise ValueError(msg) from None
 
 
-def _encode_policy(policy) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def encode_policy(policy) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if not policy:
         raise ValueError("policy must list at least one sub-policy")
     width = max(len(sub) for sub in policy)
@@ -306,22 +306,22 @@ def auto_augment(
     -------
     Tensor of the input's shape and dtype.
     """
-    _check_images(x)
+    check_images(x)
     key = _freeze_policy(policy)
-    ops_cpu, probs_cpu, bins_cpu = _encode_policy(key)  # validates; tiny
+    ops_cpu, probs_cpu, bins_cpu = encode_policy(key)  # validates; tiny
     used = frozenset(ops_cpu.flatten().tolist())
     dev = x.device
     y = to_float(x)
     b = y.shape[0]
-    sub = _randint(gen, len(ops_cpu), (b,), dev)
-    ops = _cached(("policy_ops", key), dev, lambda: ops_cpu)[sub]  # (B, steps)
-    probs = _cached(("policy_probs", key), dev, lambda: probs_cpu)[sub]
-    bins = _cached(("policy_bins", key), dev, lambda: bins_cpu)[sub]
-    apply = _rand(gen, tuple(ops.shape), dev) < probs
+    sub = rand_int(gen, len(ops_cpu), (b,), dev)
+    ops = cached(("policy_ops", key), dev, lambda: ops_cpu)[sub]  # (B, steps)
+    probs = cached(("policy_probs", key), dev, lambda: probs_cpu)[sub]
+    bins = cached(("policy_bins", key), dev, lambda: bins_cpu)[sub]
+    apply = rand_uniform(gen, tuple(ops.shape), dev) < probs
     values = _signed_values(ops, bins, gen, dev)
     for s in range(ops.shape[1]):
         y = _apply_step(y, ops[:, s], values[:, s], apply[:, s], used, fill, interpolation)
-    return _restore_dtype(y, x.dtype)
+    return restore_dtype(y, x.dtype)
 
 
 def rand_augment(
@@ -335,7 +335,7 @@ def rand_augment(
     interpolation: str = "bilinear",
 ) -> torch.Tensor:
     """RandAugment (Cubuk et al. 2020): ``num_ops`` uniformly drawn ops per image at one magnitude (0..9)."""
-    _check_images(x)
+    check_images(x)
     if not 0 <= int(magnitude) <= 9 or int(num_ops) < 0:
         raise ValueError(f"need magnitude in 0..9 and num_ops >= 0, got {magnitude!r}, {num_ops!r}")
     unknown = [o for o in ops if o not in _OP_ID]
@@ -345,11 +345,11 @@ def rand_augment(
     y = to_float(x)
     b = y.shape[0]
     id_list = tuple(_OP_ID[o] for o in ops)
-    ids = _cached(("op_ids", id_list), dev, lambda: torch.tensor(id_list))
-    op = ids[_randint(gen, len(ids), (b, int(num_ops)), dev)]
+    ids = cached(("op_ids", id_list), dev, lambda: torch.tensor(id_list))
+    op = ids[rand_int(gen, len(ids), (b, int(num_ops)), dev)]
     values = _signed_values(op, torch.full_like(op, int(magnitude)), gen, dev)
     apply = torch.ones_like(op, dtype=torch.bool)
     used = frozenset(_OP_ID[o] for o in ops)
     for s in range(int(num_ops)):
         y = _apply_step(y, op[:, s], values[:, s], apply[:, s], used, fill, interpolation)
-    return _restore_dtype(y, x.dtype)
+    return restore_dtype(y, x.dtype)

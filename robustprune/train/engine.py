@@ -38,7 +38,7 @@ from robustprune.seeding import derive_seed
 
 __all__ = [
     "TrainConfig", "TrainData", "FeatureTransform", "Callback", "RunInfo", "ProgressInfo", "EpochContext",
-    "TrainResult", "DivergenceError", "index_batches", "derive_seed", "predict",
+    "TrainResult", "DivergenceError", "index_batches", "predict",
     "run_epochs", "save_checkpoint", "load_checkpoint",
 ]  # fmt: skip
 
@@ -385,12 +385,12 @@ def predict(
     ``x`` is normalised already unless ``transform`` (e.g. ``TrainData.clean``) is given. Runs in eval mode
     without gradients (the model's mode is restored), under bf16 autocast on CUDA unless ``amp=False``.
     """
-    logits, feats = _eval_outputs(model, x, batch_size, transform, amp, features=True, to_cpu=True)
+    logits, feats = eval_outputs(model, x, batch_size, transform, amp, features=True, to_cpu=True)
     return torch.softmax(logits, 1), feats
 
 
 @torch.no_grad()
-def _eval_outputs(model, x, batch_size, transform, amp, *, features: bool, to_cpu: bool):
+def eval_outputs(model, x, batch_size, transform, amp, *, features: bool, to_cpu: bool):
     """Logits (and features) of ``x`` in eval mode, batch by batch; on the CPU or the model's device."""
     device = next(model.parameters()).device
     cuda = device.type == "cuda"

@@ -24,7 +24,7 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
-def _check_images(x: torch.Tensor, name: str = "x") -> None:
+def check_images(x: torch.Tensor, name: str = "x") -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} must be a (B, C, H, W) tensor, got {shape}")
@@ -35,7 +35,7 @@ def _check_images(x: torch.Tensor, name: str = "x") -> None:
 _DEVICE_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-def _cached(key: tuple, device: torch.device, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+def cached(key: tuple, device: torch.device, make: Callable[[], torch.Tensor]) -> torch.Tensor:
     """A small constant tensor on ``device``, copied there once (a blocking copy would sync the host)."""
     t = _DEVICE_CACHE.get((key, device))
     if t is None:
@@ -45,12 +45,12 @@ def _cached(key: tuple, device: torch.device, make: Callable[[], torch.Tensor]) 
     return t
 
 
-def _rand(gen: torch.Generator | None, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+def rand_uniform(gen: torch.Generator | None, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     src = gen.device if gen is not None else device
     return torch.rand(shape, generator=gen, device=src).to(device, non_blocking=True)
 
 
-def _randint(gen: torch.Generator | None, high: int, shape: tuple[int, ...], device: torch.device):
+def rand_int(gen: torch.Generator | None, high: int, shape: tuple[int, ...], device: torch.device):
     src = gen.device if gen is not None else device
     return torch.randint(0, high, shape, generator=gen, device=src).to(device, non_blocking=True)
 
@@ -64,11 +64,11 @@ def _like_input(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 0..255 -> float32 0..1; floating input -> float32, unchanged in value (may be ``x`` itself)."""
-    _check_images(x)
+    check_images(x)
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
-def _restore_dtype(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def restore_dtype(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if dtype == torch.uint8:
         return y.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
     return y.to(dtype)
@@ -99,7 +99,7 @@ def _channel_vector(v: float | Sequence[float] | torch.Tensor, c: int, name: str
         raise ValueError(f"{name} has {len(values)} values but the images have {c} channels")
     if name == "std" and min(values) <= 0:
         raise ValueError("std must be positive in every channel")
-    return _cached(("channels", values), like.device, lambda: torch.tensor(values).view(1, -1, 1, 1))
+    return cached(("channels", values), like.device, lambda: torch.tensor(values).view(1, -1, 1, 1))
 
 
 # ------------------------------------------------------------------------------------ basic transforms
@@ -107,8 +107,8 @@ def _channel_vector(v: float | Sequence[float] | torch.Tensor, c: int, name: str
 
 def random_flip(x: torch.Tensor, gen: torch.Generator | None, p: float = 0.5) -> torch.Tensor:
     """Flip each image horizontally with probability ``p``. Same dtype and shape."""
-    _check_images(x)
-    flip = _rand(gen, (x.shape[0],), x.device) < p
+    check_images(x)
+    flip = rand_uniform(gen, (x.shape[0],), x.device) < p
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
@@ -142,7 +142,7 @@ def random_crop(
     -------
     Tensor (B, C, *size), same dtype.
     """
-    _check_images(x)
+    check_images(x)
     b, _, h, w = x.shape
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
@@ -154,8 +154,8 @@ def random_crop(
     if oh > h + 2 * padding or ow > w + 2 * padding:
         raise ValueError(f"crop size {oh}x{ow} exceeds the padded image {h + 2 * padding}x{w + 2 * padding}")
     dev = x.device
-    oy = _randint(gen, h + 2 * padding - oh + 1, (b,), dev)
-    ox = _randint(gen, w + 2 * padding - ow + 1, (b,), dev)
+    oy = rand_int(gen, h + 2 * padding - oh + 1, (b,), dev)
+    ox = rand_int(gen, w + 2 * padding - ow + 1, (b,), dev)
     rows = oy[:, None] + torch.arange(oh, device=dev) - padding  # (B, oh), coordinates in the input
     cols = ox[:, None] + torch.arange(ow, device=dev) - padding
     valid = None
@@ -179,7 +179,7 @@ def random_crop(
 
 def center_crop(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     """Cut the central ``size`` crop (deterministic)."""
-    _check_images(x)
+    check_images(x)
     h, w = x.shape[-2:]
     oh, ow = _pair(size, (h, w), "size")
     if oh > h or ow > w:
@@ -201,13 +201,13 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator | None, *, fill: flo
 
     As in DeVries & Taylor (2017); after normalisation the default ``fill=0`` is the channel mean.
     """
-    _check_images(x)
+    check_images(x)
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise ValueError(f"cutout size must be a non-negative integer, got {size!r}")
     b, _, h, w = x.shape
     dev = x.device
-    cy = _randint(gen, h, (b,), dev)
-    cx = _randint(gen, w, (b,), dev)
+    cy = rand_int(gen, h, (b,), dev)
+    cx = rand_int(gen, w, (b,), dev)
     ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
     y0, x0 = (cy - size // 2)[:, None], (cx - size // 2)[:, None]
     in_y = (ar_h >= y0) & (ar_h < y0 + size)

@@ -31,8 +31,8 @@ from robustprune.train.engine import (
     TrainConfig,
     TrainData,
     TrainResult,
-    _eval_outputs,
     derive_seed,
+    eval_outputs,
     predict,
     run_epochs,
 )
@@ -217,7 +217,7 @@ class Learner:
     def eval_logits(self, model: nn.Module, ctx: EpochContext, indices: torch.Tensor) -> torch.Tensor:
         """Logits (n, K) of the clean view of ``indices`` in eval mode, on the device (no host sync)."""
         x = ctx.data.x[indices]
-        out, _ = _eval_outputs(model, x, self.config.eval_batch_size, ctx.data.clean, self.config.amp,
+        out, _ = eval_outputs(model, x, self.config.eval_batch_size, ctx.data.clean, self.config.amp,
                                features=False, to_cpu=False)  # fmt: skip
         return out
 

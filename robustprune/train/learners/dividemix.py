@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustprune.train.engine import EpochContext, _eval_outputs
+from robustprune.train.engine import EpochContext, eval_outputs
 from robustprune.train.learners.base import Learner, one_hot
 
 __all__ = ["DivideMixLearner", "DivideMixOptions", "gmm_clean_prob", "co_divide"]
@@ -228,6 +228,6 @@ class DivideMixLearner(Learner):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax of ``logits1 + logits2`` (argmax = the DivideMix test prediction) and net1's features."""
         bs = batch_size or self.config.eval_batch_size
-        l1, h1 = _eval_outputs(self.models[0], x, bs, transform, self.config.amp, features=True, to_cpu=True)
-        l2, _ = _eval_outputs(self.models[1], x, bs, transform, self.config.amp, features=False, to_cpu=True)
+        l1, h1 = eval_outputs(self.models[0], x, bs, transform, self.config.amp, features=True, to_cpu=True)
+        l2, _ = eval_outputs(self.models[1], x, bs, transform, self.config.amp, features=False, to_cpu=True)
         return torch.softmax(l1 + l2, 1), h1
