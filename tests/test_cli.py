@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 import robustprune
 from robustprune import Selection, Signals
 from robustprune.cli import app
-from robustprune.cli._common import ProgressBar
-from robustprune.cli.select import parse_value
+from robustprune.cli._common import ProgressBar, parse_value
 from robustprune.selection import registry
 
 TEST_METHOD = "_cli_test_method"
@@ -484,3 +483,22 @@ def test_uniform_is_deterministic_under_seed(runner, signals_file, tmp_path):
     a, b, c = (Selection.load(p).indices for p in paths)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_one_key_value_parser_for_every_flag():
+    from robustprune.cli._common import parse_key_values
+
+    assert parse_key_values(["a=1", "b-c=x", "d=true"], "--x", "a=1") == {"a": 1, "b_c": "x", "d": True}
+    assert parse_key_values(["m.k=0.5", "m.j=2", "n.k=none"], "--param", "m.k=1", dotted=True) == {
+        "m": {"k": 0.5, "j": 2},
+        "n": {"k": None},
+    }
+    runner = CliRunner()
+    for args, fragment in (
+        (["run", "--learner-param", "lr_u"], "bad --learner-param 'lr_u': expected key=value"),
+        (["run", "--data-param", "x=1", "--data-param", "x=2"], "--data-param 'x' is given twice"),
+        (["bench", "--out", "unused", "--param", "kind=margin"], "bad --param 'kind=margin': expected name.key=value"),
+        (["bench", "--out", "unused", "--param", "u.k=1", "--param", "u.k=2"], "--param 'u.k' is given twice"),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and fragment in result.stderr, (args, result.stderr)

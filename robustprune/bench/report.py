@@ -151,7 +151,8 @@ def cost_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     }  # fmt: skip
 
 
-def _hms(seconds: float) -> str:
+def format_hms(seconds: float) -> str:
+    """``1h 02m 03s`` / ``2m 03s``."""
     s = int(round(seconds))
     return f"{s // 3600}h {s % 3600 // 60:02d}m {s % 60:02d}s" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
 
@@ -201,14 +202,14 @@ def render_markdown(
         c = cost_summary(records)
         w("\n## Compute cost\n\n")
         w("| part | time |\n|---|---:|\n")
-        w(f"| warm-up + signals ({c['warmups']} shared warm-ups) | {_hms(c['warmup'])} |\n")
-        w(f"| selection ({c['cells']} cells) | {_hms(c['selection'])} |\n")
-        w(f"| training + evaluation ({c['cells']} cells) | {_hms(c['train'])} |\n")
-        w(f"| **total** | **{_hms(c['total'])}** |\n\n")
+        w(f"| warm-up + signals ({c['warmups']} shared warm-ups) | {format_hms(c['warmup'])} |\n")
+        w(f"| selection ({c['cells']} cells) | {format_hms(c['selection'])} |\n")
+        w(f"| training + evaluation ({c['cells']} cells) | {format_hms(c['train'])} |\n")
+        w(f"| **total** | **{format_hms(c['total'])}** |\n\n")
         share = c["saved"] / c["total_per_cell_warmup"] if c["total_per_cell_warmup"] else 0.0
         w(
             f"Re-running the warm-up for every cell, as the released scripts do, would have cost "
-            f"{_hms(c['total_per_cell_warmup'])}; sharing it saved {_hms(c['saved'])} "
+            f"{format_hms(c['total_per_cell_warmup'])}; sharing it saved {format_hms(c['saved'])} "
             f"({100 * share:.0f}% of that).\n"
         )
     blocks = sorted(

@@ -7,6 +7,7 @@ with no traceback unless the global ``--debug`` option was given.
 
 from __future__ import annotations
 
+import keyword
 import os
 import re
 import signal
@@ -35,6 +36,8 @@ __all__ = [
     "Terminated",
     "sigterm_as_interrupt",
     "interrupt_code",
+    "parse_value",
+    "parse_key_values",
 ]
 
 #: Exit code for bad usage or bad input (the shell convention click also uses).
@@ -138,6 +141,53 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def interrupt_code(exc: KeyboardInterrupt) -> int:
     """The shell's exit status for a stop by SIGTERM (143) or SIGINT (130)."""
     return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def parse_value(text: str) -> Any:
+    """A KEY=VALUE value: int, then float, then true/false, then none/null, else the string itself."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_key_values(
+    items: list[str] | None,
+    flag: str,
+    example: str,
+    *,
+    reserved: dict[str, str] | None = None,
+    dotted: bool = False,
+) -> dict[str, Any]:
+    """The one parser of repeated ``KEY=VALUE`` options (``--param``, ``--learner-param``, ``--data-param``).
+
+    Keys are Python identifiers (``-`` read as ``_``); values go through :func:`parse_value`. With ``dotted``
+    each key is ``NAME.KEY`` and the result is ``{NAME: {KEY: value}}`` (bench's per-method options).
+    ``reserved`` maps keys that belong to another flag to the hint naming it. Any malformed item, or a key
+    given twice, is a one-line usage error.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        lhs, sep, value = item.partition("=")
+        name, dot, key = lhs.strip().partition(".") if dotted else ("", "", lhs.strip())
+        key = key.replace("-", "_")
+        if not sep or (dotted and (not dot or not name)) or not key.isidentifier() or keyword.iskeyword(key):
+            form = "name.key=value" if dotted else "key=value"
+            fail(f"bad {flag} {item!r}: expected {form} with a Python identifier as key, e.g. {flag} {example}")
+        if reserved and key in reserved:
+            fail(f"bad {flag} {item!r}: {key!r} is not a method option; {reserved[key]}")
+        target = out.setdefault(name, {}) if dotted else out
+        if key in target:
+            fail(f"{flag} {lhs.strip()!r} is given twice")
+        target[key] = parse_value(value)
+    return out
 
 
 def selection_path(out: Path) -> Path:

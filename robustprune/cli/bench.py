@@ -12,16 +12,17 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from robustprune.bench.report import format_hms
 from robustprune.cli._common import (
     Terminated,
     fail,
     interrupt_code,
+    parse_key_values,
     sigterm_as_interrupt,
     stderr_console,
     stdout_console,
     user_errors,
 )
-from robustprune.cli.select import parse_value
 from robustprune.data import dataset_names_help
 from robustprune.runconfig import RunConfig
 
@@ -38,25 +39,6 @@ def _split(text: str | None, flag: str, kind: type = str) -> list | None:
         return [kind(t) for t in items]
     except ValueError:
         fail(f"{flag} must be a comma-separated list of {'numbers' if kind is float else 'integers'}, got {text!r}")
-
-
-def _method_params(items: list[str] | None) -> dict[str, dict[str, Any]] | None:
-    """``["method.key=value", ...]`` -> {method: {key: value}}."""
-    if not items:
-        return None
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        lhs, sep, value = item.partition("=")
-        name, dot, key = lhs.strip().partition(".")
-        if not sep or not dot or not name or not key.isidentifier():
-            fail(f"bad --param {item!r}: expected METHOD.KEY=VALUE, e.g. --param uncertainty.kind=margin")
-        out.setdefault(name, {})[key.replace("-", "_")] = parse_value(value)
-    return out
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def _eta(seconds: float | None) -> str:
@@ -85,7 +67,7 @@ class _BenchBars:
                 line += f" in {ev.seconds:.1f} s"
             line += f"  [{ev.done}/{ev.total} cells"
             if not self.enabled:  # piped: the bar's elapsed and remaining time go on the line instead
-                line += f", {_hms(time.perf_counter() - self.t0)} elapsed, {_eta(ev.eta)}"
+                line += f", {format_hms(time.perf_counter() - self.t0)} elapsed, {_eta(ev.eta)}"
             line += "]"
             (self.progress.console if self.progress else self.console).print(Text(line), soft_wrap=True)
         if not self.enabled:
@@ -213,7 +195,8 @@ def bench_command(
         "datasets": _split(dataset, "--dataset"), "noises": _split(noise, "--noise"),
         "learners": _split(learners, "--learner"), "methods": _split(methods, "--method"),
         "fractions": _split(fractions, "--fraction", float), "seeds": _split(seeds, "--seed", int),
-        "params": _method_params(param), "run": run_opts or None,
+        "params": parse_key_values(param, "--param", "uncertainty.kind=margin", dotted=True) or None,
+        "run": run_opts or None,
     }  # fmt: skip
     with user_errors():
         if config is not None:

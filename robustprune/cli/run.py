@@ -1,7 +1,6 @@
 """``robustprune run``: noise -> warm-up -> signals -> select -> train on the subset -> evaluate, into a run
 directory (config.json, signals.npz, selection.npz, metrics.json, run.log)."""
 
-import keyword
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -17,12 +16,13 @@ from robustprune.cli._common import (
     Terminated,
     fail,
     interrupt_code,
+    parse_key_values,
     sigterm_as_interrupt,
     stderr_console,
     stdout_console,
     user_errors,
 )
-from robustprune.cli.select import parse_params, parse_value
+from robustprune.cli.select import parse_params
 from robustprune.data import dataset_names_help
 from robustprune.pipeline import ARTIFACTS, RunResult, run
 from robustprune.runconfig import RunConfig, default_run_name, explain_config, protocol_for, resolve_config
@@ -36,20 +36,6 @@ _LABELS = {
     "train": "training",
     "evaluate": "evaluation",
 }
-
-
-def _options(items: list[str] | None, flag: str, example: str) -> dict[str, Any]:
-    """``["k=v", ...]`` of ``flag`` as a dict of parsed values; a malformed item is a usage error."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier() or keyword.iskeyword(key):
-            fail(f"bad {flag} {item!r}: expected key=value, e.g. {flag} {example}")
-        if key in out:
-            fail(f"{flag} {key!r} is given twice")
-        out[key] = parse_value(value)
-    return out
 
 
 class _Bars:
@@ -324,8 +310,8 @@ def run_command(
     if selection is not None and fraction is not None:
         fail("give --fraction or --selection, not both (a selection file fixes the subset)")
     params = parse_params(param)
-    lparams = _options(learner_param, "--learner-param", "lr_u=1")
-    dparams = _options(data_param, "--data-param", "cifar_n=CIFAR-10_human.pt")
+    lparams = parse_key_values(learner_param, "--learner-param", "lr_u=1")
+    dparams = parse_key_values(data_param, "--data-param", "cifar_n=CIFAR-10_human.pt")
     with user_errors():
         cfg = RunConfig(
             dataset=dataset, data_dir=None if data_dir is None else str(data_dir), dataset_params=dparams,

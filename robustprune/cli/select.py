@@ -1,6 +1,5 @@
 """``robustprune select``: choose a subset from a signals file (or a bundled example) and save it."""
 
-import keyword
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from rich.text import Text
 from robustprune.cli._common import (
     ProgressBar,
     fail,
+    parse_key_values,
     refuse_overwrite,
     selection_path,
     stdout_console,
@@ -37,35 +37,9 @@ _RESERVED = {
 _DEFAULT_NOISE_RATE = 0.4
 
 
-def parse_value(text: str) -> Any:
-    """Parse a --param value: int, then float, then true/false, then none/null, else the string itself."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """Turn ``["k=v", ...]`` into a dict of parsed values; a malformed item is a usage error."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier() or keyword.iskeyword(key):
-            fail(f"bad --param {item!r}: expected key=value with a Python identifier as key, e.g. --param k=10")
-        if key in _RESERVED:
-            fail(f"bad --param {item!r}: {key!r} is not a method option; {_RESERVED[key]}")
-        if key in out:
-            fail(f"--param {key!r} is given twice")
-        out[key] = parse_value(value)
-    return out
+    """``--param`` items (``["k=v", ...]``) as a dict of parsed values; a malformed item is a usage error."""
+    return parse_key_values(items, "--param", "k=10", reserved=_RESERVED)
 
 
 def _load_signals(signals: Path | None, example: str | None, noise_rate: float | None) -> Signals:
