@@ -34,7 +34,6 @@ training split (after ``subset``) minus the validation examples when ``val_fract
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -46,19 +45,23 @@ import numpy as np
 import torch
 
 import robustprune.evaluate as ev
-from robustprune._io import file_digest, write_json
+from robustprune._io import write_json
 from robustprune._version import __version__
 from robustprune.runconfig import RunConfig, explain_config, resolve_config, warmup_key
+from robustprune.rundir import (
+    RunLog,
+    check_run_dir,
+    check_same_run,
+    input_digests,
+    open_run_dir,
+    unlink_if_exists,
+)
 from robustprune.seeding import derive_seed
 from robustprune.selection.base import Selection
 from robustprune.signals import Signals
 from robustprune.train.engine import ProgressInfo
 
-__all__ = ["RunResult", "run", "make_signals", "load_indices", "ARTIFACTS"]
-
-#: Files a run directory may hold (``force`` removes exactly these).
-ARTIFACTS = ("config.json", "signals.npz", "selection.npz", "selection.npz.json", "metrics.json", "run.log",
-             "warmup.ckpt", "train.ckpt")  # fmt: skip
+__all__ = ["RunResult", "run", "make_signals", "load_indices"]
 
 
 @dataclass
@@ -124,122 +127,6 @@ def load_indices(path: str | Path, n: int) -> tuple[np.ndarray, str]:
     return a, method
 
 
-class _Log:
-    """Appends lines to ``run.log`` and forwards progress events to the caller's callback."""
-
-    def __init__(self, path: Path | None, progress: Callable[[ProgressInfo], None] | None) -> None:
-        self._fh = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
-        self._progress = progress
-
-    def write(self, message: str) -> None:
-        if self._fh is not None:
-            self._fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-            self._fh.flush()
-
-    def progress(self, info: ProgressInfo) -> None:
-        if info.logs is not None and "stage_done" not in info.logs:
-            items = " ".join(f"{k} {v:.4g}" for k, v in info.logs.items()
-                             if k not in ("epoch", "steps") and isinstance(v, float))  # fmt: skip
-            self.write(f"{info.stage} epoch {info.epoch + 1}/{info.epochs} {items}")
-        if self._progress is not None:
-            self._progress(info)
-
-    def stage(self, name: str, seconds: float, *, reused: bool = False, note: str = "") -> None:
-        self.write(f"{name} {'reused' if reused else 'done'} in {seconds:.2f} s{' ' + note if note else ''}")
-        if self._progress is not None:
-            logs = {"stage_done": True, "seconds": seconds, "reused": reused, "note": note}
-            self._progress(ProgressInfo(name, 0, 1, 1, 1, logs))
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-
-
-def _check_dir(out: Path, c: RunConfig, done: str = "metrics.json") -> bool:
-    """Check the run directory (nothing is changed yet); True when an earlier run there is to be resumed.
-    ``done`` is the file whose presence marks the run as finished."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out {out} is a file; give a directory for the run")
-    present = [out / a for a in ARTIFACTS if (out / a).exists()]
-    if not present or c.force:
-        return False
-    if not c.resume:
-        state = "a finished" if (out / done).exists() else "an unfinished"
-        hint = "" if state == "a finished" else "pass --resume (resume=True) to continue it, or "
-        raise ValueError(f"{out} holds {state} run; {hint}pass --force (force=True) to redo it, or choose another out")
-    if not (out / "config.json").exists():
-        raise ValueError(f"{out} holds run files but no config.json; pass --force (force=True) to start over")
-    return True
-
-
-def _open_dir(out: Path, c: RunConfig, resuming: bool) -> None:
-    """Create the run directory; with ``force`` (and not resuming) remove an earlier run's files."""
-    out.mkdir(parents=True, exist_ok=True)
-    if c.force and not resuming:
-        for a in ARTIFACTS:
-            _unlink(out / a)
-
-
-def _check_same_run(out: Path, c: RunConfig) -> None:
-    """Refuse to resume a run directory whose stored config differs from ``c`` (runtime fields aside).
-
-    Input files (``signals``, ``selection``) are compared by content where the stored config recorded a
-    digest, so a run (or a whole sweep) that was moved to another directory still resumes.
-    """
-    stored = json.loads((out / "config.json").read_text())
-    old = RunConfig.from_dict(stored).fingerprint()
-    new = c.fingerprint()
-    digests = stored.get("inputs_sha256") or {}
-    for key in _INPUT_FILES:
-        path = new.get(key)
-        if key in digests and path is not None and digests[key] == _file_digest(path):
-            old.pop(key, None)
-            new.pop(key, None)
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if diff:
-        raise ValueError(
-            f"cannot resume {out}: its run differs in {', '.join(diff)}; pass --force to redo it or choose another out"
-        )
-
-
-#: RunConfig fields naming input files; config.json records their SHA-256 under ``inputs_sha256``.
-_INPUT_FILES = ("signals", "selection")
-
-
-def _file_digest(path: str | Path) -> str | None:
-    """SHA-256 of a file's bytes, or None when it cannot be read.
-
-    Cached per process by (path, size, modification time): the cells of a sweep share one signals file.
-    """
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        try:
-            digest = file_digest(path)
-        except OSError:
-            return None
-        if len(_DIGESTS) > 64:
-            _DIGESTS.clear()
-        _DIGESTS[key] = digest
-    return _DIGESTS[key]
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def _input_digests(c: RunConfig) -> dict[str, str]:
-    found = {k: _file_digest(getattr(c, k)) for k in _INPUT_FILES if getattr(c, k) is not None}
-    return {k: v for k, v in found.items() if v is not None}
-
-
-def _unlink(path: Path | None) -> None:
-    if path is not None and path.exists():
-        path.unlink()
-
-
 # ---------------------------------------------------------------------------------------------- run
 
 
@@ -257,7 +144,7 @@ class _Run:
     train_config: Any
     out: Path | None
     resuming: bool
-    log: _Log
+    log: RunLog
     times: dict[str, float] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
 
@@ -330,7 +217,7 @@ def _signals(r: _Run) -> Signals:
         r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
         r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
         r.reused.append("signals")
-        _unlink(r.path("warmup.ckpt"))  # left over when a run stopped right after writing the signals
+        unlink_if_exists(r.path("warmup.ckpt"))  # left over when a run stopped right after writing the signals
         r.log.stage("warmup", r.times["warmup"], reused=True)
         r.log.stage("signals", r.times["signals"], reused=True)
         return sig
@@ -381,7 +268,7 @@ def _signals(r: _Run) -> Signals:
     sig = Signals(labels=r.noisy, probs=probs.numpy(), features=feats.numpy(), true_labels=r.true, meta=meta, **dyn)
     if path is not None:
         sig.save(path)
-        _unlink(r.path("warmup.ckpt"))
+        unlink_if_exists(r.path("warmup.ckpt"))
     r.log.stage("signals", r.times["signals"], note=f"warm-up test accuracy {warm_acc:.4f}")
     return sig
 
@@ -542,18 +429,18 @@ def _prepare(config: RunConfig, done: str) -> _Setup:
     signals file; nothing is written here, so bad input leaves an existing directory untouched."""
     resolve_config(config)  # names and options fail here, before any data is read
     out = Path(config.out).expanduser() if config.out is not None else None
-    resuming = _check_dir(out, config, done) if out is not None else False
+    resuming = check_run_dir(out, config, done) if out is not None else False
     t0 = time.perf_counter()
     ds, noisy, rec, x_val, y_val = _load(resolve_config(config))
     c = resolve_config(config, tabular=not ds.is_image)  # the default model depends on the data
     given = load_indices(c.selection, int(ds.num_train)) if c.selection is not None else None
     given_signals = _given_signals(c.signals, noisy) if c.signals is not None else None
     if resuming:
-        _check_same_run(out, c)
+        check_same_run(out, c)
         if (out / done).exists():
             return _Setup(c, out, True, True, t0)
     if out is not None:
-        _open_dir(out, c, resuming)
+        open_run_dir(out, c, resuming)
     resolved = explain_config(config, tabular=not ds.is_image)
     return _Setup(c, out, resuming, False, t0, ds, noisy, rec, x_val, y_val, given, given_signals, resolved)
 
@@ -570,16 +457,16 @@ def _given_signals(path: str, noisy: np.ndarray) -> Signals:
     return sig
 
 
-def _start(s: _Setup, progress: Callable[[ProgressInfo], None] | None) -> tuple[_Run, _Log]:
+def _start(s: _Setup, progress: Callable[[ProgressInfo], None] | None) -> tuple[_Run, RunLog]:
     from robustprune.train import TrainConfig, TrainData
 
     c, out, ds = s.c, s.out, s.ds
-    log = _Log(out / "run.log" if out is not None else None, progress)
+    log = RunLog(out / "run.log" if out is not None else None, progress)
     log.write(f"{'resume' if s.resuming else 'start'} robustprune {__version__}")
     if out is not None:
         meta = {
             "robustprune_version": __version__,
-            "inputs_sha256": _input_digests(c),
+            "inputs_sha256": input_digests(c),
             # every value the run uses, method and learner options included, with where it came from
             "resolved": {key: {"value": value, "from": origin} for key, value, origin in s.resolved},
         }
@@ -639,7 +526,7 @@ def run(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = 
         metrics["reused"] = list(r.reused)
         if out is not None:
             write_json(out / "metrics.json", metrics)
-            _unlink(r.path("train.ckpt"))
+            unlink_if_exists(r.path("train.ckpt"))
         return RunResult(c, metrics, sel, sig, out, tuple(r.reused))
     except BaseException as exc:
         log.write(f"stopped: {type(exc).__name__}: {' '.join(str(exc).split())}")

@@ -24,8 +24,9 @@ from robustprune.cli._common import (
 )
 from robustprune.cli.select import parse_params
 from robustprune.data import dataset_names_help
-from robustprune.pipeline import ARTIFACTS, RunResult, run
+from robustprune.pipeline import RunResult, run
 from robustprune.runconfig import RunConfig, default_run_name, explain_config, protocol_for, resolve_config
+from robustprune.rundir import ARTIFACTS
 from robustprune.train.engine import DivergenceError, ProgressInfo
 
 _LABELS = {

@@ -1,0 +1,144 @@
+"""Run directories: what a run writes, the checks before it writes, resume, input digests and the run log.
+
+A run directory holds :data:`ARTIFACTS`. :func:`check_run_dir` decides, before anything is written, whether an
+earlier run there is refused, redone (``force``) or resumed (``resume``); :func:`check_same_run` refuses to
+resume a directory whose stored config differs (input files compared by content through
+:func:`cached_file_digest`); :class:`RunLog` appends to ``run.log`` and forwards progress events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from robustprune._io import file_digest
+from robustprune.runconfig import RunConfig
+from robustprune.train.engine import ProgressInfo
+
+__all__ = [
+    "ARTIFACTS", "INPUT_FILES", "RunLog", "check_run_dir", "open_run_dir", "check_same_run",
+    "cached_file_digest", "input_digests", "unlink_if_exists",
+]  # fmt: skip
+
+#: Files a run directory may hold (``force`` removes exactly these).
+ARTIFACTS = ("config.json", "signals.npz", "selection.npz", "selection.npz.json", "metrics.json", "run.log",
+             "warmup.ckpt", "train.ckpt")  # fmt: skip
+
+
+class RunLog:
+    """Appends lines to ``run.log`` and forwards progress events to the caller's callback."""
+
+    def __init__(self, path: Path | None, progress: Callable[[ProgressInfo], None] | None) -> None:
+        self._fh = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
+        self._progress = progress
+
+    def write(self, message: str) -> None:
+        if self._fh is not None:
+            self._fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+            self._fh.flush()
+
+    def progress(self, info: ProgressInfo) -> None:
+        if info.logs is not None and "stage_done" not in info.logs:
+            items = " ".join(f"{k} {v:.4g}" for k, v in info.logs.items()
+                             if k not in ("epoch", "steps") and isinstance(v, float))  # fmt: skip
+            self.write(f"{info.stage} epoch {info.epoch + 1}/{info.epochs} {items}")
+        if self._progress is not None:
+            self._progress(info)
+
+    def stage(self, name: str, seconds: float, *, reused: bool = False, note: str = "") -> None:
+        self.write(f"{name} {'reused' if reused else 'done'} in {seconds:.2f} s{' ' + note if note else ''}")
+        if self._progress is not None:
+            logs = {"stage_done": True, "seconds": seconds, "reused": reused, "note": note}
+            self._progress(ProgressInfo(name, 0, 1, 1, 1, logs))
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def check_run_dir(out: Path, c: RunConfig, done: str = "metrics.json") -> bool:
+    """Check the run directory (nothing is changed yet); True when an earlier run there is to be resumed.
+    ``done`` is the file whose presence marks the run as finished."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {out} is a file; give a directory for the run")
+    present = [out / a for a in ARTIFACTS if (out / a).exists()]
+    if not present or c.force:
+        return False
+    if not c.resume:
+        state = "a finished" if (out / done).exists() else "an unfinished"
+        hint = "" if state == "a finished" else "pass --resume (resume=True) to continue it, or "
+        raise ValueError(f"{out} holds {state} run; {hint}pass --force (force=True) to redo it, or choose another out")
+    if not (out / "config.json").exists():
+        raise ValueError(f"{out} holds run files but no config.json; pass --force (force=True) to start over")
+    return True
+
+
+def open_run_dir(out: Path, c: RunConfig, resuming: bool) -> None:
+    """Create the run directory; with ``force`` (and not resuming) remove an earlier run's files."""
+    out.mkdir(parents=True, exist_ok=True)
+    if c.force and not resuming:
+        for a in ARTIFACTS:
+            unlink_if_exists(out / a)
+
+
+def check_same_run(out: Path, c: RunConfig) -> None:
+    """Refuse to resume a run directory whose stored config differs from ``c`` (runtime fields aside).
+
+    Input files (``signals``, ``selection``) are compared by content where the stored config recorded a
+    digest, so a run (or a whole sweep) that was moved to another directory still resumes.
+    """
+    stored = json.loads((out / "config.json").read_text())
+    old = RunConfig.from_dict(stored).fingerprint()
+    new = c.fingerprint()
+    digests = stored.get("inputs_sha256") or {}
+    for key in INPUT_FILES:
+        path = new.get(key)
+        if key in digests and path is not None and digests[key] == cached_file_digest(path):
+            old.pop(key, None)
+            new.pop(key, None)
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        raise ValueError(
+            f"cannot resume {out}: its run differs in {', '.join(diff)}; pass --force to redo it or choose another out"
+        )
+
+
+#: RunConfig fields naming input files; config.json records their SHA-256 under ``inputs_sha256``.
+INPUT_FILES = ("signals", "selection")
+
+
+def cached_file_digest(path: str | Path) -> str | None:
+    """SHA-256 of a file's bytes, or None when it cannot be read.
+
+    Cached per process by (path, size, modification time): the cells of a sweep share one signals file.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        try:
+            digest = file_digest(path)
+        except OSError:
+            return None
+        if len(_DIGESTS) > 64:
+            _DIGESTS.clear()
+        _DIGESTS[key] = digest
+    return _DIGESTS[key]
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def input_digests(c: RunConfig) -> dict[str, str]:
+    found = {k: cached_file_digest(getattr(c, k)) for k in INPUT_FILES if getattr(c, k) is not None}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def unlink_if_exists(path: Path | None) -> None:
+    if path is not None and path.exists():
+        path.unlink()
