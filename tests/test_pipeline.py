@@ -12,8 +12,9 @@ import torch
 import robustprune as rp
 from robustprune import evaluate as ev
 from robustprune.data import FASHION_MNIST_SYSTEM_DIR
-from robustprune.pipeline import load_indices, run
+from robustprune.pipeline import run
 from robustprune.runconfig import PROTOCOLS, RunConfig, protocol_for, resolve_config
+from robustprune.selection.base import load_indices
 
 TINY = dict(subset=300, warmup_epochs=2, epochs=3)
 METRIC_KEYS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 
 from robustprune._io import atomic_write_bytes
 
-__all__ = ["Selection", "MethodOutput"]
+__all__ = ["Selection", "MethodOutput", "load_indices"]
 
 
 @dataclass(frozen=True)
@@ -155,3 +156,51 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
+
+
+def load_indices(path: str | Path, n: int) -> tuple[np.ndarray, str]:
+    """Indices from a ``select`` output ``.npz``, a ``.npy`` (indices or a boolean mask of length ``n``) or
+    a text file of whitespace/comma-separated integers; checked to be unique and in ``[0, n)``.
+
+    Returns the indices (int64, file order) and the method that chose them ("file" when unknown).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ValueError(f"selection file {p} does not exist")
+    method = "file"
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                if "indices" not in z:
+                    raise ValueError(f"selection file {p} has no 'indices' array (write it with robustprune select)")
+                a = z["indices"]
+                meta = json.loads(bytes(z["meta_json"]).decode()) if "meta_json" in z else {}
+            method = str(meta.get("method", method))
+            if meta.get("n") is not None and int(meta["n"]) != n:
+                raise ValueError(f"selection file {p} was made from {meta['n']} examples but the training set has {n}")
+        elif p.suffix == ".npy":
+            a = np.load(p, allow_pickle=False)
+        else:
+            tokens = [t for t in re.split(r"[,\s]+", p.read_text()) if t]
+            try:
+                a = np.array([int(t) for t in tokens], dtype=np.int64)
+            except ValueError:
+                raise ValueError(f"selection file {p} must hold integer indices, one per line") from None
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read selection file {p}: {exc}") from None
+    a = np.asarray(a)
+    if a.dtype == bool:
+        if a.shape != (n,):
+            raise ValueError(f"boolean mask in {p} has shape {a.shape}, expected ({n},)")
+        a = np.flatnonzero(a)
+    if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"selection file {p} must hold a 1-D array of integer indices, got {a.dtype} {a.shape}")
+    a = a.astype(np.int64)
+    if a.size == 0:
+        raise ValueError(f"selection file {p} holds no indices")
+    if a.min() < 0 or a.max() >= n:
+        bad = int(a[(a < 0) | (a >= n)][0])
+        raise ValueError(f"selection file {p} has index {bad} outside [0, {n}) (the run's training set size)")
+    if np.unique(a).size != a.size:
+        raise ValueError(f"selection file {p} holds duplicate indices")
+    return a, method
