@@ -47,7 +47,7 @@ def test_methods():
 
     yield
     for name in (TEST_METHOD, NEEDS_PROBS):
-        registry._REGISTRY.pop(name, None)
+        registry.unregister(name)
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1] / "robustprune"
 
 #: DESIGN.md: a module imports only from its own floor or below.
 #: cli -> bench -> pipeline/al -> runconfig/rundir -> train, data, signals, selection, noise, evaluate, models
-#: -> _io, _validation, _device, _version, seeding.
+#: -> _io, _validation, _device, _version, _registry, seeding.
 FLOORS = {
-    "_io": 0, "_validation": 0, "_device": 0, "_version": 0, "seeding": 0,
+    "_io": 0, "_validation": 0, "_device": 0, "_version": 0, "_registry": 0, "seeding": 0,
     "selection": 1, "data": 1, "train": 1, "models": 1, "signals": 1, "noise": 1, "evaluate": 1, "examples": 1,
     "runconfig": 2, "rundir": 2,
     "pipeline": 3, "al": 3,
@@ -131,3 +131,30 @@ def test_no_module_imports_another_modules_private_names():
                     if private and f"{node.module}.{alias.name}" not in MODULES:  # a private module is fine
                         offenders.append(f"{name}: from {node.module} import {alias.name}")
     assert offenders == []
+
+
+def test_every_registry_looks_names_up_by_one_rule():
+    from robustprune._registry import Registry
+    from robustprune.data import get_dataset_info
+    from robustprune.models import get_model_info
+    from robustprune.selection.registry import get_method
+    from robustprune.train.learners import get_learner_class
+
+    assert (
+        get_dataset_info(" Fashion_MNIST ").name == "fashion-mnist"
+        and get_dataset_info("FMNIST").name == "fashion-mnist"
+    )
+    assert get_method("PRUNE4REL-AUTO").name == "prune4rel_auto"
+    assert get_model_info("Small-CNN").name == "small_cnn"
+    assert get_learner_class("SOP+").name == "sop" and get_learner_class("divide-mix").name == "dividemix"
+    for lookup, kind in ((get_dataset_info, "dataset"), (get_method, "selection method"), (get_model_info, "model"),
+                         (get_learner_class, "learner")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"^unknown {kind} 'nope'; known "):
+            lookup("nope")
+    reg: Registry[int] = Registry("thing")
+    reg.add("a-b", 1, aliases=("x",))
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.add("A_B", 2)
+    assert reg.get("X") == 1 and reg.aliases("a_b") == ("x",)
+    reg.remove("x")
+    assert "a-b" not in reg and len(reg) == 0

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustprune._registry import Registry
 from robustprune.seeding import stream
 
 __all__ = [
@@ -326,12 +327,7 @@ class DatasetInfo:
         }
 
 
-_REGISTRY: dict[str, DatasetInfo] = {}
-_ALIASES: dict[str, str] = {}
-
-
-def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+_REGISTRY: Registry[DatasetInfo] = Registry("dataset")
 
 
 def register_dataset(
@@ -340,12 +336,8 @@ def register_dataset(
     """Decorator registering ``loader(data_dir=None, **options) -> ArrayDataset`` under ``name``."""
 
     def deco(fn: Callable[..., ArrayDataset]) -> Callable[..., ArrayDataset]:
-        key = _norm(name)
-        if key in _REGISTRY or key in _ALIASES:
-            raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[key] = DatasetInfo(key, fn, description, tuple(aliases))
-        for a in aliases:
-            _ALIASES[_norm(a)] = key
+        key = name.strip().lower().replace("_", "-")  # dataset names are written with hyphens
+        _REGISTRY.add(key, DatasetInfo(key, fn, description, tuple(aliases)), tuple(aliases))
         return fn
 
     return deco
@@ -353,7 +345,7 @@ def register_dataset(
 
 def list_datasets() -> list[str]:
     """Names of every registered dataset, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def dataset_names_help() -> str:
@@ -361,19 +353,14 @@ def dataset_names_help() -> str:
     fashionmnist), ..."``."""
     parts = []
     for name in list_datasets():
-        aliases = _REGISTRY[name].aliases
+        aliases = _REGISTRY.aliases(name)
         parts.append(f"{name} (or {', '.join(aliases)})" if aliases else name)
     return ", ".join(parts)
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` for ``name`` (aliases such as "fmnist" and "cifar-10" are accepted)."""
-    if not isinstance(name, str):
-        raise ValueError(f"dataset name must be a string, got {name!r}")
-    key = _ALIASES.get(_norm(name), _norm(name))
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
-    return _REGISTRY[key]
+    return _REGISTRY.get(name)
 
 
 def load_dataset(

@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from robustprune._registry import Registry
+
 __all__ = ["ModelInfo", "register_model", "build_model", "list_models", "get_model_info"]
 
 
@@ -33,7 +35,7 @@ class ModelInfo:
     description: str
 
 
-_REGISTRY: dict[str, ModelInfo] = {}
+_REGISTRY: Registry[ModelInfo] = Registry("model")
 
 
 def register_model(name: str, *, input_kind: str = "image", description: str = "") -> Callable:
@@ -42,9 +44,7 @@ def register_model(name: str, *, input_kind: str = "image", description: str = "
         raise ValueError(f"input_kind must be 'flat' or 'image', got {input_kind!r}")
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelInfo(name, fn, input_kind, description)
+        _REGISTRY.add(name, ModelInfo(name, fn, input_kind, description))
         return fn
 
     return deco
@@ -52,15 +52,12 @@ def register_model(name: str, *, input_kind: str = "image", description: str = "
 
 def list_models() -> list[str]:
     """Names of every registered architecture, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of ``name``; ValueError listing the known names otherwise."""
-    key = name.lower().replace("-", "_") if isinstance(name, str) else name
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    return _REGISTRY[key]
+    return _REGISTRY.get(name)
 
 
 def _check_positive_int(value: Any, field: str) -> None:

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MethodInfo", "register", "get_method", "list_methods", "SIGNAL_NAMES", "SIGNAL_HELP"]
+from robustprune._registry import Registry
+
+__all__ = ["MethodInfo", "register", "unregister", "get_method", "list_methods", "SIGNAL_NAMES", "SIGNAL_HELP"]
 
 #: Every per-example signal a method may ask for, in the vocabulary of :class:`robustprune.Signals`.
 SIGNAL_NAMES = ("labels", "probs", "features", "correct", "losses", "margins")
@@ -88,7 +90,7 @@ class MethodInfo:
         return arg in inspect.signature(self.func).parameters
 
 
-_REGISTRY: dict[str, MethodInfo] = {}
+_REGISTRY: Registry[MethodInfo] = Registry("selection method", plural="methods")
 
 
 def register(
@@ -114,9 +116,7 @@ def register(
             raise ValueError(f"unknown signal {s!r}; known: {SIGNAL_NAMES}")
 
     def deco(func: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _REGISTRY:
-            raise ValueError(f"selection method {name!r} is registered twice")
-        _REGISTRY[name] = MethodInfo(
+        _REGISTRY.add(name, MethodInfo(
             name=name,
             func=func,
             kind=kind,
@@ -126,24 +126,22 @@ def register(
             balance=balance,
             default_class_balanced=default_class_balanced,
             description=description,
-        )
+        ))  # fmt: skip
         return func
 
     return deco
 
 
-def _normalise(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
+def unregister(name: str) -> None:
+    """Remove a registered method (for tests and plug-ins that replace one); unknown names are ignored."""
+    _REGISTRY.remove(name)
 
 
 def get_method(name: str) -> MethodInfo:
     """Look up a registered method by name (case-insensitive, '-' and '_' alike)."""
-    key = _normalise(name)
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown selection method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[key]
+    return _REGISTRY.get(name)
 
 
 def list_methods() -> list[str]:
     """Names of every registered method, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()

@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from robustprune._registry import Registry
 from robustprune.train.engine import TrainConfig
 from robustprune.train.learners.base import Learner, NoOptions
 from robustprune.train.learners.ce import CELearner
@@ -30,22 +31,20 @@ __all__ = [
     "gmm_clean_prob", "co_divide",
 ]  # fmt: skip
 
-_LEARNERS: dict[str, type[Learner]] = {c.name: c for c in (CELearner, SOPLearner, DivideMixLearner, ELRLearner)}
-_ALIASES = {"sop+": "sop", "standard": "ce", "cross_entropy": "ce", "divide_mix": "dividemix"}
+_LEARNERS: Registry[type[Learner]] = Registry("learner")
+for _cls, _aliases in ((CELearner, ("standard", "cross_entropy")), (SOPLearner, ("sop+",)),
+                       (DivideMixLearner, ("divide_mix",)), (ELRLearner, ())):  # fmt: skip
+    _LEARNERS.add(_cls.name, _cls, _aliases)
 
 
 def list_learners() -> list[str]:
     """Names of the available learners, sorted."""
-    return sorted(_LEARNERS)
+    return _LEARNERS.names()
 
 
 def get_learner_class(name: str) -> type[Learner]:
     """The learner class registered as ``name`` (case-insensitive; "sop+" and "standard" are aliases)."""
-    key = name.lower().replace("-", "_") if isinstance(name, str) else name
-    key = _ALIASES.get(key, key)
-    if key not in _LEARNERS:
-        raise ValueError(f"unknown learner {name!r}; known learners: {', '.join(list_learners())}")
-    return _LEARNERS[key]
+    return _LEARNERS.get(name)
 
 
 def build_learner(
