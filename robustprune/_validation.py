@@ -7,7 +7,6 @@ offending argument and says how to fix it.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,6 @@ __all__ = [
     "check_dynamics",
     "check_finite",
     "check_same_examples",
-    "resolve_budget",
 ]
 
 #: Signals whose examples run along the last axis (one row per warm-up epoch): (E, N).
@@ -167,30 +165,3 @@ def check_dynamics(arr: Any, name: str, n: int | None = None, *, boolean: bool =
         return a
     check_finite(a, name)
     return a.astype(np.float32, copy=False)
-
-
-def resolve_budget(n: int, fraction: float | None = None, budget: int | None = None) -> int:
-    """Turn ``fraction`` (kept share in (0, 1]) or ``budget`` (a count in [1, N]) into a count.
-
-    Exactly one of the two must be given; ``round(fraction * N)`` is used, and at least one example is kept.
-    """
-    if (fraction is None) == (budget is None):
-        raise ValueError("give exactly one of fraction (kept share, 0 < f <= 1) or budget (a count)")
-    if fraction is not None:
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)):
-            raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
-        f = float(fraction)
-        if not math.isfinite(f) or f <= 0 or f > 1:
-            raise ValueError(f"fraction must be in (0, 1] (the share of examples kept), got {fraction}")
-        return max(1, min(n, int(round(f * n))))
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
-        if isinstance(budget, float) and budget.is_integer():
-            budget = int(budget)
-        else:
-            raise ValueError(f"budget must be a whole number of examples, got {budget!r}")
-    b = int(budget)
-    if b < 1:
-        raise ValueError(f"budget must be at least 1, got {b}")
-    if b > n:
-        raise ValueError(f"budget ({b}) exceeds the number of examples ({n}); use at most {n} or fraction=1")
-    return b

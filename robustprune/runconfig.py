@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from robustprune._device import resolve_device
+from robustprune.selection.budget import check_fraction
 
 __all__ = [
     "Protocol", "PROTOCOLS", "protocol_for", "RunConfig", "resolve_config", "default_run_name",
@@ -140,8 +141,8 @@ class RunConfig:
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
                 raise ValueError(f"{name} must be an integer, got {v!r}")
         f = self.fraction
-        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1):
-            raise ValueError(f"fraction must be in (0, 1] (the share of training examples kept), got {f!r}")
+        if f is not None:
+            check_fraction(f)
         if f is None and self.selection is None:
             raise ValueError("fraction is required unless a selection file is given")
         v = self.val_fraction

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from robustprune.runconfig import RunConfig, resolve_config, warmup_key
+from robustprune.selection.budget import check_fraction
 
 __all__ = ["ConfigError", "MethodSpec", "BenchSpec", "Group", "Cell", "load_config", "expand", "RUN_OPTIONS"]
 
@@ -250,8 +251,10 @@ def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
             raise where.error(f"unknown learner '{name}'; known: {known}", "learners", name) from None
     fractions = _as_list(where, "fractions", data.get("fractions"), float)
     for f in fractions:
-        if not 0 < f <= 1:
-            raise where.error(f"fraction {f:g} is outside (0, 1]", "fractions", f)
+        try:
+            check_fraction(f)
+        except ValueError:
+            raise where.error(f"fraction {f:g} is outside (0, 1]", "fractions", f) from None
     seeds = _as_list(where, "seeds", data.get("seeds", [0]), int)
 
     variants = data.get("variants", {}) or {}

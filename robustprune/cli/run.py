@@ -243,7 +243,7 @@ _HELP = {
     "model": "Network: mlp, lenet, small_cnn, preact_resnet18, resnet18/34/50 (default: the dataset's).",
     "method": "Selection method (see: robustprune methods).",
     "param": "Method option KEY=VALUE (repeatable), e.g. tau=0.95; see robustprune methods NAME.",
-    "fraction": "Share of training examples kept, in (0, 1] (default 0.5).",
+    "fraction": f"Share of training examples kept, in (0, 1] (default {RunConfig().fraction}).",
     "class_balanced": "Balance the budget over given labels (default: the method's).",
     "selection": "Train on a subset chosen elsewhere: a select .npz, or .npy/.txt indices into the run's "
     "training set. Skips warm-up and selection.",
@@ -318,7 +318,7 @@ def run_command(
             dataset=dataset, data_dir=None if data_dir is None else str(data_dir), dataset_params=dparams,
             subset=subset,
             test_subset=test_subset, noise=noise, learner=learner, learner_params=lparams, model=model,
-            method=method, params=params, fraction=fraction if fraction is not None or selection else 0.5,
+            method=method, params=params, fraction=fraction if fraction is not None or selection else RunConfig().fraction,
             class_balanced=class_balanced, selection=None if selection is None else str(selection),
             signals=None if signals is None else str(signals),
             warmup_epochs=warmup_epochs, epochs=epochs, batch_size=batch_size, lr=lr,

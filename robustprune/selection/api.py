@@ -14,10 +14,9 @@ from robustprune._validation import (
     check_labels,
     check_probs,
     check_same_examples,
-    resolve_budget,
 )
 from robustprune.selection.base import MethodOutput, Selection
-from robustprune.selection.budget import select_by_scores
+from robustprune.selection.budget import resolve_budget, select_by_scores
 from robustprune.selection.registry import SIGNAL_HELP, MethodInfo, get_method
 
 __all__ = ["select"]

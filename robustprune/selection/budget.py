@@ -6,9 +6,43 @@ says which end is kept. Ties are broken by the lowest index, so results are dete
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["class_quotas", "rank_by_score", "select_by_scores"]
+__all__ = ["check_fraction", "resolve_budget", "class_quotas", "rank_by_score", "select_by_scores"]
+
+
+def check_fraction(fraction: object) -> float:
+    """The kept share as a float in (0, 1]; the one check of a fraction (runs, sweeps and ``select`` use it)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)):
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    f = float(fraction)
+    if not math.isfinite(f) or f <= 0 or f > 1:
+        raise ValueError(f"fraction must be in (0, 1] (the share of examples kept), got {fraction}")
+    return f
+
+
+def resolve_budget(n: int, fraction: float | None = None, budget: int | None = None) -> int:
+    """Turn ``fraction`` (kept share in (0, 1]) or ``budget`` (a count in [1, N]) into a count.
+
+    Exactly one of the two must be given; ``round(fraction * N)`` is used, and at least one example is kept.
+    """
+    if (fraction is None) == (budget is None):
+        raise ValueError("give exactly one of fraction (kept share, 0 < f <= 1) or budget (a count)")
+    if fraction is not None:
+        return max(1, min(n, int(round(check_fraction(fraction) * n))))
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        if isinstance(budget, float) and budget.is_integer():
+            budget = int(budget)
+        else:
+            raise ValueError(f"budget must be a whole number of examples, got {budget!r}")
+    b = int(budget)
+    if b < 1:
+        raise ValueError(f"budget must be at least 1, got {b}")
+    if b > n:
+        raise ValueError(f"budget ({b}) exceeds the number of examples ({n}); use at most {n} or fraction=1")
+    return b
 
 
 def class_quotas(labels: np.ndarray, budget: int, num_classes: int | None = None) -> np.ndarray:
