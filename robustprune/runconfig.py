@@ -254,6 +254,11 @@ def default_run_name(config: RunConfig) -> str:
     """A directory name from the main choices, e.g. ``digits-sym0.4-sop-prune4rel-f0.5-s0``."""
     what = f"sel-{Path(config.selection).stem}" if config.selection else f"{config.method}-f{config.fraction:g}"
     name = f"{config.dataset}-{config.noise}-{config.learner}-{what}-s{config.seed}"
+    return safe_name(name)
+
+
+def safe_name(name: str) -> str:
+    """``name`` as a file-system-safe directory name (``:`` and anything but ``A-Za-z0-9._+-`` dropped)."""
     return re.sub(r"[^A-Za-z0-9._+-]", "", name.replace(":", ""))
 
 

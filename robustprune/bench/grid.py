@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from robustprune.runconfig import RunConfig, resolve_config, warmup_key
+from robustprune.runconfig import RunConfig, resolve_config, safe_name, warmup_key
 from robustprune.selection.budget import check_fraction
 
 __all__ = ["ConfigError", "MethodSpec", "BenchSpec", "Group", "Cell", "load_config", "expand", "RUN_OPTIONS"]
@@ -110,7 +110,7 @@ class Group:
 
     @property
     def name(self) -> str:
-        return _safe(f"{self.dataset}_{self.noise}_{self.learner}_s{self.seed}")
+        return safe_name(f"{self.dataset}_{self.noise}_{self.learner}_s{self.seed}")
 
     @property
     def block(self) -> tuple[str, str, str]:
@@ -130,15 +130,11 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return _safe(f"{self.method.label}_f{self.fraction:g}")
+        return safe_name(f"{self.method.label}_f{self.fraction:g}")
 
     @property
     def key(self) -> str:
         return f"{self.group.name}/{self.name}"
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "", name.replace(":", ""))
 
 
 # -------------------------------------------------------------------------------------------- parsing

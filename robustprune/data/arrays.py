@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robustprune.data.base import ArrayDataset, make_dataset, register_dataset, stratified_split
+from robustprune.data.base import ArrayDataset, carve_test_split, make_dataset, register_dataset, stratified_split
 
 __all__: list[str] = []
 
@@ -123,13 +122,7 @@ def _load_arrays(
         if xt.dtype != x.dtype:
             xt = xt.astype(x.dtype)
     else:
-        tr, te = stratified_split(y, test_fraction, split_seed)
-        x, xt, y, yt = x[tr], x[te], y[tr], y[te]
-        info["test_split"] = f"carved: stratified {test_fraction:.4g} of the data (seed {split_seed})"
-        warnings.warn(
-            f"{p.name} has no x_test/y_test; a seeded stratified {test_fraction:.0%} of x is the test set",
-            stacklevel=3,
-        )
+        x, xt, y, yt = carve_test_split(x, y, test_fraction, split_seed, f"{p.name} (no x_test/y_test)", info)
     top = max(int(y.max()) if y.size else -1, int(yt.max()) if yt.size else -1)
     names = [str(c) for c in arrs["class_names"]] if "class_names" in arrs else None
     k = len(names) if names is not None else top + 1

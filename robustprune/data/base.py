@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +281,22 @@ def stratified_split(labels: Any, test_fraction: float, seed: int = 0) -> tuple[
     mask = np.ones(y.shape[0], dtype=bool)
     mask[test] = False
     return np.flatnonzero(mask), test
+
+
+def carve_test_split(
+    x: Any, y: np.ndarray, test_fraction: float, split_seed: int, what: str, info: dict[str, Any]
+) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """A seeded stratified test set carved from ``(x, y)`` for data shipped without one.
+
+    Records the split in ``info["test_split"]`` and warns that ``what`` had no test set. Returns
+    ``x_train, x_test, y_train, y_test``.
+    """
+    tr, te = stratified_split(y, test_fraction, split_seed)
+    info["test_split"] = f"carved: stratified {test_fraction:.4g} of {what} (seed {split_seed})"
+    warnings.warn(
+        f"{what} has no test set; a seeded stratified {test_fraction:.0%} of it is the test set", stacklevel=4
+    )
+    return x[tr], x[te], y[tr], y[te]
 
 
 def default_data_root() -> Path | None:

@@ -20,10 +20,10 @@ import numpy as np
 
 from robustprune.data.base import (
     ArrayDataset,
+    carve_test_split,
     check_data_dir,
     make_dataset,
     register_dataset,
-    stratified_split,
 )
 
 __all__ = ["IMAGE_EXTENSIONS"]
@@ -146,11 +146,5 @@ def _load_imagefolder(
     if "x_test" in arrs:
         xt, yt = arrs["x_test"], arrs["y_test"].astype(np.int64)
     else:
-        tr, te = stratified_split(y, test_fraction, split_seed)
-        x, xt, y, yt = x[tr], x[te], y[tr], y[te]
-        info["test_split"] = f"carved: stratified {test_fraction:.4g} of train/ (seed {split_seed})"
-        warnings.warn(
-            f"{str(root)!r} has no test/; a seeded stratified {test_fraction:.0%} of train/ is the test set",
-            stacklevel=3,
-        )
+        x, xt, y, yt = carve_test_split(x, y, test_fraction, split_seed, f"{str(root)!r} (no test/)", info)
     return make_dataset("imagefolder", x, y, xt, yt, num_classes=len(classes), class_names=classes, info=info)
