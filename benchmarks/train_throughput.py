@@ -63,7 +63,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from robustprune._device import resolve_device
 from robustprune.data import load_dataset, make_dataset
 from robustprune.models import build_model
-from robustprune.train.augment import AUTOAUGMENT_CIFAR10_POLICY
+from robustprune.train.autoaugment import AUTOAUGMENT_CIFAR10_POLICY
 from robustprune.train.engine import EpochContext, RunInfo, TrainConfig, TrainData
 
 try:

@@ -8,15 +8,15 @@ Pipelines (spec ``prune4rel.md`` 2.2 and 4.1):
 - :class:`EvalTransform`: normalisation (and an optional centre crop).
 
 The building blocks live in :mod:`robustprune.train.imageops` (flip, crop, normalise, Cutout; the batch and
-generator conventions) and :mod:`robustprune.train.autoaugment` (AutoAugment / RandAugment ops); this
-module re-exports them, so ``robustprune.train.augment`` is the one import a caller needs.
+generator conventions) and :mod:`robustprune.train.autoaugment` (AutoAugment / RandAugment ops); this module
+composes them into the three views.
 """
 
 from __future__ import annotations
 
 import torch
 
-from robustprune.train.autoaugment import AUTOAUGMENT_CIFAR10_POLICY, OPS, auto_augment, encode_policy, rand_augment
+from robustprune.train.autoaugment import AUTOAUGMENT_CIFAR10_POLICY, auto_augment, encode_policy
 from robustprune.train.imageops import (
     center_crop,
     check_images,
@@ -25,21 +25,9 @@ from robustprune.train.imageops import (
     normalize,
     random_crop,
     random_flip,
-    to_float,
 )
 
 __all__ = [
-    "OPS",
-    "AUTOAUGMENT_CIFAR10_POLICY",
-    "make_generator",
-    "to_float",
-    "random_flip",
-    "random_crop",
-    "center_crop",
-    "normalize",
-    "cutout",
-    "auto_augment",
-    "rand_augment",
     "weak_augment",
     "strong_augment",
     "WeakAugment",
