@@ -375,12 +375,11 @@ class _Setup:
 def _prepare(config: RunConfig, done: str) -> _Setup:
     """Resolve the config, check the run directory and load the data, the noise and any given selection or
     signals file; nothing is written here, so bad input leaves an existing directory untouched."""
-    resolve_config(config)  # names and options fail here, before any data is read
+    c = resolve_config(config)  # once; names and options fail here, before any data is read
     out = Path(config.out).expanduser() if config.out is not None else None
     resuming = check_run_dir(out, config, done) if out is not None else False
     t0 = time.perf_counter()
-    ds, noisy, rec, x_val, y_val = _load(resolve_config(config))
-    c = resolve_config(config, tabular=not ds.is_image)  # the default model depends on the data
+    ds, noisy, rec, x_val, y_val = _load(c)
     given = load_indices(c.selection, int(ds.num_train)) if c.selection is not None else None
     given_signals = _given_signals(c.signals, noisy) if c.signals is not None else None
     if resuming:
@@ -389,7 +388,7 @@ def _prepare(config: RunConfig, done: str) -> _Setup:
             return _Setup(c, out, True, True, t0)
     if out is not None:
         open_run_dir(out, c, resuming)
-    resolved = explain_config(config, tabular=not ds.is_image)
+    resolved = explain_config(config, resolved=c)
     return _Setup(c, out, resuming, False, t0, ds, noisy, rec, x_val, y_val, given, given_signals, resolved)
 
 

@@ -184,9 +184,12 @@ class RunConfig:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
-def resolve_config(config: RunConfig, *, tabular: bool = False) -> RunConfig:
+def resolve_config(config: RunConfig) -> RunConfig:
     """Fill every ``None`` from the dataset protocol and canonicalise names; ValueError for unknown names
-    or options (dataset, learner, model, method, noise spec, learner / method options)."""
+    or options (dataset, learner, model, method, noise spec, learner / method options).
+
+    Needs no data: whether a user dataset is tabular (which picks its default model) is read from the
+    dataset's metadata (:meth:`~robustprune.data.DatasetInfo.is_tabular`)."""
     from robustprune.data import get_dataset_info
     from robustprune.models import get_model_info
     from robustprune.noise import parse_noise
@@ -194,7 +197,7 @@ def resolve_config(config: RunConfig, *, tabular: bool = False) -> RunConfig:
     from robustprune.train.learners import get_learner_class
 
     c = config
-    proto = protocol_for(c.dataset, tabular=tabular)
+    proto = protocol_for(c.dataset, tabular=_tabular(c))
     loader_options = get_dataset_info(c.dataset).options
     unknown = sorted(set(c.dataset_params) - set(loader_options))
     if unknown:
@@ -266,8 +269,14 @@ def safe_name(name: str) -> str:
 _FROM_PROTOCOL = ("model", "epochs", "warmup_epochs", "batch_size", "lr")
 
 
+def _tabular(config: RunConfig) -> bool:
+    from robustprune.data import get_dataset_info
+
+    return get_dataset_info(config.dataset).is_tabular(config.data_dir, config.dataset_params)
+
+
 def explain_config(
-    config: RunConfig, given: set[str] | frozenset[str] | None = None, *, tabular: bool = False
+    config: RunConfig, given: set[str] | frozenset[str] | None = None, *, resolved: RunConfig | None = None
 ) -> list[tuple[str, Any, str]]:
     """Every value a run will use, with where it came from, as ``(key, value, origin)`` rows.
 
@@ -275,15 +284,15 @@ def explain_config(
     RunConfig's defaults); method and learner options count as given when they are in ``config.params`` /
     ``config.learner_params``. The other origins are the dataset protocol, the method's or the learner's own
     default, and RunConfig's default. Method and learner options are listed in full, defaults included, so
-    nothing a run depends on is hidden.
+    nothing a run depends on is hidden. ``resolved`` saves resolving ``config`` again.
     """
     from dataclasses import MISSING
 
     from robustprune.selection.registry import get_method
     from robustprune.train.learners import get_learner_class
 
-    c = resolve_config(config, tabular=tabular)
-    proto = protocol_for(config.dataset, tabular=tabular)
+    c = resolved if resolved is not None else resolve_config(config)
+    proto = protocol_for(config.dataset, tabular=_tabular(config))
     if given is None:  # not told: a field counts as given where it differs from RunConfig's default
         default = RunConfig()
         given = {f.name for f in fields(RunConfig) if getattr(config, f.name) != getattr(default, f.name)}

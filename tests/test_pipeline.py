@@ -357,3 +357,24 @@ def test_metrics_summarise_the_learners_per_example_state_by_label_correctness()
     assert 0.0 <= cp["wrong_label"] < cp["right_label"] <= 1.0
     ce = run(RunConfig(learner="ce", subset=300, method="uniform", fraction=0.5, warmup_epochs=0, epochs=1))
     assert ce.metrics["sample_state"] == {}
+
+
+def test_a_run_resolves_its_config_once_and_reads_tabular_arrays_from_metadata(tmp_path, monkeypatch):
+    import robustprune.pipeline as pipeline_mod
+
+    rng = np.random.default_rng(0)
+    rows, images = tmp_path / "rows.npz", tmp_path / "images.npz"
+    y = np.repeat(np.arange(3), 40)
+    np.savez(rows, x=rng.normal(size=(120, 6)).astype(np.float32), y=y)
+    np.savez(images, x=rng.integers(0, 255, size=(120, 1, 8, 8)).astype(np.uint8), y=y)
+    # the default model comes from the file's header: no array is loaded to resolve a config
+    assert resolve_config(RunConfig(dataset="arrays", dataset_params={"path": str(rows)})).model == "mlp"
+    assert resolve_config(RunConfig(dataset="arrays", dataset_params={"path": str(images)})).model == "small_cnn"
+    assert resolve_config(RunConfig(dataset="arrays", dataset_params={"path": "missing.npz"})).model == "small_cnn"
+
+    calls = []
+    real = pipeline_mod.resolve_config
+    monkeypatch.setattr(pipeline_mod, "resolve_config", lambda c: calls.append(c) or real(c))
+    res = run(RunConfig(dataset="arrays", dataset_params={"path": str(rows)}, method="uniform", warmup_epochs=1,
+                        epochs=1, out=str(tmp_path / "r")))  # fmt: skip
+    assert len(calls) == 1 and res.metrics["model"] == "mlp"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,21 @@ def _labels(y: np.ndarray, key: str, n: int) -> np.ndarray:
     return y
 
 
-@register_dataset("arrays", description="your own .npz with x, y and optional x_test, y_test, class_names")
+def _arrays_are_rows(data_dir: str | os.PathLike | None = None, *, path: str | os.PathLike | None = None, **_) -> bool:
+    """Whether the file's ``x`` is 2-D (tabular rows), read from the array header only (no data loaded)."""
+    src = path if path is not None else data_dir
+    if src is None:
+        return False
+    with zipfile.ZipFile(Path(src).expanduser()) as zf, zf.open("x.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, _ = read(f)
+    return len(shape) == 2
+
+
+@register_dataset(
+    "arrays", description="your own .npz with x, y and optional x_test, y_test, class_names", rows=_arrays_are_rows
+)
 def _load_arrays(
     data_dir: str | os.PathLike | None = None,
     *,

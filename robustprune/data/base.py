@@ -327,12 +327,24 @@ class DatasetInfo:
 
     ``loader(data_dir, **options)`` returns an :class:`ArrayDataset`; ``options`` lists its keyword
     options and defaults (what ``load_dataset`` accepts besides the common ``subset`` options).
+    ``rows(data_dir, **options)``, where given, says without loading the data whether the examples are
+    tabular rows (N, D) rather than images, which decides a run's default model before any array is read.
     """
 
     name: str
     loader: Callable[..., ArrayDataset]
     description: str
     aliases: tuple[str, ...] = ()
+    rows: Callable[..., bool] | None = None
+
+    def is_tabular(self, data_dir: str | os.PathLike | None, options: dict[str, Any]) -> bool:
+        """True when the data are rows (N, D); False for images or when it cannot be told cheaply."""
+        if self.rows is None:
+            return False
+        try:
+            return bool(self.rows(data_dir, **options))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False  # the loader itself reports what is wrong with the files
 
     @property
     def options(self) -> dict[str, Any]:
@@ -348,13 +360,13 @@ _REGISTRY: Registry[DatasetInfo] = Registry("dataset")
 
 
 def register_dataset(
-    name: str, *, description: str, aliases: tuple[str, ...] = ()
+    name: str, *, description: str, aliases: tuple[str, ...] = (), rows: Callable[..., bool] | None = None
 ) -> Callable[[Callable[..., ArrayDataset]], Callable[..., ArrayDataset]]:
     """Decorator registering ``loader(data_dir=None, **options) -> ArrayDataset`` under ``name``."""
 
     def deco(fn: Callable[..., ArrayDataset]) -> Callable[..., ArrayDataset]:
         key = name.strip().lower().replace("_", "-")  # dataset names are written with hyphens
-        _REGISTRY.add(key, DatasetInfo(key, fn, description, tuple(aliases)), tuple(aliases))
+        _REGISTRY.add(key, DatasetInfo(key, fn, description, tuple(aliases), rows), tuple(aliases))
         return fn
 
     return deco
