@@ -365,7 +365,8 @@ def test_a_run_resolves_its_config_once_and_reads_tabular_arrays_from_metadata(t
     rng = np.random.default_rng(0)
     rows, images = tmp_path / "rows.npz", tmp_path / "images.npz"
     y = np.repeat(np.arange(3), 40)
-    np.savez(rows, x=rng.normal(size=(120, 6)).astype(np.float32), y=y)
+    np.savez(rows, x=rng.normal(size=(120, 6)).astype(np.float32), y=y, x_test=np.ones((30, 6), np.float32),
+             y_test=np.repeat(np.arange(3), 10))  # fmt: skip
     np.savez(images, x=rng.integers(0, 255, size=(120, 1, 8, 8)).astype(np.uint8), y=y)
     # the default model comes from the file's header: no array is loaded to resolve a config
     assert resolve_config(RunConfig(dataset="arrays", dataset_params={"path": str(rows)})).model == "mlp"
