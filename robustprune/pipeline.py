@@ -48,7 +48,9 @@ from robustprune._io import write_json
 from robustprune._version import __version__
 from robustprune.runconfig import RunConfig, explain_config, resolve_config, warmup_key
 from robustprune.rundir import (
+    RunEvent,
     RunLog,
+    StageDone,
     check_run_dir,
     check_same_run,
     input_digests,
@@ -404,7 +406,7 @@ def _given_signals(path: str, noisy: np.ndarray) -> Signals:
     return sig
 
 
-def _start(s: _Setup, progress: Callable[[ProgressInfo], None] | None) -> tuple[_Run, RunLog]:
+def _start(s: _Setup, progress: Callable[[RunEvent], None] | None) -> tuple[_Run, RunLog]:
     from robustprune.train import TrainConfig, TrainData
 
     c, out, ds = s.c, s.out, s.ds
@@ -445,13 +447,13 @@ def _reuse_signals(r: _Run, sig: Signals) -> Signals:
     return sig
 
 
-def run(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = None) -> RunResult:
+def run(config: RunConfig, *, progress: Callable[[RunEvent], None] | None = None) -> RunResult:
     """Run noise -> warm-up -> signals -> select -> train on the subset -> evaluate (see module docs).
 
     ``progress`` receives the training engine's :class:`~robustprune.train.ProgressInfo` events (stages
     "warmup" and "train", per step and per epoch), ``select`` events (``step``/``steps`` = done/total) and,
-    at the end of every stage ("data", "warmup", "signals", "select", "train", "evaluate"), an event whose
-    ``logs`` hold ``stage_done=True``, ``seconds``, ``reused`` and a ``note``. An exception raised by
+    at the end of every stage ("data", "warmup", "signals", "select", "train", "evaluate"), a
+    :class:`~robustprune.rundir.StageDone` with its ``seconds``, ``reused`` and a ``note``. An exception raised by
     ``progress`` stops the run (a later ``resume`` continues it).
     """
     s = _prepare(config, "metrics.json")
@@ -482,7 +484,7 @@ def run(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = 
         log.close()
 
 
-def make_signals(config: RunConfig, *, progress: Callable[[ProgressInfo], None] | None = None) -> Signals:
+def make_signals(config: RunConfig, *, progress: Callable[[RunEvent], None] | None = None) -> Signals:
     """Only the warm-up and the signals pass of :func:`run` (no selection, no training).
 
     With ``out`` set, the directory receives ``config.json``, ``run.log`` and ``signals.npz`` (finished when
@@ -505,13 +507,13 @@ def make_signals(config: RunConfig, *, progress: Callable[[ProgressInfo], None] 
         log.close()
 
 
-def _finished(out: Path, progress: Callable[[ProgressInfo], None] | None) -> RunResult:
+def _finished(out: Path, progress: Callable[[RunEvent], None] | None) -> RunResult:
     """The result of a finished run directory, read back (``resume`` on a finished run)."""
     metrics = json.loads((out / "metrics.json").read_text())
     cfg = RunConfig.load(out / "config.json")
     stored = out / "signals.npz" if (out / "signals.npz").exists() else cfg.signals
     sig = Signals.load(stored) if stored is not None and Path(stored).exists() else None
     if progress is not None:
-        progress(ProgressInfo("evaluate", 0, 1, 1, 1, {"stage_done": True, "seconds": 0.0, "reused": True}))
+        progress(StageDone("evaluate", 0.0, reused=True))
     reused = ("signals", "selection", "train", "evaluate")
     return RunResult(cfg, metrics, Selection.load(out / "selection.npz"), sig, out, reused)

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from robustprune._io import file_digest
@@ -19,7 +20,7 @@ from robustprune.runconfig import RunConfig
 from robustprune.train.engine import ProgressInfo
 
 __all__ = [
-    "ARTIFACTS", "INPUT_FILES", "RunLog", "check_run_dir", "open_run_dir", "check_same_run",
+    "ARTIFACTS", "INPUT_FILES", "RunLog", "StageDone", "RunEvent", "check_run_dir", "open_run_dir", "check_same_run",
     "cached_file_digest", "input_digests", "unlink_if_exists",
 ]  # fmt: skip
 
@@ -28,10 +29,27 @@ ARTIFACTS = ("config.json", "signals.npz", "selection.npz", "selection.npz.json"
              "warmup.ckpt", "train.ckpt")  # fmt: skip
 
 
+@dataclass(frozen=True)
+class StageDone:
+    """A progress event of its own type: a run's stage ("data", "warmup", "signals", "select", "train",
+    "evaluate") has finished, in ``seconds``, or was ``reused`` from an earlier run; ``note`` says what came
+    out (for example the warm-up's test accuracy)."""
+
+    stage: str
+    seconds: float
+    reused: bool = False
+    note: str = ""
+
+
+#: What a run's progress callback receives: the training engine's per-step / per-epoch events and the
+#: pipeline's stage ends.
+RunEvent = ProgressInfo | StageDone
+
+
 class RunLog:
     """Appends lines to ``run.log`` and forwards progress events to the caller's callback."""
 
-    def __init__(self, path: Path | None, progress: Callable[[ProgressInfo], None] | None) -> None:
+    def __init__(self, path: Path | None, progress: Callable[[RunEvent], None] | None) -> None:
         self._fh = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
         self._progress = progress
 
@@ -41,7 +59,7 @@ class RunLog:
             self._fh.flush()
 
     def progress(self, info: ProgressInfo) -> None:
-        if info.logs is not None and "stage_done" not in info.logs:
+        if info.logs is not None:
             items = " ".join(f"{k} {v:.4g}" for k, v in info.logs.items()
                              if k not in ("epoch", "steps") and isinstance(v, float))  # fmt: skip
             self.write(f"{info.stage} epoch {info.epoch + 1}/{info.epochs} {items}")
@@ -51,8 +69,7 @@ class RunLog:
     def stage(self, name: str, seconds: float, *, reused: bool = False, note: str = "") -> None:
         self.write(f"{name} {'reused' if reused else 'done'} in {seconds:.2f} s{' ' + note if note else ''}")
         if self._progress is not None:
-            logs = {"stage_done": True, "seconds": seconds, "reused": reused, "note": note}
-            self._progress(ProgressInfo(name, 0, 1, 1, 1, logs))
+            self._progress(StageDone(name, seconds, reused, note))
 
     def close(self) -> None:
         if self._fh is not None:

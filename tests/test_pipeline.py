@@ -14,6 +14,7 @@ from robustprune import evaluate as ev
 from robustprune.data import FASHION_MNIST_SYSTEM_DIR
 from robustprune.pipeline import run
 from robustprune.runconfig import PROTOCOLS, RunConfig, protocol_for, resolve_config
+from robustprune.rundir import StageDone
 from robustprune.selection.base import load_indices
 
 TINY = dict(subset=300, warmup_epochs=2, epochs=3)
@@ -196,7 +197,7 @@ def test_run_writes_artifacts_and_metrics(tiny_run):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "mlp" and cfg["method"] == "prune4rel_auto" and cfg["epochs"] == 3
     assert m["selection"]["target_degree"] == 8.0 and 0 <= m["selection"]["tau"] <= 1  # 4 N / budget
-    stages = [e.stage for e in events if e.logs and e.logs.get("stage_done")]
+    stages = [e.stage for e in events if isinstance(e, StageDone)]
     assert stages == ["data", "warmup", "signals", "select", "train", "evaluate"]
     assert any(e.stage == "train" and e.logs is None for e in events)  # per-step events
     assert "train epoch 3/3" in (out / "run.log").read_text()
@@ -247,8 +248,10 @@ def test_resume_reuses_finished_stages_and_matches_uninterrupted(tiny_run, tmp_p
     events = []
     res = run(RunConfig(out=str(out), resume=True, **TINY), progress=events.append)
     assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps
-    assert not any(e.stage == "warmup" and not e.logs.get("reused", False) for e in events if e.logs)
-    assert [e.epoch for e in events if e.stage == "train" and e.logs and "loss" in e.logs] == [2]
+    assert not any(e.stage == "warmup" for e in events if not isinstance(e, StageDone))  # no warm-up epoch
+    assert all(e.reused for e in events if isinstance(e, StageDone) and e.stage == "warmup")
+    epochs = [e for e in events if not isinstance(e, StageDone) and e.stage == "train" and e.logs]
+    assert [e.epoch for e in epochs if "loss" in e.logs] == [2]
     assert set(res.reused) == {"signals", "selection"} and "resumed after epoch 2" in (out / "run.log").read_text()
     ref = tiny_run[0].metrics
     for key in ("test_accuracy", "relabel_accuracy", "relabel_accuracy_all", "subset_noise_rate"):

@@ -81,7 +81,7 @@ class _BenchBars:
         self.progress.update(self.overall, completed=ev.done, info=_eta(ev.eta))
         if ev.kind == "epoch" and ev.info is not None:
             info = ev.info
-            if info.stage in ("warmup", "train"):
+            if info.stage in ("warmup", "train") and hasattr(info, "epochs"):  # a stage's end has no epochs
                 if self.stage is None or self.stage_name != info.stage:
                     if self.stage is not None:
                         self.progress.remove_task(self.stage)

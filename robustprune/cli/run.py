@@ -26,7 +26,7 @@ from robustprune.cli.select import parse_params
 from robustprune.data import dataset_names_help
 from robustprune.pipeline import RunResult, run
 from robustprune.runconfig import RunConfig, default_run_name, explain_config, protocol_for, resolve_config
-from robustprune.rundir import ARTIFACTS
+from robustprune.rundir import ARTIFACTS, StageDone
 from robustprune.train.engine import DivergenceError, ProgressInfo
 
 _LABELS = {
@@ -67,14 +67,14 @@ class _Bars:
             self._progress.start()
         return self._progress
 
-    def __call__(self, info: ProgressInfo) -> None:
+    def __call__(self, info: ProgressInfo | StageDone) -> None:
         label = _LABELS.get(info.stage, info.stage)
+        if isinstance(info, StageDone):
+            self._done(info, label)
+            return
         logs = info.logs or {}
         if not self.enabled:
             self._plain(info, label, logs)
-            return
-        if logs.get("stage_done"):
-            self._done(info.stage, label, logs)
             return
         bar = self._bar()
         if info.stage not in self._tasks:
@@ -96,11 +96,7 @@ class _Bars:
     def _plain(self, info: ProgressInfo, label: str, logs: dict[str, Any]) -> None:
         now = time.perf_counter()
         start = self._started.setdefault(info.stage, now)
-        if logs.get("stage_done"):
-            state = "reused" if logs.get("reused") else f"{logs.get('seconds', 0.0):.1f} s"
-            note = f"  {logs['note']}" if logs.get("note") else ""
-            self.console.print(Text(f"{label:<11} {state}{note}"), soft_wrap=True)
-        elif info.logs is not None and info.stage in ("warmup", "train"):
+        if info.logs is not None and info.stage in ("warmup", "train"):
             done = info.epoch + 1
             left = (now - start) / done * (info.epochs - done)
             parts = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
@@ -108,13 +104,13 @@ class _Bars:
             self.console.print(Text(f"{label:<11} epoch {done}/{info.epochs}  {'  '.join(parts)}  "
                                     f"{now - start:.1f} s, about {left:.0f} s left"), soft_wrap=True)  # fmt: skip
 
-    def _done(self, stage: str, label: str, logs: dict[str, Any]) -> None:
-        if stage in self._tasks and self._progress is not None:
-            self._progress.remove_task(self._tasks.pop(stage))
-        state = "reused" if logs.get("reused") else f"{logs.get('seconds', 0.0):.1f} s"
-        note = f"  {logs['note']}" if logs.get("note") else ""
+    def _done(self, ev: StageDone, label: str) -> None:
+        if ev.stage in self._tasks and self._progress is not None:
+            self._progress.remove_task(self._tasks.pop(ev.stage))
+        state = "reused" if ev.reused else f"{ev.seconds:.1f} s"
+        note = f"  {ev.note}" if ev.note else ""
         target = self._progress.console if self._progress is not None else self.console
-        target.print(Text(f"{label:<11} {state}{note}"))
+        target.print(Text(f"{label:<11} {state}{note}"), soft_wrap=True)
 
     def close(self) -> None:
         if self._progress is not None:
