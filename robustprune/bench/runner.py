@@ -206,81 +206,19 @@ def run_bench(
     }  # fmt: skip
     write_json(out / "bench.json", meta)
 
-    result = BenchResult(out)
-    total = len(cells)
-    pending_cells: dict[str, list[Cell]] = {g.name: [] for g in groups}
-    done_count = 0
-    for c in cells:
-        if (cell_dir(out, c) / "metrics.json").exists():
-            result.cached.append(c.key)
-            done_count += 1
-        else:
-            pending_cells[c.group.name].append(c)
-    need_warmup = [g for g in groups if pending_cells[g.name] and not (warmup_dir(out, g) / "signals.npz").exists()]
-
-    # remaining-time estimate: cell time scales with the kept fraction; warm-ups by their own mean
-    cell_rate: list[tuple[float, float]] = []  # (seconds, fraction) of cells computed now
-    warm_times: list[float] = []
-
-    def eta() -> float | None:
-        if not cell_rate:
-            return None
-        per_frac = sum(s for s, _ in cell_rate) / max(sum(f for _, f in cell_rate), 1e-9)
-        left = sum(c.fraction for cs in pending_cells.values() for c in cs) * per_frac
-        left += sum(1 for g in need_warmup if g.name not in warmed) * (
-            sum(warm_times) / len(warm_times) if warm_times else 0.0
-        )
-        return left / jobs
-
-    def emit(kind: str, label: str, **kw: Any) -> None:
-        if progress is not None:
-            progress(BenchEvent(kind, label, done_count, total, eta(), **kw))
-
-    warmed: set[str] = set()
-    emit("start", str(out), status=f"{len(result.cached)} cached")
-
-    def epoch_events(info: Any) -> None:
-        if progress is not None:
-            progress(BenchEvent("epoch", "", done_count, total, eta(), info=info))
-
-    def warmup_finished(g: Group, seconds: float | None, exc: BaseException | None) -> bool:
-        nonlocal done_count
-        warmed.add(g.name)
-        if exc is not None:
-            msg = _message(exc)
-            for c in pending_cells[g.name]:
-                result.failed[c.key] = f"warm-up failed: {msg}"
-                done_count += 1
-            pending_cells[g.name] = []
-            emit("warmup", g.name, status="failed")
-            return False
-        warm_times.append(seconds)
-        result.warmups_computed.append(g.name)
-        emit("warmup", g.name, status="computed", seconds=seconds)
-        return True
-
-    def cell_finished(c: Cell, seconds: float | None, exc: BaseException | None) -> None:
-        nonlocal done_count
-        pending_cells[c.group.name].remove(c)
-        done_count += 1
-        if exc is not None:
-            result.failed[c.key] = _message(exc)
-            emit("cell", c.key, status="failed")
-        else:
-            cell_rate.append((seconds, c.fraction))
-            result.computed.append(c.key)
-            emit("cell", c.key, status="computed", seconds=seconds)
-
+    sweep = _Sweep(out, groups, cells, jobs, progress)
+    sweep.emit("start", str(out), status=f"{len(sweep.result.cached)} cached")
     if jobs == 1:
-        _sequential(groups, pending_cells, need_warmup, out, epoch_events, warmup_finished, cell_finished)
+        sweep.run_sequential()
     else:
-        _parallel(spec, jobs, groups, pending_cells, need_warmup, out, warmup_finished, cell_finished)
+        sweep.run_parallel(spec)
+    result = sweep.result
     result.seconds = time.time() - started
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     meta["seconds"] = round(result.seconds, 2)
     meta["failed"] = result.failed
     write_json(out / "bench.json", meta)
-    emit("done", str(out))
+    sweep.emit("done", str(out))
     return result
 
 
@@ -292,65 +230,130 @@ def _call(fn: Callable, *args: Any) -> tuple[Any, BaseException | None]:
         return None, exc
 
 
-def _sequential(groups, pending_cells, need_warmup, out, epoch_events, warmup_finished, cell_finished) -> None:
-    """``jobs=1``: group by group in this process, with per-epoch progress."""
-    for g in groups:
-        if not pending_cells[g.name]:
-            continue
-        if g in need_warmup:
-            seconds, exc = _call(_do_warmup, _group_config(out, g).to_dict(), epoch_events)
-            if not warmup_finished(g, seconds, exc):
-                continue
-        for c in list(pending_cells[g.name]):
-            seconds, exc = _call(_do_cell, _cell_config(out, c).to_dict(), epoch_events)
-            cell_finished(c, seconds, exc)
+class _Sweep:
+    """The state of one sweep: what is cached, pending and failed, the remaining-time estimate, the events;
+    and the two ways to work through it (one process, or a pool)."""
 
-
-def _parallel(spec, jobs, groups, pending_cells, need_warmup, out, warmup_finished, cell_finished) -> None:
-    """``jobs>1``: a process pool; a group's cells are queued as soon as its warm-up is done."""
-    import multiprocessing as mp
-
-    import torch
-
-    ctx = mp.get_context("spawn")
-    slots = None
-    ngpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if ngpu > 1 and str(spec.run.get("device") or "cuda").startswith("cuda"):
-        slots = ctx.Queue()
-        for i in range(jobs):
-            slots.put(f"cuda:{i % ngpu}")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                               initargs=(threads, slots))  # fmt: skip
-    running: dict[Future, tuple[str, Any]] = {}
-
-    def submit_cells(g: Group) -> None:
-        for c in pending_cells[g.name]:
-            running[pool.submit(_do_cell, _cell_config(out, c).to_dict())] = ("cell", c)
-
-    try:
-        for g in groups:
-            if not pending_cells[g.name]:
-                continue
-            if g in need_warmup:
-                running[pool.submit(_do_warmup, _group_config(out, g).to_dict())] = ("warmup", g)
+    def __init__(self, out: Path, groups: list[Group], cells: list[Cell], jobs: int, progress: Callable | None):
+        self.out, self.groups, self.jobs, self.progress = out, groups, jobs, progress
+        self.result = BenchResult(out)
+        self.total = len(cells)
+        self.pending: dict[str, list[Cell]] = {g.name: [] for g in groups}
+        self.done = 0
+        for c in cells:
+            if (cell_dir(out, c) / "metrics.json").exists():
+                self.result.cached.append(c.key)
+                self.done += 1
             else:
-                submit_cells(g)
-        while running:
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                kind, item = running.pop(fut)
-                exc = fut.exception()
-                seconds = None if exc is not None else fut.result()
-                if kind == "warmup":
-                    if warmup_finished(item, seconds, exc):
-                        submit_cells(item)
+                self.pending[c.group.name].append(c)
+        self.need_warmup = [
+            g for g in groups if self.pending[g.name] and not (warmup_dir(out, g) / "signals.npz").exists()
+        ]
+        # remaining-time estimate: cell time scales with the kept fraction; warm-ups by their own mean
+        self.cell_rate: list[tuple[float, float]] = []  # (seconds, fraction) of cells computed now
+        self.warm_times: list[float] = []
+        self.warmed: set[str] = set()
+
+    def eta(self) -> float | None:
+        if not self.cell_rate:
+            return None
+        per_frac = sum(s for s, _ in self.cell_rate) / max(sum(f for _, f in self.cell_rate), 1e-9)
+        left = sum(c.fraction for cs in self.pending.values() for c in cs) * per_frac
+        mean_warm = sum(self.warm_times) / len(self.warm_times) if self.warm_times else 0.0
+        left += sum(1 for g in self.need_warmup if g.name not in self.warmed) * mean_warm
+        return left / self.jobs
+
+    def emit(self, kind: str, label: str, **kw: Any) -> None:
+        if self.progress is not None:
+            self.progress(BenchEvent(kind, label, self.done, self.total, self.eta(), **kw))
+
+    def epoch_event(self, info: Any) -> None:
+        self.emit("epoch", "", info=info)
+
+    def warmup_finished(self, g: Group, seconds: float | None, exc: BaseException | None) -> bool:
+        self.warmed.add(g.name)
+        if exc is not None:
+            msg = _message(exc)
+            for c in self.pending[g.name]:
+                self.result.failed[c.key] = f"warm-up failed: {msg}"
+                self.done += 1
+            self.pending[g.name] = []
+            self.emit("warmup", g.name, status="failed")
+            return False
+        self.warm_times.append(seconds)
+        self.result.warmups_computed.append(g.name)
+        self.emit("warmup", g.name, status="computed", seconds=seconds)
+        return True
+
+    def cell_finished(self, c: Cell, seconds: float | None, exc: BaseException | None) -> None:
+        self.pending[c.group.name].remove(c)
+        self.done += 1
+        if exc is not None:
+            self.result.failed[c.key] = _message(exc)
+            self.emit("cell", c.key, status="failed")
+        else:
+            self.cell_rate.append((seconds, c.fraction))
+            self.result.computed.append(c.key)
+            self.emit("cell", c.key, status="computed", seconds=seconds)
+
+    def run_sequential(self) -> None:
+        """``jobs=1``: group by group in this process, with per-epoch progress."""
+        for g in self.groups:
+            if not self.pending[g.name]:
+                continue
+            if g in self.need_warmup:
+                seconds, exc = _call(_do_warmup, _group_config(self.out, g).to_dict(), self.epoch_event)
+                if not self.warmup_finished(g, seconds, exc):
+                    continue
+            for c in list(self.pending[g.name]):
+                seconds, exc = _call(_do_cell, _cell_config(self.out, c).to_dict(), self.epoch_event)
+                self.cell_finished(c, seconds, exc)
+
+    def run_parallel(self, spec: BenchSpec) -> None:
+        """``jobs>1``: a process pool; a group's cells are queued as soon as its warm-up is done."""
+        import multiprocessing as mp
+
+        import torch
+
+        ctx = mp.get_context("spawn")
+        slots = None
+        ngpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if ngpu > 1 and str(spec.run.get("device") or "cuda").startswith("cuda"):
+            slots = ctx.Queue()
+            for i in range(self.jobs):
+                slots.put(f"cuda:{i % ngpu}")
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(threads, slots))  # fmt: skip
+        running: dict[Future, tuple[str, Any]] = {}
+
+        def submit_cells(g: Group) -> None:
+            for c in self.pending[g.name]:
+                running[pool.submit(_do_cell, _cell_config(self.out, c).to_dict())] = ("cell", c)
+
+        try:
+            for g in self.groups:
+                if not self.pending[g.name]:
+                    continue
+                if g in self.need_warmup:
+                    running[pool.submit(_do_warmup, _group_config(self.out, g).to_dict())] = ("warmup", g)
                 else:
-                    cell_finished(item, seconds, exc)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+                    submit_cells(g)
+            while running:
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    kind, item = running.pop(fut)
+                    exc = fut.exception()
+                    seconds = None if exc is not None else fut.result()
+                    if kind == "warmup":
+                        if self.warmup_finished(item, seconds, exc):
+                            submit_cells(item)
+                    else:
+                        self.cell_finished(item, seconds, exc)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 def _message(exc: BaseException) -> str:
