@@ -64,7 +64,8 @@ from robustprune._device import resolve_device
 from robustprune.data import load_dataset, make_dataset
 from robustprune.models import build_model
 from robustprune.train.autoaugment import AUTOAUGMENT_CIFAR10_POLICY
-from robustprune.train.engine import EpochContext, RunInfo, TrainConfig, TrainData
+from robustprune.train.batches import TrainData
+from robustprune.train.engine import EpochContext, RunInfo, TrainConfig
 
 try:
     from PIL import Image, ImageEnhance, ImageOps

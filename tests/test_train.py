@@ -10,15 +10,9 @@ import torch.nn.functional as F
 from robustprune import Signals
 from robustprune.data import make_dataset
 from robustprune.models import build_model
-from robustprune.train.engine import (
-    Callback,
-    DivergenceError,
-    FeatureTransform,
-    TrainConfig,
-    TrainData,
-    index_batches,
-    predict,
-)
+from robustprune.train.batches import FeatureTransform, TrainData, index_batches
+from robustprune.train.engine import Callback, DivergenceError, TrainConfig
+from robustprune.train.inference import predict
 from robustprune.train.learners import build_learner, co_divide, gmm_clean_prob, list_learners
 from robustprune.train.recorders import DynamicsRecorder, EvalAccuracy
 

@@ -24,18 +24,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustprune._device import resolve_device
+from robustprune.seeding import derive_seed
+from robustprune.train.batches import TrainData
 from robustprune.train.engine import (
     Callback,
     EpochContext,
     ProgressInfo,
     TrainConfig,
-    TrainData,
     TrainResult,
-    derive_seed,
-    eval_outputs,
-    predict,
     run_epochs,
 )
+from robustprune.train.inference import eval_outputs, predict
 
 __all__ = ["Learner", "NoOptions", "one_hot"]
 

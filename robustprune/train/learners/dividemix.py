@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustprune.train.engine import EpochContext, eval_outputs
+from robustprune.train.engine import EpochContext
+from robustprune.train.inference import eval_outputs
 from robustprune.train.learners.base import Learner, one_hot
 
 __all__ = ["DivideMixLearner", "DivideMixOptions", "gmm_clean_prob", "co_divide"]
