@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -61,6 +61,11 @@ from robustprune.seeding import derive_seed
 from robustprune.selection.base import Selection, load_indices
 from robustprune.signals import Signals
 from robustprune.train.engine import ProgressInfo
+
+if TYPE_CHECKING:  # annotations only: the stages import these lazily
+    from robustprune.data import ArrayDataset
+    from robustprune.noise import NoiseRecord
+    from robustprune.train import Learner, TrainConfig, TrainData
 
 __all__ = ["RunResult", "run", "make_signals"]
 
@@ -85,13 +90,13 @@ class _Run:
     """The state shared by the stages of one run."""
 
     c: RunConfig
-    ds: Any  # ArrayDataset, without the validation examples
-    data: Any  # TrainData on the device
+    ds: ArrayDataset  # without the validation examples
+    data: TrainData  # on the device
     noisy: np.ndarray
     true: np.ndarray
     x_val: torch.Tensor | None
     y_val: np.ndarray | None
-    train_config: Any
+    train_config: TrainConfig
     out: Path | None
     resuming: bool
     log: RunLog
@@ -105,7 +110,7 @@ class _Run:
     def path(self, name: str) -> Path | None:
         return None if self.out is None else self.out / name
 
-    def new_learner(self) -> Any:
+    def new_learner(self) -> Learner:
         from robustprune.models import build_model
         from robustprune.train import build_learner
 
@@ -119,7 +124,7 @@ class _Run:
         return build_learner(c.learner, model_fn, ds.num_classes, self.n, self.train_config, **c.learner_params)
 
 
-def _load(c: RunConfig) -> tuple[Any, np.ndarray, Any, torch.Tensor | None, np.ndarray | None]:
+def _load(c: RunConfig) -> tuple[ArrayDataset, np.ndarray, NoiseRecord, torch.Tensor | None, np.ndarray | None]:
     """Dataset (after subset, minus validation), noisy labels, noise record, validation inputs and labels."""
     from robustprune.data import stratified_split
     from robustprune.noise import apply_noise
@@ -144,7 +149,7 @@ def _load(c: RunConfig) -> tuple[Any, np.ndarray, Any, torch.Tensor | None, np.n
     return ds, noisy[tr], rec, x_val, y_val
 
 
-def _load_dataset(c: RunConfig) -> Any:
+def _load_dataset(c: RunConfig) -> ArrayDataset:
     from robustprune.data import load_dataset
 
     return load_dataset(c.dataset, c.data_dir, subset=c.subset, test_subset=c.test_subset, **c.dataset_params)
@@ -260,7 +265,7 @@ def _selection(r: _Run, sig: Signals | None, given: tuple[np.ndarray, str] | Non
     return sel
 
 
-def _train(r: _Run, sel: Selection) -> tuple[Any, list[dict[str, Any]]]:
+def _train(r: _Run, sel: Selection) -> tuple[Learner, list[dict[str, Any]]]:
     """A fresh learner trained on the subset, with test (and validation) accuracy per epoch."""
     from robustprune.train import EvalAccuracy
 
@@ -284,7 +289,7 @@ def _train(r: _Run, sel: Selection) -> tuple[Any, list[dict[str, Any]]]:
     return learner, res.history
 
 
-def _evaluate(r: _Run, learner: Any, sel: Selection, sig: Signals | None, history: list, rec: Any) -> dict:
+def _evaluate(r: _Run, learner: Learner, sel: Selection, sig: Signals | None, history: list, rec: NoiseRecord) -> dict:
     """metrics.json: accuracies, re-labeling accuracy, noise rates, class counts, times, history."""
     c = r.c
     t0 = time.perf_counter()
@@ -333,7 +338,7 @@ def _selection_facts(sel: Selection) -> dict[str, Any]:
     return {k: sel.params[k] for k in _SELECTION_FACTS if k in sel.params}
 
 
-def _state_summary(learner: Any, indices: np.ndarray, noisy: np.ndarray, true: np.ndarray | None) -> dict:
+def _state_summary(learner: Learner, indices: np.ndarray, noisy: np.ndarray, true: np.ndarray | None) -> dict:
     """The learner's per-example statistics (:meth:`sample_stats`) averaged over the subset, split by whether
     the given label is wrong or right. For SOP+, a large ``u`` on wrong labels and a small one on right labels
     means the learner is discounting the wrong ones; for DivideMix, ``clean_prob`` should be low on wrong labels.
@@ -364,11 +369,11 @@ class _Setup:
     resuming: bool
     finished: bool
     t0: float
-    ds: Any = None
-    noisy: Any = None
-    rec: Any = None
-    x_val: Any = None
-    y_val: Any = None
+    ds: ArrayDataset | None = None
+    noisy: np.ndarray | None = None
+    rec: NoiseRecord | None = None
+    x_val: torch.Tensor | None = None
+    y_val: np.ndarray | None = None
     given: tuple[np.ndarray, str] | None = None
     given_signals: Signals | None = None
     resolved: list[tuple[str, Any, str]] = field(default_factory=list)
