@@ -243,3 +243,19 @@ def test_label_aware_options_need_labels():
     for kw in ({"confidence": "label_prob"}, {"candidates": "confident"}):
         with pytest.raises(ValueError, match="labels"):
             rp.select("prune4rel", probs=probs, features=x, fraction=0.2, class_balanced=False, **kw)
+
+
+def test_prune4rel_auto_is_prune4rel_with_the_recommended_options():
+    from robustprune.selection.prune4rel import RECOMMENDED
+
+    x, labels, probs, _ = clustered(n=500)
+    auto = rp.select("prune4rel_auto", probs=probs, features=x, labels=labels, fraction=0.2)
+    same = rp.select("prune4rel", probs=probs, features=x, labels=labels, fraction=0.2, **RECOMMENDED)
+    np.testing.assert_array_equal(auto.indices, same.indices)
+    np.testing.assert_array_equal(auto.gains, same.gains)
+    assert auto.method == "prune4rel_auto" and auto.params["embedding"] == "whiten"
+    # every option of prune4rel is an option of prune4rel_auto, with the recommended defaults laid over
+    base, mine = rp.get_method("prune4rel").options, rp.get_method("prune4rel_auto").options
+    assert mine == {**base, **RECOMMENDED}
+    overridden = rp.select("prune4rel_auto", probs=probs, features=x, labels=labels, fraction=0.2, gain="self")
+    assert overridden.params["gain"] == "self"

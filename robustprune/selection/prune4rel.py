@@ -27,6 +27,7 @@ the released per-pick similarity column instead (no graph; for thresholds so low
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from robustprune.selection.graph import SimilarityGraph, normalize_rows, rescale
 from robustprune.selection.greedy import TIER, Neighbors, greedy_exact, greedy_self, self_gain
 from robustprune.selection.registry import register
 
-__all__ = ["prune4rel", "prune4rel_auto", "confidence_scores", "self_gain", "prune4rel_objective"]
+__all__ = ["prune4rel", "prune4rel_auto", "RECOMMENDED", "confidence_scores", "self_gain", "prune4rel_objective"]
 
 #: Valid values of ``confidence``.
 CONFIDENCES = ("max_prob", "least_confidence", "margin", "entropy", "label_prob")
@@ -326,47 +327,44 @@ def _dense_neighbors(features: np.ndarray, tau: float, device: str) -> Neighbors
     return neighbors
 
 
-@register(
+#: The configuration the lever study recommends (docs/results.md, section 3): prune4rel_auto's defaults.
+RECOMMENDED = {"tau": "auto", "eta": "auto", "confidence": "label_prob", "gain": "exact", "embedding": "whiten"}
+
+
+def _with_defaults(func: Callable[..., MethodOutput], name: str, doc: str, **defaults: object):
+    """``func`` under another name with other defaults; its signature (what the registry, ``methods NAME`` and
+    the option checks read) is ``func``'s with those defaults, so the two never drift apart."""
+    sig = inspect.signature(func)
+    params = [p.replace(default=defaults[p.name]) if p.name in defaults else p for p in sig.parameters.values()]
+
+    def method(**kwargs: object) -> MethodOutput:
+        return func(**{**defaults, **kwargs})
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = doc
+    method.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return method
+
+
+prune4rel_auto = register(
     "prune4rel_auto",
     kind="greedy",
     requires=("probs", "features", "labels"),
     balance="round_robin",
     default_class_balanced=True,
     description="Prune4ReL, robust setting: auto tau/eta, whitened space, exact gain, label-aware confidence",
-)
-def prune4rel_auto(
-    *,
-    probs: np.ndarray,
-    features: np.ndarray,
-    labels: np.ndarray,
-    budget: int,
-    class_balanced: bool = True,
-    tau: float | str = "auto",
-    eta: float | str = "auto",
-    confidence: str = "label_prob",
-    gain: str = "exact",
-    embedding: str = "whiten",
-    target_degree: float | None = None,
-    candidates: str = "all",
-    balance_by: str = "given",
-    engine: str = "auto",
-    max_neighbors: int | None = None,
-    max_edges: int | None = 200_000_000,
-    block_size: int = 4096,
-    device: str = "auto",
-    seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-) -> MethodOutput:
-    """Prune4ReL with the configuration this package recommends (see ``docs/results.md``, section 3).
+)(
+    _with_defaults(
+        prune4rel,
+        "prune4rel_auto",
+        """Prune4ReL with the configuration this package recommends (see ``docs/results.md``, section 3).
 
-    The same objective and options as :func:`prune4rel`, with other defaults: the neighbourhood threshold
-    τ chosen from the data for a mean degree of ``4·N/budget`` in the whitened embedding space, η set to the
-    support a uniform subset would give, the true marginal gain, and the probability of the *given* label as
-    the confidence, so that a supporter counts only as far as the warm-up model agrees with its label.
-    """
-    return prune4rel(
-        probs=probs, features=features, labels=labels, budget=budget, class_balanced=class_balanced, tau=tau,
-        eta=eta, confidence=confidence, gain=gain, embedding=embedding, target_degree=target_degree,
-        candidates=candidates, balance_by=balance_by, engine=engine, max_neighbors=max_neighbors,
-        max_edges=max_edges, block_size=block_size, device=device, seed=seed, progress=progress,
-    )  # fmt: skip
+    The same objective and options as :func:`prune4rel`, with other defaults (:data:`RECOMMENDED`): the
+    neighbourhood threshold τ chosen from the data for a mean degree of ``4·N/budget`` in the whitened
+    embedding space, η set to the support a uniform subset would give, the true marginal gain, and the
+    probability of the *given* label as the confidence, so that a supporter counts only as far as the warm-up
+    model agrees with its label.
+    """,
+        **RECOMMENDED,
+    )
+)
