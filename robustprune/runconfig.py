@@ -20,11 +20,9 @@ from robustprune.selection.budget import check_fraction
 
 __all__ = [
     "Protocol", "PROTOCOLS", "protocol_for", "RunConfig", "resolve_config", "default_run_name",
-    "warmup_key", "WARMUP_FIELDS", "RUNTIME_FIELDS", "explain_config",
+    "warmup_key", "WARMUP_FIELDS", "RUNTIME_FIELDS", "explain_config", "Flag", "opt", "SECTIONS",
+    "section_fields", "run_options",
 ]  # fmt: skip
-
-#: RunConfig fields that do not change the result (excluded when a resumed run is compared).
-RUNTIME_FIELDS = frozenset({"out", "force", "resume", "device", "eval_batch_size"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +73,51 @@ def protocol_for(dataset: str, *, tabular: bool = False) -> Protocol:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """How a :class:`RunConfig` field appears on ``robustprune run``'s command line.
+
+    ``kind``: "value" (typed by the field), "path" (a file or folder, stored as a string), "pairs" (repeatable
+    KEY=VALUE into a dict; ``example`` shows one), "params" (the same for method options, with the CLI's
+    reserved keys refused), "switch" (``--x``), "toggle" (``--x/--no-x``, unset = None), or
+    "unless_selection" (a value whose default applies only without ``--selection``).
+    """
+
+    names: tuple[str, ...]
+    metavar: str | None = None
+    kind: str = "value"
+    example: str = ""
+
+
+#: Sections of a RunConfig, and what a field's section decides.
+SECTIONS = ("data", "training", "selection", "inputs", "evaluation", "runtime")
+#: Fields of these sections determine a warm-up (runs that agree on them can share its signals).
+WARMUP_SECTIONS = ("data", "training")
+#: Fields of this section never change a result (not compared when a run is resumed).
+RUNTIME_SECTION = "runtime"
+
+
+def opt(default: Any, section: str, help: str, flag: Flag | None = None, *, grid: bool = True) -> Any:
+    """A RunConfig field declared once: its default, its section, its help text, its command-line flag and
+    whether a bench grid may set it in its ``[run]`` table. ``default`` may be a factory (``dict``)."""
+    if section not in SECTIONS:
+        raise ValueError(f"section must be one of {SECTIONS}, got {section!r}")
+    meta = {"section": section, "help": help, "flag": flag, "grid": grid}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section_fields(cls: type, *sections: str) -> tuple[str, ...]:
+    """Names of ``cls``'s fields in ``sections``, in declaration order."""
+    return tuple(f.name for f in fields(cls) if f.metadata.get("section") in sections)
+
+
+def run_options(cls: type) -> tuple[str, ...]:
+    """Fields a bench grid may set for all its cells (its ``[run]`` table)."""
+    return tuple(f.name for f in fields(cls) if f.metadata.get("grid", False))
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run depends on. ``None`` = from the dataset protocol (see :func:`resolve_config`).
 
@@ -97,35 +140,161 @@ class RunConfig:
     None = write nothing), ``force`` (redo a run found in ``out``), ``resume`` (continue it).
     """
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    dataset_params: dict[str, Any] = field(default_factory=dict)
-    subset: int | None = None
-    test_subset: int | None = None
-    noise: str = "sym:0.4"
-    noise_seed: int | None = None
-    learner: str = "sop"
-    learner_params: dict[str, Any] = field(default_factory=dict)
-    model: str | None = None
-    method: str = "prune4rel_auto"
-    params: dict[str, Any] = field(default_factory=dict)
-    fraction: float | None = 0.5
-    class_balanced: bool | None = None
-    selection: str | None = None
-    signals: str | None = None
-    warmup_epochs: int | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    eval_every: int = 1
-    confidence_pass: str = "clean"
-    val_fraction: float = 0.0
-    seed: int = 0
-    device: str | None = None
-    eval_batch_size: int = 1024
-    out: str | None = None
-    force: bool = False
-    resume: bool = False
+    # data: what the training set and its noisy labels are (shared by a warm-up)
+    dataset: str = opt(
+        "digits", "data", "Dataset: {datasets}; digits needs no files.", Flag(("--dataset", "-d"), "NAME"), grid=False
+    )
+    dataset_params: dict[str, Any] = opt(
+        dict,
+        "data",
+        "Dataset loader option KEY=VALUE (repeatable), e.g. cifar_n=FILE (CIFAR-N labels).",
+        Flag(("--data-param",), "KEY=VALUE", "pairs", "cifar_n=CIFAR-10_human.pt"),
+    )
+    subset: int | None = opt(
+        None,
+        "data",
+        "Use a fixed seeded stratified subset of N training examples (CPU-sized runs).",
+        Flag(("--subset",), "N"),
+    )
+    noise: str = opt(
+        "sym:0.4",
+        "data",
+        "Label noise: none, sym:R, asym:R, asym-pairs:R, instance:R, matrix:FILE, human[:NAME].",
+        Flag(("--noise",), "SPEC"),
+        grid=False,
+    )
+    noise_seed: int | None = opt(None, "data", "Seed of the noise (default: seed).", grid=False)
+    val_fraction: float = opt(
+        0.0,
+        "data",
+        "Hold out this share of the training set (given labels) to pick the best epoch; 0 reports the last epoch only.",
+        Flag(("--val-fraction",), "F"),
+    )
+    seed: int = opt(
+        0, "data", "Seed of the noise, the selection and training.", Flag(("--seed", "-s"), "S"), grid=False
+    )
+    # training: the learner and its schedule (shared by a warm-up)
+    learner: str = opt(
+        "sop",
+        "training",
+        "Re-labeling learner: ce, sop (SOP+), dividemix, elr.",
+        Flag(("--learner", "-l"), "NAME"),
+        grid=False,
+    )
+    learner_params: dict[str, Any] = opt(
+        dict,
+        "training",
+        "Learner option KEY=VALUE (repeatable), e.g. lr_u=1 (defaults: the dataset protocol).",
+        Flag(("--learner-param",), "KEY=VALUE", "pairs", "lr_u=1"),
+        grid=False,
+    )
+    model: str | None = opt(
+        None,
+        "training",
+        "Network: mlp, lenet, small_cnn, preact_resnet18, resnet18/34/50 (default: the dataset's).",
+        Flag(("--model",), "NAME"),
+    )
+    warmup_epochs: int | None = opt(
+        None,
+        "training",
+        "Warm-up epochs on the full noisy set before selection (default: the dataset's).",
+        Flag(("--warmup-epochs",), "E"),
+    )
+    epochs: int | None = opt(
+        None,
+        "training",
+        "Training epochs on the subset, also the cosine schedule length (default: the dataset's).",
+        Flag(("--epochs", "-e"), "E"),
+    )
+    batch_size: int | None = opt(None, "training", "Batch size (default 128).", Flag(("--batch-size",), "B"))
+    lr: float | None = opt(None, "training", "SGD learning rate (default: the dataset's).", Flag(("--lr",), "LR"))
+    confidence_pass: str = opt(
+        "clean",
+        "training",
+        "Inputs of the signals pass: clean, or strong (one strong augmentation per example, as released).",
+        Flag(("--confidence-pass",), "VIEW"),
+    )
+    # selection: which subset the fresh learner trains on
+    method: str = opt(
+        "prune4rel_auto",
+        "selection",
+        "Selection method (see: robustprune methods).",
+        Flag(("--method", "-m"), "NAME"),
+        grid=False,
+    )
+    params: dict[str, Any] = opt(
+        dict,
+        "selection",
+        "Method option KEY=VALUE (repeatable), e.g. tau=0.95; see robustprune methods NAME.",
+        Flag(("--param", "-p"), "KEY=VALUE", "params"),
+        grid=False,
+    )
+    fraction: float | None = opt(
+        0.5,
+        "selection",
+        "Share of training examples kept, in (0, 1] (default {default}).",
+        Flag(("--fraction", "-f"), "F", "unless_selection"),
+        grid=False,
+    )
+    class_balanced: bool | None = opt(
+        None,
+        "selection",
+        "Balance the budget over given labels (default: the method's).",
+        Flag(("--class-balanced/--no-class-balanced",), None, "toggle"),
+    )
+    selection: str | None = opt(
+        None,
+        "selection",
+        "Train on a subset chosen elsewhere: a select .npz, or "
+        ".npy/.txt indices into the run's training set. Skips warm-up and selection.",
+        Flag(("--selection",), "FILE", "path"),
+        grid=False,
+    )
+    signals: str | None = opt(
+        None,
+        "selection",
+        "Reuse the signals.npz of an earlier run on the same training set "
+        "(same dataset, subset, noise and seed) instead of a new warm-up.",
+        Flag(("--signals",), "FILE", "path"),
+        grid=False,
+    )
+    # inputs and evaluation: change what a run reports, not its warm-up
+    data_dir: str | None = opt(
+        None, "inputs", "Folder holding the dataset files.", Flag(("--data-dir",), "DIR", "path")
+    )
+    test_subset: int | None = opt(
+        None, "evaluation", "Evaluate on a fixed stratified subset of N test examples.", Flag(("--test-subset",), "N")
+    )
+    eval_every: int = opt(
+        1,
+        "evaluation",
+        "Evaluate test (and validation) accuracy every E epochs; the last epoch always.",
+        Flag(("--eval-every",), "E"),
+    )
+    # runtime: where and how, never what
+    device: str | None = opt(None, "runtime", "cpu or cuda (default: cuda when available).", Flag(("--device",), "DEV"))
+    eval_batch_size: int = opt(1024, "runtime", "Batch size of evaluation and prediction passes.")
+    out: str | None = opt(
+        None,
+        "runtime",
+        "Run directory (default: runs/<dataset>-<noise>-<learner>-<method>-f<F>-s<S>).",
+        Flag(("--out", "-o"), "DIR", "path"),
+        grid=False,
+    )
+    force: bool = opt(
+        False,
+        "runtime",
+        "Redo a run found in the run directory (its files are replaced).",
+        Flag(("--force",), None, "switch"),
+        grid=False,
+    )
+    resume: bool = opt(
+        False,
+        "runtime",
+        "Continue an interrupted run in the run directory; finished stages are reused.",
+        Flag(("--resume",), None, "switch"),
+        grid=False,
+    )
 
     def __post_init__(self) -> None:
         for name in ("dataset", "noise", "learner", "method"):
@@ -167,8 +336,10 @@ class RunConfig:
             raise ValueError("give at most one of force (start over) and resume (continue)")
 
     def fingerprint(self) -> dict[str, Any]:
-        """The fields that change the result, JSON-normalised (compared when a run is resumed)."""
-        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in RUNTIME_FIELDS}))
+        """The fields that change the result (every section but runtime), JSON-normalised; compared when a run
+        is resumed."""
+        runtime = section_fields(type(self), RUNTIME_SECTION)
+        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in runtime}))
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -242,10 +413,9 @@ def resolve_config(config: RunConfig) -> RunConfig:
 
 
 #: RunConfig fields a warm-up depends on: runs that agree on all of them can share one warm-up's signals.
-WARMUP_FIELDS = (
-    "dataset", "dataset_params", "subset", "noise", "noise_seed", "learner", "learner_params", "model",
-    "warmup_epochs", "epochs", "batch_size", "lr", "confidence_pass", "val_fraction", "seed",
-)  # fmt: skip
+WARMUP_FIELDS = section_fields(RunConfig, *WARMUP_SECTIONS)
+#: RunConfig fields that do not change the result (excluded when a resumed run is compared).
+RUNTIME_FIELDS = frozenset(section_fields(RunConfig, RUNTIME_SECTION))
 
 
 def warmup_key(config: RunConfig) -> dict[str, Any]:
@@ -294,10 +464,10 @@ def explain_config(
     c = resolved if resolved is not None else resolve_config(config)
     proto = protocol_for(config.dataset, tabular=_tabular(config))
     if given is None:  # not told: a field counts as given where it differs from RunConfig's default
-        default = RunConfig()
-        given = {f.name for f in fields(RunConfig) if getattr(config, f.name) != getattr(default, f.name)}
+        default = type(config)()
+        given = {f.name for f in fields(config) if getattr(config, f.name) != getattr(default, f.name)}
     rows: list[tuple[str, Any, str]] = []
-    for f in fields(RunConfig):
+    for f in fields(type(config)):
         if f.name in ("params", "learner_params", "out", "force", "resume"):
             continue
         value = getattr(c, f.name)

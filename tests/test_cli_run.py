@@ -268,3 +268,40 @@ def test_config_json_records_every_resolved_value(run_dir):
     assert resolved["learner_params.lr_u"] == {"value": 1, "from": "given"}
     assert resolved["learner_params.rc"] == {"value": 0.9, "from": "dataset protocol"}
     assert resolved["model"] == {"value": "mlp", "from": "dataset protocol"}
+
+
+def test_a_config_field_is_declared_once():
+    """A field added with runconfig.opt appears in run --help, is parsed from the command line into the
+    config, is a key a bench grid's [run] table may set, and is part of the fingerprint and the warm-up key:
+    one declaration, no other edit."""
+    from dataclasses import dataclass
+
+    import typer
+
+    from robustprune.cli.run import build_run_command
+    from robustprune.runconfig import WARMUP_SECTIONS, Flag, opt, run_options, section_fields
+
+    @dataclass(frozen=True)
+    class Extended(RunConfig):
+        label_smoothing: float = opt(0.0, "training", "Label smoothing of the loss.", Flag(("--label-smoothing",), "S"))
+
+    cli = typer.Typer()
+    cli.command()(build_run_command(Extended))
+    runner = CliRunner()
+    text = " ".join(runner.invoke(cli, ["--help"], env={"COLUMNS": "200"}).stdout.split())
+    assert "--label-smoothing" in text and "Label smoothing of the loss." in text
+    dry = runner.invoke(cli, ["--label-smoothing", "0.2", "--dry-run"], env={"COLUMNS": "200"})
+    assert dry.exit_code == 0, dry.output
+    row = next(ln.split() for ln in dry.stdout.splitlines() if ln.startswith("label_smoothing"))
+    assert row == ["label_smoothing", "0.2", "given"]
+    assert "label_smoothing" in run_options(Extended)  # what build_spec accepts in [run]
+    assert Extended(label_smoothing=0.1).fingerprint()["label_smoothing"] == 0.1
+    assert "label_smoothing" in section_fields(Extended, *WARMUP_SECTIONS)
+    # and the shipped config's derived sets are what they were before they were derived
+    from robustprune.runconfig import RUNTIME_FIELDS, WARMUP_FIELDS
+
+    assert RUNTIME_FIELDS == {"out", "force", "resume", "device", "eval_batch_size"}
+    assert set(WARMUP_FIELDS) == {
+        "dataset", "dataset_params", "subset", "noise", "noise_seed", "learner", "learner_params", "model",
+        "warmup_epochs", "epochs", "batch_size", "lr", "confidence_pass", "val_fraction", "seed",
+    }  # fmt: skip

@@ -35,20 +35,18 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustprune.runconfig import RunConfig, resolve_config, safe_name, warmup_key
+from robustprune.runconfig import RunConfig, resolve_config, run_options, safe_name, warmup_key
 from robustprune.selection.budget import check_fraction
 
 __all__ = ["ConfigError", "MethodSpec", "BenchSpec", "Group", "Cell", "load_config", "expand", "RUN_OPTIONS"]
 
-#: RunConfig options a grid may set for all cells (``[run]`` table / command-line flags).
-RUN_OPTIONS = (
-    "data_dir", "dataset_params", "subset", "test_subset", "model", "warmup_epochs", "epochs", "batch_size",
-    "lr", "eval_every", "confidence_pass", "val_fraction", "class_balanced", "device", "eval_batch_size",
-)  # fmt: skip
+#: RunConfig options a grid may set for all cells (``[run]`` table / command-line flags): declared on the
+#: fields themselves (``runconfig.opt(..., grid=...)``).
+RUN_OPTIONS = run_options(RunConfig)
 _TOP_KEYS = ("datasets", "noises", "learners", "methods", "fractions", "seeds", "run", "params",
              "learner_params", "variants")  # fmt: skip
 
@@ -355,13 +353,3 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def _check_fields() -> None:  # keep RUN_OPTIONS in step with RunConfig
-    names = {f.name for f in fields(RunConfig)}
-    missing = [k for k in RUN_OPTIONS if k not in names]
-    if missing:  # pragma: no cover
-        raise AssertionError(f"RUN_OPTIONS names unknown RunConfig fields: {missing}")
-
-
-_check_fields()

@@ -1,8 +1,10 @@
 """``robustprune run``: noise -> warm-up -> signals -> select -> train on the subset -> evaluate, into a run
 directory (config.json, signals.npz, selection.npz, metrics.json, run.log)."""
 
+import inspect
 import time
-from dataclasses import fields, replace
+import typing
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +27,7 @@ from robustprune.cli._common import (
 from robustprune.cli.select import parse_params
 from robustprune.data import dataset_names_help
 from robustprune.pipeline import RunResult, run
-from robustprune.runconfig import RunConfig, default_run_name, explain_config, protocol_for, resolve_config
+from robustprune.runconfig import Flag, RunConfig, default_run_name, explain_config, protocol_for, resolve_config
 from robustprune.rundir import ARTIFACTS, StageDone
 from robustprune.train.engine import DivergenceError, ProgressInfo
 
@@ -190,22 +192,16 @@ def _summary(result: RunResult, model_note: str = "") -> None:
     stdout_console().print(grid)
 
 
-#: run_command's parameters that set a RunConfig field of another name.
-_PARAM_FIELDS = {"data_param": "dataset_params", "learner_param": "learner_params", "param": "params"}
-
-
-def _given(ctx: typer.Context | None, cfg: RunConfig) -> set[str]:
+def _given(ctx: typer.Context | None, config_cls: type[RunConfig]) -> set[str]:
     """The RunConfig fields set on the command line (the rest come from defaults and protocols)."""
     if ctx is None:
         return set()
-    names = {f.name for f in fields(RunConfig)}
+    names = {f.name for f in fields(config_cls)}
     given = set()
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)
-        if source is not None and source.name == "COMMANDLINE":
-            name = _PARAM_FIELDS.get(param.name, param.name)
-            if name in names:
-                given.add(name)
+        if source is not None and source.name == "COMMANDLINE" and param.name in names:
+            given.add(param.name)
     return given
 
 
@@ -227,121 +223,118 @@ def _default_out(cfg: RunConfig) -> Path:
     return Path("runs") / default_run_name(resolve_config(cfg))
 
 
-_HELP = {
-    "dataset": f"Dataset: {dataset_names_help()}; digits needs no files.",
-    "data_dir": "Folder holding the dataset files.",
-    "data_param": "Dataset loader option KEY=VALUE (repeatable), e.g. cifar_n=FILE (CIFAR-N labels).",
-    "subset": "Use a fixed seeded stratified subset of N training examples (CPU-sized runs).",
-    "test_subset": "Evaluate on a fixed stratified subset of N test examples.",
-    "noise": "Label noise: none, sym:R, asym:R, asym-pairs:R, instance:R, matrix:FILE, human[:NAME].",
-    "learner": "Re-labeling learner: ce, sop (SOP+), dividemix, elr.",
-    "learner_param": "Learner option KEY=VALUE (repeatable), e.g. lr_u=1 (defaults: the dataset protocol).",
-    "model": "Network: mlp, lenet, small_cnn, preact_resnet18, resnet18/34/50 (default: the dataset's).",
-    "method": "Selection method (see: robustprune methods).",
-    "param": "Method option KEY=VALUE (repeatable), e.g. tau=0.95; see robustprune methods NAME.",
-    "fraction": f"Share of training examples kept, in (0, 1] (default {RunConfig().fraction}).",
-    "class_balanced": "Balance the budget over given labels (default: the method's).",
-    "selection": "Train on a subset chosen elsewhere: a select .npz, or .npy/.txt indices into the run's "
-    "training set. Skips warm-up and selection.",
-    "signals": "Reuse the signals.npz of an earlier run on the same training set (same dataset, subset, "
-    "noise and seed) instead of a new warm-up.",
-    "warmup_epochs": "Warm-up epochs on the full noisy set before selection (default: the dataset's).",
-    "epochs": "Training epochs on the subset, also the cosine schedule length (default: the dataset's).",
-    "batch_size": "Batch size (default 128).",
-    "lr": "SGD learning rate (default: the dataset's).",
-    "confidence_pass": "Inputs of the signals pass: clean, or strong (one strong augmentation per example, "
-    "as released).",
-    "val_fraction": "Hold out this share of the training set (given labels) to pick the best epoch; "
-    "0 reports the last epoch only.",
-    "eval_every": "Evaluate test (and validation) accuracy every E epochs; the last epoch always.",
-    "seed": "Seed of the noise, the selection and training.",
-    "device": "cpu or cuda (default: cuda when available).",
-    "out": "Run directory (default: runs/<dataset>-<noise>-<learner>-<method>-f<F>-s<S>).",
-    "force": "Redo a run found in the run directory (its files are replaced).",
-    "resume": "Continue an interrupted run in the run directory; finished stages are reused.",
-    "dry_run": "Print every value the run would use and where it comes from (flag, dataset protocol, method "
-    "or learner default), then stop without running.",
-}
+# ------------------------------------------------------------------ the command, derived from RunConfig's fields
+
+_DRY_RUN_HELP = (
+    "Print every value the run would use and where it comes from (flag, dataset protocol, method or learner "
+    "default), then stop without running."
+)
 
 
-def run_command(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", metavar="NAME", help=_HELP["dataset"])] = "digits",
-    data_dir: Annotated[Path | None, typer.Option(metavar="DIR", help=_HELP["data_dir"])] = None,
-    data_param: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help=_HELP["data_param"])] = None,
-    subset: Annotated[int | None, typer.Option(metavar="N", help=_HELP["subset"])] = None,
-    test_subset: Annotated[int | None, typer.Option(metavar="N", help=_HELP["test_subset"])] = None,
-    noise: Annotated[str, typer.Option(metavar="SPEC", help=_HELP["noise"])] = "sym:0.4",
-    learner: Annotated[str, typer.Option("--learner", "-l", metavar="NAME", help=_HELP["learner"])] = "sop",
-    learner_param: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help=_HELP["learner_param"])] = None,
-    model: Annotated[str | None, typer.Option(metavar="NAME", help=_HELP["model"])] = None,
-    method: Annotated[str, typer.Option("--method", "-m", metavar="NAME", help=_HELP["method"])] = "prune4rel_auto",
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help=_HELP["param"])] = None,
-    fraction: Annotated[float | None, typer.Option("--fraction", "-f", metavar="F", help=_HELP["fraction"])] = None,
-    class_balanced: Annotated[
-        bool | None, typer.Option("--class-balanced/--no-class-balanced", help=_HELP["class_balanced"])
-    ] = None,
-    selection: Annotated[Path | None, typer.Option(metavar="FILE", help=_HELP["selection"])] = None,
-    signals: Annotated[Path | None, typer.Option(metavar="FILE", help=_HELP["signals"])] = None,
-    warmup_epochs: Annotated[int | None, typer.Option(metavar="E", help=_HELP["warmup_epochs"])] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e", metavar="E", help=_HELP["epochs"])] = None,
-    batch_size: Annotated[int | None, typer.Option(metavar="B", help=_HELP["batch_size"])] = None,
-    lr: Annotated[float | None, typer.Option(metavar="LR", help=_HELP["lr"])] = None,
-    confidence_pass: Annotated[str, typer.Option(metavar="VIEW", help=_HELP["confidence_pass"])] = "clean",
-    val_fraction: Annotated[float, typer.Option(metavar="F", help=_HELP["val_fraction"])] = 0.0,
-    eval_every: Annotated[int, typer.Option(metavar="E", help=_HELP["eval_every"])] = 1,
-    seed: Annotated[int, typer.Option("--seed", "-s", metavar="S", help=_HELP["seed"])] = 0,
-    device: Annotated[str | None, typer.Option(metavar="DEV", help=_HELP["device"])] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help=_HELP["out"])] = None,
-    force: Annotated[bool, typer.Option("--force", help=_HELP["force"])] = False,
-    resume: Annotated[bool, typer.Option("--resume", help=_HELP["resume"])] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help=_HELP["dry_run"])] = False,
-    ctx: typer.Context = None,  # type: ignore[assignment]
-) -> None:
-    """Train a noise-robust learner on a pruned subset and evaluate it, end to end.
+def _parameter(f: Any, hints: dict[str, Any]) -> inspect.Parameter:
+    """The typer option of one RunConfig field, from the field's own declaration (``runconfig.opt``)."""
+    flag: Flag = f.metadata["flag"]
+    default = f.default if f.default is not MISSING else None
+    text = f.metadata["help"].format(datasets=dataset_names_help(), default=default)
+    kind = flag.kind
+    if kind in ("pairs", "params"):
+        annotation, default = list[str] | None, None
+    elif kind == "path":
+        annotation, default = Path | None, None
+    elif kind == "switch":
+        annotation = bool
+    elif kind == "toggle":
+        annotation = bool | None
+    elif kind == "unless_selection":  # unset: the field's default, unless a selection file fixes the subset
+        annotation, default = hints[f.name], None
+    else:
+        annotation = hints[f.name]
+    option = typer.Option(*flag.names, metavar=flag.metavar, help=text)
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[annotation, option])  # fmt: skip
+
+
+def _config_values(config_cls: type[RunConfig], kw: dict[str, Any]) -> dict[str, Any]:
+    """RunConfig keyword arguments from the command's parsed options."""
+    values: dict[str, Any] = {}
+    for f in fields(config_cls):
+        flag = f.metadata.get("flag")
+        if flag is None:
+            continue
+        v = kw[f.name]
+        if flag.kind == "params":
+            v = parse_params(v)
+        elif flag.kind == "pairs":
+            v = parse_key_values(v, flag.names[0], flag.example)
+        elif flag.kind == "path":
+            v = None if v is None else str(v)
+        elif flag.kind == "unless_selection" and v is None and kw.get("selection") is None:
+            v = f.default
+        values[f.name] = v
+    return values
+
+
+def build_run_command(config_cls: type[RunConfig] = RunConfig) -> Any:
+    """``robustprune run`` for ``config_cls``: one option per field that declares a flag, with the field's help
+    text and default; a field added to RunConfig (or a subclass) with ``opt(..., Flag(...))`` appears here,
+    in bench's ``[run]`` table and in the fingerprint without another edit."""
+    hints = typing.get_type_hints(config_cls)
+    params = [_parameter(f, hints) for f in fields(config_cls) if f.metadata.get("flag") is not None]
+    params.append(
+        inspect.Parameter(
+            "dry_run",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[bool, typer.Option("--dry-run", help=_DRY_RUN_HELP)],
+        )
+    )
+    params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typer.Context))
+
+    def run_command(**kw: Any) -> None:
+        ctx, dry_run = kw.pop("ctx"), kw.pop("dry_run")
+        if kw.get("selection") is not None and kw.get("fraction") is not None:
+            fail("give --fraction or --selection, not both (a selection file fixes the subset)")
+        values = _config_values(config_cls, kw)
+        with user_errors():
+            cfg = config_cls(**values)
+            if dry_run:
+                _print_resolved(cfg, _given(ctx, config_cls))
+                return
+            _run_and_report(cfg, model_given=values.get("model") is not None)
+
+    run_command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run_command.__annotations__ = {p.name: p.annotation for p in params}
+    run_command.__doc__ = """Train a noise-robust learner on a pruned subset and evaluate it, end to end.
 
     Noise -> the learner's warm-up on the full noisy set -> signals -> selection -> a fresh learner on the
     subset -> test accuracy, re-labeling accuracy, subset noise rate, class counts and times. With no
     arguments: digits, 40% symmetric noise, SOP+ on an MLP, prune4rel_auto keeping half (seconds on a
     2-core CPU).
     """
-    if selection is not None and fraction is not None:
-        fail("give --fraction or --selection, not both (a selection file fixes the subset)")
-    params = parse_params(param)
-    lparams = parse_key_values(learner_param, "--learner-param", "lr_u=1")
-    dparams = parse_key_values(data_param, "--data-param", "cifar_n=CIFAR-10_human.pt")
-    with user_errors():
-        cfg = RunConfig(
-            dataset=dataset, data_dir=None if data_dir is None else str(data_dir), dataset_params=dparams,
-            subset=subset,
-            test_subset=test_subset, noise=noise, learner=learner, learner_params=lparams, model=model,
-            method=method, params=params,
-            fraction=fraction if fraction is not None or selection else RunConfig().fraction,
-            class_balanced=class_balanced, selection=None if selection is None else str(selection),
-            signals=None if signals is None else str(signals),
-            warmup_epochs=warmup_epochs, epochs=epochs, batch_size=batch_size, lr=lr,
-            confidence_pass=confidence_pass, val_fraction=val_fraction, eval_every=eval_every, seed=seed,
-            device=device, force=force, resume=resume,
-        )  # fmt: skip
-        if dry_run:
-            _print_resolved(cfg, _given(ctx, cfg))
-            return
-        target = out if out is not None else _default_out(cfg)
-        cfg = replace(cfg, out=str(target))
-        bars = _Bars()
-        try:
-            with sigterm_as_interrupt():
-                result = run(cfg, progress=bars)
-        except DivergenceError as exc:
-            bars.close()
-            fail(f"{exc} (then rerun with --force)", 1)
-        except KeyboardInterrupt as exc:
-            bars.close()
-            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            fail(f"{what}; continue with the same command plus --resume (run directory {target})", interrupt_code(exc))
-        finally:
-            bars.close()
-        proto = protocol_for(cfg.dataset)
-        note = ""
-        if model is None and proto.cpu_model is not None and result.metrics.get("model") == proto.cpu_model:
-            note = f" (this dataset's CPU default; {proto.model} elsewhere, or pass --model)"
+    return run_command
+
+
+def _run_and_report(cfg: RunConfig, *, model_given: bool) -> None:
+    target = Path(cfg.out) if cfg.out is not None else _default_out(cfg)
+    cfg = replace(cfg, out=str(target))
+    bars = _Bars()
+    try:
+        with sigterm_as_interrupt():
+            result = run(cfg, progress=bars)
+    except DivergenceError as exc:
+        bars.close()
+        fail(f"{exc} (then rerun with --force)", 1)
+    except KeyboardInterrupt as exc:
+        bars.close()
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        fail(f"{what}; continue with the same command plus --resume (run directory {target})", interrupt_code(exc))
+    finally:
+        bars.close()
+    proto = protocol_for(cfg.dataset)
+    note = ""
+    if not model_given and proto.cpu_model is not None and result.metrics.get("model") == proto.cpu_model:
+        note = f" (this dataset's CPU default; {proto.model} elsewhere, or pass --model)"
     _summary(result, note)
+
+
+run_command = build_run_command()
