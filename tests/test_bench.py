@@ -388,6 +388,10 @@ def test_cli_bench_takes_run_names_and_defaults(tmp_path, monkeypatch):
     spec = seen["spec"]
     assert [m.method for m in spec.methods] == ["prune4rel_auto"] and list(spec.learners) == ["sop"]
     assert list(spec.fractions) == [0.5] and list(spec.seeds) == [0]
+    # every option a grid may set has run's flag (derived from the RunConfig field), unset = not overridden
+    invoke(["bench", "--epochs", "3", "--eval-every", "2", "--subset", "100", "--no-class-balanced",
+            "--out", tmp_path])  # fmt: skip
+    assert seen["spec"].run == {"epochs": 3, "eval_every": 2, "subset": 100, "class_balanced": False}
     # plural forms are still accepted
     invoke(["bench", "--methods", "uniform,el2n", "--learners", "sop,ce", "--fractions", "0.2,0.4", "--out", tmp_path])
     assert [m.method for m in seen["spec"].methods] == ["uniform", "el2n"]

@@ -1,9 +1,12 @@
 """``robustprune bench`` (a sweep over datasets x noise x learners x methods x fractions x seeds) and
 ``robustprune report`` (its Markdown / CSV / JSON / PNG report)."""
 
+import inspect
 import shlex
 import sys
 import time
+import typing
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,8 +26,9 @@ from robustprune.cli._common import (
     stdout_console,
     user_errors,
 )
+from robustprune.cli.run import config_parameter, config_values
 from robustprune.data import dataset_names_help
-from robustprune.runconfig import RunConfig
+from robustprune.runconfig import RunConfig, run_options
 
 
 def _split(text: str | None, flag: str, kind: type = str) -> list | None:
@@ -118,7 +122,7 @@ def _print_dry_run(spec: Any) -> None:
     con.print(Text("dry run: nothing was run or written"))
 
 
-def bench_command(
+def _bench(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", metavar="FILE.toml", help="Grid in a TOML file (see configs/).")
     ] = None,
@@ -153,13 +157,6 @@ def bench_command(
         list[str] | None,
         typer.Option("--param", "-p", metavar="METHOD.KEY=VALUE", help="Method option, e.g. uncertainty.kind=margin."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(metavar="E", help="Training epochs per cell.")] = None,
-    warmup_epochs: Annotated[int | None, typer.Option(metavar="E", help="Warm-up epochs per group.")] = None,
-    subset: Annotated[int | None, typer.Option(metavar="N", help="Fixed seeded training subset.")] = None,
-    test_subset: Annotated[int | None, typer.Option(metavar="N", help="Fixed seeded test subset.")] = None,
-    model: Annotated[str | None, typer.Option(metavar="NAME", help="Network (default: the dataset's).")] = None,
-    data_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder holding the dataset files.")] = None,
-    device: Annotated[str | None, typer.Option(metavar="DEV", help="cpu or cuda (default: cuda if any).")] = None,
     jobs: Annotated[
         int,
         typer.Option("--jobs", "-j", metavar="N", help="Cells run in parallel processes (one GPU each where several)."),
@@ -173,6 +170,7 @@ def bench_command(
             "--dry-run", help="Print the grid and every value of its first cell with its origin; run nothing."
         ),
     ] = False,
+    **run_flags: Any,
 ) -> None:
     """Run a grid of datasets x noise x learners x methods x fractions x seeds and write a report.
 
@@ -187,10 +185,8 @@ def bench_command(
         fail("--out DIR is required (the sweep directory)")
     if jobs < 1:
         fail(f"--jobs must be at least 1, got {jobs}")
-    run_opts = {k: v for k, v in dict(epochs=epochs, warmup_epochs=warmup_epochs, subset=subset,
-                                      test_subset=test_subset, model=model, device=device,
-                                      data_dir=None if data_dir is None else str(data_dir)).items()
-                if v is not None}  # fmt: skip
+    # the grid's shared run options: run's own flags, for every field a grid may set (RUN_OPTIONS)
+    run_opts = {k: v for k, v in config_values(RunConfig, run_flags, set(run_flags)).items() if v not in (None, {})}
     overrides = {
         "datasets": _split(dataset, "--dataset"), "noises": _split(noise, "--noise"),
         "learners": _split(learners, "--learner"), "methods": _split(methods, "--method"),
@@ -256,3 +252,25 @@ def report_command(
     with user_errors():
         path = write_report(run_dir, figures=not no_figures)
     stdout_console().print(f"wrote {path}")
+
+
+def _build_bench_command() -> Any:
+    """``_bench`` with one more option per RunConfig field a grid may set, declared by the field itself
+    (the same flag, help text and parsing as ``robustprune run``; unset = taken from the config file)."""
+    hints = typing.get_type_hints(RunConfig)
+    grid_fields = [f for f in fields(RunConfig) if f.name in run_options(RunConfig) and f.metadata.get("flag")]
+    extra = [config_parameter(f, hints, unset=True) for f in grid_fields]
+    own = [p for p in inspect.signature(_bench, eval_str=True).parameters.values() if p.kind != p.VAR_KEYWORD]
+    params = own + extra
+
+    def bench_command(**kw: Any) -> None:
+        run_flags = {f.name: kw.pop(f.name) for f in grid_fields}
+        _bench(**kw, **run_flags)
+
+    bench_command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    bench_command.__annotations__ = {p.name: p.annotation for p in params}
+    bench_command.__doc__ = _bench.__doc__
+    return bench_command
+
+
+bench_command = _build_bench_command()

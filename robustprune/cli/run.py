@@ -231,8 +231,11 @@ _DRY_RUN_HELP = (
 )
 
 
-def _parameter(f: Any, hints: dict[str, Any]) -> inspect.Parameter:
-    """The typer option of one RunConfig field, from the field's own declaration (``runconfig.opt``)."""
+def config_parameter(f: Any, hints: dict[str, Any], *, unset: bool = False) -> inspect.Parameter:
+    """The typer option of one RunConfig field, from the field's own declaration (``runconfig.opt``).
+
+    With ``unset`` the option defaults to None ("not given"), for commands that lay given values over
+    others (bench over a config file's ``[run]`` table)."""
     flag: Flag = f.metadata["flag"]
     default = f.default if f.default is not MISSING else None
     text = f.metadata["help"].format(datasets=dataset_names_help(), default=default)
@@ -249,17 +252,19 @@ def _parameter(f: Any, hints: dict[str, Any]) -> inspect.Parameter:
         annotation, default = hints[f.name], None
     else:
         annotation = hints[f.name]
+    if unset:
+        annotation, default = annotation | None, None
     option = typer.Option(*flag.names, metavar=flag.metavar, help=text)
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[annotation, option])  # fmt: skip
 
 
-def _config_values(config_cls: type[RunConfig], kw: dict[str, Any]) -> dict[str, Any]:
-    """RunConfig keyword arguments from the command's parsed options."""
+def config_values(config_cls: type[RunConfig], kw: dict[str, Any], names: set[str] | None = None) -> dict[str, Any]:
+    """RunConfig keyword arguments from a command's parsed options (only ``names`` when given)."""
     values: dict[str, Any] = {}
     for f in fields(config_cls):
         flag = f.metadata.get("flag")
-        if flag is None:
+        if flag is None or (names is not None and f.name not in names):
             continue
         v = kw[f.name]
         if flag.kind == "params":
@@ -279,7 +284,7 @@ def build_run_command(config_cls: type[RunConfig] = RunConfig) -> Any:
     text and default; a field added to RunConfig (or a subclass) with ``opt(..., Flag(...))`` appears here,
     in bench's ``[run]`` table and in the fingerprint without another edit."""
     hints = typing.get_type_hints(config_cls)
-    params = [_parameter(f, hints) for f in fields(config_cls) if f.metadata.get("flag") is not None]
+    params = [config_parameter(f, hints) for f in fields(config_cls) if f.metadata.get("flag") is not None]
     params.append(
         inspect.Parameter(
             "dry_run",
@@ -294,7 +299,7 @@ def build_run_command(config_cls: type[RunConfig] = RunConfig) -> Any:
         ctx, dry_run = kw.pop("ctx"), kw.pop("dry_run")
         if kw.get("selection") is not None and kw.get("fraction") is not None:
             fail("give --fraction or --selection, not both (a selection file fixes the subset)")
-        values = _config_values(config_cls, kw)
+        values = config_values(config_cls, kw)
         with user_errors():
             cfg = config_cls(**values)
             if dry_run:
