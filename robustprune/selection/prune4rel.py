@@ -174,17 +174,7 @@ def prune4rel(
     num_classes = probs.shape[1]
     info: dict = {"engine": engine}
 
-    t_embed = time.perf_counter()
-    z = transform_embedding(features, embedding)
-    if embedding != "raw":
-        info["embedding_seconds"] = round(time.perf_counter() - t_embed, 4)
-    if tau == "auto":
-        t_tau = time.perf_counter()
-        deg = float(target_degree) if target_degree is not None else 4.0 * n / max(budget, 1)
-        tau = auto_tau(z, deg, seed=seed, device=device)
-        info.update(target_degree=round(deg, 3), auto_tau_seconds=round(time.perf_counter() - t_tau, 4))
-    tau = float(tau)
-    info["tau"] = tau
+    z, tau = _space_and_threshold(features, embedding, tau, target_degree, budget, seed, device, info)
 
     # one progress scale for both phases: graph tiles first, then picks
     if block_size < 1:
@@ -201,43 +191,17 @@ def prune4rel(
             progress(tiles + done, tiles + budget)
 
     t0 = time.perf_counter()
-    graph = None
-    if engine in ("auto", "graph"):
-        try:
-            graph = rescaled_cosine_graph(
-                z,
-                tau,
-                block_size=block_size,
-                device=device,
-                max_neighbors=max_neighbors,
-                max_edges=max_edges,
-                progress=graph_progress,
-            )
-        except ValueError as exc:
-            if engine == "graph" or gain == "exact" or eta == "auto" or "max_edges" not in str(exc):
-                raise
-        info["engine"] = "graph" if graph is not None else "dense"
-    if graph is not None:
-        info.update(n_edges=graph.nnz, mean_degree=round(graph.nnz / n, 3), graph_seconds=round(graph.build_seconds, 4))
-        neighbors: Neighbors = graph.row
-    else:
-        if max_neighbors is not None:
-            raise ValueError("max_neighbors needs the graph engine (engine='graph')")
-        neighbors = _dense_neighbors(z, tau, device)
+    needs_graph = gain == "exact" or eta == "auto"
+    graph, neighbors = _neighbourhoods(
+        z, tau, engine, needs_graph, max_neighbors, max_edges, block_size, device, graph_progress, info
+    )
     if eta == "auto":
-        assert graph is not None
         eta = support_scale(graph, c, budget / n) or 1.0
     eta = float(eta)
     info["eta"] = eta
     t1 = time.perf_counter()
 
-    penalty = None
-    if candidates == "confident":
-        from robustprune.selection.confident import label_issue_mask
-
-        flagged = label_issue_mask(lab, probs)
-        penalty = np.where(flagged, np.float32(TIER), np.float32(0.0)).astype(np.float32)
-        info.update(flagged=int(flagged.sum()))
+    penalty = _candidate_tiers(candidates, lab, probs, info)
     groups = None
     if class_balanced:
         groups = lab if balance_by == "given" else np.asarray(probs).argmax(axis=1).astype(np.int64)
@@ -246,7 +210,6 @@ def prune4rel(
             c, neighbors, budget, groups, num_classes, np.float32(eta), greedy_progress, penalty
         )
     else:
-        assert graph is not None
         picks, gains, break_at, covered = greedy_exact(
             c, graph, budget, groups, num_classes, eta, greedy_progress, penalty
         )
@@ -259,6 +222,76 @@ def prune4rel(
         setup_seconds=round(t1 - t0, 4),
     )
     return MethodOutput(indices=picks, gains=gains, scores=c, info=info)
+
+
+def _space_and_threshold(
+    features: np.ndarray,
+    embedding: str,
+    tau: float | str,
+    target_degree: float | None,
+    budget: int,
+    seed: int,
+    device: str,
+    info: dict,
+) -> tuple[np.ndarray, float]:
+    """The embeddings the cosine is taken on, and τ (chosen from them when ``tau == "auto"``)."""
+    n = features.shape[0]
+    t_embed = time.perf_counter()
+    z = transform_embedding(features, embedding)
+    if embedding != "raw":
+        info["embedding_seconds"] = round(time.perf_counter() - t_embed, 4)
+    if tau == "auto":
+        t_tau = time.perf_counter()
+        deg = float(target_degree) if target_degree is not None else 4.0 * n / max(budget, 1)
+        tau = auto_tau(z, deg, seed=seed, device=device)
+        info.update(target_degree=round(deg, 3), auto_tau_seconds=round(time.perf_counter() - t_tau, 4))
+    info["tau"] = float(tau)
+    return z, float(tau)
+
+
+def _neighbourhoods(
+    z: np.ndarray,
+    tau: float,
+    engine: str,
+    needs_graph: bool,
+    max_neighbors: int | None,
+    max_edges: int | None,
+    block_size: int,
+    device: str,
+    progress: Callable[[int, int], None] | None,
+    info: dict,
+) -> tuple[SimilarityGraph | None, Neighbors]:
+    """The τ-graph (engine "graph", or "auto" while it fits ``max_edges``) or the released per-pick column."""
+    graph = None
+    if engine in ("auto", "graph"):
+        try:
+            graph = rescaled_cosine_graph(
+                z, tau, block_size=block_size, device=device, max_neighbors=max_neighbors, max_edges=max_edges,
+                progress=progress,
+            )  # fmt: skip
+        except ValueError as exc:
+            if engine == "graph" or needs_graph or "max_edges" not in str(exc):
+                raise
+        info["engine"] = "graph" if graph is not None else "dense"
+    if graph is not None:
+        n = graph.n
+        info.update(n_edges=graph.nnz, mean_degree=round(graph.nnz / n, 3), graph_seconds=round(graph.build_seconds, 4))
+        return graph, graph.row
+    if max_neighbors is not None:
+        raise ValueError("max_neighbors needs the graph engine (engine='graph')")
+    return None, _dense_neighbors(z, tau, device)
+
+
+def _candidate_tiers(candidates: str, labels: np.ndarray | None, probs: np.ndarray, info: dict) -> np.ndarray | None:
+    """With ``candidates="confident"``, a per-example penalty that puts confident learning's flagged examples
+    after all the others (the greedy engines' second tier); None otherwise."""
+    if candidates != "confident":
+        return None
+    from robustprune.selection.confident import label_issue_mask
+
+    flagged = label_issue_mask(labels, probs)
+    info.update(flagged=int(flagged.sum()))
+    return np.where(flagged, np.float32(TIER), np.float32(0.0)).astype(np.float32)
 
 
 def _confidences(probs: np.ndarray, kind: str, labels: np.ndarray | None) -> np.ndarray:
