@@ -12,19 +12,7 @@ every file is checksum-verified. CIFAR-N human labels come from a file the user 
 
 from robustprune.data import arrays as _arrays  # noqa: F401  (registers digits, arrays)
 from robustprune.data import folder as _folder  # noqa: F401  (registers imagefolder)
-from robustprune.data.base import (
-    ArrayDataset,
-    DatasetInfo,
-    channel_stats,
-    dataset_names_help,
-    get_dataset_info,
-    list_datasets,
-    load_dataset,
-    make_dataset,
-    register_dataset,
-    stratified_indices,
-    stratified_split,
-)
+from robustprune.data.base import ArrayDataset, channel_stats, make_dataset, stratified_indices, stratified_split
 from robustprune.data.cifar import (
     CIFAR10_CLASSES,
     CIFAR10N_LABELS,
@@ -38,6 +26,14 @@ from robustprune.data.cifar import (
 )
 from robustprune.data.download import download_file
 from robustprune.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_SYSTEM_DIR, read_idx
+from robustprune.data.registry import (
+    DatasetInfo,
+    dataset_names_help,
+    get_dataset_info,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
 
 __all__ = [
     "ArrayDataset",

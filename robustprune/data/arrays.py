@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from robustprune.data.base import ArrayDataset, carve_test_split, make_dataset, register_dataset, stratified_split
+from robustprune.data.base import ArrayDataset, carve_test_split, make_dataset, stratified_split
+from robustprune.data.registry import register_dataset
 
 __all__: list[str] = []
 

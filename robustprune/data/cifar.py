@@ -24,9 +24,9 @@ from robustprune.data.base import (
     check_data_dir,
     default_data_root,
     make_dataset,
-    register_dataset,
 )
 from robustprune.data.download import download_file, extract_tar
+from robustprune.data.registry import register_dataset
 
 __all__ = [
     "CIFAR10_CLASSES",

@@ -23,8 +23,8 @@ from robustprune.data.base import (
     carve_test_split,
     check_data_dir,
     make_dataset,
-    register_dataset,
 )
+from robustprune.data.registry import register_dataset
 
 __all__ = ["IMAGE_EXTENSIONS"]
 

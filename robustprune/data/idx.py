@@ -20,9 +20,9 @@ from robustprune.data.base import (
     check_data_dir,
     default_data_root,
     make_dataset,
-    register_dataset,
 )
 from robustprune.data.download import download_file
+from robustprune.data.registry import register_dataset
 
 __all__ = ["read_idx", "IDX_FILES", "FASHION_MNIST_CLASSES", "FASHION_MNIST_SYSTEM_DIR"]
 
