@@ -46,7 +46,8 @@ import torch
 import robustprune.evaluate as ev
 from robustprune._io import write_json
 from robustprune._version import __version__
-from robustprune.runconfig import RunConfig, explain_config, resolve_config
+from robustprune.explain import explain_config
+from robustprune.runconfig import RunConfig, resolve_config
 from robustprune.rundir import (
     RunEvent,
     RunLog,

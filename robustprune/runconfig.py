@@ -1,9 +1,9 @@
-"""Run configuration: per-dataset protocols, :class:`RunConfig`, its resolution, and warm-up sharing keys.
+"""Run configuration: :class:`RunConfig` with every field declared once (:func:`opt`), its resolution, and
+warm-up sharing keys.
 
-:func:`resolve_config` fills every ``None`` of a :class:`RunConfig` from the dataset's :class:`Protocol`
-(:data:`PROTOCOLS`: the Prune4ReL scripts' settings for CIFAR, CPU-sized ones for digits and
-(Fashion-)MNIST) and checks every name and option; :func:`warmup_key` names what a warm-up depends on, so
-runs (and sweep cells) that agree on it can share one warm-up's signals.
+:func:`resolve_config` fills every ``None`` of a :class:`RunConfig` from the dataset's protocol
+(:mod:`robustprune.protocols`) and checks every name and option; :func:`warmup_key` names what a warm-up
+depends on, so runs (and sweep cells) that agree on it can share one warm-up's signals.
 """
 
 from __future__ import annotations
@@ -16,60 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from robustprune._device import resolve_device
+from robustprune.protocols import protocol_for
 from robustprune.selection.budget import check_fraction
 
 __all__ = [
-    "Protocol", "PROTOCOLS", "protocol_for", "RunConfig", "resolve_config", "default_run_name",
-    "warmup_key", "WARMUP_FIELDS", "RUNTIME_FIELDS", "explain_config", "Flag", "opt", "SECTIONS",
-    "section_fields", "run_options",
+    "RunConfig", "resolve_config", "default_run_name", "safe_name", "warmup_key", "WARMUP_FIELDS", "RUNTIME_FIELDS",
+    "Flag", "opt", "SECTIONS", "section_fields", "run_options", "tabular_data",
 ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Per-dataset defaults: model, schedule, and learner / method hyperparameters by name."""
-
-    model: str
-    epochs: int
-    warmup_epochs: int
-    lr: float = 0.02
-    batch_size: int = 128
-    learner_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: The network used instead of ``model`` when the run's device is a CPU and no model was asked for: a
-    #: default run must finish in minutes there (``small_cnn`` on all of Fashion-MNIST takes hours on 2 cores).
-    cpu_model: str | None = None
-
-
-_SOP_C10 = {"rc": 0.9, "rb": 0.1, "lr_u": 10.0, "lr_v": 100.0}
-_P4R = {"prune4rel": {"tau": 0.975, "eta": 1.0}}
-_MNIST_LIKE = Protocol(
-    "small_cnn", 30, 5, lr=0.02, learner_params={"sop": _SOP_C10}, method_params=_P4R, cpu_model="lenet"
-)
-
-#: Spec ``prune4rel.md`` section 6 for CIFAR; CPU-sized settings (measured) for digits and MNIST-likes.
-PROTOCOLS: dict[str, Protocol] = {
-    "cifar10": Protocol("preact_resnet18", 300, 10, learner_params={"sop": _SOP_C10}, method_params=_P4R),
-    "cifar100": Protocol(
-        "preact_resnet18", 300, 30,
-        learner_params={"sop": {**_SOP_C10, "lr_u": 1.0}, "elr": {"beta": 0.9, "lam": 7.0}},
-        method_params={"prune4rel": {"tau": 0.95, "eta": 1.0}},
-    ),
-    # an MLP: ~15x faster than small_cnn on 8x8 inputs on a CPU, ~0.91 test accuracy at 40% noise
-    "digits": Protocol("mlp", 50, 10, lr=0.1, learner_params={"sop": _SOP_C10}, method_params=_P4R),
-    "fashion-mnist": _MNIST_LIKE,
-    "mnist": _MNIST_LIKE,
-}  # fmt: skip
-_FALLBACK_IMAGES = Protocol("small_cnn", 30, 5)
-_FALLBACK_TABULAR = Protocol("mlp", 30, 5, lr=0.1)
-
-
-def protocol_for(dataset: str, *, tabular: bool = False) -> Protocol:
-    """The :class:`Protocol` of a dataset (a generic one for user data: images or tabular rows)."""
-    from robustprune.data import get_dataset_info
-
-    name = get_dataset_info(dataset).name
-    return PROTOCOLS.get(name, _FALLBACK_TABULAR if tabular else _FALLBACK_IMAGES)
 
 
 @dataclass(frozen=True)
@@ -368,7 +321,7 @@ def resolve_config(config: RunConfig) -> RunConfig:
     from robustprune.train.learners import get_learner_class
 
     c = config
-    proto = protocol_for(c.dataset, tabular=_tabular(c))
+    proto = protocol_for(c.dataset, tabular=tabular_data(c))
     loader_options = get_dataset_info(c.dataset).options
     unknown = sorted(set(c.dataset_params) - set(loader_options))
     if unknown:
@@ -435,72 +388,8 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "", name.replace(":", ""))
 
 
-#: RunConfig fields whose ``None`` the dataset protocol fills.
-_FROM_PROTOCOL = ("model", "epochs", "warmup_epochs", "batch_size", "lr")
-
-
-def _tabular(config: RunConfig) -> bool:
+def tabular_data(config: RunConfig) -> bool:
+    """Whether the run's dataset is tabular rows (its default model then is the MLP), from metadata only."""
     from robustprune.data import get_dataset_info
 
     return get_dataset_info(config.dataset).is_tabular(config.data_dir, config.dataset_params)
-
-
-def explain_config(
-    config: RunConfig, given: set[str] | frozenset[str] | None = None, *, resolved: RunConfig | None = None
-) -> list[tuple[str, Any, str]]:
-    """Every value a run will use, with where it came from, as ``(key, value, origin)`` rows.
-
-    ``given`` names the fields the user set by a flag or a config file (None: those that differ from
-    RunConfig's defaults); method and learner options count as given when they are in ``config.params`` /
-    ``config.learner_params``. The other origins are the dataset protocol, the method's or the learner's own
-    default, and RunConfig's default. Method and learner options are listed in full, defaults included, so
-    nothing a run depends on is hidden. ``resolved`` saves resolving ``config`` again.
-    """
-    from dataclasses import MISSING
-
-    from robustprune.selection.registry import get_method
-    from robustprune.train.learners import get_learner_class
-
-    c = resolved if resolved is not None else resolve_config(config)
-    proto = protocol_for(config.dataset, tabular=_tabular(config))
-    if given is None:  # not told: a field counts as given where it differs from RunConfig's default
-        default = type(config)()
-        given = {f.name for f in fields(config) if getattr(config, f.name) != getattr(default, f.name)}
-    rows: list[tuple[str, Any, str]] = []
-    for f in fields(type(config)):
-        if f.name in ("params", "learner_params", "out", "force", "resume"):
-            continue
-        value = getattr(c, f.name)
-        if f.name in given:
-            origin = "given"
-        elif f.name in _FROM_PROTOCOL and getattr(config, f.name) is None:
-            origin = "dataset protocol"
-            if f.name == "model" and proto.cpu_model is not None and value == proto.cpu_model != proto.model:
-                origin = f"dataset protocol (CPU default; {proto.model} on a GPU)"
-        elif f.name == "device" and config.device is None:
-            origin = "auto (CUDA when available)"
-        elif f.name == "noise_seed" and config.noise_seed is None:
-            origin = "seed"
-        else:
-            origin = "default"
-        rows.append((f.name, value, origin))
-    learner = get_learner_class(c.learner)
-    for f in fields(learner.Options):
-        if f.name in config.learner_params:
-            value, origin = config.learner_params[f.name], "given"
-        elif f.name in c.learner_params:
-            value, origin = c.learner_params[f.name], "dataset protocol"
-        else:
-            value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-            origin = f"{learner.name} default"
-        rows.append((f"learner_params.{f.name}", value, origin))
-    if c.selection is None:
-        info = get_method(c.method)
-        for key, default in info.options.items():
-            if key in config.params:
-                rows.append((f"params.{key}", config.params[key], "given"))
-            elif key in c.params:
-                rows.append((f"params.{key}", c.params[key], "dataset protocol"))
-            else:
-                rows.append((f"params.{key}", default, f"{info.name} default"))
-    return rows

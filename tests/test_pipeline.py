@@ -13,7 +13,8 @@ import robustprune as rp
 from robustprune import evaluate as ev
 from robustprune.data import FASHION_MNIST_SYSTEM_DIR
 from robustprune.pipeline import run
-from robustprune.runconfig import PROTOCOLS, RunConfig, protocol_for, resolve_config
+from robustprune.protocols import PROTOCOLS, protocol_for
+from robustprune.runconfig import RunConfig, resolve_config
 from robustprune.rundir import StageDone
 from robustprune.selection.base import load_indices
 

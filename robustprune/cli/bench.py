@@ -106,7 +106,7 @@ class _BenchBars:
 def _print_dry_run(spec: Any) -> None:
     """``bench --dry-run``: the grid's size and the first cell's resolved values with their origins."""
     from robustprune.bench.grid import RUN_OPTIONS, expand
-    from robustprune.runconfig import explain_config
+    from robustprune.explain import explain_config
 
     groups, cells = expand(spec)
     con = stdout_console()

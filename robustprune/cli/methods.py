@@ -27,7 +27,7 @@ def _options(info: MethodInfo) -> str:
 
 def _protocol_overrides(info: MethodInfo) -> str:
     """Which dataset protocols set which of the method's options in ``robustprune run`` / ``bench``."""
-    from robustprune.runconfig import PROTOCOLS
+    from robustprune.protocols import PROTOCOLS
 
     by_values: dict[str, list[str]] = {}
     for dataset, proto in PROTOCOLS.items():

@@ -26,8 +26,10 @@ from robustprune.cli._common import (
 )
 from robustprune.cli.select import parse_params
 from robustprune.data import dataset_names_help
+from robustprune.explain import explain_config
 from robustprune.pipeline import RunResult, run
-from robustprune.runconfig import Flag, RunConfig, default_run_name, explain_config, protocol_for, resolve_config
+from robustprune.protocols import protocol_for
+from robustprune.runconfig import Flag, RunConfig, default_run_name, resolve_config
 from robustprune.rundir import ARTIFACTS, StageDone
 from robustprune.train.engine import DivergenceError, ProgressInfo
 
