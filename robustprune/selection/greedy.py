@@ -1,16 +1,21 @@
-"""Greedy engines for neighbourhood-confidence objectives over a sparse graph, and the class balancer.
+"""The greedy engines every greedy selection method shares, and the class balancer.
 
-Prune4ReL's objective lives in :mod:`robustprune.selection.prune4rel`; the strategies that maximise it live
-here, apart from it (as apricot keeps optimisers apart from set functions):
+Objectives live with their methods (Prune4ReL's in :mod:`robustprune.selection.prune4rel`, k-center's in
+:mod:`robustprune.selection.kcenter`); the strategies that maximise them live here, apart from them (as
+apricot keeps optimisers apart from set functions):
 
 - :func:`greedy_self`: the released self-gain rule with exact incremental gains, an argmax over a two-level
   block-maximum structure (:class:`BlockMax`), ties to the lowest index, float32 as released;
-- :func:`greedy_exact`: lazy (CELF) greedy on the true marginal gain ``Σ_v tanh((NC_v + w c)/η) - tanh(NC_v/η)``,
-  exact because the objective is monotone submodular;
+- :func:`greedy_exact`: the true marginal gain ``Σ_v tanh((NC_v + w c)/η) - tanh(NC_v/η)`` through
+  :func:`lazy_greedy`, exact because the objective is monotone submodular;
+- :func:`lazy_greedy` (CELF, exact for monotone submodular functions, with optional class round-robin and
+  candidate tiers), :func:`naive_greedy` (every gain every step: the reference), :func:`stochastic_greedy`
+  (a sampled candidate set per step) and :func:`argmax_greedy` (a score tensor kept current on the device,
+  no host synchronisation: k-center's farthest-first traversal);
 - :class:`RoundRobin`: the released class-balanced schedule (equal picks per class, the 1.5x break rule).
 
-Both engines take an optional per-example ``penalty`` that puts some examples in a second tier, taken only
-when the first is exhausted (Prune4ReL's ``candidates="confident"``).
+Prune4ReL's two engines take an optional per-example ``penalty`` that puts some examples in a second tier,
+taken only when the first is exhausted (``candidates="confident"``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from robustprune.seeding import stream
 from robustprune.selection.graph import SimilarityGraph
 
-__all__ = ["BlockMax", "RoundRobin", "Neighbors", "greedy_exact", "greedy_self", "self_gain", "TIER"]
+__all__ = [
+    "BlockMax", "RoundRobin", "Neighbors", "TIER", "self_gain", "greedy_self", "greedy_exact", "lazy_greedy",
+    "naive_greedy", "stochastic_greedy", "argmax_greedy",
+]  # fmt: skip
 
 Neighbors = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
@@ -205,54 +214,45 @@ def greedy_self(
     return picks, gains, break_at, nc
 
 
-def greedy_exact(
-    c: np.ndarray,
-    graph: SimilarityGraph,
+def lazy_greedy(
+    gain0: np.ndarray,
+    fresh: Callable[[int], float],
+    add: Callable[[int], None],
     budget: int,
-    labels: np.ndarray | None,
-    num_classes: int,
-    eta: float,
-    progress: Callable[[int, int], None] | None,
-    penalty: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray]:
-    """Lazy greedy on the true marginal gain of F (float64). Stale heap keys are upper bounds (submodular).
+    *,
+    labels: np.ndarray | None = None,
+    num_classes: int = 0,
+    tier: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Lazy (CELF) greedy maximisation of a monotone submodular function, exact: a stale gain is an upper
+    bound, so a candidate whose fresh gain still beats every stale key is the true argmax.
 
-    Heap keys are ``(tier, -gain, index)``: examples with a ``penalty`` > 0 form a second tier, taken only
-    when the first is empty (within a class while balancing). Lazy evaluation stays exact inside a tier.
+    Parameters
+    ----------
+    gain0 : (N,) gains of every candidate on the empty set.
+    fresh : the current gain of candidate ``x``; add : commit ``x`` to the set.
+    budget : number of picks.
+    labels, num_classes : optional classes for :class:`RoundRobin` balancing (released Prune4ReL schedule);
+        one heap per class until its break rule fires, then one merged heap.
+    tier : optional (N,) int; heap keys are ``(tier, -gain, index)``, so a higher tier is taken only when the
+        lower ones are exhausted (within a class while balancing). Ties go to the lowest index.
+
+    Returns
+    -------
+    picks (budget,), their gains when picked (budget,), and the iteration of the balance break (or None).
     """
-    n = c.shape[0]
-    c64 = c.astype(np.float64)
-    nc = np.zeros(n, dtype=np.float64)
-    indptr, indices, weights = graph.indptr, graph.indices, graph.weights.astype(np.float64)
-    inv_eta = 1.0 / eta
-
-    def fresh(x: int) -> float:
-        a, b = indptr[x], indptr[x + 1]
-        if a == b:
-            return 0.0
-        v = indices[a:b]
-        base = nc[v]
-        return float(np.sum(np.tanh((base + weights[a:b] * c64[x]) * inv_eta) - np.tanh(base * inv_eta)))
-
-    # initial gains: sum over neighbours of tanh(w c_x / eta), vectorised over all rows
-    contrib = np.tanh(weights * np.repeat(c64, np.diff(indptr)) * inv_eta)
-    g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(n)
-    g0[np.diff(indptr) == 0] = 0.0
-
-    tier = np.zeros(n, dtype=np.int64) if penalty is None else (penalty > 0).astype(np.int64)
+    n = gain0.shape[0]
+    tiers = np.zeros(n, dtype=np.int64) if tier is None else np.asarray(tier, dtype=np.int64)
 
     def make_heap(members: np.ndarray) -> list[tuple[int, float, int]]:
-        h = list(zip(tier[members].tolist(), (-g0[members]).tolist(), members.tolist(), strict=True))
+        h = list(zip(tiers[members].tolist(), (-gain0[members]).tolist(), members.tolist(), strict=True))
         heapq.heapify(h)
         return h
 
-    if labels is not None:
-        rr = RoundRobin(labels, num_classes)
-        heaps = [make_heap(np.flatnonzero(labels == k)) for k in range(num_classes)]
-        # keys are refreshed in place, so a merged heap after the break stays valid
-    else:
-        rr = None
-        heaps = [make_heap(np.arange(n))]
+    rr = RoundRobin(labels, num_classes) if labels is not None else None
+    # keys are refreshed in place, so a merged heap after the break stays valid
+    heaps = [make_heap(np.flatnonzero(labels == k)) for k in range(num_classes)] if rr else [make_heap(np.arange(n))]
     picks = np.empty(budget, dtype=np.int64)
     gains = np.empty(budget, dtype=np.float64)
     step = max(1, budget // 100)
@@ -282,10 +282,136 @@ def greedy_exact(
             p, g = pop_best(heaps[0])
         picks[t] = p
         gains[t] = g
-        a, b = indptr[p], indptr[p + 1]
-        nc[indices[a:b]] += weights[a:b] * c64[p]
+        add(p)
         if progress is not None and (t + 1) % step == 0:
             progress(t + 1, budget)
     if progress is not None:
         progress(budget, budget)
+    return picks, gains, break_at
+
+
+def naive_greedy(
+    gains_of: Callable[[np.ndarray], np.ndarray], add: Callable[[int], None], n: int, budget: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain greedy: every step evaluates the gains of all remaining candidates (``gains_of(candidates)``)
+    and commits the best (ties: lowest index). The reference the faster engines are checked against, and the
+    engine for objectives that are not submodular."""
+    remaining = np.ones(n, dtype=bool)
+    picks = np.empty(budget, dtype=np.int64)
+    gains = np.empty(budget, dtype=np.float64)
+    for t in range(budget):
+        cand = np.flatnonzero(remaining)
+        g = np.asarray(gains_of(cand), dtype=np.float64)
+        j = int(np.argmax(g))
+        picks[t], gains[t] = cand[j], g[j]
+        remaining[cand[j]] = False
+        add(int(cand[j]))
+    return picks, gains
+
+
+def stochastic_greedy(
+    gains_of: Callable[[np.ndarray], np.ndarray],
+    add: Callable[[int], None],
+    n: int,
+    budget: int,
+    *,
+    epsilon: float = 0.01,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stochastic greedy (Mirzasoleiman et al., AAAI 2015): each step evaluates a uniform sample of
+    ``ceil(n / budget · ln(1/epsilon))`` remaining candidates and commits the best of them; in expectation
+    (1 − 1/e − epsilon)-optimal for monotone submodular functions at O(n log(1/epsilon)) evaluations in all.
+    Randomness from ``stream(seed, "stochastic_greedy")`` only."""
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+    rng = stream(seed, "stochastic_greedy")
+    size = max(1, math.ceil(n / max(budget, 1) * math.log(1.0 / epsilon)))
+    remaining = np.ones(n, dtype=bool)
+    picks = np.empty(budget, dtype=np.int64)
+    gains = np.empty(budget, dtype=np.float64)
+    for t in range(budget):
+        cand = np.flatnonzero(remaining)
+        if cand.size > size:
+            cand = np.sort(rng.choice(cand, size, replace=False))
+        g = np.asarray(gains_of(cand), dtype=np.float64)
+        j = int(np.argmax(g))
+        picks[t], gains[t] = cand[j], g[j]
+        remaining[cand[j]] = False
+        add(int(cand[j]))
+    return picks, gains
+
+
+def argmax_greedy(
+    scores: torch.Tensor,
+    update: Callable[[torch.Tensor], None],
+    budget: int,
+    *,
+    first: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy over a score tensor kept current by ``update``, entirely on the scores' device (no host
+    synchronisation): each step picks the first maximal score, records it, and calls ``update(pick)``,
+    which must refresh ``scores`` in place and set picked entries to -inf. ``first`` fixes the first pick
+    (its recorded score is +inf). Returns the picks and their scores as device tensors."""
+    dev = scores.device
+    order = torch.empty(budget, dtype=torch.int64, device=dev)
+    values = torch.empty(budget, dtype=scores.dtype, device=dev)
+    if budget == 0:
+        return order, values
+    if first is None:
+        cur = torch.argmax(scores).view(1)
+        values[0:1] = scores.index_select(0, cur)
+    else:
+        cur = torch.tensor([int(first)], dtype=torch.int64, device=dev)
+        values[0] = float("inf")
+    step = max(1, budget // 100)
+    for j in range(budget):
+        order[j : j + 1] = cur
+        update(cur)
+        if j + 1 < budget:
+            cur = torch.argmax(scores).view(1)  # first maximal index on ties
+            values[j + 1 : j + 2] = scores.index_select(0, cur)
+        if progress is not None and ((j + 1) % step == 0 or j + 1 == budget):
+            progress(j + 1)
+    return order, values
+
+
+def greedy_exact(
+    c: np.ndarray,
+    graph: SimilarityGraph,
+    budget: int,
+    labels: np.ndarray | None,
+    num_classes: int,
+    eta: float,
+    progress: Callable[[int, int], None] | None,
+    penalty: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray]:
+    """Prune4ReL's true marginal gain (float64) maximised by :func:`lazy_greedy`; ``penalty`` > 0 puts an
+    example in the second tier. Returns the picks, their gains, the balance break and the final NC."""
+    n = c.shape[0]
+    c64 = c.astype(np.float64)
+    nc = np.zeros(n, dtype=np.float64)
+    indptr, indices, weights = graph.indptr, graph.indices, graph.weights.astype(np.float64)
+    inv_eta = 1.0 / eta
+
+    def fresh(x: int) -> float:
+        a, b = indptr[x], indptr[x + 1]
+        if a == b:
+            return 0.0
+        v = indices[a:b]
+        base = nc[v]
+        return float(np.sum(np.tanh((base + weights[a:b] * c64[x]) * inv_eta) - np.tanh(base * inv_eta)))
+
+    def add(p: int) -> None:
+        a, b = indptr[p], indptr[p + 1]
+        nc[indices[a:b]] += weights[a:b] * c64[p]
+
+    # initial gains: sum over neighbours of tanh(w c_x / eta), vectorised over all rows
+    contrib = np.tanh(weights * np.repeat(c64, np.diff(indptr)) * inv_eta)
+    g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(n)
+    g0[np.diff(indptr) == 0] = 0.0
+    tier = None if penalty is None else (penalty > 0).astype(np.int64)
+    picks, gains, break_at = lazy_greedy(
+        g0, fresh, add, budget, labels=labels, num_classes=num_classes, tier=tier, progress=progress
+    )
     return picks, gains, break_at, nc

@@ -16,6 +16,7 @@ from robustprune._device import resolve_device
 from robustprune.seeding import stream
 from robustprune.selection.base import MethodOutput
 from robustprune.selection.budget import class_quotas
+from robustprune.selection.greedy import argmax_greedy
 from robustprune.selection.registry import register
 
 __all__ = ["kcenter_greedy_order", "kcenter_greedy"]
@@ -74,23 +75,16 @@ def kcenter_greedy_order(
     del x
     # running minimum of squared distances; chosen points are set to -inf so they are never re-picked
     mind = torch.full((n,), float("inf"), dtype=dtype, device=xt.device)
-    order = torch.empty(k, dtype=torch.int64, device=xt.device)
-    gains = torch.empty(k, dtype=dtype, device=xt.device)
-    gains[0] = float("inf")
-    cur = torch.tensor([int(first)], dtype=torch.int64, device=xt.device)
-    step = max(1, k // 100)
-    for j in range(k):
-        order[j : j + 1] = cur
+
+    def update(cur: torch.Tensor) -> None:
         # one O(N·D) update: ||x - c||² = ||x||² − 2 x·c + ||c||²
         c = xt.index_select(1, cur)[:, 0]
         d = torch.addmv(sq, xt.t(), c, alpha=-2.0).add_(sq.index_select(0, cur))
         torch.minimum(mind, d, out=mind)
         mind.index_fill_(0, cur, float("-inf"))
-        if j + 1 < k:
-            cur = torch.argmax(mind).view(1)  # first maximal index on ties
-            gains[j + 1 : j + 2] = mind.index_select(0, cur).clamp_min(0.0).sqrt()
-        if progress is not None and ((j + 1) % step == 0 or j + 1 == k):
-            progress(j + 1)
+
+    order, sqdist = argmax_greedy(mind, update, k, first=first, progress=progress)
+    gains = sqdist.clamp_min(0.0).sqrt()
     return order.cpu().numpy(), gains.cpu().numpy().astype(np.float64)
 
 
