@@ -345,10 +345,7 @@ def resolve_config(config: RunConfig) -> RunConfig:
             raise ValueError(f"method {info.name!r} does not support class balancing; drop class_balanced")
         method, fraction, selection = info.name, c.fraction, None
         params = {**proto.method_params.get(info.name, {}), **c.params}
-        unknown = sorted(set(params) - set(info.options))
-        if unknown:
-            opts = ", ".join(info.options) or "none"
-            raise ValueError(f"method {info.name!r} has no option {unknown[0]!r}; its options: {opts}")
+        info.check_options(params)
     epochs = c.epochs if c.epochs is not None else max(proto.epochs, c.warmup_epochs or 0)
     warmup = c.warmup_epochs if c.warmup_epochs is not None else min(proto.warmup_epochs, epochs)
     if warmup > epochs:

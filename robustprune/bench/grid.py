@@ -275,10 +275,11 @@ def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
                 base,
                 table=None if label == base else table,
             ) from None
-        for k in opts:
-            if k not in info.options:
-                valid = ", ".join(info.options) or "none"
-                raise where.error(f"method '{info.name}' has no option '{k}'; its options: {valid}", k, table=table)
+        try:
+            info.check_options(opts)
+        except ValueError as exc:
+            bad = next(k for k in opts if k not in info.options)
+            raise where.error(str(exc), bad, table=table) from None
         methods.append(MethodSpec(label, info.name, opts))
     for name in params:
         if name not in [m.label for m in methods]:

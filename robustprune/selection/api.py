@@ -86,7 +86,7 @@ def select(
         raise ValueError("class_balanced=True needs labels: pass labels=... or signals with labels")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    options = _resolve_options(info, params)
+    options = info.check_options(params)
 
     call: dict[str, Any] = {s: arrays[s] for s in (*info.requires, *info.optional) if s in arrays}
     call.update(options)
@@ -176,15 +176,6 @@ def _n_of(arrays: dict[str, np.ndarray]) -> int:
         if name in arrays:
             return int(arrays[name].shape[1])
     raise AssertionError("unreachable: _gather guarantees one signal")
-
-
-def _resolve_options(info: MethodInfo, params: dict[str, Any]) -> dict[str, Any]:
-    known = info.options
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        opts = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
-        raise ValueError(f"method {info.name!r} has no option {unknown[0]!r}; its options: {opts}")
-    return {**known, **params}
 
 
 def _check_result(name: str, indices: np.ndarray, k: int, n: int) -> None:

@@ -86,6 +86,16 @@ class MethodInfo:
             out[p.name] = None if p.default is inspect.Parameter.empty else p.default
         return out
 
+    def check_options(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` laid over the defaults; the one check of a method's option names (``select``, run
+        configs and bench grids all call it)."""
+        known = self.options
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            opts = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
+            raise ValueError(f"method {self.name!r} has no option {unknown[0]!r}; its options: {opts}")
+        return {**known, **params}
+
     def accepts(self, arg: str) -> bool:
         return arg in inspect.signature(self.func).parameters
 
