@@ -75,16 +75,6 @@ class Selection:
         m[self.indices] = True
         return m
 
-    def sorted_indices(self) -> np.ndarray:
-        """Selected indices in ascending order (the released Prune4ReL code's output order)."""
-        return np.sort(self.indices)
-
-    def shuffled(self, seed: int = 0) -> np.ndarray:
-        """Selected indices in a seeded random order (rank order groups similar examples together)."""
-        from robustprune.seeding import stream
-
-        return stream(seed, "shuffle").permutation(self.indices)
-
     def class_counts(self, labels: np.ndarray, num_classes: int | None = None) -> np.ndarray:
         """Number of selected examples per class of ``labels``."""
         labels = np.asarray(labels)
