@@ -21,7 +21,15 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 __all__ = [
     "STATE",
@@ -207,20 +215,23 @@ def refuse_overwrite(paths: list[Path], force: bool) -> None:
 
 
 class ProgressBar:
-    """A ``progress(done, total)`` callback that shows a rich progress bar on stderr once work runs long.
+    """The one progress renderer of the command line, on stderr.
 
-    Nothing is drawn for work that finishes within ``delay`` seconds, or when stderr is not a terminal
-    (unless a ``console`` is passed explicitly).
+    On a terminal it draws rich bars (one per named task, removed when done) below printed lines; nothing is
+    drawn for work that finishes within ``delay`` seconds. Elsewhere (output piped to a file, CI, a cluster
+    job) bars are off and :meth:`line` prints plain lines. Called as ``bar(done, total)`` it is the
+    ``progress`` callback of a single task named ``description`` (what ``select`` passes to a method);
+    ``run`` and ``bench`` translate their events into :meth:`task` and :meth:`line` calls.
     """
 
-    def __init__(self, description: str, *, delay: float = 0.5, console: Console | None = None) -> None:
+    def __init__(self, description: str = "", *, delay: float = 0.5, console: Console | None = None) -> None:
         self.description = description
         self.delay = delay
         self.console = console if console is not None else stderr_console()
         self.enabled = console is not None or self.console.is_terminal
         self._t0 = time.perf_counter()
         self._progress: Progress | None = None
-        self._task: Any = None
+        self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> ProgressBar:
         self._t0 = time.perf_counter()
@@ -234,22 +245,44 @@ class ProgressBar:
         return self._progress is not None
 
     def __call__(self, done: int, total: int) -> None:
+        self.task(self.description, self.description, done, total, final=done >= total)
+
+    def task(
+        self, key: str, description: str, completed: float, total: float, *, info: str = "", final: bool = False
+    ) -> None:
+        """Show (or move) the bar ``key``; a bar that would appear already finished, or before ``delay``
+        seconds of work, is not drawn."""
         if not self.enabled:
             return
         if self._progress is None:
-            if done >= total or time.perf_counter() - self._t0 < self.delay:
+            if final or time.perf_counter() - self._t0 < self.delay:
                 return
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description:<11}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TaskProgressColumn(),
                 TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
                 console=self.console,
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.description, total=total)
-        self._progress.update(self._task, completed=done, total=total)
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(description, total=max(total, 1), info="")
+        fields = {"info": info} if info else {}
+        self._progress.update(self._tasks[key], completed=completed, total=max(total, 1), **fields)
+
+    def remove(self, key: str) -> None:
+        """Take the bar ``key`` away (its work is done)."""
+        if key in self._tasks and self._progress is not None:
+            self._progress.remove_task(self._tasks.pop(key))
+
+    def line(self, text: str) -> None:
+        """A line above the bars (or a plain line when there are none)."""
+        target = self._progress.console if self._progress is not None else self.console
+        target.print(Text(text), soft_wrap=True)
 
     def close(self) -> None:
         if self._progress is not None:

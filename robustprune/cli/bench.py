@@ -11,18 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from robustprune.bench.report import format_hms
 from robustprune.cli._common import (
+    ProgressBar,
     Terminated,
     fail,
     interrupt_code,
     parse_key_values,
     sigterm_as_interrupt,
-    stderr_console,
     stdout_console,
     user_errors,
 )
@@ -53,14 +52,12 @@ def _eta(seconds: float | None) -> str:
 
 
 class _BenchBars:
-    """An overall bar (cells, remaining time) and, for ``--jobs 1``, a bar for the running stage."""
+    """``bench``'s progress on the one renderer (:class:`~robustprune.cli._common.ProgressBar`): a line per
+    finished warm-up or cell (with the sweep's elapsed and remaining time when there is no terminal), an
+    overall bar and, for ``--jobs 1``, a bar for the running stage."""
 
-    def __init__(self) -> None:
-        self.console = stderr_console()
-        self.enabled = self.console.is_terminal
-        self.progress: Progress | None = None
-        self.overall = None
-        self.stage = None
+    def __init__(self, bar: ProgressBar | None = None) -> None:
+        self.bar = bar if bar is not None else ProgressBar(delay=0.0)
         self.stage_name = ""
         self.t0 = time.perf_counter()
 
@@ -70,37 +67,24 @@ class _BenchBars:
             if ev.seconds:
                 line += f" in {ev.seconds:.1f} s"
             line += f"  [{ev.done}/{ev.total} cells"
-            if not self.enabled:  # piped: the bar's elapsed and remaining time go on the line instead
+            if not self.bar.enabled:  # piped: the bar's elapsed and remaining time go on the line instead
                 line += f", {format_hms(time.perf_counter() - self.t0)} elapsed, {_eta(ev.eta)}"
-            line += "]"
-            (self.progress.console if self.progress else self.console).print(Text(line), soft_wrap=True)
-        if not self.enabled:
-            return
-        if self.progress is None:
-            self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), TaskProgressColumn(),
-                                     TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                                     console=self.console, transient=True)  # fmt: skip
-            self.progress.start()
-            self.overall = self.progress.add_task("sweep", total=max(ev.total, 1), info="")
-        self.progress.update(self.overall, completed=ev.done, info=_eta(ev.eta))
-        if ev.kind == "epoch" and ev.info is not None:
-            info = ev.info
-            if info.stage in ("warmup", "train") and hasattr(info, "epochs"):  # a stage's end has no epochs
-                if self.stage is None or self.stage_name != info.stage:
-                    if self.stage is not None:
-                        self.progress.remove_task(self.stage)
-                    self.stage_name = info.stage
-                    label = "warm-up" if info.stage == "warmup" else "training"
-                    self.stage = self.progress.add_task(label, total=max(info.epochs, 1), info="")
-                frac = 1.0 if info.logs is not None else (info.step / info.steps if info.steps else 0.0)
-                self.progress.update(self.stage, completed=info.epoch + frac)
-        elif ev.kind in ("cell", "warmup") and self.stage is not None:
-            self.progress.remove_task(self.stage)
-            self.stage, self.stage_name = None, ""
+            self.bar.line(line + "]")
+            if self.stage_name:
+                self.bar.remove("stage")
+                self.stage_name = ""
+        self.bar.task("sweep", "sweep", ev.done, max(ev.total, 1), info=_eta(ev.eta))
+        info = ev.info if ev.kind == "epoch" else None
+        if info is not None and info.stage in ("warmup", "train") and hasattr(info, "epochs"):  # not a stage end
+            if self.stage_name != info.stage:
+                self.bar.remove("stage")
+                self.stage_name = info.stage
+            frac = 1.0 if info.logs is not None else (info.step / info.steps if info.steps else 0.0)
+            label = "warm-up" if info.stage == "warmup" else "training"
+            self.bar.task("stage", label, info.epoch + frac, max(info.epochs, 1))
 
     def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        self.bar.close()
 
 
 def _print_dry_run(spec: Any) -> None:

@@ -9,18 +9,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from robustprune.cli._common import (
+    ProgressBar,
     Terminated,
     fail,
     interrupt_code,
     parse_key_values,
     sigterm_as_interrupt,
-    stderr_console,
     stdout_console,
     user_errors,
 )
@@ -44,81 +42,45 @@ _LABELS = {
 
 
 class _Bars:
-    """Progress on stderr, fed by the pipeline's ProgressInfo events: rich bars on a terminal; otherwise (output
-    piped to a file, CI, a cluster job) one plain line per epoch with the time spent and an estimate of the
-    time left in that stage, and one per finished stage."""
+    """``run``'s progress: the pipeline's events (:class:`ProgressInfo`, :class:`StageDone`) on the one
+    renderer, :class:`~robustprune.cli._common.ProgressBar`. On a terminal a bar per running stage; otherwise
+    one plain line per epoch with the time spent and an estimate of the time left in that stage. A line per
+    finished stage either way."""
 
-    def __init__(self, console: Console | None = None) -> None:
-        self.console = console if console is not None else stderr_console()
-        self.enabled = console is not None or self.console.is_terminal
-        self._progress: Progress | None = None
-        self._tasks: dict[str, Any] = {}
+    def __init__(self, bar: ProgressBar | None = None) -> None:
+        self.bar = bar if bar is not None else ProgressBar(delay=0.0)
         self._started: dict[str, float] = {}
-
-    def _bar(self) -> Progress:
-        if self._progress is None:
-            self._progress = Progress(
-                TextColumn("{task.description:<11}"),
-                BarColumn(),
-                TaskProgressColumn(),
-                TimeElapsedColumn(),
-                TextColumn("left"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=self.console,
-                transient=True,
-            )
-            self._progress.start()
-        return self._progress
 
     def __call__(self, info: ProgressInfo | StageDone) -> None:
         label = _LABELS.get(info.stage, info.stage)
         if isinstance(info, StageDone):
-            self._done(info, label)
+            self.bar.remove(info.stage)
+            state = "reused" if info.reused else f"{info.seconds:.1f} s"
+            self.bar.line(f"{label:<11} {state}" + (f"  {info.note}" if info.note else ""))
             return
         logs = info.logs or {}
-        if not self.enabled:
-            self._plain(info, label, logs)
-            return
-        bar = self._bar()
-        if info.stage not in self._tasks:
-            total = info.epochs if info.stage in ("warmup", "train") else max(info.steps, 1)
-            self._tasks[info.stage] = bar.add_task(label, total=total, info="")
-        task = self._tasks[info.stage]
-        if info.stage in ("warmup", "train"):
-            frac = 1.0 if info.logs is not None else (info.step / info.steps if info.steps else 0.0)
-            text = ""
-            if info.logs is not None:
-                parts = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
-                accs = [(k.removesuffix("_acc"), v) for k, v in logs.items() if k.endswith("_acc")]
-                parts += [f"{k} {100 * v:.1f}%" for k, v in accs]
-                text = "  ".join(parts)
-            bar.update(task, completed=info.epoch + frac, **({"info": text} if text else {}))
-        else:
-            bar.update(task, completed=info.step, total=max(info.steps, 1))
-
-    def _plain(self, info: ProgressInfo, label: str, logs: dict[str, Any]) -> None:
         now = time.perf_counter()
         start = self._started.setdefault(info.stage, now)
-        if info.logs is not None and info.stage in ("warmup", "train"):
-            done = info.epoch + 1
-            left = (now - start) / done * (info.epochs - done)
+        epochs = info.stage in ("warmup", "train")
+        text = ""
+        if info.logs is not None and epochs:
             parts = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
             parts += [f"{k.removesuffix('_acc')} {100 * v:.1f}%" for k, v in logs.items() if k.endswith("_acc")]
-            self.console.print(Text(f"{label:<11} epoch {done}/{info.epochs}  {'  '.join(parts)}  "
-                                    f"{now - start:.1f} s, about {left:.0f} s left"), soft_wrap=True)  # fmt: skip
-
-    def _done(self, ev: StageDone, label: str) -> None:
-        if ev.stage in self._tasks and self._progress is not None:
-            self._progress.remove_task(self._tasks.pop(ev.stage))
-        state = "reused" if ev.reused else f"{ev.seconds:.1f} s"
-        note = f"  {ev.note}" if ev.note else ""
-        target = self._progress.console if self._progress is not None else self.console
-        target.print(Text(f"{label:<11} {state}{note}"), soft_wrap=True)
+            text = "  ".join(parts)
+            if not self.bar.enabled:
+                done = info.epoch + 1
+                left = (now - start) / done * (info.epochs - done)
+                self.bar.line(
+                    f"{label:<11} epoch {done}/{info.epochs}  {text}  {now - start:.1f} s, about {left:.0f} s left"
+                )
+        if epochs:
+            frac = 1.0 if info.logs is not None else (info.step / info.steps if info.steps else 0.0)
+            self.bar.task(info.stage, label, info.epoch + frac, info.epochs, info=text)
+        else:
+            self.bar.task(info.stage, label, info.step, max(info.steps, 1))
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self.bar.close()
 
 
 def _pct(v: Any) -> str:
