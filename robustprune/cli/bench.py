@@ -162,9 +162,6 @@ def _bench(
     fraction; every finished cell is cached in DIR, so an interrupted sweep continues where it stopped and
     a rerun skips finished work. Writes DIR/report.md, results.csv, results.json and PNG figures.
     """
-    from robustprune.bench import build_spec, load_config, run_bench, write_report
-    from robustprune.bench.grid import merge
-
     if out is None and not dry_run:
         fail("--out DIR is required (the sweep directory)")
     if jobs < 1:
@@ -179,42 +176,48 @@ def _bench(
         "run": run_opts or None,
     }  # fmt: skip
     with user_errors():
-        if config is not None:
-            loaded = load_config(config)
-            spec = build_spec(merge(loaded["data"], overrides), loaded["where"])
-        else:
-            # without a config file the grid's axes default to robustprune run's defaults
-            base = RunConfig()
-            for key, value in (
-                ("datasets", base.dataset),
-                ("noises", base.noise),
-                ("learners", base.learner),
-                ("methods", base.method),
-                ("fractions", base.fraction),
-                ("seeds", base.seed),
-            ):
-                if overrides[key] is None:
-                    overrides[key] = [value]  # fmt: skip
-            spec = build_spec(merge({}, overrides))
+        spec = _grid(config, overrides)
         if dry_run:
             _print_dry_run(spec)
             return
-        command = "robustprune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        bars = _BenchBars()
-        t0 = time.perf_counter()
-        try:
-            with sigterm_as_interrupt():
-                result = run_bench(spec, out, jobs=jobs, force=force, command=command, progress=bars)
-        except KeyboardInterrupt as exc:
-            bars.close()
-            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            fail(
-                f"{what}; run the same command again to continue (finished cells are kept in {out})",
-                interrupt_code(exc),
-            )
-        finally:
-            bars.close()
-        report = write_report(out, figures=not no_figures)
+        _sweep(spec, out, jobs, force, no_figures)
+
+
+def _grid(config: Path | None, overrides: dict[str, Any]) -> Any:
+    """The grid: a config file with the command line's values laid over it, or the command line alone (each
+    axis not given defaulting to robustprune run's default)."""
+    from robustprune.bench import build_spec, load_config
+    from robustprune.bench.grid import merge
+
+    if config is not None:
+        loaded = load_config(config)
+        return build_spec(merge(loaded["data"], overrides), loaded["where"])
+    base = RunConfig()
+    defaults = {"datasets": base.dataset, "noises": base.noise, "learners": base.learner, "methods": base.method,
+                "fractions": base.fraction, "seeds": base.seed}  # fmt: skip
+    for key, value in defaults.items():
+        if overrides[key] is None:
+            overrides[key] = [value]
+    return build_spec(merge({}, overrides))
+
+
+def _sweep(spec: Any, out: Path, jobs: int, force: bool, no_figures: bool) -> None:
+    """Run the sweep with progress, write its report, and say what came out (a non-zero exit if cells failed)."""
+    from robustprune.bench import run_bench, write_report
+
+    command = "robustprune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    bars = _BenchBars()
+    t0 = time.perf_counter()
+    try:
+        with sigterm_as_interrupt():
+            result = run_bench(spec, out, jobs=jobs, force=force, command=command, progress=bars)
+    except KeyboardInterrupt as exc:
+        bars.close()
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        fail(f"{what}; run the same command again to continue (finished cells are kept in {out})", interrupt_code(exc))
+    finally:
+        bars.close()
+    report = write_report(out, figures=not no_figures)
     con = stdout_console()
     con.print(
         f"{len(result.computed)} cells computed, {len(result.cached)} reused, {len(result.failed)} failed "
