@@ -220,7 +220,6 @@ def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
     """Check a grid (names, options, values) and return the :class:`BenchSpec`."""
     from robustprune.data import get_dataset_info, list_datasets
     from robustprune.noise import parse_noise
-    from robustprune.selection.registry import get_method, list_methods
     from robustprune.train.learners import get_learner_class, list_learners
 
     where = where or _Where(None)
@@ -251,40 +250,7 @@ def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
             raise where.error(f"fraction {f:g} is outside (0, 1]", "fractions", f) from None
     seeds = _as_list(where, "seeds", data.get("seeds", [0]), int)
 
-    variants = data.get("variants", {}) or {}
-    params = data.get("params", {}) or {}
-    if not isinstance(variants, dict) or not isinstance(params, dict):
-        bad = "variants" if not isinstance(variants, dict) else "params"
-        raise where.error(f"'{bad}' must be a table", bad)
-    known_methods = list_methods()
-    methods: list[MethodSpec] = []
-    for label in _as_list(where, "methods", data.get("methods"), str):
-        if label in variants:
-            v = dict(variants[label]) if isinstance(variants[label], dict) else None
-            if v is None or "method" not in v:
-                raise where.error(f"variant '{label}' needs a 'method' key", None, table=f"variants.{label}")
-            base, opts, table = str(v.pop("method")), v, f"variants.{label}"
-        else:
-            base, opts, table = label, dict(params.get(label, {}) or {}), f"params.{label}"
-        try:
-            info = get_method(base)
-        except (ValueError, KeyError):
-            raise where.error(
-                f"unknown method '{base}'; known: {', '.join(known_methods)} (or a [variants.NAME] table)",
-                "methods" if label == base else "method",
-                base,
-                table=None if label == base else table,
-            ) from None
-        try:
-            info.check_options(opts)
-        except ValueError as exc:
-            bad = next(k for k in opts if k not in info.options)
-            raise where.error(str(exc), bad, table=table) from None
-        methods.append(MethodSpec(label, info.name, opts))
-    for name in params:
-        if name not in [m.label for m in methods]:
-            raise where.error(f"[params.{name}] names a method that is not in 'methods'", None, table=f"params.{name}")
-
+    methods = _method_specs(data, where)
     run = dict(data.get("run", {}) or {})
     for k in run:
         if k not in RUN_OPTIONS:
@@ -301,6 +267,46 @@ def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
     except ValueError as exc:
         raise where.error(str(exc)) from None
     return spec
+
+
+def _method_specs(data: dict[str, Any], where: _Where) -> list[MethodSpec]:
+    """The grid's methods: registered names with their ``[params.NAME]``, or ``[variants.NAME]`` tables (a
+    method under another name with its own options); every name and option checked."""
+    from robustprune.selection.registry import get_method, list_methods
+
+    variants = data.get("variants", {}) or {}
+    params = data.get("params", {}) or {}
+    if not isinstance(variants, dict) or not isinstance(params, dict):
+        bad = "variants" if not isinstance(variants, dict) else "params"
+        raise where.error(f"'{bad}' must be a table", bad)
+    methods: list[MethodSpec] = []
+    for label in _as_list(where, "methods", data.get("methods"), str):
+        if label in variants:
+            v = dict(variants[label]) if isinstance(variants[label], dict) else None
+            if v is None or "method" not in v:
+                raise where.error(f"variant '{label}' needs a 'method' key", None, table=f"variants.{label}")
+            base, opts, table = str(v.pop("method")), v, f"variants.{label}"
+        else:
+            base, opts, table = label, dict(params.get(label, {}) or {}), f"params.{label}"
+        try:
+            info = get_method(base)
+        except (ValueError, KeyError):
+            raise where.error(
+                f"unknown method '{base}'; known: {', '.join(list_methods())} (or a [variants.NAME] table)",
+                "methods" if label == base else "method",
+                base,
+                table=None if label == base else table,
+            ) from None
+        try:
+            info.check_options(opts)
+        except ValueError as exc:
+            bad = next(k for k in opts if k not in info.options)
+            raise where.error(str(exc), bad, table=table) from None
+        methods.append(MethodSpec(label, info.name, opts))
+    for name in params:
+        if name not in [m.label for m in methods]:
+            raise where.error(f"[params.{name}] names a method that is not in 'methods'", None, table=f"params.{name}")
+    return methods
 
 
 # ------------------------------------------------------------------------------------------ expansion
