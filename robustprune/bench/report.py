@@ -284,37 +284,36 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
         fig.savefig(out / fname, dpi=110)
         plt.close(fig)
         made.append((fname, f"{label} vs. fraction kept, per method (mean ± std over seeds)"))
-    # class histogram of the selections at the smallest fraction, first block and seed
     if blocks:
-        block = blocks[0]
-        rows = [r for r in records if (r["dataset"], r["noise"], r["learner"]) == block and r["class_counts_true"]]
-        if rows:
-            seed = min(r["seed"] for r in rows)
-            fmin = min(r["fraction"] for r in rows)
-            rows = [r for r in rows if r["seed"] == seed and r["fraction"] == fmin]
-            k = len(rows[0]["class_counts_true"])
-            fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * k + 3), 4.0))
-            width = 0.8 / len(rows)
-            for i, r in enumerate(rows):
-                colour = colours.get(r["method"])
-                ax.bar([j + i * width for j in range(k)], r["class_counts_true"], width=width, label=r["method"],
-                       color=colour)  # fmt: skip
-            ax.set_xticks([j + 0.4 - width / 2 for j in range(k)], [str(j) for j in range(k)])
-            ax.set_xlabel("true class")
-            ax.set_ylabel("examples selected")
-            ax.set_title(f"{block[0]}, {block[1]}, {block[2]}: fraction {fmin:g}, seed {seed}")
-            ax.legend(fontsize=7, ncol=2)
-            fig.tight_layout()
-            fig.savefig(out / "class_histogram.png", dpi=110)
-            plt.close(fig)
-            made.append(
-                (
-                    "class_histogram.png",
-                    f"true-class histogram of each method's subset at fraction "
-                    f"{fmin:g} ({block[0]}, {block[1]}, {block[2]}, seed {seed})",
-                )
-            )
+        made += _class_histogram(plt, out, records, blocks[0], colours)
     return made
+
+
+def _class_histogram(plt: Any, out: Path, records: Sequence[Mapping[str, Any]], block: tuple, colours: dict) -> list:
+    """class_histogram.png: true-class counts of each method's subset at the smallest fraction (first block
+    and seed); nothing when the records hold no true classes."""
+    rows = [r for r in records if (r["dataset"], r["noise"], r["learner"]) == block and r["class_counts_true"]]
+    if not rows:
+        return []
+    seed = min(r["seed"] for r in rows)
+    fmin = min(r["fraction"] for r in rows)
+    rows = [r for r in rows if r["seed"] == seed and r["fraction"] == fmin]
+    k = len(rows[0]["class_counts_true"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * k + 3), 4.0))
+    width = 0.8 / len(rows)
+    for i, r in enumerate(rows):
+        ax.bar([j + i * width for j in range(k)], r["class_counts_true"], width=width, label=r["method"],
+               color=colours.get(r["method"]))  # fmt: skip
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(k)], [str(j) for j in range(k)])
+    ax.set_xlabel("true class")
+    ax.set_ylabel("examples selected")
+    ax.set_title(f"{block[0]}, {block[1]}, {block[2]}: fraction {fmin:g}, seed {seed}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "class_histogram.png", dpi=110)
+    plt.close(fig)
+    what = f"true-class histogram of each method's subset at fraction {fmin:g} ({block[0]}, {block[1]}, {block[2]}, "
+    return [("class_histogram.png", what + f"seed {seed})")]
 
 
 def write_report(out: str | Path, *, figures: bool = True) -> Path:
