@@ -112,29 +112,9 @@ def signals_stage(r: RunState) -> Signals:
 
     c, data, path = r.c, r.data, r.path("signals.npz")
     if r.resuming and path.exists():
-        sig = Signals.load(path)
-        if sig.n != r.n or not np.array_equal(sig.labels, r.noisy):
-            raise ValueError(f"{path} does not match this run's training labels; pass --force to redo the run")
-        r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
-        r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
-        r.reused.append("signals")
-        unlink_if_exists(r.path("warmup.ckpt"))  # left over when a run stopped right after writing the signals
-        r.log.stage("warmup", r.times["warmup"], reused=True)
-        r.log.stage("signals", r.times["signals"], reused=True)
-        return sig
+        return _stored_signals(r, path)
     if c.warmup_epochs == 0 and _labels_only(c.method):
-        # Nothing to learn from an untrained network: a labels-only bundle, no prediction pass.
-        meta = {
-            "dataset": c.dataset, "noise": c.noise, "learner": c.learner, "model": c.model, "seed": c.seed,
-            "warmup_epochs": 0, "warmup_seconds": 0.0, "signals_seconds": 0.0, "warmup_test_accuracy": None,
-            "warmup_key": warmup_key(c),
-        }  # fmt: skip
-        sig = Signals(labels=r.noisy, true_labels=r.true, meta=meta)
-        if path is not None:
-            sig.save(path)
-        r.log.stage("warmup", 0.0)
-        r.log.stage("signals", 0.0, note="labels only (no warm-up, method needs no predictions)")
-        return sig
+        return _labels_only_signals(r, path)
     learner = r.new_learner()
     recorder = DynamicsRecorder()
     res = learner.warmup(
@@ -171,6 +151,36 @@ def signals_stage(r: RunState) -> Signals:
         sig.save(path)
         unlink_if_exists(r.path("warmup.ckpt"))
     r.log.stage("signals", r.times["signals"], note=f"warm-up test accuracy {warm_acc:.4f}")
+    return sig
+
+
+def _stored_signals(r: RunState, path: Path) -> Signals:
+    """The signals.npz of an interrupted run, reused on resume (it must match the run's labels)."""
+    sig = Signals.load(path)
+    if sig.n != r.n or not np.array_equal(sig.labels, r.noisy):
+        raise ValueError(f"{path} does not match this run's training labels; pass --force to redo the run")
+    r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
+    r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
+    r.reused.append("signals")
+    unlink_if_exists(r.path("warmup.ckpt"))  # left over when a run stopped right after writing the signals
+    r.log.stage("warmup", r.times["warmup"], reused=True)
+    r.log.stage("signals", r.times["signals"], reused=True)
+    return sig
+
+
+def _labels_only_signals(r: RunState, path: Path | None) -> Signals:
+    """Nothing to learn from an untrained network: a labels-only bundle, no prediction pass."""
+    c = r.c
+    meta = {
+        "dataset": c.dataset, "noise": c.noise, "learner": c.learner, "model": c.model, "seed": c.seed,
+        "warmup_epochs": 0, "warmup_seconds": 0.0, "signals_seconds": 0.0, "warmup_test_accuracy": None,
+        "warmup_key": warmup_key(c),
+    }  # fmt: skip
+    sig = Signals(labels=r.noisy, true_labels=r.true, meta=meta)
+    if path is not None:
+        sig.save(path)
+    r.log.stage("warmup", 0.0)
+    r.log.stage("signals", 0.0, note="labels only (no warm-up, method needs no predictions)")
     return sig
 
 
