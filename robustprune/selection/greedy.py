@@ -121,6 +121,23 @@ class RoundRobin:
         self.remaining[cls] -= 1
 
 
+def _class_major_positions(labels: np.ndarray, counts: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions that lay the examples out class by class, each class padded to whole blocks of ``b`` so
+    that a class is a range of blocks: ``pos_of[i]`` (example -> position), ``idx_of[p]`` (position ->
+    example, -1 for padding) and ``block_lo[k]`` (class k's first block; ``block_lo[k + 1]`` ends it)."""
+    n = labels.shape[0]
+    order = np.argsort(labels, kind="stable")
+    padded = -(-counts // b) * b
+    block_lo = np.concatenate(([0], np.cumsum(padded // b)))
+    pos_start = block_lo[:-1] * b
+    within = np.arange(n) - np.repeat(np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+    pos_of = np.empty(n, dtype=np.int64)
+    pos_of[order] = pos_start[labels[order]] + within
+    idx_of = np.full(int(padded.sum()), -1, dtype=np.int64)
+    idx_of[pos_of] = np.arange(n)
+    return pos_of, idx_of, block_lo
+
+
 def greedy_self(
     c: np.ndarray,
     neighbors: Neighbors,
@@ -151,17 +168,7 @@ def greedy_self(
     rr = None
     if labels is not None:
         rr = RoundRobin(labels, num_classes)
-        # class-major positions, each class padded to whole blocks so a class is a range of blocks
-        order = np.argsort(labels, kind="stable")
-        counts = rr.init
-        padded = -(-counts // b) * b
-        block_lo = np.concatenate(([0], np.cumsum(padded // b)))
-        pos_start = block_lo[:-1] * b
-        within = np.arange(n) - np.repeat(np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-        pos_of = np.empty(n, dtype=np.int64)
-        pos_of[order] = pos_start[labels[order]] + within
-        idx_of = np.full(int(padded.sum()), -1, dtype=np.int64)
-        idx_of[pos_of] = np.arange(n)
+        pos_of, idx_of, block_lo = _class_major_positions(labels, rr.init, b)
         vals = np.full(idx_of.shape[0], -np.inf, dtype=np.float32)
         vals[pos_of] = gains0
         tracker = BlockMax(vals, b)
