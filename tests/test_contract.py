@@ -50,6 +50,8 @@ def test_every_expected_method_is_registered():
         "kcenter_greedy",
         "ccs",
         "confident_filter",
+        "prune4rel_auto",
+        "herding",
     }
     assert expected <= set(METHODS)
 
