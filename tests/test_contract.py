@@ -52,6 +52,7 @@ def test_every_expected_method_is_registered():
         "confident_filter",
         "prune4rel_auto",
         "herding",
+        "submodular",
     }
     assert expected <= set(METHODS)
 

@@ -10,8 +10,19 @@ Importing the package registers every method: each module below decorates its fu
 - :mod:`~robustprune.selection.confident`: confident_filter (confident learning, then uniform sampling).
 - :mod:`~robustprune.selection.kcenter`: kcenter_greedy (greedy, with per-pick gains).
 - :mod:`~robustprune.selection.herding`: herding (running mean tracking the mean embedding).
+- :mod:`~robustprune.selection.submodular`: submodular (facility location / graph cut; naive, lazy or
+  stochastic greedy).
 - :mod:`~robustprune.selection.moderate`: moderate (middle quantile band of class-median distances).
 - :mod:`~robustprune.selection.ccs`: ccs (cutoff plus stratified sampling).
 """
 
-from robustprune.selection import ccs, confident, herding, kcenter, moderate, prune4rel, scores  # noqa: F401  (register)
+from robustprune.selection import (  # noqa: F401  (register)
+    ccs,
+    confident,
+    herding,
+    kcenter,
+    moderate,
+    prune4rel,
+    scores,
+    submodular,
+)

@@ -1,0 +1,76 @@
+"""The submodular method: its functions' gains are the true marginal gains, naive and lazy agree, and the
+balanced mode keeps the class quotas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import robustprune as rp
+from robustprune.selection.graph import rescaled_cosine_graph
+
+
+def data(n=150, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 6)) + labels[:, None]
+    return x.astype(np.float32), labels
+
+
+def dense_sim(x):
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return 0.5 + 0.5 * (z @ z.T)
+
+
+def value(function, s, chosen, lam=1.0):
+    chosen = list(chosen)
+    if not chosen:
+        return 0.0
+    if function == "facility_location":
+        return float(s[:, chosen].max(1).sum())
+    return float(lam * s[:, chosen].sum() - s[np.ix_(chosen, chosen)].sum())
+
+
+@pytest.mark.parametrize("function", ["facility_location", "graph_cut"])
+def test_recorded_gains_are_the_true_marginal_gains_and_the_best(function):
+    x, labels = data()
+    s = dense_sim(x.astype(np.float64)).astype(np.float32).astype(np.float64)
+    sel = rp.select("submodular", features=x, budget=12, class_balanced=False, function=function, cut_weight=3.0)
+    lam = 3.0
+    chosen: list[int] = []
+    for p, g in zip(sel.indices, sel.gains, strict=True):
+        base = value(function, s, chosen, lam)
+        best = max(value(function, s, [*chosen, c], lam) - base for c in range(len(x)) if c not in chosen)
+        assert g == pytest.approx(value(function, s, [*chosen, p], lam) - base, abs=1e-3)
+        assert g == pytest.approx(best, abs=1e-3)
+        chosen.append(int(p))
+    if function == "facility_location":
+        assert np.all(np.diff(sel.gains) <= 1e-9)  # marginal gains do not increase
+
+
+@pytest.mark.parametrize("function", ["facility_location", "graph_cut"])
+def test_naive_and_lazy_give_the_same_picks(function):
+    x, labels = data(seed=1)
+    a = rp.select("submodular", features=x, labels=labels, budget=20, function=function, optimizer="naive")
+    b = rp.select("submodular", features=x, labels=labels, budget=20, function=function, optimizer="lazy")
+    np.testing.assert_array_equal(a.indices, b.indices)
+
+
+def test_stochastic_and_thresholded_graphs():
+    x, _ = data(n=400, seed=2)
+    lazy = rp.select("submodular", features=x, budget=20, class_balanced=False)
+    sto = rp.select("submodular", features=x, budget=20, class_balanced=False, optimizer="stochastic", seed=1)
+    s = dense_sim(x.astype(np.float64))
+    assert value("facility_location", s, sto.indices) >= 0.95 * value("facility_location", s, lazy.indices)
+    sparse = rp.select("submodular", features=x, budget=20, class_balanced=False, tau="auto", neighbors=30)
+    assert sparse.params["n_edges"] < lazy.params["n_edges"] / 5
+    assert rescaled_cosine_graph(x, 0.0).nnz == lazy.params["n_edges"] == 400 * 400
+
+
+def test_balanced_quotas_and_bad_options():
+    x, labels = data()
+    sel = rp.select("submodular", features=x, labels=labels, budget=30)
+    np.testing.assert_array_equal(np.bincount(labels[sel.indices], minlength=3), rp.class_quotas(labels, 30))
+    for kw, match in (({"function": "log"}, "function"), ({"optimizer": "fast"}, "optimizer"), ({"tau": 2}, "tau")):
+        with pytest.raises(ValueError, match=match):
+            rp.select("submodular", features=x, labels=labels, budget=5, **kw)
