@@ -74,3 +74,24 @@ def test_balanced_quotas_and_bad_options():
     for kw, match in (({"function": "log"}, "function"), ({"optimizer": "fast"}, "optimizer"), ({"tau": 2}, "tau")):
         with pytest.raises(ValueError, match=match):
             rp.select("submodular", features=x, labels=labels, budget=5, **kw)
+
+
+def test_log_determinant_gains_match_slogdet_differences_and_avoid_redundancy():
+    x, _ = data(n=60, seed=4)
+    x = np.concatenate([x, x[:5]])  # exact duplicates: the log-determinant never takes a point twice over
+    s = dense_sim(x.astype(np.float64)) + 1e-6 * np.eye(len(x))
+    sel = rp.select("submodular", features=x, budget=10, class_balanced=False, function="log_determinant")
+    chosen: list[int] = []
+    prev = 0.0
+    for p, g in zip(sel.indices, sel.gains, strict=True):
+        chosen.append(int(p))
+        now = np.linalg.slogdet(s[np.ix_(chosen, chosen)])[1]
+        assert g == pytest.approx(now - prev, abs=1e-6)
+        prev = now
+    firsts = [i if i < 60 else i - 60 for i in sel.indices]
+    assert len(set(firsts)) == 10  # never a point and its duplicate
+    lazy = rp.select("submodular", features=x, budget=10, class_balanced=False, function="log_determinant")
+    naive = rp.select(
+        "submodular", features=x, budget=10, class_balanced=False, function="log_determinant", optimizer="naive"
+    )
+    np.testing.assert_array_equal(lazy.indices, naive.indices)

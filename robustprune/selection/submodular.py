@@ -1,10 +1,14 @@
 """Submodular selection (as in DeepCore's ``Submodular``, per its definitions in ``spec/baselines.md`` 2.14):
-facility location or graph cut over the similarity ``s = ½ + ½·cos`` of embeddings, maximised by the shared
-greedy engines (naive, lazy or stochastic).
+facility location, graph cut or log-determinant over the similarity ``s = ½ + ½·cos`` of embeddings,
+maximised by the shared greedy engines (naive, lazy or stochastic).
 
 - ``facility_location``: f(S) = Σ_i max_{j∈S} s_ij; the gain of x is Σ_i max(0, s_ix − best_i).
 - ``graph_cut``: f(S) = λ·Σ_{i∈V} Σ_{j∈S} s_ij − Σ_{i∈S} Σ_{j∈S} s_ij; the gain of x is
   λ·Σ_i s_ix − 2·Σ_{j∈S} s_jx − s_xx (submodular; monotone while λ ≥ 2).
+- ``log_determinant``: f(S) = log det(S_S + εI); the gain of x is log(s_xx + ε − s_xS (S_S + εI)⁻¹ s_Sx),
+  which rewards points the chosen ones explain *poorly* (DeepCore returns the quadratic form itself and so
+  picks the most redundant points). Kept incrementally as a Cholesky factor of the chosen set (fast greedy
+  MAP inference, Chen et al. 2018): O(N·|S|) per pick, one similarity row per pick, no N×N matrix.
 
 Similarities live in a sparse graph (:func:`~robustprune.selection.graph.rescaled_cosine_graph`): every pair
 with ``tau = 0`` (exact, for small sets; the graph's ``max_edges`` guard names the fix for large ones), or the
@@ -26,7 +30,7 @@ from robustprune.selection.registry import register
 
 __all__ = ["submodular", "FUNCTIONS", "OPTIMIZERS", "SetFunction"]
 
-FUNCTIONS = ("facility_location", "graph_cut")
+FUNCTIONS = ("facility_location", "graph_cut", "log_determinant")
 OPTIMIZERS = ("naive", "lazy", "stochastic")
 
 
@@ -70,7 +74,42 @@ class SetFunction:
             self.state[v] += self.w[a:b]
 
 
-def _maximise(fn: SetFunction, n: int, k: int, optimizer: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+class LogDeterminant:
+    """log det(S_S + εI) of the chosen set, with the residual variance of every candidate kept current."""
+
+    def __init__(self, features: np.ndarray, budget: int, ridge: float = 1e-6) -> None:
+        z = np.asarray(features, dtype=np.float64)
+        norms = np.linalg.norm(z, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise ValueError("features has an all-zero row; cosine similarity is undefined there")
+        self.z = z / norms
+        n = z.shape[0]
+        if n * budget > 50_000_000:
+            raise ValueError(
+                f"log_determinant keeps an N x budget factor ({n} x {budget}); use class_balanced=True or a "
+                "smaller budget"
+            )
+        self.c = np.zeros((n, budget))
+        self.d2 = np.full(n, 1.0 + ridge)  # s_ii = 1 on the rescaled cosine
+        self.t = 0
+
+    def gains_of(self, cand: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(self.d2[cand], 1e-300))
+
+    def gain(self, x: int) -> float:
+        return float(np.log(max(self.d2[x], 1e-300)))
+
+    def add(self, j: int) -> None:
+        s_j = 0.5 + 0.5 * (self.z @ self.z[j])
+        e = (s_j - self.c[:, : self.t] @ self.c[j, : self.t]) / np.sqrt(self.d2[j])
+        self.c[:, self.t] = e
+        self.d2 = self.d2 - e * e
+        self.t += 1
+
+
+def _maximise(
+    fn: SetFunction | LogDeterminant, n: int, k: int, optimizer: str, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     if optimizer == "lazy":
         picks, gains, _ = lazy_greedy(fn.gains_of(np.arange(n)), fn.gain, fn.add, k)
         return picks, gains
@@ -91,7 +130,7 @@ def _graph(features: np.ndarray, tau: float | str, neighbors: int, device: str, 
     optional=("labels",),
     balance="proportional",
     default_class_balanced=True,
-    description="submodular facility location or graph cut on embedding similarity (naive/lazy/stochastic greedy)",
+    description="submodular facility location, graph cut or log-determinant on embedding similarity",
 )
 def submodular(
     *,
@@ -111,12 +150,13 @@ def submodular(
 
     Parameters
     ----------
-    function : {"facility_location", "graph_cut"}
+    function : {"facility_location", "graph_cut", "log_determinant"}
     optimizer : {"naive", "lazy", "stochastic"}
         Naive and lazy give the same picks (lazy is exact for submodular functions); stochastic evaluates a
         random sample of ``n/k·ln(100)`` candidates per pick.
     tau : float or "auto"
-        Similarities at or below τ (on ``½ + ½·cos``) are dropped; 0 keeps every pair (exact).
+        Similarities at or below τ (on ``½ + ½·cos``) are dropped; 0 keeps every pair (exact). Not used by
+        ``log_determinant``, which computes one similarity row per pick.
     neighbors : int
         Mean degree wanted by ``tau="auto"``.
     cut_weight : float
@@ -145,9 +185,13 @@ def submodular(
         quotas = [int(q[c]) for c in np.flatnonzero(q)]
     parts_idx, parts_gain, parts_rank, edges = [], [], [], 0
     for members, k in zip(groups, quotas, strict=True):
-        graph = _graph(np.asarray(features)[members], tau, neighbors, device, seed)
-        edges += graph.nnz
-        picks, gains = _maximise(SetFunction(graph, function, cut_weight), members.shape[0], k, optimizer, seed)
+        if function == "log_determinant":
+            fn: SetFunction | LogDeterminant = LogDeterminant(np.asarray(features)[members], k)
+        else:
+            graph = _graph(np.asarray(features)[members], tau, neighbors, device, seed)
+            edges += graph.nnz
+            fn = SetFunction(graph, function, cut_weight)
+        picks, gains = _maximise(fn, members.shape[0], k, optimizer, seed)
         parts_idx.append(members[picks])
         parts_gain.append(gains)
         parts_rank.append(np.arange(k))
