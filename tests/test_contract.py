@@ -53,6 +53,7 @@ def test_every_expected_method_is_registered():
         "prune4rel_auto",
         "herding",
         "submodular",
+        "dynamic_uncertainty",
     }
     assert expected <= set(METHODS)
 

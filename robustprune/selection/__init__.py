@@ -7,6 +7,7 @@ Importing the package registers every method: each module below decorates its fu
   engines are in :mod:`~robustprune.selection.greedy`, the geometry in :mod:`~robustprune.selection.geometry`).
 - :mod:`~robustprune.selection.scores`: uniform, full, small_loss, uncertainty, el2n, grand, forgetting, aum
   (score methods; the shared budget function keeps the registered end).
+- :mod:`~robustprune.selection.dynamics`: dynamic_uncertainty (windowed std of the label's probability).
 - :mod:`~robustprune.selection.confident`: confident_filter (confident learning, then uniform sampling).
 - :mod:`~robustprune.selection.kcenter`: kcenter_greedy (greedy, with per-pick gains).
 - :mod:`~robustprune.selection.herding`: herding (running mean tracking the mean embedding).
@@ -19,6 +20,7 @@ Importing the package registers every method: each module below decorates its fu
 from robustprune.selection import (  # noqa: F401  (register)
     ccs,
     confident,
+    dynamics,
     herding,
     kcenter,
     moderate,
