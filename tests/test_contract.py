@@ -54,6 +54,7 @@ def test_every_expected_method_is_registered():
         "herding",
         "submodular",
         "dynamic_uncertainty",
+        "contextual_diversity",
     }
     assert expected <= set(METHODS)
 
