@@ -55,6 +55,7 @@ def test_every_expected_method_is_registered():
         "submodular",
         "dynamic_uncertainty",
         "contextual_diversity",
+        "cal",
     }
     assert expected <= set(METHODS)
 

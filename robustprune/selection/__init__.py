@@ -10,6 +10,7 @@ Importing the package registers every method: each module below decorates its fu
 - :mod:`~robustprune.selection.dynamics`: dynamic_uncertainty (windowed std of the label's probability).
 - :mod:`~robustprune.selection.confident`: confident_filter (confident learning, then uniform sampling).
 - :mod:`~robustprune.selection.kcenter`: kcenter_greedy (greedy, with per-pick gains).
+- :mod:`~robustprune.selection.cal`: cal (mean symmetric KL to the nearest neighbours, largest kept).
 - :mod:`~robustprune.selection.contextual`: contextual_diversity (k-center on predictions in symmetric KL).
 - :mod:`~robustprune.selection.herding`: herding (running mean tracking the mean embedding).
 - :mod:`~robustprune.selection.submodular`: submodular (facility location / graph cut; naive, lazy or
@@ -19,6 +20,7 @@ Importing the package registers every method: each module below decorates its fu
 """
 
 from robustprune.selection import (  # noqa: F401  (register)
+    cal,
     ccs,
     confident,
     contextual,
