@@ -95,3 +95,22 @@ def test_log_determinant_gains_match_slogdet_differences_and_avoid_redundancy():
         "submodular", features=x, budget=10, class_balanced=False, function="log_determinant", optimizer="naive"
     )
     np.testing.assert_array_equal(lazy.indices, naive.indices)
+
+
+def test_gradient_space_uses_last_layer_gradients():
+    from robustprune.selection.submodular import gradient_embeddings
+
+    x, labels = data(n=40)
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(3), size=40)
+    g = gradient_embeddings(probs, labels, x)
+    e = probs.copy()
+    e[np.arange(40), labels] -= 1
+    h = np.concatenate([x, np.ones((40, 1))], axis=1)
+    # the inner products factorise: <g_i, g_j> = <e_i, e_j> (<h_i, h_j> + 1)
+    np.testing.assert_allclose(g.astype(np.float64) @ g.T.astype(np.float64), (e @ e.T) * (h @ h.T), rtol=1e-4)
+    a = rp.select("submodular", features=x, probs=probs, labels=labels, budget=9, space="gradients")
+    b = rp.select("submodular", features=g, labels=labels, budget=9)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    with pytest.raises(ValueError, match="needs probs and labels"):
+        rp.select("submodular", features=x, labels=labels, budget=9, space="gradients")

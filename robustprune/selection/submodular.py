@@ -28,7 +28,7 @@ from robustprune.selection.graph import SimilarityGraph, rescaled_cosine_graph
 from robustprune.selection.greedy import lazy_greedy, naive_greedy, stochastic_greedy
 from robustprune.selection.registry import register
 
-__all__ = ["submodular", "FUNCTIONS", "OPTIMIZERS", "SetFunction"]
+__all__ = ["submodular", "FUNCTIONS", "OPTIMIZERS", "SetFunction", "LogDeterminant", "gradient_embeddings"]
 
 FUNCTIONS = ("facility_location", "graph_cut", "log_determinant")
 OPTIMIZERS = ("naive", "lazy", "stochastic")
@@ -107,6 +107,19 @@ class LogDeterminant:
         self.t += 1
 
 
+def gradient_embeddings(probs: np.ndarray, labels: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Per-example last-layer gradients of the cross-entropy, flattened: ``(p − onehot(y)) ⊗ [h, 1]``,
+    shape (N, K·(D+1)), float32 (one per example, never averaged over a batch)."""
+    p = np.asarray(probs, dtype=np.float64)
+    e = p.copy()
+    e[np.arange(p.shape[0]), np.asarray(labels)] -= 1.0
+    h = np.concatenate([np.asarray(features, dtype=np.float64), np.ones((p.shape[0], 1))], axis=1)
+    g = (e[:, :, None] * h[:, None, :]).reshape(p.shape[0], -1)
+    # an example the model fits exactly has a zero gradient; give it a tiny constant so cosine is defined
+    g[np.linalg.norm(g, axis=1) == 0] = 1e-12
+    return g.astype(np.float32)
+
+
 def _maximise(
     fn: SetFunction | LogDeterminant, n: int, k: int, optimizer: str, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +140,7 @@ def _graph(features: np.ndarray, tau: float | str, neighbors: int, device: str, 
     "submodular",
     kind="greedy",
     requires=("features",),
-    optional=("labels",),
+    optional=("labels", "probs"),
     balance="proportional",
     default_class_balanced=True,
     description="submodular facility location, graph cut or log-determinant on embedding similarity",
@@ -136,9 +149,11 @@ def submodular(
     *,
     features: np.ndarray,
     labels: np.ndarray | None = None,
+    probs: np.ndarray | None = None,
     budget: int,
     class_balanced: bool = True,
     function: str = "facility_location",
+    space: str = "features",
     optimizer: str = "lazy",
     tau: float | str = 0.0,
     neighbors: int = 50,
@@ -161,6 +176,9 @@ def submodular(
         Mean degree wanted by ``tau="auto"``.
     cut_weight : float
         λ of the graph cut.
+    space : {"features", "gradients"}
+        Similarity of the embeddings, or of the per-example last-layer gradients
+        (:func:`gradient_embeddings`, as DeepCore's Submodular; needs probs and labels).
 
     Returns
     -------
@@ -175,6 +193,12 @@ def submodular(
         raise ValueError(f"tau must be in [0, 1] or 'auto', got {tau!r}")
     if int(neighbors) < 1:
         raise ValueError(f"neighbors must be at least 1, got {neighbors}")
+    if space not in ("features", "gradients"):
+        raise ValueError(f"space must be 'features' or 'gradients', got {space!r}")
+    if space == "gradients":
+        if probs is None or labels is None:
+            raise ValueError("space='gradients' needs probs and labels (the last-layer gradient is (p - y) h)")
+        features = gradient_embeddings(probs, labels, features)
     groups = [np.arange(features.shape[0])]
     quotas = [budget]
     if class_balanced:
