@@ -14,8 +14,7 @@ import torch
 from robustprune._device import resolve_device
 from robustprune.seeding import stream
 from robustprune.selection.base import MethodOutput
-from robustprune.selection.budget import class_quotas
-from robustprune.selection.greedy import argmax_greedy
+from robustprune.selection.greedy import argmax_greedy, per_class_greedy
 from robustprune.selection.registry import register
 
 __all__ = ["contextual_diversity", "symmetric_kl_order"]
@@ -82,15 +81,10 @@ def contextual_diversity(
         return MethodOutput(indices=order, gains=gains, info={"first_center": first})
     if labels is None:
         raise ValueError("class_balanced=True needs labels")
-    quotas = class_quotas(labels, budget)
-    parts_idx, parts_gain, parts_rank = [], [], []
-    for c in np.flatnonzero(quotas):
-        members = np.flatnonzero(labels == c)
-        first = int(stream(seed, "contextual_diversity", int(c)).integers(members.shape[0]))
-        order, gains = symmetric_kl_order(probs[members], int(quotas[c]), first, epsilon, dev)
-        parts_idx.append(members[order])
-        parts_gain.append(gains)
-        parts_rank.append(np.arange(order.shape[0]))
-    idx, gain, rank = np.concatenate(parts_idx), np.concatenate(parts_gain), np.concatenate(parts_rank)
-    merge = np.argsort(rank, kind="stable")
-    return MethodOutput(indices=idx[merge].astype(np.int64), gains=gain[merge])
+
+    def run_class(members: np.ndarray, k: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+        first = int(stream(seed, "contextual_diversity", c).integers(members.shape[0]))
+        return symmetric_kl_order(probs[members], k, first, epsilon, dev)
+
+    idx, gains = per_class_greedy(labels, budget, run_class)
+    return MethodOutput(indices=idx, gains=gains)

@@ -32,7 +32,7 @@ from robustprune.selection.graph import SimilarityGraph
 
 __all__ = [
     "BlockMax", "RoundRobin", "Neighbors", "TIER", "self_gain", "greedy_self", "greedy_exact", "lazy_greedy",
-    "naive_greedy", "stochastic_greedy", "argmax_greedy",
+    "naive_greedy", "stochastic_greedy", "argmax_greedy", "per_class_greedy",
 ]  # fmt: skip
 
 Neighbors = Callable[[int], tuple[np.ndarray, np.ndarray]]
@@ -303,17 +303,7 @@ def naive_greedy(
     """Plain greedy: every step evaluates the gains of all remaining candidates (``gains_of(candidates)``)
     and commits the best (ties: lowest index). The reference the faster engines are checked against, and the
     engine for objectives that are not submodular."""
-    remaining = np.ones(n, dtype=bool)
-    picks = np.empty(budget, dtype=np.int64)
-    gains = np.empty(budget, dtype=np.float64)
-    for t in range(budget):
-        cand = np.flatnonzero(remaining)
-        g = np.asarray(gains_of(cand), dtype=np.float64)
-        j = int(np.argmax(g))
-        picks[t], gains[t] = cand[j], g[j]
-        remaining[cand[j]] = False
-        add(int(cand[j]))
-    return picks, gains
+    return _candidate_greedy(gains_of, add, n, budget)
 
 
 def stochastic_greedy(
@@ -333,19 +323,61 @@ def stochastic_greedy(
         raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
     rng = stream(seed, "stochastic_greedy")
     size = max(1, math.ceil(n / max(budget, 1) * math.log(1.0 / epsilon)))
+
+    def sample(cand: np.ndarray) -> np.ndarray:
+        return np.sort(rng.choice(cand, size, replace=False)) if cand.size > size else cand
+
+    return _candidate_greedy(gains_of, add, n, budget, sample)
+
+
+def _candidate_greedy(
+    gains_of: Callable[[np.ndarray], np.ndarray],
+    add: Callable[[int], None],
+    n: int,
+    budget: int,
+    sample: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The loop of the naive and stochastic engines: evaluate the remaining candidates (or ``sample`` of
+    them), commit the best (ties: lowest index)."""
     remaining = np.ones(n, dtype=bool)
     picks = np.empty(budget, dtype=np.int64)
     gains = np.empty(budget, dtype=np.float64)
     for t in range(budget):
         cand = np.flatnonzero(remaining)
-        if cand.size > size:
-            cand = np.sort(rng.choice(cand, size, replace=False))
+        if sample is not None:
+            cand = sample(cand)
         g = np.asarray(gains_of(cand), dtype=np.float64)
         j = int(np.argmax(g))
         picks[t], gains[t] = cand[j], g[j]
         remaining[cand[j]] = False
         add(int(cand[j]))
     return picks, gains
+
+
+def per_class_greedy(
+    labels: np.ndarray,
+    budget: int,
+    run_class: Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The proportional class balancer of greedy methods: ``run_class(members, quota, class)`` picks
+    ``quota`` of a class's ``members`` (positions into ``members`` and their gains), with quotas from
+    :func:`~robustprune.selection.budget.class_quotas`; the per-class sequences are interleaved round by
+    round, so each class keeps its own pick order. Returns global indices and gains."""
+    from robustprune.selection.budget import class_quotas
+
+    quotas = class_quotas(labels, budget)
+    parts_idx, parts_gain, parts_rank = [], [], []
+    for c in np.flatnonzero(quotas):
+        members = np.flatnonzero(labels == c)
+        order, gains = run_class(members, int(quotas[c]), int(c))
+        parts_idx.append(members[order])
+        parts_gain.append(np.asarray(gains, dtype=np.float64))
+        parts_rank.append(np.arange(order.shape[0]))
+    if not parts_idx:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    idx, gain, rank = np.concatenate(parts_idx), np.concatenate(parts_gain), np.concatenate(parts_rank)
+    merge = np.argsort(rank, kind="stable")
+    return idx[merge].astype(np.int64), gain[merge]
 
 
 def argmax_greedy(

@@ -14,8 +14,7 @@ import torch
 
 from robustprune._device import resolve_device
 from robustprune.selection.base import MethodOutput
-from robustprune.selection.budget import class_quotas
-from robustprune.selection.greedy import argmax_greedy
+from robustprune.selection.greedy import argmax_greedy, per_class_greedy
 from robustprune.selection.registry import register
 
 __all__ = ["herding", "herding_order"]
@@ -86,14 +85,5 @@ def herding(
         return MethodOutput(indices=order, gains=dist)
     if labels is None:
         raise ValueError("class_balanced=True needs labels")
-    quotas = class_quotas(labels, budget)
-    parts_idx, parts_gain, parts_rank = [], [], []
-    for c in np.flatnonzero(quotas):
-        members = np.flatnonzero(labels == c)
-        order, dist = herding_order(features[members], int(quotas[c]), dev)
-        parts_idx.append(members[order])
-        parts_gain.append(dist)
-        parts_rank.append(np.arange(order.shape[0]))
-    idx, gain, rank = np.concatenate(parts_idx), np.concatenate(parts_gain), np.concatenate(parts_rank)
-    merge = np.argsort(rank, kind="stable")  # round by round over the classes
-    return MethodOutput(indices=idx[merge].astype(np.int64), gains=gain[merge])
+    idx, gains = per_class_greedy(labels, budget, lambda members, k, _c: herding_order(features[members], k, dev))
+    return MethodOutput(indices=idx, gains=gains)

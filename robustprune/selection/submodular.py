@@ -22,10 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from robustprune.selection.base import MethodOutput
-from robustprune.selection.budget import class_quotas
 from robustprune.selection.geometry import auto_tau
 from robustprune.selection.graph import SimilarityGraph, rescaled_cosine_graph
-from robustprune.selection.greedy import lazy_greedy, naive_greedy, stochastic_greedy
+from robustprune.selection.greedy import lazy_greedy, naive_greedy, per_class_greedy, stochastic_greedy
 from robustprune.selection.registry import register
 
 __all__ = ["submodular", "FUNCTIONS", "OPTIMIZERS", "SetFunction", "LogDeterminant", "gradient_embeddings"]
@@ -199,26 +198,23 @@ def submodular(
         if probs is None or labels is None:
             raise ValueError("space='gradients' needs probs and labels (the last-layer gradient is (p - y) h)")
         features = gradient_embeddings(probs, labels, features)
-    groups = [np.arange(features.shape[0])]
-    quotas = [budget]
-    if class_balanced:
-        if labels is None:
-            raise ValueError("class_balanced=True needs labels")
-        q = class_quotas(labels, budget)
-        groups = [np.flatnonzero(labels == c) for c in np.flatnonzero(q)]
-        quotas = [int(q[c]) for c in np.flatnonzero(q)]
-    parts_idx, parts_gain, parts_rank, edges = [], [], [], 0
-    for members, k in zip(groups, quotas, strict=True):
+    x = np.asarray(features)
+    edges = 0
+
+    def run_class(members: np.ndarray, k: int, _c: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal edges
         if function == "log_determinant":
-            fn: SetFunction | LogDeterminant = LogDeterminant(np.asarray(features)[members], k)
+            fn: SetFunction | LogDeterminant = LogDeterminant(x[members], k)
         else:
-            graph = _graph(np.asarray(features)[members], tau, neighbors, device, seed)
+            graph = _graph(x[members], tau, neighbors, device, seed)
             edges += graph.nnz
             fn = SetFunction(graph, function, cut_weight)
-        picks, gains = _maximise(fn, members.shape[0], k, optimizer, seed)
-        parts_idx.append(members[picks])
-        parts_gain.append(gains)
-        parts_rank.append(np.arange(k))
-    idx, gain, rank = np.concatenate(parts_idx), np.concatenate(parts_gain), np.concatenate(parts_rank)
-    merge = np.argsort(rank, kind="stable")
-    return MethodOutput(indices=idx[merge].astype(np.int64), gains=gain[merge], info={"n_edges": edges})
+        return _maximise(fn, members.shape[0], k, optimizer, seed)
+
+    if not class_balanced:
+        idx, gains = run_class(np.arange(x.shape[0]), budget)
+    elif labels is None:
+        raise ValueError("class_balanced=True needs labels")
+    else:
+        idx, gains = per_class_greedy(labels, budget, run_class)
+    return MethodOutput(indices=idx.astype(np.int64), gains=gains, info={"n_edges": edges})
