@@ -56,6 +56,9 @@ def test_every_expected_method_is_registered():
         "dynamic_uncertainty",
         "contextual_diversity",
         "cal",
+        "craig",
+        "gradmatch",
+        "glister",
     }
     assert expected <= set(METHODS)
 

@@ -15,6 +15,8 @@ Importing the package registers every method: each module below decorates its fu
 - :mod:`~robustprune.selection.herding`: herding (running mean tracking the mean embedding).
 - :mod:`~robustprune.selection.submodular`: submodular (facility location / graph cut; naive, lazy or
   stochastic greedy).
+- :mod:`~robustprune.selection.gradients`: craig, gradmatch, glister (per-example last-layer gradients, in
+  factored form; craig and gradmatch return per-example weights).
 - :mod:`~robustprune.selection.moderate`: moderate (middle quantile band of class-median distances).
 - :mod:`~robustprune.selection.ccs`: ccs (cutoff plus stratified sampling).
 """
@@ -25,6 +27,7 @@ from robustprune.selection import (  # noqa: F401  (register)
     confident,
     contextual,
     dynamics,
+    gradients,
     herding,
     kcenter,
     moderate,

@@ -95,7 +95,7 @@ def select(
             call[name] = value
 
     t0 = time.perf_counter()
-    gains = None
+    gains = weights = None
     extra: dict[str, Any] = {}
     if info.kind == "score":
         scores = np.asarray(info.func(**call))
@@ -111,10 +111,13 @@ def select(
         if not isinstance(out, MethodOutput):
             raise RuntimeError(f"method {info.name} must return a MethodOutput")
         indices, gains, scores, extra = out.indices, out.gains, out.scores, dict(out.info)
+        weights = None if out.weights is None else np.asarray(out.weights, dtype=np.float64)
     elapsed = time.perf_counter() - t0
 
     indices = np.asarray(indices, dtype=np.int64)
     _check_result(info.name, indices, k, n)
+    if weights is not None and (weights.shape != (k,) or not np.isfinite(weights).all() or (weights <= 0).any()):
+        raise RuntimeError(f"method {info.name} returned weights that are not {k} positive finite numbers")
     resolved = {**options, **extra, "budget": k, "class_balanced": balanced, "seed": int(seed)}
     return Selection(
         indices=indices,
@@ -124,6 +127,7 @@ def select(
         params=resolved,
         n=n,
         elapsed=elapsed,
+        weights=weights,
     )
 
 

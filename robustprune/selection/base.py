@@ -22,13 +22,15 @@ class MethodOutput:
 
     ``indices`` are in pick (or rank) order; ``gains`` has one value per pick for greedy methods;
     ``scores`` has one value per example where the method defines one; ``info`` carries extra facts
-    about the run (for example the number of graph edges) that end up in ``Selection.params``.
+    about the run (for example the number of graph edges) that end up in ``Selection.params``; ``weights``
+    has one positive per-example loss weight per pick, aligned with ``indices``, for methods that define them.
     """
 
     indices: np.ndarray
     gains: np.ndarray | None = None
     scores: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class Selection:
         Number of examples the selection was made from.
     elapsed : float
         Wall-clock seconds spent inside the method.
+    weights : ndarray of float64, shape (budget,) or None
+        Per-example loss weights aligned with ``indices`` (Craig's cluster sizes, GradMatch's non-negative
+        least-squares weights), positive, mean 1; None for unweighted methods. Learners honour them as
+        per-example loss weights.
     """
 
     indices: np.ndarray
@@ -61,6 +67,7 @@ class Selection:
     params: dict[str, Any]
     n: int
     elapsed: float = 0.0
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -91,6 +98,7 @@ class Selection:
             "budget": self.budget,
             "params": _jsonable(self.params),
             "elapsed_seconds": round(self.elapsed, 6),
+            "weighted": self.weights is not None,
             "robustprune_version": __version__,
         }
 
@@ -107,6 +115,8 @@ class Selection:
             arrays["gains"] = np.asarray(self.gains)
         if self.scores is not None:
             arrays["scores"] = np.asarray(self.scores)
+        if self.weights is not None:
+            arrays["weights"] = np.asarray(self.weights, dtype=np.float64)
         meta = self.metadata()
         arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         import io
@@ -131,6 +141,7 @@ class Selection:
                 params=meta.get("params", {}),
                 n=int(meta.get("n", int(z["indices"].max()) + 1 if z["indices"].size else 0)),
                 elapsed=float(meta.get("elapsed_seconds", 0.0)),
+                weights=z["weights"] if "weights" in z else None,
             )
 
 
