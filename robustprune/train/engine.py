@@ -133,6 +133,7 @@ class RunInfo:
     stage: str
     epochs: int
     start_epoch: int = 0
+    weights: torch.Tensor | None = None  # (num_samples,) float32 per-example loss weights, or None
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,19 @@ class EpochContext:
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def weights_of(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """Per-example loss weights of ``idx`` (None when the run is unweighted)."""
+        return None if self.run.weights is None else self.run.weights[idx]
+
+    @staticmethod
+    def mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """``values.mean()``, or the weighted mean ``Σ w·v / Σ w`` over the batch when ``weights`` is given
+        (so that an example of weight 2 counts as much as two copies of it)."""
+        if weights is None:
+            return values.mean()
+        w = weights.to(values.dtype)
+        return (values * w).sum() / w.sum().clamp_min(torch.finfo(values.dtype).tiny)
 
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
@@ -273,7 +287,26 @@ def _fingerprint(learner, run: RunInfo) -> dict[str, Any]:
         "num_samples": run.data.num_samples,
         "indices_sha1": _sha1(run.indices),
         "labels_sha1": _sha1(run.data.labels),
+        "weights_sha1": None if run.weights is None else _sha1(run.weights),
     }
+
+
+def _weights_tensor(weights: Any, indices: Any, data: TrainData, device: torch.device) -> torch.Tensor | None:
+    if weights is None:
+        return None
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float32)).reshape(-1)
+    given = (
+        torch.arange(data.num_samples)
+        if indices is None
+        else torch.as_tensor(np.asarray(indices), dtype=torch.int64).reshape(-1)
+    )
+    if w.shape[0] != given.shape[0]:
+        raise ValueError(f"weights has {w.shape[0]} entries but {given.shape[0]} examples are trained on")
+    if not torch.isfinite(w).all() or (w <= 0).any():
+        raise ValueError("weights must be positive and finite")
+    full = torch.zeros(data.num_samples, dtype=torch.float32)
+    full[given] = w
+    return full.to(device)
 
 
 def run_epochs(
@@ -287,8 +320,12 @@ def run_epochs(
     progress: Callable[[ProgressInfo], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
+    weights: Any = None,
 ) -> TrainResult:
     """Train ``learner`` for ``epochs`` epochs of ``stage`` on the examples ``indices`` (default: all).
+
+    ``weights`` (optional): one positive loss weight per example of ``indices`` (in the order given), which
+    every learner applies as a per-example weight in its batch means (see :meth:`EpochContext.mean`).
 
     Per epoch: callbacks' ``on_epoch_start``; ``learner.run_epoch(ctx)``; divergence check; one step of every
     scheduler; callbacks' ``on_epoch_end``; checkpoint (if ``checkpoint`` is a path); a progress event.
@@ -315,7 +352,7 @@ def run_epochs(
             raise ValueError(f"indices must lie in [0, {data.num_samples})")
     if idx.numel() < 2:
         raise ValueError(f"need at least 2 training examples, got {idx.numel()}")
-    run = RunInfo(learner, data, idx, stage, epochs)
+    run = RunInfo(learner, data, idx, stage, epochs, weights=_weights_tensor(weights, indices, data, learner.device))
     callbacks = list(callbacks)
     for cb in callbacks:
         cb.on_train_start(run)

@@ -183,11 +183,13 @@ class Learner:
         progress: Callable[[ProgressInfo], None] | None = None,
         checkpoint: str | os.PathLike | None = None,
         resume: bool = True,
+        weights: Any = None,
     ) -> TrainResult:
-        """Train on ``indices`` (global indices; default all) for ``epochs`` (default ``config.epochs``)."""
+        """Train on ``indices`` (global indices; default all) for ``epochs`` (default ``config.epochs``),
+        with optional per-example loss ``weights`` aligned with ``indices``."""
         epochs = self.config.epochs if epochs is None else epochs
         return run_epochs(self, data, indices, stage="train", epochs=epochs, callbacks=callbacks,
-                          progress=progress, checkpoint=checkpoint, resume=resume)  # fmt: skip
+                          progress=progress, checkpoint=checkpoint, resume=resume, weights=weights)  # fmt: skip
 
     def run_epoch(self, ctx: EpochContext) -> None:
         """Dispatch one epoch to :meth:`warmup_epoch` or :meth:`train_epoch`."""
@@ -231,7 +233,7 @@ class Learner:
             y = ctx.data.labels[idx]
             logits = ctx.forward(model, ctx.view("weak", idx))
             loss_ps = F.cross_entropy(logits, y, reduction="none")
-            loss = loss_ps.mean()
+            loss = ctx.mean(loss_ps, ctx.weights_of(idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -207,10 +207,18 @@ class DivideMixLearner(Learner):
             mixed_x = lam * all_x + (1 - lam) * all_x[perm]
             mixed_t = lam * all_t + (1 - lam) * all_t[perm]
             logits = ctx.forward(net, mixed_x)
-            lx = -(F.log_softmax(logits[: 2 * b], 1) * mixed_t[: 2 * b]).sum(1).mean()
+            wx = ctx.weights_of(idx_x)
+            rw = None  # per-row loss weights of the mixed rows (the mix of the two source rows' weights)
+            if wx is not None:
+                rows = [wx, wx] + ([ctx.weights_of(idx_u)] * 2 if idx_u is not None else [])
+                src = torch.cat(rows)
+                rw = lam * src + (1 - lam) * src[perm]
+            ce_x = -(F.log_softmax(logits[: 2 * b], 1) * mixed_t[: 2 * b]).sum(1)
+            lx = ctx.mean(ce_x, None if rw is None else rw[: 2 * b])
             loss = lx
             if idx_u is not None:
-                lu = ((torch.softmax(logits[2 * b :], 1) - mixed_t[2 * b :]) ** 2).mean()
+                sq = ((torch.softmax(logits[2 * b :], 1) - mixed_t[2 * b :]) ** 2).mean(1)
+                lu = ctx.mean(sq, None if rw is None else rw[2 * b :])
                 ramp = 1.0
                 if o.rampup > 0:
                     ramp = min(max((ctx.epoch + step / n_steps - warm) / o.rampup, 0.0), 1.0)

@@ -39,16 +39,23 @@ class ELROptions:
 
 
 def elr_loss(
-    logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, idx: torch.Tensor, opts: ELROptions
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    targets: torch.Tensor,
+    idx: torch.Tensor,
+    opts: ELROptions,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Update ``targets[idx]`` in place and return (loss, per-sample cross-entropy)."""
+    """Update ``targets[idx]`` in place and return (loss, per-sample cross-entropy); ``weights`` (B,) makes
+    both batch means weighted."""
+    mean = EpochContext.mean
     p = torch.softmax(logits, 1).clamp(opts.eps, 1.0 - opts.eps)
     pd = p.detach()
     t = opts.beta * targets[idx] + (1.0 - opts.beta) * (pd / pd.sum(1, keepdim=True))
     targets[idx] = t
     ce = F.cross_entropy(logits, labels, reduction="none")
-    reg = torch.log(1.0 - (t * p).sum(1)).mean()
-    return ce.mean() + opts.lam * reg, ce
+    reg = mean(torch.log(1.0 - (t * p).sum(1)), weights)
+    return mean(ce, weights) + opts.lam * reg, ce
 
 
 class ELRLearner(Learner):
@@ -70,7 +77,7 @@ class ELRLearner(Learner):
         for idx in batches:
             y = ctx.data.labels[idx]
             logits = ctx.forward(model, ctx.view("weak", idx))
-            loss, ce = elr_loss(logits, y, self.targets, idx, self.options)
+            loss, ce = elr_loss(logits, y, self.targets, idx, self.options, ctx.weights_of(idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -54,8 +54,11 @@ def sop_loss(
     u: torch.Tensor,
     v: torch.Tensor,
     opts: SOPOptions,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SOP+ loss of a batch and the per-sample CE(y, p'); ``u`` (B, 1), ``v`` (B, K) are batch rows."""
+    """The SOP+ loss of a batch and the per-sample CE(y, p'); ``u`` (B, 1), ``v`` (B, K) are batch rows.
+    ``weights`` (B,) turns the per-sample means (CE, the u/v square loss, consistency) into weighted means."""
+    mean = EpochContext.mean
     eps = opts.eps
     big_u = (u * u * onehot).clamp(0, 1)
     big_v = (v * v * (1 - onehot)).clamp(0, 1)
@@ -64,14 +67,14 @@ def sop_loss(
     p = F.normalize(p, p=1, dim=1, eps=eps).clamp(eps, 1.0)
     ce = -(onehot * torch.log(p)).sum(1)
     hard = one_hot(logits_weak.detach().argmax(1), onehot.shape[1])
-    mse = ((hard + big_u - big_v - onehot) ** 2).sum() / onehot.shape[0]
-    loss = ce.mean() + mse
+    mse = mean(((hard + big_u - big_v - onehot) ** 2).sum(1), weights)
+    loss = mean(ce, weights) + mse
     if opts.rb > 0:
         avg = p.mean(0).clamp(eps, 1.0)
         loss = loss + opts.rb * (-(torch.log(avg) / onehot.shape[1]).sum())
     if opts.rc > 0 and logits_strong is not None:
         kl = F.kl_div(F.log_softmax(logits_strong, 1), pred.detach(), reduction="none").sum(1)
-        loss = loss + opts.rc * kl.mean()
+        loss = loss + opts.rc * mean(kl, weights)
     return loss, ce
 
 
@@ -111,7 +114,7 @@ class SOPLearner(Learner):
             lw, ls = (logits[: len(idx)], logits[len(idx) :]) if strong else (logits, None)
             u_b = self.u[idx].requires_grad_(True)
             v_b = self.v[idx].requires_grad_(True)
-            loss, ce = sop_loss(lw, ls, onehot, u_b, v_b, o)
+            loss, ce = sop_loss(lw, ls, onehot, u_b, v_b, o, ctx.weights_of(idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
