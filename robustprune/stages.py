@@ -238,6 +238,7 @@ def train_stage(r: RunState, sel: Selection) -> tuple[Learner, list[dict[str, An
         progress=r.log.progress,
         checkpoint=r.path("train.ckpt"),
         resume=r.resuming,
+        weights=sel.weights,
     )
     r.times["train"] = float(sum(h["seconds"] for h in res.history))
     note = "" if res.resumed_from is None else f"resumed after epoch {res.resumed_from}"
@@ -293,7 +294,11 @@ _SELECTION_FACTS = ("tau", "target_degree", "eta", "mean_degree", "coverage", "f
 
 def _selection_facts(sel: Selection) -> dict[str, Any]:
     """The chosen neighbourhood threshold, temperature, graph degree, coverage etc. of the selection."""
-    return {k: sel.params[k] for k in _SELECTION_FACTS if k in sel.params}
+    facts = {k: sel.params[k] for k in _SELECTION_FACTS if k in sel.params}
+    if sel.weights is not None:  # trained with per-example loss weights (craig, gradmatch)
+        w = sel.weights
+        facts["weights"] = {"min": float(w.min()), "max": float(w.max()), "mean": float(w.mean())}
+    return facts
 
 
 def _state_summary(learner: Learner, indices: np.ndarray, noisy: np.ndarray, true: np.ndarray | None) -> dict:

@@ -383,3 +383,17 @@ def test_a_run_resolves_its_config_once_and_reads_tabular_arrays_from_metadata(t
     res = run(RunConfig(dataset="arrays", dataset_params={"path": str(rows)}, method="uniform", warmup_epochs=1,
                         epochs=1, out=str(tmp_path / "r")))  # fmt: skip
     assert len(calls) == 1 and res.metrics["model"] == "mlp"
+
+
+def test_weighted_methods_train_with_their_weights_unless_turned_off(tiny_run, tmp_path):
+    _, first, _ = tiny_run
+    cfg = {**TINY, "method": "craig", "signals": str(first / "signals.npz")}
+    weighted = run(RunConfig(out=str(tmp_path / "w"), **cfg))
+    sel = rp.Selection.load(tmp_path / "w" / "selection.npz")
+    assert sel.weights is not None and sel.weights.shape == (150,)
+    assert weighted.metrics["selection"]["weights"]["mean"] == pytest.approx(1.0)
+    plain = run(RunConfig(out=str(tmp_path / "p"), params={"weighted": False}, **cfg))
+    assert rp.Selection.load(tmp_path / "p" / "selection.npz").weights is None
+    assert "weights" not in plain.metrics["selection"]
+    np.testing.assert_array_equal(rp.Selection.load(tmp_path / "p" / "selection.npz").indices, sel.indices)
+    assert [h["loss"] for h in weighted.metrics["history"]] != [h["loss"] for h in plain.metrics["history"]]
