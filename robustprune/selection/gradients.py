@@ -332,6 +332,9 @@ def glister_greedy(
     when = np.concatenate([(np.arange(q) + 0.5) / q for _, q in quotas]) if total else np.empty(0)
     turns = turns[np.argsort(when, kind="stable")]
     free = [np.ones(m.shape[0], dtype=bool) for m, _ in quotas]
+    group_h = [np.ascontiguousarray(h[m]) for m, _ in quotas]  # gathered once, not at every step
+    group_e = [np.ascontiguousarray(e[m]) for m, _ in quotas]
+    val_h_t = np.ascontiguousarray(val_h.T)
     picks = np.empty(total, dtype=np.int64)
     gains = np.empty(total)
     for t, gi in enumerate(turns):
@@ -340,13 +343,13 @@ def glister_greedy(
         if trace is not None:
             trace.append(gval.copy())
         members = quotas[gi][0]
-        g = ((h[members] @ gval.T) * e[members]).sum(1)
+        g = np.einsum("ik,ik->i", group_h[gi] @ gval.T, group_e[gi])
         g[~free[gi]] = -np.inf
         p = int(np.argmax(g))
         free[gi][p] = False
         j = int(members[p])
         picks[t], gains[t] = j, g[p]
-        acc += np.outer(val_h @ h[j], e[j])
+        acc += np.outer(h[j] @ val_h_t, e[j])
     return picks, gains
 
 
