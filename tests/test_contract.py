@@ -59,6 +59,7 @@ def test_every_expected_method_is_registered():
         "craig",
         "gradmatch",
         "glister",
+        "d2_pruning",
     }
     assert expected <= set(METHODS)
 

@@ -19,6 +19,7 @@ Importing the package registers every method: each module below decorates its fu
   factored form; craig and gradmatch return per-example weights).
 - :mod:`~robustprune.selection.moderate`: moderate (middle quantile band of class-median distances).
 - :mod:`~robustprune.selection.ccs`: ccs (cutoff plus stratified sampling).
+- :mod:`~robustprune.selection.d2`: d2_pruning (difficulty passed over a kNN graph, greedy with reverse passing).
 """
 
 from robustprune.selection import (  # noqa: F401  (register)
@@ -26,6 +27,7 @@ from robustprune.selection import (  # noqa: F401  (register)
     ccs,
     confident,
     contextual,
+    d2,
     dynamics,
     gradients,
     herding,
