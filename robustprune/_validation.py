@@ -17,12 +17,14 @@ __all__ = [
     "check_probs",
     "check_features",
     "check_dynamics",
+    "check_epoch_probs",
+    "check_distances",
     "check_finite",
     "check_same_examples",
 ]
 
-#: Signals whose examples run along the last axis (one row per warm-up epoch): (E, N).
-_PER_EPOCH = frozenset({"correct", "losses", "margins"})
+#: Signals whose examples run along the second axis (one row per warm-up epoch): (E, N) or (E, N, K).
+_PER_EPOCH = frozenset({"correct", "losses", "margins", "epoch_probs"})
 
 
 def check_same_examples(arrays: dict[str, Any]) -> None:
@@ -33,9 +35,9 @@ def check_same_examples(arrays: dict[str, Any]) -> None:
         if value is None:
             continue
         shape = np.shape(value)
-        if not shape or (name in _PER_EPOCH and len(shape) < 2):
+        if not shape or (name in _PER_EPOCH and len(shape) < (3 if name == "epoch_probs" else 2)):
             continue  # a malformed array: its own check names the problem
-        counts[name] = int(shape[-1] if name in _PER_EPOCH else shape[0])
+        counts[name] = int(shape[1] if name in _PER_EPOCH else shape[0])
     if len(set(counts.values())) <= 1:
         return
     tally: dict[int, int] = {}
@@ -165,3 +167,60 @@ def check_dynamics(arr: Any, name: str, n: int | None = None, *, boolean: bool =
         return a
     check_finite(a, name)
     return a.astype(np.float32, copy=False)
+
+
+def check_epoch_probs(
+    arr: Any, n: int | None = None, num_classes: int | None = None, *, tol: float = 2e-2
+) -> np.ndarray:
+    """Return per-epoch softmax probabilities of shape (E, N, K), checking range, finiteness and that rows sum
+    to one (within ``tol``, loose for float16). float16 is kept (it is E·N·K); other dtypes become float32.
+    Checked one epoch at a time, so no float64 copy of the whole array is made."""
+    a = as_numpy(arr, "epoch_probs")
+    if a.ndim != 3:
+        raise ValueError(f"epoch_probs must have shape (epochs, N, K), got {a.shape}")
+    if n is not None and a.shape[1] != n:
+        raise ValueError(f"epoch_probs has {a.shape[1]} examples (axis 1) but the other signals have {n}")
+    if a.shape[0] < 1:
+        raise ValueError("epoch_probs has no epochs")
+    if a.shape[2] < 2:
+        raise ValueError(f"epoch_probs needs at least 2 classes (last axis), got {a.shape[2]}")
+    if num_classes is not None and a.shape[2] != num_classes:
+        raise ValueError(f"epoch_probs has {a.shape[2]} classes but probs has {num_classes}")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"epoch_probs must be floating point, got dtype {a.dtype}")
+    if a.dtype != np.float16:
+        a = a.astype(np.float32, copy=False)
+    for e in range(a.shape[0]):
+        p = a[e]
+        if not np.isfinite(p).all():
+            row = int(np.argwhere(~np.isfinite(p))[0, 0])
+            raise ValueError(
+                f"epoch_probs contains NaN or infinity (epoch {e}, example {row}); record every example every epoch"
+            )
+        if p.min() < 0 or p.max() > 1 + 1e-2:
+            raise ValueError("epoch_probs must lie in [0, 1]; pass softmax probabilities, not logits")
+        sums = p.sum(axis=1, dtype=np.float32)
+        bad = np.abs(sums - 1.0) > tol
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"epoch_probs rows must sum to 1 (epoch {e}, example {row} sums to {sums[row]:.4f}); "
+                "apply softmax to the logits first"
+            )
+    return a
+
+
+def check_distances(arr: Any, name: str, n: int | None = None) -> np.ndarray:
+    """Return a per-example non-negative distance (e.g. a DeepFool perturbation norm) as float32 (N,)."""
+    a = as_numpy(arr, name)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must have shape (N,), one value per example, got {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} has {a.shape[0]} rows but the other signals have {n}")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    a = a.astype(np.float32, copy=False)
+    check_finite(a, name)
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} must be >= 0 (a norm), found {float(a.min())} at row {int(np.argmin(a))}")
+    return a

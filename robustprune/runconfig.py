@@ -18,6 +18,7 @@ from typing import Any
 from robustprune._device import resolve_device
 from robustprune.protocols import protocol_for
 from robustprune.selection.budget import check_fraction
+from robustprune.signals import ON_DEMAND_SIGNALS
 
 __all__ = [
     "RunConfig", "resolve_config", "default_run_name", "safe_name", "warmup_key", "WARMUP_FIELDS", "RUNTIME_FIELDS",
@@ -89,6 +90,9 @@ class RunConfig:
     output ``.npz``, or ``.npy`` / text indices, or a boolean ``.npy`` mask), which skips warm-up and
     selection. ``signals``: a signals bundle of an earlier warm-up on the same training set (its labels
     must equal this run's noisy labels), which skips the warm-up; :func:`make_signals` writes one.
+    ``extra_signals``: signals computed only on demand (``epoch_probs``, recorded during the warm-up, and
+    ``deepfool``, an attack after it) to add to the signals bundle beyond those the method requires, which a
+    run always computes; a warm-up shared by several methods (``make_signals``, a bench group) lists them here.
     Runtime (not compared on resume): ``device`` (None = CUDA when available), ``out`` (run directory;
     None = write nothing), ``force`` (redo a run found in ``out``), ``resume`` (continue it).
     """
@@ -211,6 +215,13 @@ class RunConfig:
         Flag(("--signals",), "FILE", "path"),
         grid=False,
     )
+    extra_signals: tuple[str, ...] = opt(
+        (),
+        "selection",
+        "On-demand signals to compute beside those the method requires: "
+        + ", ".join(ON_DEMAND_SIGNALS)
+        + " (the method's own are always computed).",
+    )
     # inputs and evaluation: change what a run reports, not its warm-up
     data_dir: str | None = opt(
         None, "inputs", "Folder holding the dataset files.", Flag(("--data-dir",), "DIR", "path")
@@ -283,6 +294,15 @@ class RunConfig:
             d = getattr(self, name)
             if not isinstance(d, Mapping) or not all(isinstance(k, str) for k in d):
                 raise ValueError(f"{name} must be a dict of option name to value")
+        extra = self.extra_signals
+        if isinstance(extra, str) or not isinstance(extra, (list, tuple)):
+            raise ValueError(f"extra_signals must be a list of signal names, got {extra!r}")
+        unknown = [e for e in extra if e not in ON_DEMAND_SIGNALS]
+        if unknown:
+            raise ValueError(
+                f"extra_signals has {unknown[0]!r}; signals computed on demand: {', '.join(ON_DEMAND_SIGNALS)}"
+            )
+        object.__setattr__(self, "extra_signals", tuple(n for n in ON_DEMAND_SIGNALS if n in extra))
         if self.signals is not None and self.selection is not None:
             raise ValueError("give at most one of signals (reuse a warm-up) and selection (a fixed subset)")
         if self.force and self.resume:

@@ -15,6 +15,10 @@ key                       shape, dtype     meaning
 ``correct``               (E, N) bool      per warm-up epoch: prediction equals the given label
 ``losses``                (E, N) float     per warm-up epoch: cross-entropy on the given label
 ``margins``               (E, N) float     per warm-up epoch: AUM margin (given logit minus best other)
+``epoch_probs``           (E, N, K) float  per warm-up epoch: softmax of the training forward pass (float16;
+                                           recorded only on demand, see :data:`ON_DEMAND_SIGNALS`)
+``deepfool``              (N,) float       DeepFool minimal-perturbation norm ‖r‖ (not squared) of each
+                                           example under the warmed-up model (on demand)
 ``true_labels``           (N,) int         clean labels, known only when the noise was injected
 ``schema_version``        () int           written by :meth:`Signals.save`; files without it are read
                                            as the current version
@@ -36,17 +40,26 @@ import numpy as np
 
 from robustprune._io import atomic_write_bytes
 from robustprune._validation import (
+    check_distances,
     check_dynamics,
+    check_epoch_probs,
     check_features,
     check_labels,
     check_probs,
     check_same_examples,
 )
 
-__all__ = ["Signals", "SCHEMA_VERSION", "load_signals", "save_signals"]
+__all__ = ["Signals", "SCHEMA_VERSION", "ON_DEMAND_SIGNALS", "load_signals", "save_signals"]
 
 SCHEMA_VERSION = 1
-_ARRAY_KEYS = ("labels", "probs", "features", "correct", "losses", "margins", "true_labels")
+_ARRAY_KEYS = ("labels", "probs", "features", "correct", "losses", "margins", "epoch_probs", "deepfool", "true_labels")
+#: Per-epoch arrays: examples run along axis 1.
+_PER_EPOCH_KEYS = ("correct", "losses", "margins", "epoch_probs")
+
+#: Signals a run computes only when asked, because they are large (``epoch_probs`` is E·N·K) or slow
+#: (``deepfool`` runs an attack): when the run's method requires them, or when a config lists them in
+#: ``extra_signals`` (see :class:`robustprune.runconfig.RunConfig`).
+ON_DEMAND_SIGNALS = ("epoch_probs", "deepfool")
 
 
 @dataclass
@@ -63,12 +76,13 @@ class Signals:
     correct: np.ndarray | None = None
     losses: np.ndarray | None = None
     margins: np.ndarray | None = None
+    epoch_probs: np.ndarray | None = None
+    deepfool: np.ndarray | None = None
     true_labels: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        names = ("labels", "probs", "features", "correct", "losses", "margins", "true_labels")
-        check_same_examples({name: getattr(self, name) for name in names})
+        check_same_examples({name: getattr(self, name) for name in _ARRAY_KEYS})
         self.labels = check_labels(self.labels)
         n = self.labels.shape[0]
         if self.probs is not None:
@@ -84,6 +98,16 @@ class Signals:
             self.losses = check_dynamics(self.losses, "losses", n)
         if self.margins is not None:
             self.margins = check_dynamics(self.margins, "margins", n)
+        if self.epoch_probs is not None:
+            k = None if self.probs is None else self.probs.shape[1]
+            self.epoch_probs = check_epoch_probs(self.epoch_probs, n, k)
+            if self.labels.max() >= self.epoch_probs.shape[2]:
+                raise ValueError(
+                    f"labels contain class {int(self.labels.max())} but epoch_probs has only "
+                    f"{self.epoch_probs.shape[2]} classes"
+                )
+        if self.deepfool is not None:
+            self.deepfool = check_distances(self.deepfool, "deepfool", n)
         if self.true_labels is not None:
             self.true_labels = check_labels(self.true_labels, n)
         if not isinstance(self.meta, dict):
@@ -96,9 +120,11 @@ class Signals:
 
     @property
     def num_classes(self) -> int:
-        """K from ``probs`` when present, otherwise one more than the largest label."""
+        """K from ``probs`` (or ``epoch_probs``) when present, otherwise one more than the largest label."""
         if self.probs is not None:
             return int(self.probs.shape[1])
+        if self.epoch_probs is not None:
+            return int(self.epoch_probs.shape[2])
         top = int(self.labels.max())
         if self.true_labels is not None:
             top = max(top, int(self.true_labels.max()))
@@ -124,7 +150,7 @@ class Signals:
         kw: dict[str, Any] = {}
         for k in self.available():
             a = getattr(self, k)
-            kw[k] = a[:, idx] if k in ("correct", "losses", "margins") else a[idx]
+            kw[k] = a[:, idx] if k in _PER_EPOCH_KEYS else a[idx]
         return Signals(**kw, meta=dict(self.meta))
 
     def save(self, path: str | os.PathLike, *, compress: bool = False) -> Path:

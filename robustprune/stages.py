@@ -106,17 +106,34 @@ def _labels_only(method: str) -> bool:
     return method in ("full", "uniform")
 
 
+def on_demand_signals(c: RunConfig) -> tuple[str, ...]:
+    """The on-demand signals (:data:`~robustprune.signals.ON_DEMAND_SIGNALS`) a run computes: those its method
+    requires or uses, plus the config's ``extra_signals``."""
+    from robustprune.selection.registry import get_method
+    from robustprune.signals import ON_DEMAND_SIGNALS
+
+    wanted = set(c.extra_signals)
+    if c.selection is None:
+        info = get_method(c.method)
+        wanted.update(info.requires, info.optional)
+    return tuple(s for s in ON_DEMAND_SIGNALS if s in wanted)
+
+
 def signals_stage(r: RunState) -> Signals:
-    """Warm-up on the full noisy training set, then one prediction pass (or the stored signals.npz)."""
+    """Warm-up on the full noisy training set, then one prediction pass (or the stored signals.npz). The
+    per-epoch probabilities and the DeepFool norms are computed only when :func:`on_demand_signals` asks."""
     from robustprune.train import DynamicsRecorder, predict
 
     c, data, path = r.c, r.data, r.path("signals.npz")
     if r.resuming and path.exists():
         return _stored_signals(r, path)
-    if c.warmup_epochs == 0 and _labels_only(c.method):
+    extra = on_demand_signals(c)
+    if c.warmup_epochs == 0 and _labels_only(c.method) and not extra:
         return _labels_only_signals(r, path)
+    if "epoch_probs" in extra and c.warmup_epochs == 0:
+        raise ValueError("epoch_probs are recorded during the warm-up; set warmup_epochs to at least 1 (tdds: 3)")
     learner = r.new_learner()
-    recorder = DynamicsRecorder()
+    recorder = DynamicsRecorder(probs="epoch_probs" in extra)
     res = learner.warmup(
         data,
         epochs=c.warmup_epochs,
@@ -138,15 +155,27 @@ def signals_stage(r: RunState) -> Signals:
     tc = r.train_config
     probs, feats = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=view, amp=tc.amp)
     warm_acc = ev.accuracy(learner.predict(r.ds.x_test, transform=data.clean)[0], r.ds.y_test)
+    more: dict[str, Any] = {}
+    attack = {"max_iter": 50, "overshoot": 0.0}  # as released
+    if "deepfool" in extra:  # on the clean view, in the model's (normalised) input space
+        from robustprune.train.deepfool import deepfool_norms
+
+        bs = min(tc.eval_batch_size, 256)
+        norms, _ = deepfool_norms(learner.scoring_model, data.x, batch_size=bs, transform=data.clean, **attack)
+        more["deepfool"] = norms.numpy()
     r.times["signals"] = time.perf_counter() - t0
     meta = {
         "dataset": c.dataset, "noise": c.noise, "learner": c.learner, "model": c.model, "seed": c.seed,
         "warmup_epochs": c.warmup_epochs, "confidence_pass": c.confidence_pass,
         "warmup_seconds": r.times["warmup"], "signals_seconds": r.times["signals"],
-        "warmup_test_accuracy": warm_acc, "warmup_key": warmup_key(c),
+        "warmup_test_accuracy": warm_acc, "warmup_key": warmup_key(c), "on_demand_signals": list(extra),
     }  # fmt: skip
+    if "deepfool" in extra:
+        meta["deepfool"] = {**attack, "view": "clean", "norm": "l2, not squared"}
     dyn = recorder.signals_kwargs() if c.warmup_epochs else {}
-    sig = Signals(labels=r.noisy, probs=probs.numpy(), features=feats.numpy(), true_labels=r.true, meta=meta, **dyn)
+    sig = Signals(
+        labels=r.noisy, probs=probs.numpy(), features=feats.numpy(), true_labels=r.true, meta=meta, **dyn, **more
+    )
     if path is not None:
         sig.save(path)
         unlink_if_exists(r.path("warmup.ckpt"))

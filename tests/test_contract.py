@@ -26,9 +26,13 @@ def rich_signals(seed: int = 0) -> rp.Signals:
     correct = rng.random((E, N)) < np.linspace(0.3, 0.9, E)[:, None]
     losses = rng.exponential(size=(E, N)).astype(np.float32)
     margins = rng.normal(size=(E, N)).astype(np.float32)
+    epoch_logits = logits[None] * np.linspace(0.2, 1.0, E)[:, None, None] + rng.normal(size=(E, N, K))
+    epoch_probs = (np.exp(epoch_logits) / np.exp(epoch_logits).sum(2, keepdims=True)).astype(np.float16)
+    deepfool = rng.exponential(size=N).astype(np.float32)
     return rp.Signals(
-        labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins, true_labels=true
-    )
+        labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins,
+        epoch_probs=epoch_probs, deepfool=deepfool, true_labels=true,
+    )  # fmt: skip
 
 
 SIG = rich_signals()
@@ -59,6 +63,8 @@ def test_every_expected_method_is_registered():
         "craig",
         "gradmatch",
         "glister",
+        "tdds",
+        "deepfool",
         "d2_pruning",
     }
     assert expected <= set(METHODS)

@@ -312,11 +312,27 @@ def _method_specs(data: dict[str, Any], where: _Where) -> list[MethodSpec]:
 # ------------------------------------------------------------------------------------------ expansion
 
 
+def _on_demand(spec: BenchSpec, given: Any) -> Any:
+    """The grid's ``extra_signals`` plus every on-demand signal one of its methods requires or uses."""
+    from robustprune.selection.registry import get_method
+    from robustprune.signals import ON_DEMAND_SIGNALS
+
+    if isinstance(given, str) or not isinstance(given, (list, tuple)):
+        return given  # RunConfig names the problem
+    wanted = set()
+    for m in spec.methods:
+        info = get_method(m.method)
+        wanted.update(info.requires, info.optional)
+    return tuple(given) + tuple(s for s in ON_DEMAND_SIGNALS if s in wanted and s not in given)
+
+
 def expand(spec: BenchSpec) -> tuple[list[Group], list[Cell]]:
     """Groups (one warm-up each) and cells, in a stable order: group by group, method by method."""
     groups: list[Group] = []
     cells: list[Cell] = []
     base = {k: v for k, v in spec.run.items() if k in RUN_OPTIONS}
+    # a group's one warm-up computes the on-demand signals (epoch_probs, deepfool) that any of its methods needs
+    base["extra_signals"] = _on_demand(spec, base.get("extra_signals", ()))
     for dataset in spec.datasets:
         for noise in spec.noises:
             for learner in spec.learners:

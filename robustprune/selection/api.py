@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from robustprune._validation import (
+    check_distances,
     check_dynamics,
+    check_epoch_probs,
     check_features,
     check_labels,
     check_probs,
@@ -31,6 +33,8 @@ def select(
     correct: Any = None,
     losses: Any = None,
     margins: Any = None,
+    epoch_probs: Any = None,
+    deepfool: Any = None,
     signals: Any = None,
     fraction: float | None = None,
     budget: int | None = None,
@@ -53,6 +57,10 @@ def select(
         Embeddings (penultimate layer).
     correct, losses, margins : array (E, N), optional
         Per-epoch training dynamics (forgetting, small-loss/EL2N over epochs, AUM).
+    epoch_probs : array (E, N, K), optional
+        Per-epoch softmax outputs of the warm-up (TDDS).
+    deepfool : array (N,), optional
+        DeepFool minimal-perturbation norms under the warmed-up model.
     signals : Signals, optional
         A bundle of the arrays above; arrays passed explicitly take precedence.
     fraction : float in (0, 1], optional
@@ -75,7 +83,16 @@ def select(
     """
     info = get_method(method)
     arrays = _gather(
-        info, signals, labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins
+        info,
+        signals,
+        labels=labels,
+        probs=probs,
+        features=features,
+        correct=correct,
+        losses=losses,
+        margins=margins,
+        epoch_probs=epoch_probs,
+        deepfool=deepfool,
     )
     n = _n_of(arrays)
     k = resolve_budget(n, fraction, budget)
@@ -150,7 +167,7 @@ def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.nda
     check_same_examples({k: raw.get(k) for k in ("labels", *wanted) if k in raw})
     out: dict[str, np.ndarray] = {}
     n = None
-    for name in ("probs", "features", "labels", "correct", "losses", "margins"):
+    for name in ("probs", "features", "labels", "correct", "losses", "margins", "epoch_probs", "deepfool"):
         if name not in raw or (name not in wanted and name != "labels"):
             continue
         v = raw[name]
@@ -163,6 +180,17 @@ def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.nda
         elif name == "labels":
             arr = check_labels(v, n, out["probs"].shape[1] if "probs" in out else None)
             n = arr.shape[0]
+        elif name == "epoch_probs":
+            arr = check_epoch_probs(v, n, out["probs"].shape[1] if "probs" in out else None)
+            n = arr.shape[1]
+            if "labels" in out and out["labels"].max() >= arr.shape[2]:
+                raise ValueError(
+                    f"labels must be < the number of classes ({arr.shape[2]}) given by epoch_probs, "
+                    f"found {int(out['labels'].max())}"
+                )
+        elif name == "deepfool":
+            arr = check_distances(v, name, n)
+            n = arr.shape[0]
         else:
             arr = check_dynamics(v, name, n, boolean=(name == "correct"))
             n = arr.shape[1]
@@ -173,10 +201,10 @@ def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.nda
 
 
 def _n_of(arrays: dict[str, np.ndarray]) -> int:
-    for name in ("labels", "probs", "features"):
+    for name in ("labels", "probs", "features", "deepfool"):
         if name in arrays:
             return int(arrays[name].shape[0])
-    for name in ("correct", "losses", "margins"):
+    for name in ("correct", "losses", "margins", "epoch_probs"):
         if name in arrays:
             return int(arrays[name].shape[1])
     raise AssertionError("unreachable: _gather guarantees one signal")

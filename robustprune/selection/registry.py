@@ -17,7 +17,7 @@ from robustprune._registry import Registry
 __all__ = ["MethodInfo", "register", "unregister", "get_method", "list_methods", "SIGNAL_NAMES", "SIGNAL_HELP"]
 
 #: Every per-example signal a method may ask for, in the vocabulary of :class:`robustprune.Signals`.
-SIGNAL_NAMES = ("labels", "probs", "features", "correct", "losses", "margins")
+SIGNAL_NAMES = ("labels", "probs", "features", "correct", "losses", "margins", "epoch_probs", "deepfool")
 
 #: How each signal is produced, for error messages.
 SIGNAL_HELP = {
@@ -27,6 +27,10 @@ SIGNAL_HELP = {
     "correct": "per-epoch flags 'prediction equals the given label' recorded during warm-up, shape (E, N)",
     "losses": "per-epoch cross-entropy on the given label recorded during warm-up, shape (E, N)",
     "margins": "per-epoch AUM margins (given-label logit minus largest other logit), shape (E, N)",
+    "epoch_probs": "per-epoch softmax outputs of the warm-up's training passes, shape (E, N, K), recorded only on "
+    "demand: a run records it when its method needs it, make_signals when extra_signals=['epoch_probs']",
+    "deepfool": "DeepFool minimal-perturbation norm of each example under the warmed-up model, shape (N,), computed "
+    "only on demand: a run computes it when its method needs it, make_signals when extra_signals=['deepfool']",
 }
 
 KINDS = ("score", "greedy", "sampling")

@@ -1,4 +1,4 @@
-"""Per-example score baselines: uniform, full, small-loss, uncertainty, EL2N, GraNd, forgetting, AUM.
+"""Per-example score baselines: uniform, full, small-loss, uncertainty, EL2N, GraNd, forgetting, AUM, DeepFool.
 
 Every method here is registered with ``kind="score"``: it returns one number per example and the registry's
 ``keep`` says which end the API keeps (through :func:`robustprune.selection.budget.select_by_scores`, which
@@ -24,6 +24,7 @@ __all__ = [
     "grand_scores",
     "forgetting_scores",
     "aum_scores",
+    "deepfool_scores",
     "UNCERTAINTY_KINDS",
 ]
 
@@ -372,3 +373,35 @@ def aum_scores(margins: np.ndarray) -> np.ndarray:
 def aum(*, margins: np.ndarray) -> np.ndarray:
     """Area Under the Margin (Pleiss et al., 2020): keep the highest AUM (likely clean)."""
     return aum_scores(margins)
+
+
+def deepfool_scores(deepfool: np.ndarray) -> np.ndarray:
+    """Lower = closer to the decision boundary (kept); the DeepFool minimal-perturbation norm ‖r‖.
+
+    The signal is the norm of the accumulated DeepFool perturbation that flips the warmed-up model's
+    prediction (capped at the attack's ``max_iter`` steps). The released code ranks by ‖r‖²; the order is
+    the same.
+
+    Parameters
+    ----------
+    deepfool : ndarray, shape (N,)
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+    """
+    return np.asarray(deepfool, dtype=np.float64).reshape(-1)
+
+
+@register(
+    "deepfool",
+    kind="score",
+    requires=("deepfool",),
+    keep="low",
+    default_class_balanced=True,
+    description="DeepFool: smallest minimal-perturbation norm (closest to the warmed-up model's decision boundary)",
+)
+def deepfool(*, deepfool: np.ndarray) -> np.ndarray:
+    """DeepFool (Ducoffe & Precioso, 2018): keep the examples closest to the decision boundary, per class by
+    default (the released command line's ``--balance`` default)."""
+    return deepfool_scores(deepfool)

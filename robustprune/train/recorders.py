@@ -111,7 +111,8 @@ class DynamicsRecorder(Callback):
         return out
 
     def signals_kwargs(self, indices: Any = None) -> dict[str, np.ndarray]:
-        """Arrays ``correct``, ``losses``, ``margins`` for ``Signals`` (columns ``indices``, default all).
+        """Arrays ``correct``, ``losses``, ``margins`` (and ``epoch_probs`` when probabilities were recorded)
+        for ``Signals`` (columns ``indices``, default all).
 
         Raises ValueError when a requested sample was not seen in every epoch (Signals needs finite values).
         """
@@ -123,7 +124,10 @@ class DynamicsRecorder(Callback):
                 f"{missing} requested samples were not trained on in every recorded epoch; pass the trained "
                 "indices (indices=...) or record on the full set"
             )
-        return {k: a[k][:, cols] for k in ("correct", "losses", "margins")}
+        out = {k: a[k][:, cols] for k in ("correct", "losses", "margins")}
+        if "probs" in a:
+            out["epoch_probs"] = a["probs"][:, cols]
+        return out
 
 
 class EvalAccuracy(Callback):
