@@ -144,9 +144,10 @@ def test_the_recorder_hands_epoch_probs_to_signals_only_when_asked():
             assert kw["epoch_probs"].shape == (2, 4, 3) and kw["epoch_probs"].dtype == np.float16
 
 
-def test_a_tdds_run_records_epoch_probs_and_finishes(tmp_path):
+def test_a_tdds_run_records_epoch_probs_and_a_shared_warmup_asks_for_both(tmp_path):
     from robustprune.pipeline import make_signals, run
-    from robustprune.runconfig import RunConfig
+    from robustprune.runconfig import RunConfig, resolve_config
+    from robustprune.stages import on_demand_signals
 
     rng = np.random.default_rng(0)
     rows = tmp_path / "rows.npz"
@@ -158,7 +159,25 @@ def test_a_tdds_run_records_epoch_probs_and_finishes(tmp_path):
     res = run(RunConfig(method="tdds", fraction=0.5, **base))
     assert res.signals.epoch_probs.shape == (3, 120, 3) and res.signals.epoch_probs.dtype == np.float16
     assert res.metrics["budget"] == 60 and res.signals.meta["on_demand_signals"] == ["epoch_probs"]
-    plain = make_signals(RunConfig(method="uniform", **base))
-    assert plain.epoch_probs is None and plain.deepfool is None
+    # a shared warm-up asks for on-demand signals by name; other methods get none
+    both = make_signals(RunConfig(method="uniform", extra_signals=["deepfool", "epoch_probs"], **base))
+    assert both.deepfool.shape == (120,) and both.epoch_probs.shape == (3, 120, 3)
+    assert on_demand_signals(resolve_config(RunConfig(method="el2n", **base))) == ()
+    assert on_demand_signals(resolve_config(RunConfig(method="deepfool", **base))) == ("deepfool",)
     with pytest.raises(ValueError, match="extra_signals has 'bogus'"):
         RunConfig(extra_signals=["bogus"])
+
+
+def test_a_bench_group_warms_up_once_for_every_on_demand_signal_its_methods_need():
+    from robustprune.bench.grid import build_spec, expand
+
+    spec = build_spec(
+        {"datasets": ["digits"], "noises": ["sym:0.2"], "learners": ["ce"], "seeds": [0],
+         "methods": ["uniform", "tdds", "deepfool"], "fractions": [0.5],
+         "run": {"subset": 100, "warmup_epochs": 3, "epochs": 3}}
+    )  # fmt: skip
+    groups, cells = expand(spec)
+    assert all(g.config.extra_signals == ("epoch_probs", "deepfool") for g in groups)
+    plain = build_spec({"datasets": ["digits"], "noises": ["sym:0.2"], "learners": ["ce"], "seeds": [0],
+                        "methods": ["uniform"], "fractions": [0.5]})  # fmt: skip
+    assert all(g.config.extra_signals == () for g in expand(plain)[0])
