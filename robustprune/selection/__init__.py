@@ -5,9 +5,10 @@ Importing the package registers every method: each module below decorates its fu
 
 - :mod:`~robustprune.selection.prune4rel`: prune4rel, prune4rel_auto (objective and options; the greedy
   engines are in :mod:`~robustprune.selection.greedy`, the geometry in :mod:`~robustprune.selection.geometry`).
-- :mod:`~robustprune.selection.scores`: uniform, full, small_loss, uncertainty, el2n, grand, forgetting, aum
-  (score methods; the shared budget function keeps the registered end).
-- :mod:`~robustprune.selection.dynamics`: dynamic_uncertainty (windowed std of the label's probability).
+- :mod:`~robustprune.selection.scores`: uniform, full, small_loss, uncertainty, el2n, grand, forgetting, aum,
+  deepfool (score methods; the shared budget function keeps the registered end).
+- :mod:`~robustprune.selection.dynamics`: dynamic_uncertainty (windowed std of the label's probability), tdds
+  (decayed windowed variability of the per-epoch change of the softmax output).
 - :mod:`~robustprune.selection.confident`: confident_filter (confident learning, then uniform sampling).
 - :mod:`~robustprune.selection.kcenter`: kcenter_greedy (greedy, with per-pick gains).
 - :mod:`~robustprune.selection.cal`: cal (mean symmetric KL to the nearest neighbours, largest kept).
