@@ -195,6 +195,10 @@ def craig(
 
 
 # ------------------------------------------------------------------------------------------------ gradmatch
+def _lower_solve(low: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    return solve_triangular(low, rhs, lower=True, check_finite=False)
+
+
 def omp_group(
     e: np.ndarray, h: np.ndarray, k: int, *, target: np.ndarray | None = None, lam: float = 0.01
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -220,26 +224,26 @@ def omp_group(
     picks = np.empty(k, dtype=np.int64)
     proj_at_pick = np.empty(k)
     chol = np.zeros((k, k))
+    cols = np.empty((n, k))  # cols[:, t] = ⟨g_i, g_{pick t}⟩: the residual projection is c − cols·x
     taken = np.zeros(n, dtype=bool)
-    resid = b.copy()
+    proj = c_all.copy()
     x = np.zeros(0)
     for t in range(k):
-        proj = ((h @ resid.T) * e).sum(1)
         proj[taken] = -np.inf
         j = int(np.argmax(proj))
         picks[t], proj_at_pick[t] = j, proj[j]
         taken[j] = True
+        cols[:, t] = (e @ e[j]) * (h @ h[j])
         # new row of the Cholesky factor of G_S + ridge·I
-        gj = (e[picks[:t]] @ e[j]) * (h[picks[:t]] @ h[j])
-        row = solve_triangular(chol[:t, :t], gj, lower=True) if t else np.zeros(0)
-        diag = float(e[j] @ e[j]) * float(h[j] @ h[j]) + ridge - float(row @ row)
+        row = _lower_solve(chol[:t, :t], cols[picks[:t], t]) if t else np.zeros(0)
+        diag = cols[j, t] + ridge - float(row @ row)
         chol[t, :t], chol[t, t] = row, np.sqrt(max(diag, 1e-300))
         low = chol[: t + 1, : t + 1]
-        x = solve_triangular(low.T, solve_triangular(low, c_all[picks[: t + 1]], lower=True), lower=False)
-        es, hs = e[picks[: t + 1]], h[picks[: t + 1]]
-        resid = b - (es * x[:, None]).T @ hs
+        x = solve_triangular(low.T, _lower_solve(low, c_all[picks[: t + 1]]), lower=False, check_finite=False)
+        proj = c_all - cols[:, : t + 1] @ x
+    resid = b - (e[picks] * x[:, None]).T @ h[picks]
     low = chol[:k, :k]
-    w, _ = nnls(low.T, solve_triangular(low, c_all[picks], lower=True), maxiter=50 * k)
+    w, _ = nnls(low.T, _lower_solve(low, c_all[picks]), maxiter=50 * k)
     positive = w > 0
     order = np.concatenate([np.flatnonzero(positive), np.flatnonzero(~positive)])
     fill = w[positive].min() if positive.any() else 1.0 / k
