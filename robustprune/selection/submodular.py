@@ -42,22 +42,27 @@ OPTIMIZERS = ("naive", "lazy", "stochastic")
 class SetFunction:
     """Facility location or graph cut on a similarity graph, with O(degree) gains and updates.
 
-    On a complete graph (``tau = 0``: every row holds all N columns, in order) the weights are viewed as a
-    dense N×N matrix and a facility-location gain is ``Σ_i max(s_ix, best_i) − Σ_i best_i`` (equal to
-    ``Σ_i max(0, s_ix − best_i)``): one pass over one contiguous row, no neighbour gather, with the second sum
-    kept current by :meth:`add`; the gains of all candidates are computed block by block of rows.
+    On a complete graph (``tau = 0``: every row holds all N columns, in order) facility location views the
+    float32 weights in place as a dense N×N matrix (no float64 copy: allocating one cost more than the whole
+    greedy) and a gain is ``Σ_i max(s_ix, best_i) − Σ_i best_i`` (equal to ``Σ_i max(0, s_ix − best_i)``):
+    one float32 pass over one contiguous row (exact: every ``best_i`` is one of the float32 weights), summed
+    in float64, no neighbour gather; the second sum is kept current by :meth:`add`, and the gains of all
+    candidates are computed block by block of rows.
     """
 
     def __init__(self, graph: SimilarityGraph, function: str, cut_weight: float = 1.0) -> None:
         self.g, self.function, self.lam = graph, function, float(cut_weight)
         n = graph.n
-        self.w = graph.weights.astype(np.float64)
-        self.state = np.zeros(n)  # facility: best similarity to S; graph cut: Σ_{j∈S} s_ij
-        self.total = 0.0  # Σ_i state_i (facility location, dense path)
         # columns are unique and ascending in each row, so n entries in every row means columns 0..n-1
-        self.dense = self.w.reshape(n, n) if n and graph.nnz == n * n else None
+        complete = n > 0 and graph.nnz == n * n and function == "facility_location"
+        self.dense = graph.weights.reshape(n, n) if complete else None
+        self.w = graph.weights if complete else graph.weights.astype(np.float64)
+        # facility: best similarity to S (float32 on the dense path, where it only ever holds weights);
+        # graph cut: Σ_{j∈S} s_ij
+        self.state = np.zeros(n, dtype=np.float32 if complete else np.float64)
+        self.total = 0.0  # Σ_i state_i in float64 (dense path)
         self._rows: np.ndarray | None = None
-        self._buf = np.empty(n)
+        self._buf = np.empty(n, dtype=np.float32)
         if function != "facility_location":
             rows = self.rows
             self.self_sim = np.zeros(n)
@@ -85,7 +90,7 @@ class SetFunction:
             for a in range(0, cand.shape[0], step):
                 block = self.dense[cand[a : a + step]]
                 np.maximum(block, self.state, out=block)
-                out[a : a + step] = block.sum(axis=1)
+                out[a : a + step] = np.add.reduce(block, axis=1, dtype=np.float64)
             return np.maximum(out - self.total, 0.0)  # rounding can leave -1e-13 where the gain is 0
         contrib = np.maximum(self.w - self.state[self.g.indices], 0.0)
         return np.bincount(self.rows, weights=contrib, minlength=self.g.n)[cand]
@@ -95,14 +100,14 @@ class SetFunction:
             return float(self.lam * self.degree[x] - 2.0 * self.state[x] - self.self_sim[x])
         if self.dense is not None:
             np.maximum(self.dense[x], self.state, out=self._buf)
-            return max(float(np.add.reduce(self._buf)) - self.total, 0.0)
+            return max(float(np.add.reduce(self._buf, dtype=np.float64)) - self.total, 0.0)
         a, b = self.g.indptr[x], self.g.indptr[x + 1]
         return float(np.maximum(self.w[a:b] - self.state[self.g.indices[a:b]], 0.0).sum())
 
     def add(self, x: int) -> None:
-        if self.dense is not None and self.function == "facility_location":
+        if self.dense is not None:
             np.maximum(self.state, self.dense[x], out=self.state)
-            self.total = float(np.add.reduce(self.state))
+            self.total = float(np.add.reduce(self.state, dtype=np.float64))
             return
         a, b = self.g.indptr[x], self.g.indptr[x + 1]
         v = self.g.indices[a:b]
