@@ -19,7 +19,7 @@ from robustprune._version import __version__
 from robustprune.runconfig import RunConfig, warmup_key
 from robustprune.rundir import RunLog, unlink_if_exists
 from robustprune.seeding import derive_seed
-from robustprune.selection.base import Selection
+from robustprune.selection.base import Selection, load_weights
 from robustprune.signals import Signals
 from robustprune.train.engine import ProgressInfo
 
@@ -229,7 +229,8 @@ def selection_stage(r: RunState, sig: Signals | None, given: tuple[np.ndarray, s
     if given is not None:
         idx, origin = given
         params = {"source": c.selection}
-        sel = Selection(idx, None, None, origin, params, r.n, elapsed=time.perf_counter() - t0)
+        weights = load_weights(c.selection) if c.params.get("weighted", True) is not False else None
+        sel = Selection(idx, None, None, origin, params, r.n, elapsed=time.perf_counter() - t0, weights=weights)
     else:
 
         def on_progress(done: int, total: int) -> None:

@@ -397,3 +397,6 @@ def test_weighted_methods_train_with_their_weights_unless_turned_off(tiny_run, t
     assert "weights" not in plain.metrics["selection"]
     np.testing.assert_array_equal(rp.Selection.load(tmp_path / "p" / "selection.npz").indices, sel.indices)
     assert [h["loss"] for h in weighted.metrics["history"]] != [h["loss"] for h in plain.metrics["history"]]
+    given = run(RunConfig(out=str(tmp_path / "g"), selection=str(tmp_path / "w" / "selection.npz"), **TINY))
+    assert given.metrics["selection"]["weights"] == weighted.metrics["selection"]["weights"]
+    assert [h["loss"] for h in given.metrics["history"]] == [h["loss"] for h in weighted.metrics["history"]]

@@ -13,7 +13,7 @@ import numpy as np
 
 from robustprune._io import atomic_write_bytes
 
-__all__ = ["Selection", "MethodOutput", "load_indices"]
+__all__ = ["Selection", "MethodOutput", "load_indices", "load_weights"]
 
 
 @dataclass(frozen=True)
@@ -205,3 +205,13 @@ def load_indices(path: str | Path, n: int) -> tuple[np.ndarray, str]:
     if np.unique(a).size != a.size:
         raise ValueError(f"selection file {p} holds duplicate indices")
     return a, method
+
+
+def load_weights(path: str | Path) -> np.ndarray | None:
+    """The per-example weights stored beside the indices of a ``select`` output ``.npz`` (aligned with its
+    ``indices``), or None for any other file or an unweighted selection."""
+    p = Path(path).expanduser()
+    if p.suffix != ".npz":
+        return None
+    with np.load(p, allow_pickle=False) as z:
+        return z["weights"].astype(np.float64) if "weights" in z else None
