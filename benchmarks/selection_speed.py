@@ -15,6 +15,14 @@ Examples::
 With ``--reference prefix:M`` the reference makes only the first M picks; because a smaller budget's
 selection is a prefix of a larger one's, those must equal the first M picks of robustprune, and the
 reference time is extrapolated linearly to the full budget (each of its picks costs the same).
+
+The greedy methods are timed by ``selection_speed.py greedy [...]`` (code in ``benchmarks/greedy_speed.py``):
+facility location on 5,000 points, 500 picks, against apricot's lazy greedy on the same similarity matrix in
+this process, and any registered method by name on synthetic signals::
+
+    python benchmarks/selection_speed.py greedy                      # facility location vs apricot (if installed)
+    python benchmarks/selection_speed.py greedy --methods craig,glister --n 50000 --dim 512 --repeats 1
+    python benchmarks/selection_speed.py greedy --help
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import threading
 import time
 
@@ -140,6 +149,11 @@ def released_dense_rule(probs, feats, budget, tau, eta, labels, balance, device)
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["greedy"]:  # the greedy methods: facility location vs apricot, any method by name
+        from greedy_speed import main as greedy_main  # benchmarks/ is on sys.path when run as a script
+
+        greedy_main(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=50_000)
     ap.add_argument("--d", type=int, default=512)
