@@ -114,3 +114,17 @@ def test_gradient_space_uses_last_layer_gradients():
     np.testing.assert_array_equal(a.indices, b.indices)
     with pytest.raises(ValueError, match="needs probs and labels"):
         rp.select("submodular", features=x, labels=labels, budget=9, space="gradients")
+
+
+@pytest.mark.parametrize("n", [1, 7, 130])
+def test_complete_graph_shortcut_equals_the_general_builder(n):
+    from robustprune.selection.submodular import _complete_graph
+
+    x = np.random.default_rng(n).normal(size=(n, 6)).astype(np.float32) + 2.0  # no opposite pairs
+    fast, ref = _complete_graph(x, "cpu", block=16), rescaled_cosine_graph(x, 0.0)
+    assert fast is not None
+    np.testing.assert_array_equal(fast.indptr, ref.indptr)
+    np.testing.assert_array_equal(fast.indices, ref.indices)
+    np.testing.assert_allclose(fast.weights, ref.weights, rtol=0, atol=1e-7)
+    opposite = np.concatenate([x[:3], -x[:3]])
+    assert _complete_graph(opposite, "cpu") is None  # s = 0 pairs: the general builder decides
