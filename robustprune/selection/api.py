@@ -40,6 +40,8 @@ def select(
     budget: int | None = None,
     class_balanced: bool | None = None,
     seed: int = 0,
+    candidates: Any = None,
+    start: Any = None,
     progress: Callable[[int, int], None] | None = None,
     **params: Any,
 ) -> Selection:
@@ -71,6 +73,19 @@ def select(
         Balance the budget over the given labels; ``None`` uses the method's default.
     seed : int
         Seed for methods that draw random numbers. The global RNGs are never touched.
+    candidates : array of int indices or boolean mask (N,), optional
+        The examples that may be chosen (default: all, or all not in ``start``). Signals stay over all N
+        examples, so neighbourhoods, coverage and similarities can use every example; only candidates are
+        returned. Score methods rank the candidates' scores (class quotas over the candidates' labels). Greedy
+        and sampling methods that accept ``pool`` restrict their picks themselves; the others are run on the
+        candidates alone (every signal sliced to them, indices mapped back). A string is not a candidate set:
+        it is passed on as the method option of that name (Prune4ReL's ``candidates="confident"``).
+    start : array of int indices or boolean mask (N,), optional
+        The starting set S0 of already-chosen (labelled) examples, for active learning; pruning is the case
+        of an empty S0. It must be disjoint from ``candidates``; the budget counts only the new picks, which
+        never include a member of S0, and may not exceed the number of candidates. Methods that honour S0
+        (:attr:`MethodInfo.honours_start`: kcenter_greedy, prune4rel, prune4rel_auto, submodular, cal) choose
+        given S0; the others ignore it, and ``params["start_used"]`` says which happened.
     progress : callable (done, total), optional
         Called from long-running methods to report progress.
     **params
@@ -79,8 +94,14 @@ def select(
     Returns
     -------
     Selection
-        Exactly ``budget`` unique indices in pick/rank order, plus scores and gains where defined.
+        Exactly ``budget`` unique indices in pick/rank order, plus scores and gains where defined. With
+        ``candidates`` or ``start``, ``params`` also holds ``n_candidates`` and ``n_start`` (counts; not
+        ``candidates``, which is a Prune4ReL option), and with ``start``, ``start_used``: whether the method's
+        choice took S0 into account. The scores of a method run on the candidates alone are NaN elsewhere.
     """
+    if isinstance(candidates, str):  # a method option of that name, not a candidate set
+        params["candidates"] = candidates
+        candidates = None
     info = get_method(method)
     arrays = _gather(
         info,
@@ -95,7 +116,8 @@ def select(
         deepfool=deepfool,
     )
     n = _n_of(arrays)
-    k = resolve_budget(n, fraction, budget)
+    pool, s0 = _pool_and_start(n, candidates, start)
+    k = resolve_budget(n, fraction, budget, candidates=None if pool is None else int(pool.shape[0]))
     balanced = info.default_class_balanced if class_balanced is None else bool(class_balanced)
     if balanced and info.balance == "none":
         raise ValueError(f"method {info.name!r} does not support class_balanced=True")
@@ -105,8 +127,16 @@ def select(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     options = info.check_options(params)
 
-    call: dict[str, Any] = {s: arrays[s] for s in (*info.requires, *info.optional) if s in arrays}
+    # a greedy or sampling method that cannot restrict its picks to the candidates runs on them alone
+    sliced = pool is not None and info.kind != "score" and not info.accepts("pool")
+    seen = _slice(arrays, pool) if sliced else arrays
+    call: dict[str, Any] = {s: seen[s] for s in (*info.requires, *info.optional) if s in seen}
     call.update(options)
+    if pool is not None and not sliced:
+        if info.accepts("pool"):
+            call["pool"] = pool
+        if info.honours_start:
+            call["start"] = s0
     for name, value in (("seed", int(seed)), ("progress", progress)):
         if info.accepts(name):
             call[name] = value
@@ -120,7 +150,9 @@ def select(
             raise RuntimeError(f"method {info.name} returned scores of shape {scores.shape}, expected ({n},)")
         if np.isnan(scores).any():
             raise ValueError(f"method {info.name} produced NaN scores; check the input signals")
-        indices = select_by_scores(scores, k, keep=info.keep, labels=arrays.get("labels"), class_balanced=balanced)
+        indices = select_by_scores(
+            scores, k, keep=info.keep, labels=arrays.get("labels"), class_balanced=balanced, candidates=pool
+        )
     else:
         if info.accepts("class_balanced"):
             call["class_balanced"] = balanced
@@ -132,10 +164,23 @@ def select(
     elapsed = time.perf_counter() - t0
 
     indices = np.asarray(indices, dtype=np.int64)
+    if sliced:
+        _check_result(info.name, indices, k, pool.shape[0])
+        indices = pool[indices]
+        if scores is not None and np.ndim(scores) == 1 and np.shape(scores)[0] == pool.shape[0]:
+            full = np.full(n, np.nan)
+            full[pool] = scores
+            scores = full
     _check_result(info.name, indices, k, n)
+    if pool is not None and not np.isin(indices, pool).all():
+        raise RuntimeError(f"method {info.name} returned an index that is not a candidate")
     if weights is not None and (weights.shape != (k,) or not np.isfinite(weights).all() or (weights <= 0).any()):
         raise RuntimeError(f"method {info.name} returned weights that are not {k} positive finite numbers")
     resolved = {**options, **extra, "budget": k, "class_balanced": balanced, "seed": int(seed)}
+    if pool is not None:
+        resolved.update(n_candidates=int(pool.shape[0]), n_start=int(s0.shape[0]))
+        if start is not None:
+            resolved["start_used"] = bool(info.honours_start and not sliced)
     return Selection(
         indices=indices,
         scores=scores,
@@ -146,6 +191,56 @@ def select(
         elapsed=elapsed,
         weights=weights,
     )
+
+
+#: The axis that indexes examples in each signal (0 unless listed).
+_EXAMPLE_AXIS = {"correct": 1, "losses": 1, "margins": 1, "epoch_probs": 1}
+
+
+def _index_set(value: Any, n: int, name: str) -> np.ndarray:
+    """Example indices (ascending int64) from an index array or a boolean mask of length ``n``, checked."""
+    a = np.asarray(value)
+    if a.dtype == bool:
+        if a.shape != (n,):
+            raise ValueError(f"{name} as a boolean mask must have shape ({n},), got {a.shape}")
+        return np.flatnonzero(a).astype(np.int64)
+    if a.ndim == 1 and a.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(
+            f"{name} must be a 1-D array of example indices or a boolean mask of length {n}, got {a.dtype} {a.shape}"
+        )
+    a = np.sort(a.astype(np.int64))
+    if a[0] < 0 or a[-1] >= n:
+        bad = int(a[0] if a[0] < 0 else a[-1])
+        raise ValueError(f"{name} has index {bad} outside [0, {n})")
+    dup = a[1:][a[1:] == a[:-1]]
+    if dup.size:
+        raise ValueError(f"{name} holds duplicate index {int(dup[0])}")
+    return a
+
+
+def _pool_and_start(n: int, candidates: Any, start: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The candidates and the starting set as ascending indices; (None, None) when neither is given."""
+    if candidates is None and start is None:
+        return None, None
+    s0 = np.empty(0, dtype=np.int64) if start is None else _index_set(start, n, "start")
+    if candidates is None:
+        keep = np.ones(n, dtype=bool)
+        keep[s0] = False
+        return np.flatnonzero(keep).astype(np.int64), s0
+    pool = _index_set(candidates, n, "candidates")
+    both = np.intersect1d(pool, s0, assume_unique=True)
+    if both.size:
+        raise ValueError(
+            f"start and candidates must be disjoint: {both.size} example(s) are in both (e.g. index {int(both[0])}); "
+            "a member of the starting set is already chosen and cannot be picked again"
+        )
+    return pool, s0
+
+
+def _slice(arrays: dict[str, np.ndarray], pool: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: np.take(v, pool, axis=_EXAMPLE_AXIS.get(name, 0)) for name, v in arrays.items()}
 
 
 def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.ndarray]:

@@ -23,15 +23,24 @@ def check_fraction(fraction: object) -> float:
     return f
 
 
-def resolve_budget(n: int, fraction: float | None = None, budget: int | None = None) -> int:
+def resolve_budget(
+    n: int, fraction: float | None = None, budget: int | None = None, candidates: int | None = None
+) -> int:
     """Turn ``fraction`` (kept share in (0, 1]) or ``budget`` (a count in [1, N]) into a count.
 
     Exactly one of the two must be given; ``round(fraction * N)`` is used, and at least one example is kept.
+    ``candidates``, when given, is the number of examples that may be chosen: a larger count is an error.
     """
     if (fraction is None) == (budget is None):
         raise ValueError("give exactly one of fraction (kept share, 0 < f <= 1) or budget (a count)")
     if fraction is not None:
-        return max(1, min(n, int(round(check_fraction(fraction) * n))))
+        k = max(1, min(n, int(round(check_fraction(fraction) * n))))
+        if candidates is not None and k > candidates:
+            raise ValueError(
+                f"fraction {fraction} of {n} examples is {k} picks, more than the {candidates} candidates; "
+                f"ask for at most {candidates} (budget=...)"
+            )
+        return k
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
         if isinstance(budget, float) and budget.is_integer():
             budget = int(budget)
@@ -40,6 +49,11 @@ def resolve_budget(n: int, fraction: float | None = None, budget: int | None = N
     b = int(budget)
     if b < 1:
         raise ValueError(f"budget must be at least 1, got {b}")
+    if candidates is not None and b > candidates:
+        raise ValueError(
+            f"budget ({b}) exceeds the number of candidates ({candidates}): the budget counts only new picks, "
+            f"which come from the candidates; use at most {candidates}"
+        )
     if b > n:
         raise ValueError(f"budget ({b}) exceeds the number of examples ({n}); use at most {n} or fraction=1")
     return b
@@ -100,16 +114,30 @@ def select_by_scores(
     keep: str = "high",
     labels: np.ndarray | None = None,
     class_balanced: bool = False,
+    candidates: np.ndarray | None = None,
 ) -> np.ndarray:
     """Indices of the ``budget`` examples with the highest (``keep="high"``) or lowest scores.
 
     With ``class_balanced=True`` each class contributes its :func:`class_quotas` share, taken from its own
     best-scored examples. The result is in rank order (best first), across classes.
 
+    ``candidates`` (ascending int indices, optional) restricts the choice to those examples: only their scores
+    are ranked (ties: lowest index), and the class quotas are split over the candidates' labels.
+    ``budget`` must not exceed their number.
+
     Returns
     -------
     ndarray of int64, shape (budget,)
     """
+    if candidates is not None:
+        cand = np.asarray(candidates, dtype=np.int64)
+        if budget > cand.shape[0]:
+            raise ValueError(f"budget ({budget}) exceeds the number of candidates ({cand.shape[0]})")
+        sub = select_by_scores(
+            np.asarray(scores)[cand], budget, keep=keep, labels=None if labels is None else np.asarray(labels)[cand],
+            class_balanced=class_balanced,
+        )  # fmt: skip
+        return cand[sub]
     order = rank_by_score(scores, keep)
     if not class_balanced:
         return order[:budget].astype(np.int64)

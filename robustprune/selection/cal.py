@@ -5,6 +5,11 @@ its given class by default, as DeepCore does when balancing) and the mean symmet
 prediction and theirs. The CAL paper keeps the *largest* divergence (the examples the model treats most
 differently from their neighbours); DeepCore keeps the smallest (``spec/baselines.md`` 2.9). Probabilities
 are clipped to ``epsilon`` (DeepCore has none). The kNN search is blocked: no N×N matrix is held.
+
+Active learning (``select(..., start=S0)``): in the CAL paper's own form the neighbours of a candidate are
+its k nearest *labelled* examples, so with a non-empty starting set S0 they are searched among S0 only
+(within the candidate's given class by default; a candidate whose class has no member in S0 scores 0). An
+empty S0 is pruning (neighbours among all examples).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import torch
 
 from robustprune.selection.registry import register
 
-__all__ = ["cal_scores", "knn_indices"]
+__all__ = ["cal_scores", "knn_indices", "knn_among"]
 
 _BLOCK = 2048
 
@@ -32,6 +37,52 @@ def knn_indices(features: np.ndarray, k: int) -> np.ndarray:
         # stable ascending sort: equal distances keep the lower index first
         out[a : a + _BLOCK] = torch.sort(d, dim=1, stable=True).indices[:, :k].numpy()
     return out
+
+
+def knn_among(features: np.ndarray, queries: np.ndarray, refs: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` nearest rows among ``refs`` of each row in ``queries`` (Euclidean; an index is never its own
+    neighbour; ties: lower index), as indices into ``features``, shape (len(queries), k), blocked."""
+    x = torch.as_tensor(np.asarray(features, dtype=np.float64))
+    q_idx = np.asarray(queries, dtype=np.int64)
+    r_idx = np.sort(np.asarray(refs, dtype=np.int64))  # ascending, so a stable sort breaks ties by index
+    xr = x[torch.as_tensor(r_idx)]
+    sq_r = (xr * xr).sum(dim=1)
+    out = np.empty((q_idx.shape[0], k), dtype=np.int64)
+    for a in range(0, q_idx.shape[0], _BLOCK):
+        qi = q_idx[a : a + _BLOCK]
+        xq = x[torch.as_tensor(qi)]
+        d = (xq * xq).sum(dim=1)[:, None] - 2.0 * xq @ xr.T + sq_r[None, :]
+        d[torch.as_tensor(qi[:, None] == r_idx[None, :])] = float("inf")  # not its own neighbour
+        out[a : a + _BLOCK] = r_idx[torch.sort(d, dim=1, stable=True).indices[:, :k].numpy()]
+    return out
+
+
+def cal_scores_labelled(
+    probs: np.ndarray, features: np.ndarray, start: np.ndarray, labels: np.ndarray | None = None,
+    neighbors: int = 10, epsilon: float = 1e-8,
+) -> np.ndarray:  # fmt: skip
+    """The CAL paper's active-learning score: mean symmetric KL of each example's prediction to those of its
+    ``neighbors`` nearest members of ``start`` (the labelled set; itself excluded), searched within its given
+    class when ``labels`` are given. An example with no such member scores 0."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), epsilon, None)
+    p /= p.sum(axis=1, keepdims=True)
+    logp = np.log(p)
+    n = p.shape[0]
+    in_start = np.zeros(n, dtype=bool)
+    in_start[np.asarray(start, dtype=np.int64)] = True
+    groups = [np.ones(n, dtype=bool)] if labels is None else [labels == c for c in np.unique(labels)]
+    scores = np.zeros(n)
+    for g in groups:
+        refs = np.flatnonzero(g & in_start)
+        # members of S0 have one reference fewer (themselves), so they are searched apart
+        for queries, avail in ((np.flatnonzero(g & ~in_start), refs.size), (refs, refs.size - 1)):
+            k = min(int(neighbors), avail)
+            if k < 1 or not queries.size:
+                continue
+            nb = knn_among(features, queries, refs, k)
+            pi, li = p[queries][:, None, :], logp[queries][:, None, :]
+            scores[queries] = (0.5 * ((pi - p[nb]) * (li - logp[nb])).sum(-1)).mean(axis=1)
+    return scores
 
 
 def cal_scores(
@@ -74,12 +125,18 @@ def cal(
     neighbors: int = 10,
     within_class: bool = True,
     epsilon: float = 1e-8,
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Cal scores; ``within_class`` searches neighbours inside each given class (needs labels)."""
+    """Cal scores; ``within_class`` searches neighbours inside each given class (needs labels). With a
+    non-empty ``start`` (the labelled set S0) the neighbours are searched among S0 only (CAL's active-learning
+    form, :func:`cal_scores_labelled`)."""
     if not 1 <= int(neighbors) <= 99:
         raise ValueError(f"neighbors must be in 1..99, got {neighbors}")
     if not 0 < epsilon < 1:
         raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
     if within_class and labels is None:
         raise ValueError("within_class=True needs labels; pass labels=... or within_class=False")
-    return cal_scores(probs, features, labels if within_class else None, neighbors, epsilon)
+    groups = labels if within_class else None
+    if start is not None and len(start):
+        return cal_scores_labelled(probs, features, start, groups, neighbors, epsilon)
+    return cal_scores(probs, features, groups, neighbors, epsilon)

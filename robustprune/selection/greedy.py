@@ -16,6 +16,10 @@ apricot keeps optimisers apart from set functions):
 
 Prune4ReL's two engines take an optional per-example ``penalty`` that puts some examples in a second tier,
 taken only when the first is exhausted (``candidates="confident"``).
+
+For active learning the engines also take a starting set and the candidates: ``start`` (Prune4ReL's engines:
+S0's contributions are in every NC before the first pick) and ``allowed`` / ``candidates`` (only those
+examples are picked, and the class round-robin counts only them). Without them every engine is unchanged.
 """
 
 from __future__ import annotations
@@ -147,19 +151,33 @@ def greedy_self(
     eta: np.float32,
     progress: Callable[[int, int], None] | None,
     penalty: np.ndarray | None = None,
+    start: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray]:
     """The released self-gain greedy, with exact incremental gains (see module docstring).
 
     ``penalty`` (float32 per example, 0 or ``_TIER``) is subtracted from the tracked gains so that
-    penalised examples come after every other one; it is added back to the recorded gains. Returns the
-    picks, their gains, the balance break iteration and the final NC (the last pick's support included).
+    penalised examples come after every other one; it is added back to the recorded gains. ``start``: a
+    starting set whose support is added to NC first (in its order, float32, as picks add theirs); its members
+    are never picked. ``allowed`` (bool per example): only those may be picked, and the round-robin counts
+    only them. Returns the picks, their gains, the balance break iteration and the final NC (the starting
+    set's and the last pick's support included).
     """
     n = c.shape[0]
     nc = np.zeros(n, dtype=np.float32)
-    selected = np.zeros(n, dtype=bool)
+    selected = np.zeros(n, dtype=bool)  # picked, or never pickable
+    if allowed is not None:
+        selected |= ~np.asarray(allowed, dtype=bool)
+    for s in () if start is None else np.asarray(start, dtype=np.int64):
+        idx, w = neighbors(int(s))
+        nc[idx] += w * c[s]
+        selected[s] = True
     gains0 = self_gain(nc, c, eta)
     if penalty is not None:
         gains0 = gains0 - penalty
+    blocked = selected.any()
+    if blocked:
+        gains0[selected] = -np.inf
     picks = np.empty(budget, dtype=np.int64)
     gains = np.empty(budget, dtype=np.float64)
     b = block_size_for(n)
@@ -167,8 +185,9 @@ def greedy_self(
 
     rr = None
     if labels is not None:
-        rr = RoundRobin(labels, num_classes)
-        pos_of, idx_of, block_lo = _class_major_positions(labels, rr.init, b)
+        rr = RoundRobin(labels[~selected] if blocked else labels, num_classes)
+        counts = np.bincount(labels, minlength=num_classes).astype(np.int64) if blocked else rr.init
+        pos_of, idx_of, block_lo = _class_major_positions(labels, counts, b)
         vals = np.full(idx_of.shape[0], -np.inf, dtype=np.float32)
         vals[pos_of] = gains0
         tracker = BlockMax(vals, b)
@@ -231,6 +250,7 @@ def lazy_greedy(
     num_classes: int = 0,
     tier: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Lazy (CELF) greedy maximisation of a monotone submodular function, exact: a stale gain is an upper
     bound, so a candidate whose fresh gain still beats every stale key is the true argmax.
@@ -244,6 +264,8 @@ def lazy_greedy(
         one heap per class until its break rule fires, then one merged heap.
     tier : optional (N,) int; heap keys are ``(tier, -gain, index)``, so a higher tier is taken only when the
         lower ones are exhausted (within a class while balancing). Ties go to the lowest index.
+    candidates : optional int indices of the examples that may be picked (default: all); the round-robin
+        counts only them.
 
     Returns
     -------
@@ -257,9 +279,20 @@ def lazy_greedy(
         heapq.heapify(h)
         return h
 
-    rr = RoundRobin(labels, num_classes) if labels is not None else None
+    ok = None
+    if candidates is not None:
+        ok = np.zeros(n, dtype=bool)
+        ok[np.asarray(candidates, dtype=np.int64)] = True
+    if labels is None:
+        rr = None
+    else:
+        rr = RoundRobin(labels if ok is None else labels[ok], num_classes)
     # keys are refreshed in place, so a merged heap after the break stays valid
-    heaps = [make_heap(np.flatnonzero(labels == k)) for k in range(num_classes)] if rr else [make_heap(np.arange(n))]
+    if rr:
+        in_class = [labels == k if ok is None else (labels == k) & ok for k in range(num_classes)]
+        heaps = [make_heap(np.flatnonzero(m)) for m in in_class]
+    else:
+        heaps = [make_heap(np.arange(n) if ok is None else np.flatnonzero(ok))]
     picks = np.empty(budget, dtype=np.int64)
     gains = np.empty(budget, dtype=np.float64)
     step = max(1, budget // 100)
@@ -298,12 +331,17 @@ def lazy_greedy(
 
 
 def naive_greedy(
-    gains_of: Callable[[np.ndarray], np.ndarray], add: Callable[[int], None], n: int, budget: int
+    gains_of: Callable[[np.ndarray], np.ndarray],
+    add: Callable[[int], None],
+    n: int,
+    budget: int,
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Plain greedy: every step evaluates the gains of all remaining candidates (``gains_of(candidates)``)
     and commits the best (ties: lowest index). The reference the faster engines are checked against, and the
-    engine for objectives that are not submodular."""
-    return _candidate_greedy(gains_of, add, n, budget)
+    engine for objectives that are not submodular. ``candidates``: the indices that may be picked (default
+    all ``n``)."""
+    return _candidate_greedy(gains_of, add, n, budget, candidates=candidates)
 
 
 def stochastic_greedy(
@@ -314,20 +352,23 @@ def stochastic_greedy(
     *,
     epsilon: float = 0.01,
     seed: int = 0,
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stochastic greedy (Mirzasoleiman et al., AAAI 2015): each step evaluates a uniform sample of
     ``ceil(n / budget · ln(1/epsilon))`` remaining candidates and commits the best of them; in expectation
     (1 − 1/e − epsilon)-optimal for monotone submodular functions at O(n log(1/epsilon)) evaluations in all.
-    Randomness from ``stream(seed, "stochastic_greedy")`` only."""
+    Randomness from ``stream(seed, "stochastic_greedy")`` only. ``candidates``: the indices that may be
+    picked (default all ``n``; the sample size then counts only them)."""
     if not 0 < epsilon < 1:
         raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
     rng = stream(seed, "stochastic_greedy")
-    size = max(1, math.ceil(n / max(budget, 1) * math.log(1.0 / epsilon)))
+    m = n if candidates is None else len(candidates)
+    size = max(1, math.ceil(m / max(budget, 1) * math.log(1.0 / epsilon)))
 
     def sample(cand: np.ndarray) -> np.ndarray:
         return np.sort(rng.choice(cand, size, replace=False)) if cand.size > size else cand
 
-    return _candidate_greedy(gains_of, add, n, budget, sample)
+    return _candidate_greedy(gains_of, add, n, budget, sample, candidates)
 
 
 def _candidate_greedy(
@@ -336,10 +377,15 @@ def _candidate_greedy(
     n: int,
     budget: int,
     sample: Callable[[np.ndarray], np.ndarray] | None = None,
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The loop of the naive and stochastic engines: evaluate the remaining candidates (or ``sample`` of
     them), commit the best (ties: lowest index)."""
-    remaining = np.ones(n, dtype=bool)
+    if candidates is None:
+        remaining = np.ones(n, dtype=bool)
+    else:
+        remaining = np.zeros(n, dtype=bool)
+        remaining[np.asarray(candidates, dtype=np.int64)] = True
     picks = np.empty(budget, dtype=np.int64)
     gains = np.empty(budget, dtype=np.float64)
     for t in range(budget):
@@ -358,14 +404,21 @@ def per_class_greedy(
     labels: np.ndarray,
     budget: int,
     run_class: Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]],
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The proportional class balancer of greedy methods: ``run_class(members, quota, class)`` picks
     ``quota`` of a class's ``members`` (positions into ``members`` and their gains), with quotas from
     :func:`~robustprune.selection.budget.class_quotas`; the per-class sequences are interleaved round by
-    round, so each class keeps its own pick order. Returns global indices and gains."""
+    round, so each class keeps its own pick order. Returns global indices and gains.
+
+    With ``candidates`` (indices that may be picked) the quotas are split over the candidates' labels;
+    ``members`` is still every example of the class, and ``run_class`` must pick only candidates."""
     from robustprune.selection.budget import class_quotas
 
-    quotas = class_quotas(labels, budget)
+    if candidates is None:
+        quotas = class_quotas(labels, budget)
+    else:
+        quotas = class_quotas(labels[np.asarray(candidates, dtype=np.int64)], budget, int(labels.max()) + 1)
     parts_idx, parts_gain, parts_rank = [], [], []
     for c in np.flatnonzero(quotas):
         members = np.flatnonzero(labels == c)
@@ -424,9 +477,13 @@ def greedy_exact(
     eta: float,
     progress: Callable[[int, int], None] | None,
     penalty: np.ndarray | None = None,
+    start: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray]:
     """Prune4ReL's true marginal gain (float64) maximised by :func:`lazy_greedy`; ``penalty`` > 0 puts an
-    example in the second tier. Returns the picks, their gains, the balance break and the final NC."""
+    example in the second tier; ``start``: a starting set whose support is in NC before the first pick (the
+    gains are marginal to it); ``allowed`` (bool per example): only those may be picked. Returns the picks,
+    their gains, the balance break and the final NC."""
     n = c.shape[0]
     c64 = c.astype(np.float64)
     nc = np.zeros(n, dtype=np.float64)
@@ -445,12 +502,25 @@ def greedy_exact(
         a, b = indptr[p], indptr[p + 1]
         nc[indices[a:b]] += weights[a:b] * c64[p]
 
-    # initial gains: sum over neighbours of tanh(w c_x / eta), vectorised over all rows
-    contrib = np.tanh(weights * np.repeat(c64, np.diff(indptr)) * inv_eta)
+    has_start = start is not None and len(start) > 0
+    for s in np.asarray(start, dtype=np.int64) if has_start else ():
+        add(int(s))
+    # initial gains: sum over neighbours of tanh(w c_x / eta) (or its difference given S0), over all rows
+    if has_start:
+        base = nc[indices]
+        contrib = np.tanh((base + weights * np.repeat(c64, np.diff(indptr))) * inv_eta) - np.tanh(base * inv_eta)
+    else:
+        contrib = np.tanh(weights * np.repeat(c64, np.diff(indptr)) * inv_eta)
     g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(n)
     g0[np.diff(indptr) == 0] = 0.0
     tier = None if penalty is None else (penalty > 0).astype(np.int64)
+    cand = None
+    if allowed is not None or has_start:
+        ok = np.ones(n, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool).copy()
+        if has_start:
+            ok[np.asarray(start, dtype=np.int64)] = False
+        cand = np.flatnonzero(ok)
     picks, gains, break_at = lazy_greedy(
-        g0, fresh, add, budget, labels=labels, num_classes=num_classes, tier=tier, progress=progress
+        g0, fresh, add, budget, labels=labels, num_classes=num_classes, tier=tier, progress=progress, candidates=cand
     )
     return picks, gains, break_at, nc

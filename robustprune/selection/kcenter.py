@@ -35,11 +35,13 @@ def _sq_norms(x: torch.Tensor) -> torch.Tensor:
 def kcenter_greedy_order(
     features: np.ndarray,
     k: int,
-    first: int,
+    first: int | None,
     progress: Callable[[int], None] | None = None,
     device: str | torch.device = "cpu",
+    start: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Farthest-first traversal of ``features`` from the centre ``first``.
+    """Farthest-first traversal of ``features`` from the centre ``first``, or from the centres ``start``.
 
     Parameters
     ----------
@@ -48,19 +50,25 @@ def kcenter_greedy_order(
         mean first (distances are unchanged; the squared-norm expansion loses less precision).
     k : int, 0 <= k <= N
         Number of centres to pick.
-    first : int
-        Index of the first centre.
+    first : int or None
+        Index of the first pick (it counts toward ``k``); None to start with the point farthest from ``start``.
     progress : callable (picks_done), optional
     device : str or torch.device
         Where the distance updates run. The loop never synchronises with the host.
+    start : ndarray of int, optional
+        Centres chosen beforehand (a starting set): every distance starts as the distance to the nearest of
+        them; they are not picked again and not counted in ``k``.
+    allowed : ndarray of bool, shape (N,), optional
+        The points that may be picked (default: all); the others still exist but are never chosen.
 
     Returns
     -------
     order : ndarray of int64, shape (k,)
         Centres in pick order, starting with ``first``.
     gains : ndarray of float64, shape (k,)
-        Euclidean distance of each pick to the centres chosen before it (its coverage radius at that
-        moment); the first pick has no earlier centre and gets +inf. The sequence is non-increasing.
+        Euclidean distance of each pick to the centres chosen before it, ``start`` included (its coverage
+        radius at that moment); a ``first`` pick has no earlier centre and gets +inf. The sequence is
+        non-increasing.
     """
     n = features.shape[0]
     if k == 0:
@@ -75,6 +83,15 @@ def kcenter_greedy_order(
     del x
     # running minimum of squared distances; chosen points are set to -inf so they are never re-picked
     mind = torch.full((n,), float("inf"), dtype=dtype, device=xt.device)
+    if start is not None and len(start):
+        s_idx = torch.as_tensor(np.asarray(start, dtype=np.int64), device=xt.device)
+        for a in range(0, s_idx.shape[0], 1024):  # blocks of centres: one (block x N) product each
+            blk = s_idx[a : a + 1024]
+            d = (xt.index_select(1, blk).t() @ xt).mul_(-2.0).add_(sq).add_(sq.index_select(0, blk)[:, None])
+            torch.minimum(mind, d.amin(dim=0), out=mind)
+        mind.index_fill_(0, s_idx, float("-inf"))
+    if allowed is not None:
+        mind.masked_fill_(torch.as_tensor(~np.asarray(allowed, dtype=bool), device=xt.device), float("-inf"))
 
     def update(cur: torch.Tensor) -> None:
         # one O(N·D) update: ||x - c||² = ||x||² − 2 x·c + ||c||²
@@ -104,6 +121,8 @@ def kcenter_greedy(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     device: str = "cpu",
+    start: np.ndarray | None = None,
+    pool: np.ndarray | None = None,
 ) -> MethodOutput:
     """kCenterGreedy (Sener & Savarese, 2018) with Euclidean distances on ``features``.
 
@@ -121,6 +140,13 @@ def kcenter_greedy(
     ``device`` ("cpu", "cuda", "auto") is where the distance updates run; picks can differ between devices
     only on exact or near ties. The default is "cpu" so results are bit-identical across machines.
 
+    Active learning (``select(..., start=S0, candidates=...)``): every distance starts as the distance to the
+    nearest member of S0, so each pick is the candidate farthest from S0 and the earlier picks (no random
+    first centre; gains are finite). Only candidates (``pool``) are picked; every example is still a point.
+    With ``class_balanced=True`` the quotas are split over the candidates' labels and class c's traversal
+    starts from S0's members of class c (a random first centre, drawn among the class's candidates, when it
+    has none). An empty S0 is pruning.
+
     Returns
     -------
     MethodOutput
@@ -129,25 +155,46 @@ def kcenter_greedy(
     dev = resolve_device(device)
     n = features.shape[0]
     total = int(budget)
+    allowed = in_start = None
+    if pool is not None:
+        allowed = np.zeros(n, dtype=bool)
+        allowed[pool] = True
+    if start is not None and len(start):
+        in_start = np.zeros(n, dtype=bool)
+        in_start[start] = True
+        allowed = ~in_start if allowed is None else allowed & ~in_start
     if not class_balanced:
-        first = int(stream(seed, "kcenter_greedy").integers(n))
+        info = {}
+        first = None
+        if in_start is None:
+            cand = np.arange(n) if allowed is None else np.flatnonzero(allowed)
+            first = int(cand[stream(seed, "kcenter_greedy").integers(cand.shape[0])])
+            info["first_center"] = first
         cb = None if progress is None else (lambda done: progress(done, total))
-        order, gains = kcenter_greedy_order(features, total, first, cb, dev)
-        return MethodOutput(indices=order, gains=gains, info={"first_center": first})
+        order, gains = kcenter_greedy_order(features, total, first, cb, dev, start, allowed)
+        return MethodOutput(indices=order, gains=gains, info=info)
 
     if labels is None:
         raise ValueError("class_balanced=True needs labels")
-    quotas = class_quotas(labels, total)
+    if allowed is None:
+        quotas = class_quotas(labels, total)
+    else:
+        quotas = class_quotas(labels[allowed], total, int(labels.max()) + 1)
     members = np.argsort(labels, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=quotas.shape[0]))))
     parts_idx, parts_gain, parts_rank, parts_cls = [], [], [], []
     done_before = 0
     for c in np.flatnonzero(quotas):
         idx = members[bounds[c] : bounds[c + 1]]
-        first = int(stream(seed, "kcenter_greedy", int(c)).integers(idx.shape[0]))
+        ok = None if allowed is None else allowed[idx]
+        s_c = None if in_start is None else np.flatnonzero(in_start[idx])
+        first = None
+        if s_c is None or not s_c.size:
+            cand = np.arange(idx.shape[0]) if ok is None else np.flatnonzero(ok)
+            first = int(cand[stream(seed, "kcenter_greedy", int(c)).integers(cand.shape[0])])
         base = done_before
         cb = None if progress is None else (lambda done, base=base: progress(base + done, total))
-        order, gains = kcenter_greedy_order(features[idx], int(quotas[c]), first, cb, dev)
+        order, gains = kcenter_greedy_order(features[idx], int(quotas[c]), first, cb, dev, s_c, ok)
         parts_idx.append(idx[order])
         parts_gain.append(gains)
         parts_rank.append(np.arange(order.shape[0]))

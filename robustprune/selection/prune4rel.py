@@ -109,6 +109,8 @@ def prune4rel(
     device: str = "auto",
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    start: np.ndarray | None = None,
+    pool: np.ndarray | None = None,
 ) -> MethodOutput:
     """Prune4ReL selection.
 
@@ -154,6 +156,13 @@ def prune4rel(
         Graph-building limits and placement (see ``rescaled_cosine_graph``).
     seed : int
         Seeds the similarity sample of ``tau="auto"`` when N exceeds it; nothing else is random.
+    start, pool
+        Active learning (``select(..., start=S0, candidates=...)``): the NC of every example starts with the
+        support of S0 (``NC_v = Σ_{x∈S0} w(v, x)·c_x``, so both gain rules maximise F(S0 ∪ S) − F(S0)); only
+        candidates (``pool``) are picked, and the class round-robin counts only them; the objective still
+        covers every example. The "auto" rules size for the final set: ``target_degree`` defaults to
+        ``4·N/(|S0| + budget)`` and η to the support of a uniform subset of ``|S0| + budget``. An empty S0 is
+        pruning (identical picks).
 
     Returns
     -------
@@ -173,8 +182,14 @@ def prune4rel(
     c = _confidences(probs, confidence, lab)
     num_classes = probs.shape[1]
     info: dict = {"engine": engine}
+    s0 = None if start is None or not len(start) else np.asarray(start, dtype=np.int64)
+    allowed = None
+    if pool is not None:
+        allowed = np.zeros(n, dtype=bool)
+        allowed[np.asarray(pool, dtype=np.int64)] = True
+    final = budget + (0 if s0 is None else s0.shape[0])  # the size of the final set S0 ∪ S, for the auto rules
 
-    z, tau = _space_and_threshold(features, embedding, tau, target_degree, budget, seed, device, info)
+    z, tau = _space_and_threshold(features, embedding, tau, target_degree, final, seed, device, info)
 
     # one progress scale for both phases: graph tiles first, then picks
     if block_size < 1:
@@ -196,7 +211,7 @@ def prune4rel(
         z, tau, engine, needs_graph, max_neighbors, max_edges, block_size, device, graph_progress, info
     )
     if eta == "auto":
-        eta = support_scale(graph, c, budget / n) or 1.0
+        eta = support_scale(graph, c, final / n) or 1.0
     eta = float(eta)
     info["eta"] = eta
     t1 = time.perf_counter()
@@ -207,11 +222,11 @@ def prune4rel(
         groups = lab if balance_by == "given" else np.asarray(probs).argmax(axis=1).astype(np.int64)
     if gain == "self":
         picks, gains, break_at, covered = greedy_self(
-            c, neighbors, budget, groups, num_classes, np.float32(eta), greedy_progress, penalty
+            c, neighbors, budget, groups, num_classes, np.float32(eta), greedy_progress, penalty, s0, allowed
         )
     else:
         picks, gains, break_at, covered = greedy_exact(
-            c, graph, budget, groups, num_classes, eta, greedy_progress, penalty
+            c, graph, budget, groups, num_classes, eta, greedy_progress, penalty, s0, allowed
         )
     if penalty is not None:
         info.update(topped_up=int((penalty[picks] > 0).sum()))

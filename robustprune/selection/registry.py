@@ -37,8 +37,10 @@ KINDS = ("score", "greedy", "sampling")
 KEEPS = ("high", "low", "-")
 BALANCES = ("proportional", "round_robin", "none")
 
-#: Arguments the API supplies itself; everything else in a method's signature is a user option.
-_API_ARGS = frozenset({"budget", "class_balanced", "seed", "progress", *SIGNAL_NAMES})
+#: Arguments the API supplies itself; everything else in a method's signature is a user option. ``start`` (the
+#: starting set S0, int64 indices, ascending) and ``pool`` (the candidates, int64 indices, ascending) are passed
+#: only to methods whose signature accepts them (see :attr:`MethodInfo.honours_start`).
+_API_ARGS = frozenset({"budget", "class_balanced", "seed", "progress", "start", "pool", *SIGNAL_NAMES})
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ class MethodInfo:
         Used when the caller passes ``class_balanced=None``.
     description : str
         One line for ``robustprune methods``.
+
+    Candidates and a starting set (``select(..., candidates=..., start=...)``, for active learning): a method
+    declares what it handles by its signature. One that accepts ``start`` honours a starting set S0 (its choice
+    depends on what is already chosen, and it starts from S0: :attr:`honours_start`); one that accepts ``pool``
+    restricts its picks to the candidates itself, with every signal still over all N examples. A greedy or
+    sampling method that accepts ``start`` must accept ``pool``. Score methods never need ``pool`` (the API
+    ranks the candidates); a greedy or sampling method without ``pool`` is run on the candidates alone.
     """
 
     name: str
@@ -103,6 +112,11 @@ class MethodInfo:
     def accepts(self, arg: str) -> bool:
         return arg in inspect.signature(self.func).parameters
 
+    @property
+    def honours_start(self) -> bool:
+        """Whether the method takes a starting set S0 into account (its signature accepts ``start``)."""
+        return self.accepts("start")
+
 
 _REGISTRY: Registry[MethodInfo] = Registry("selection method", plural="methods")
 
@@ -130,6 +144,12 @@ def register(
             raise ValueError(f"unknown signal {s!r}; known: {SIGNAL_NAMES}")
 
     def deco(func: Callable[..., Any]) -> Callable[..., Any]:
+        params = inspect.signature(func).parameters
+        if kind != "score" and "start" in params and "pool" not in params:
+            raise ValueError(
+                f"method {name!r} accepts start but not pool: a greedy or sampling method that honours a starting "
+                "set must restrict its picks to the candidates itself (accept pool=...)"
+            )
         _REGISTRY.add(name, MethodInfo(
             name=name,
             func=func,

@@ -18,6 +18,11 @@ into dense CSR arrays (:func:`_complete_graph`) and facility location then works
 matrix, like apricot's precomputed facility location (``benchmarks/selection_speed.py greedy`` compares the
 two). The stochastic optimiser uses ε = 0.01 (DeepCore's
 0.9 makes it close to random).
+
+Active learning (``select(..., start=S0, candidates=...)``): every function starts from S0 (facility
+location's best similarities, graph cut's sums over the chosen set, log-determinant's Cholesky factor all hold
+S0 before the first pick), so each gain is the marginal gain given S0 and the earlier picks; only candidates
+are picked, and the ground set V stays every example (of the class, when balanced).
 """
 
 from __future__ import annotations
@@ -132,7 +137,7 @@ class LogDeterminant:
                 f"log_determinant keeps an N x budget factor ({n} x {budget}); use class_balanced=True or a "
                 "smaller budget"
             )
-        self.c = np.zeros((n, budget))
+        self.c = np.zeros((n, budget))  # budget: the number of adds (a starting set's members included)
         self.d2 = np.full(n, 1.0 + ridge)  # s_ii = 1 on the rescaled cosine
         self.t = 0
 
@@ -144,7 +149,8 @@ class LogDeterminant:
 
     def add(self, j: int) -> None:
         s_j = 0.5 + 0.5 * (self.z @ self.z[j])
-        e = (s_j - self.c[:, : self.t] @ self.c[j, : self.t]) / np.sqrt(self.d2[j])
+        # a starting set may hold near-duplicates, whose residual can round to <= 0
+        e = (s_j - self.c[:, : self.t] @ self.c[j, : self.t]) / np.sqrt(max(self.d2[j], 1e-300))
         self.c[:, self.t] = e
         self.d2 = self.d2 - e * e
         self.t += 1
@@ -164,14 +170,28 @@ def gradient_embeddings(probs: np.ndarray, labels: np.ndarray, features: np.ndar
 
 
 def _maximise(
-    fn: SetFunction | LogDeterminant, n: int, k: int, optimizer: str, seed: int
+    fn: SetFunction | LogDeterminant,
+    n: int,
+    k: int,
+    optimizer: str,
+    seed: int,
+    start: np.ndarray | None = None,
+    cand: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy picks of ``k`` from ``cand`` (default all ``n``) after committing ``start`` to ``fn``."""
+    for s in () if start is None else start:
+        fn.add(int(s))
     if optimizer == "lazy":
-        picks, gains, _ = lazy_greedy(fn.gains_of(np.arange(n)), fn.gain, fn.add, k)
+        if cand is None:
+            g0 = fn.gains_of(np.arange(n))
+        else:
+            g0 = np.zeros(n)
+            g0[cand] = fn.gains_of(cand)
+        picks, gains, _ = lazy_greedy(g0, fn.gain, fn.add, k, candidates=cand)
         return picks, gains
     if optimizer == "naive":
-        return naive_greedy(fn.gains_of, fn.add, n, k)
-    return stochastic_greedy(fn.gains_of, fn.add, n, k, epsilon=0.01, seed=seed)
+        return naive_greedy(fn.gains_of, fn.add, n, k, candidates=cand)
+    return stochastic_greedy(fn.gains_of, fn.add, n, k, epsilon=0.01, seed=seed, candidates=cand)
 
 
 def _graph(features: np.ndarray, tau: float | str, neighbors: int, device: str, seed: int) -> SimilarityGraph:
@@ -243,6 +263,8 @@ def submodular(
     cut_weight: float = 1.0,
     device: str = "auto",
     seed: int = 0,
+    start: np.ndarray | None = None,
+    pool: np.ndarray | None = None,
 ) -> MethodOutput:
     """Greedy maximisation of a submodular function of the selected set, per class when balanced.
 
@@ -262,6 +284,10 @@ def submodular(
     space : {"features", "gradients"}
         Similarity of the embeddings, or of the per-example last-layer gradients
         (:func:`gradient_embeddings`, as DeepCore's Submodular; needs probs and labels).
+    start, pool
+        Active learning: the function starts from the starting set S0 (each class from S0's members of it
+        when balanced; quotas split over the candidates' labels) and only candidates are picked. An empty S0
+        and no pool is pruning (identical picks).
 
     Returns
     -------
@@ -283,22 +309,36 @@ def submodular(
             raise ValueError("space='gradients' needs probs and labels (the last-layer gradient is (p - y) h)")
         features = gradient_embeddings(probs, labels, features)
     x = np.asarray(features)
+    n = x.shape[0]
     edges = 0
+    in_start = ok = None
+    if start is not None and len(start):
+        in_start = np.zeros(n, dtype=bool)
+        in_start[np.asarray(start, dtype=np.int64)] = True
+    if pool is not None or in_start is not None:  # the examples that may be picked
+        ok = np.ones(n, dtype=bool)
+        if pool is not None:
+            ok[:] = False
+            ok[np.asarray(pool, dtype=np.int64)] = True
+        if in_start is not None:
+            ok &= ~in_start
 
     def run_class(members: np.ndarray, k: int, _c: int = 0) -> tuple[np.ndarray, np.ndarray]:
         nonlocal edges
+        s0 = None if in_start is None else np.flatnonzero(in_start[members])  # positions in members
+        cand = None if ok is None else np.flatnonzero(ok[members])
         if function == "log_determinant":
-            fn: SetFunction | LogDeterminant = LogDeterminant(x[members], k)
+            fn: SetFunction | LogDeterminant = LogDeterminant(x[members], k + (0 if s0 is None else s0.shape[0]))
         else:
             graph = _graph(x[members], tau, neighbors, device, seed)
             edges += graph.nnz
             fn = SetFunction(graph, function, cut_weight)
-        return _maximise(fn, members.shape[0], k, optimizer, seed)
+        return _maximise(fn, members.shape[0], k, optimizer, seed, s0, cand)
 
     if not class_balanced:
-        idx, gains = run_class(np.arange(x.shape[0]), budget)
+        idx, gains = run_class(np.arange(n), budget)
     elif labels is None:
         raise ValueError("class_balanced=True needs labels")
     else:
-        idx, gains = per_class_greedy(labels, budget, run_class)
+        idx, gains = per_class_greedy(labels, budget, run_class, None if ok is None else np.flatnonzero(ok))
     return MethodOutput(indices=idx.astype(np.int64), gains=gains, info={"n_edges": edges})
