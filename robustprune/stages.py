@@ -319,7 +319,7 @@ def evaluate_stage(
 
 #: Facts a method reports about its own run that a reader of the results wants beside the accuracy.
 _SELECTION_FACTS = ("tau", "target_degree", "eta", "mean_degree", "coverage", "flagged", "topped_up", "embedding",
-                    "gain", "confidence", "candidates")  # fmt: skip
+                    "gain", "confidence", "prefer")  # fmt: skip
 
 
 def _selection_facts(sel: Selection) -> dict[str, Any]:

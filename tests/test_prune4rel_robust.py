@@ -163,14 +163,14 @@ def test_confident_candidates_come_first_then_top_up(gain, balanced):
     assert 0 < flagged.sum() < len(labels)
     small = rp.select(
         "prune4rel", probs=probs, features=x, labels=labels, budget=kept // 2, tau=0.9, gain=gain,
-        candidates="confident", class_balanced=balanced,
+        prefer="confident", class_balanced=balanced,
     )  # fmt: skip
     if not balanced:
         assert not flagged[small.indices].any()
     assert small.params["flagged"] == int(flagged.sum())
     big = rp.select(
         "prune4rel", probs=probs, features=x, labels=labels, budget=kept + 30, tau=0.9, gain=gain,
-        candidates="confident", class_balanced=False,
+        prefer="confident", class_balanced=False,
     )  # fmt: skip
     assert not flagged[big.indices[:kept]].any() and flagged[big.indices[kept:]].all()
     assert big.params["topped_up"] == 30
@@ -183,7 +183,7 @@ def test_confident_candidates_balanced_stay_in_tier_per_class():
     flagged = label_issue_mask(labels, probs)
     s = rp.select(
         "prune4rel", probs=probs, features=x, labels=labels, fraction=0.1, tau=0.9, gain="exact",
-        candidates="confident",
+        prefer="confident",
     )  # fmt: skip
     for k in range(4):
         picks = s.indices[labels[s.indices] == k]
@@ -198,7 +198,7 @@ def test_exact_gain_with_tiers_is_the_true_marginal_gain_in_tier_zero():
     g = rescaled_cosine_graph(x, 0.9)
     s = rp.select(
         "prune4rel", probs=probs, features=x, labels=labels, budget=30, tau=0.9, gain="exact",
-        candidates="confident", class_balanced=False,
+        prefer="confident", class_balanced=False,
     )  # fmt: skip
     chosen: list[int] = []
     for p, gain in zip(s.indices, s.gains, strict=True):
@@ -226,7 +226,7 @@ def test_balance_by_predicted_labels():
         ({"tau": "often"}, "tau"),
         ({"eta": "auto", "engine": "dense"}, "graph engine"),
         ({"embedding": "pca"}, "embedding"),
-        ({"candidates": "clean"}, "candidates"),
+        ({"prefer": "clean"}, "prefer"),
         ({"balance_by": "true"}, "balance_by"),
         ({"confidence": "loss"}, "confidence"),
         ({"tau": "auto", "target_degree": 0.5}, "target_degree"),
@@ -240,7 +240,7 @@ def test_bad_options_are_clear_errors(kw, match):
 
 def test_label_aware_options_need_labels():
     x, _, probs, _ = clustered(n=100)
-    for kw in ({"confidence": "label_prob"}, {"candidates": "confident"}):
+    for kw in ({"confidence": "label_prob"}, {"prefer": "confident"}):
         with pytest.raises(ValueError, match="labels"):
             rp.select("prune4rel", probs=probs, features=x, fraction=0.2, class_balanced=False, **kw)
 

@@ -107,8 +107,8 @@ def test_plain_pruning_records_nothing_new_and_an_empty_start_is_pruning():
 
 def test_a_string_candidates_is_still_prune4rels_option():
     start, _ = split()
-    sel = rp.select("prune4rel", signals=SIG, budget=20, tau=0.9, candidates="confident", start=start)
-    assert sel.params["candidates"] == "confident" and "flagged" in sel.params
+    sel = rp.select("prune4rel", signals=SIG, budget=20, tau=0.9, prefer="confident", start=start)
+    assert sel.params["prefer"] == "confident" and "flagged" in sel.params
     assert sel.params["n_candidates"] == N - start.size and not np.isin(sel.indices, start).any()
 
 

@@ -78,8 +78,7 @@ def select(
         examples, so neighbourhoods, coverage and similarities can use every example; only candidates are
         returned. Score methods rank the candidates' scores (class quotas over the candidates' labels). Greedy
         and sampling methods that accept ``pool`` restrict their picks themselves; the others are run on the
-        candidates alone (every signal sliced to them, indices mapped back). A string is not a candidate set:
-        it is passed on as the method option of that name (Prune4ReL's ``candidates="confident"``).
+        candidates alone (every signal sliced to them, indices mapped back).
     start : array of int indices or boolean mask (N,), optional
         The starting set S0 of already-chosen (labelled) examples, for active learning; pruning is the case
         of an empty S0. It must be disjoint from ``candidates``; the budget counts only the new picks, which
@@ -95,13 +94,10 @@ def select(
     -------
     Selection
         Exactly ``budget`` unique indices in pick/rank order, plus scores and gains where defined. With
-        ``candidates`` or ``start``, ``params`` also holds ``n_candidates`` and ``n_start`` (counts; not
-        ``candidates``, which is a Prune4ReL option), and with ``start``, ``start_used``: whether the method's
-        choice took S0 into account. The scores of a method run on the candidates alone are NaN elsewhere.
+        ``candidates`` or ``start``, ``params`` also holds ``n_candidates`` and ``n_start`` (counts), and with
+        ``start``, ``start_used``: whether the method's choice took S0 into account. The scores of a method
+        run on the candidates alone are NaN elsewhere.
     """
-    if isinstance(candidates, str):  # a method option of that name, not a candidate set
-        params["candidates"] = candidates
-        candidates = None
     info = get_method(method)
     arrays = _gather(
         info,

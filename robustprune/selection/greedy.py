@@ -15,7 +15,7 @@ apricot keeps optimisers apart from set functions):
 - :class:`RoundRobin`: the released class-balanced schedule (equal picks per class, the 1.5x break rule).
 
 Prune4ReL's two engines take an optional per-example ``penalty`` that puts some examples in a second tier,
-taken only when the first is exhausted (``candidates="confident"``).
+taken only when the first is exhausted (``prefer="confident"``).
 
 For active learning the engines also take a starting set and the candidates: ``start`` (Prune4ReL's engines:
 S0's contributions are in every NC before the first pick) and ``allowed`` / ``candidates`` (only those

@@ -100,7 +100,7 @@ def prune4rel(
     gain: str = "self",
     embedding: str = "raw",
     target_degree: float | None = None,
-    candidates: str = "all",
+    prefer: str = "all",
     balance_by: str = "given",
     engine: str = "auto",
     max_neighbors: int | None = None,
@@ -140,7 +140,7 @@ def prune4rel(
     target_degree : float, optional
         Mean degree (self included) wanted by ``tau="auto"``; default ``4 · N / budget``, about four
         neighbourhoods' worth of overlap per pick.
-    candidates : {"all", "confident"}
+    prefer : {"all", "confident"}
         Which examples may be picked first. "confident" picks only examples that confident learning does
         not flag as label errors (:func:`~robustprune.selection.confident.label_issue_mask`), then, once
         those run out in a class, the flagged ones; the objective still covers every example.
@@ -170,13 +170,13 @@ def prune4rel(
         Indices in pick order, the gain of each pick, ``scores`` = the confidences. ``info`` has the τ and η
         used, the graph's mean degree and the subset's coverage (share of examples with NC > 0).
     """
-    _check_options(tau, eta, gain, engine, embedding, candidates, balance_by, confidence, target_degree)
+    _check_options(tau, eta, gain, engine, embedding, prefer, balance_by, confidence, target_degree)
     n = probs.shape[0]
-    needs_labels = class_balanced and balance_by == "given" or confidence == "label_prob" or candidates != "all"
+    needs_labels = class_balanced and balance_by == "given" or confidence == "label_prob" or prefer != "all"
     if needs_labels and labels is None:
         raise ValueError(
             "labels are needed for class_balanced=True (balance_by='given'), confidence='label_prob' and "
-            "candidates='confident': pass labels=... or signals with labels"
+            "prefer='confident': pass labels=... or signals with labels"
         )
     lab = None if labels is None else np.asarray(labels, dtype=np.int64)
     c = _confidences(probs, confidence, lab)
@@ -216,7 +216,7 @@ def prune4rel(
     info["eta"] = eta
     t1 = time.perf_counter()
 
-    penalty = _candidate_tiers(candidates, lab, probs, info)
+    penalty = _candidate_tiers(prefer, lab, probs, info)
     groups = None
     if class_balanced:
         groups = lab if balance_by == "given" else np.asarray(probs).argmax(axis=1).astype(np.int64)
@@ -297,10 +297,10 @@ def _neighbourhoods(
     return None, _dense_neighbors(z, tau, device)
 
 
-def _candidate_tiers(candidates: str, labels: np.ndarray | None, probs: np.ndarray, info: dict) -> np.ndarray | None:
-    """With ``candidates="confident"``, a per-example penalty that puts confident learning's flagged examples
+def _candidate_tiers(prefer: str, labels: np.ndarray | None, probs: np.ndarray, info: dict) -> np.ndarray | None:
+    """With ``prefer="confident"``, a per-example penalty that puts confident learning's flagged examples
     after all the others (the greedy engines' second tier); None otherwise."""
-    if candidates != "confident":
+    if prefer != "confident":
         return None
     from robustprune.selection.confident import label_issue_mask
 
@@ -325,7 +325,7 @@ def _check_options(
     gain: str,
     engine: str,
     embedding: str,
-    candidates: str,
+    prefer: str,
     balance_by: str,
     confidence: str,
     target_degree: float | None,
@@ -349,8 +349,8 @@ def _check_options(
         raise ValueError("gain='exact' and eta='auto' need the graph engine (engine='graph' or 'auto')")
     if embedding not in EMBEDDINGS:
         raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
-    if candidates not in ("all", "confident"):
-        raise ValueError(f"candidates must be 'all' or 'confident', got {candidates!r}")
+    if prefer not in ("all", "confident"):
+        raise ValueError(f"prefer must be 'all' or 'confident', got {prefer!r}")
     if balance_by not in ("given", "predicted"):
         raise ValueError(f"balance_by must be 'given' or 'predicted', got {balance_by!r}")
     if confidence not in CONFIDENCES:
