@@ -11,6 +11,7 @@ import typer
 
 from robustprune._version import __version__
 from robustprune.cli._common import STATE
+from robustprune.cli.al import al_cli
 from robustprune.cli.bench import bench_command, report_command
 from robustprune.cli.methods import methods_command
 from robustprune.cli.run import run_command
@@ -47,6 +48,7 @@ def _root(
 app.command("methods")(methods_command)
 app.command("select")(select_command)
 app.command("run")(run_command)
+app.command("al")(al_cli)
 app.command("bench")(bench_command)
 app.command("report")(report_command)
 

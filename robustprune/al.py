@@ -1,0 +1,317 @@
+"""Active learning: query rounds with any selection method as the acquisition function, under a noisy oracle.
+
+Round 0 labels ``initial`` examples, drawn uniformly at random and class-balanced over the oracle's labels.
+Every round then
+
+1. trains a fresh learner on the labelled pool (``epochs``, the run's learner, model and optimiser);
+2. evaluates it on the test set and on the pool (re-labeling accuracy: its prediction equals the true label);
+3. predicts every training example (probabilities and embeddings on the clean view, and DeepFool norms when
+   the method asks for them);
+4. queries ``n_query`` unlabelled examples with :func:`robustprune.select`, the labelled pool given as the
+   starting set (methods whose choice depends on what is already chosen take it into account) and the
+   unlabelled examples as the candidates.
+
+The oracle answers with the dataset's labels after the run's label noise (a noisy oracle); the true labels are
+kept for evaluation only. The selection sees, as ``labels``, the oracle's answers on the pool and the
+learner's predicted class elsewhere (a pseudo-label, as gradient-embedding acquisition uses): an unlabelled
+example has no given label. Training-dynamics signals (per-epoch correctness, losses, margins and
+probabilities) exist only for trained examples, so methods that need them are refused with a clear error.
+
+After every round, ``rounds.json`` / ``rounds.csv`` (one row per round), ``pool.npz`` (labelled indices and the
+round that added each) and ``curve.png`` are rewritten atomically; ``resume`` continues at the next round with
+the same queries an uninterrupted loop makes (every random choice derives from (seed, round)).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import robustprune.evaluate as ev
+from robustprune._io import atomic_write_bytes, write_json
+from robustprune._version import __version__
+from robustprune.runconfig import Flag, RunConfig, resolve_config
+from robustprune.seeding import derive_seed
+
+__all__ = ["ALConfig", "ALResult", "run_al", "DYNAMICS_SIGNALS", "ROUND_KEYS"]
+
+#: Signals recorded while training, which unlabelled examples never get.
+DYNAMICS_SIGNALS = ("correct", "losses", "margins", "epoch_probs")
+#: Columns of rounds.csv.
+ROUND_KEYS = (
+    "round", "labelled", "test_accuracy", "pool_noise_rate", "relabel_accuracy", "queried", "queried_noise_rate",
+    "train_seconds", "signals_seconds", "select_seconds",
+)  # fmt: skip
+
+_SECTION = "active learning"
+
+
+def _al_opt(default: Any, help: str, flag: Flag) -> Any:
+    return field(default=default, metadata={"section": _SECTION, "help": help, "flag": flag, "grid": True})
+
+
+@dataclass(frozen=True)
+class ALConfig:
+    """The loop's own settings; the data, noise, learner, model, training and method come from a
+    :class:`~robustprune.runconfig.RunConfig`."""
+
+    initial: int | None = _al_opt(
+        None, "Examples labelled in round 0, uniform, class-balanced (default: --n-query).", Flag(("--initial",), "N")
+    )
+    n_query: int = _al_opt(100, "Examples queried per round.", Flag(("--n-query",), "N"))
+    rounds: int = _al_opt(5, "Query rounds after round 0 (each trains once more).", Flag(("--rounds",), "R"))
+
+    def __post_init__(self) -> None:
+        for name in ("n_query", "rounds"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        if self.initial is not None and (not isinstance(self.initial, int) or self.initial < 2):
+            raise ValueError(f"initial must be an integer of at least 2, got {self.initial!r}")
+
+    @property
+    def initial_size(self) -> int:
+        return self.n_query if self.initial is None else self.initial
+
+
+@dataclass
+class ALResult:
+    """What :func:`run_al` returns: one row per round (as in ``rounds.json``) and the labelled pool."""
+
+    config: RunConfig
+    al: ALConfig
+    rows: list[dict[str, Any]]
+    pool: np.ndarray  # labelled indices, in the order they were added
+    added_in: np.ndarray  # the round whose query added each (0 = the initial draw)
+    out: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_method(c: RunConfig) -> None:
+    from robustprune.selection.registry import get_method
+
+    info = get_method(c.method)
+    dyn = [s for s in info.requires if s in DYNAMICS_SIGNALS]
+    if dyn:
+        raise ValueError(
+            f"method {info.name!r} needs the training-dynamics signal {dyn[0]!r}, which unlabelled examples do "
+            "not have; choose a method over probabilities or embeddings (e.g. uncertainty, kcenter_greedy, "
+            "prune4rel_auto, submodular, craig)"
+        )
+
+
+def _initial_pool(noisy: np.ndarray, size: int, seed: int) -> np.ndarray:
+    from robustprune.selection.api import select
+
+    sel = select("uniform", labels=noisy, budget=size, class_balanced=True, seed=derive_seed(seed, "al", "initial"))
+    return np.asarray(sel.indices, dtype=np.int64)
+
+
+def _state_paths(out: Path) -> dict[str, Path]:
+    return {k: out / f for k, f in (("rounds", "rounds.json"), ("csv", "rounds.csv"), ("pool", "pool.npz"),
+                                     ("config", "al_config.json"), ("curve", "curve.png"))}  # fmt: skip
+
+
+def _config_record(c: RunConfig, al: ALConfig) -> dict[str, Any]:
+    run = {k: v for k, v in c.to_dict().items() if k not in ("out", "resume", "force", "device", "eval_batch_size")}
+    return {"run": json.loads(json.dumps(run, default=str)), "al": asdict(al)}
+
+
+def _load_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool):
+    p = _state_paths(out)
+    if not p["rounds"].exists() and not p["pool"].exists():
+        return [], None, None
+    if force:
+        return [], None, None
+    if not resume:
+        raise ValueError(f"{out} holds an active-learning loop; pass --resume to continue it or --force to redo it")
+    stored = json.loads(p["config"].read_text()) if p["config"].exists() else {}
+    mine = _config_record(c, al)
+    for part in ("run", "al"):
+        theirs = stored.get(part, {})
+        diff = sorted(k for k in set(theirs) | set(mine[part]) if theirs.get(k) != mine[part].get(k))
+        if part == "al":
+            diff = [k for k in diff if k != "rounds"]  # a loop may be extended by more rounds
+        if diff:
+            raise ValueError(f"{out} was made with other settings ({', '.join(diff)} differ); pass --force to redo it")
+    rows = json.loads(p["rounds"].read_text())["rounds"] if p["rounds"].exists() else []
+    if not p["pool"].exists():
+        return [], None, None
+    with np.load(p["pool"]) as z:
+        pool, added = z["indices"].astype(np.int64), z["round"].astype(np.int64)
+    keep = added <= len(rows)  # a query saved before its round's row was: redo that round
+    return rows, pool[keep], added[keep]
+
+
+def _write_state(out: Path, rows: list[dict], pool: np.ndarray, added: np.ndarray, summary: dict) -> None:
+    p = _state_paths(out)
+    buf = io.BytesIO()
+    np.savez(buf, indices=pool, round=added)
+    atomic_write_bytes(p["pool"], buf.getvalue())  # first the pool, then the rows that account for it
+    write_json(p["rounds"], {"robustprune_version": __version__, "rounds": rows, "summary": summary})
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(ROUND_KEYS), extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow(row)
+    atomic_write_bytes(p["csv"], text.getvalue().encode())
+    _plot_curve(p["curve"], rows)
+
+
+def _plot_curve(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([r["labelled"] for r in rows], [100 * r["test_accuracy"] for r in rows], marker="o")
+    ax.set_xlabel("labelled examples")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def area_under_curve(labelled: list[float], accuracy: list[float]) -> float:
+    """Mean accuracy over the labelled-pool range (trapezoidal area divided by the range; the accuracy
+    itself when there is one point)."""
+    x, y = np.asarray(labelled, dtype=np.float64), np.asarray(accuracy, dtype=np.float64)
+    if x.size < 2 or x[-1] == x[0]:
+        return float(y.mean()) if y.size else float("nan")
+    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
+
+
+def _summary(rows: list[dict]) -> dict[str, Any]:
+    if not rows:
+        return {}
+    return {
+        "final_test_accuracy": rows[-1]["test_accuracy"],
+        "final_labelled": rows[-1]["labelled"],
+        "auc": area_under_curve([r["labelled"] for r in rows], [r["test_accuracy"] for r in rows]),
+    }
+
+
+def run_al(
+    config: RunConfig,
+    al: ALConfig,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    engine_progress: Callable[[Any], None] | None = None,
+) -> ALResult:
+    """Run the active-learning loop (see the module docs); ``progress`` receives each finished round's row."""
+    from robustprune.rundir import RunLog
+    from robustprune.selection.api import select
+    from robustprune.signals import Signals
+    from robustprune.stages import RunState, load_run_data
+    from robustprune.train import TrainConfig, TrainData, predict
+
+    c = resolve_config(config)
+    _check_method(c)
+    out = Path(config.out).expanduser() if config.out is not None else None
+    ds, noisy, _rec, x_val, y_val = load_run_data(c)
+    n = int(ds.num_train)
+    total = al.initial_size + al.rounds * al.n_query
+    if total > n:
+        raise ValueError(
+            f"n-query ({al.n_query}) x rounds ({al.rounds}) + initial ({al.initial_size}) = {total} exceeds the "
+            f"{n} training examples; lower --n-query, --rounds or --initial"
+        )
+    rows: list[dict[str, Any]] = []
+    pool = added = None
+    if out is not None:
+        rows, pool, added = _load_state(out, c, al, bool(config.resume), bool(config.force))
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(_state_paths(out)["config"], _config_record(c, al))
+    if pool is None:
+        rows = []
+        pool = _initial_pool(noisy, al.initial_size, c.seed)
+        added = np.zeros(pool.shape[0], dtype=np.int64)
+    true = ds.y_train.numpy()
+    data = TrainData.from_dataset(ds, labels=noisy, device=c.device)
+    tc = TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=float(c.lr), seed=c.seed, device=c.device,
+                     eval_batch_size=c.eval_batch_size)  # fmt: skip
+    log = RunLog(out / "al.log" if out is not None else None, engine_progress)
+    state = RunState(c, ds, data, noisy, true, x_val, y_val, tc, out, False, log)
+    wants_deepfool = "deepfool" in _method_signals(c.method)
+    try:
+        for r in range(len(rows), al.rounds + 1):
+            t0 = time.perf_counter()
+            learner = state.new_learner()
+            learner.fit(data, pool, epochs=c.epochs, progress=engine_progress)
+            train_s = time.perf_counter() - t0
+            test_acc = ev.accuracy(learner.predict(ds.x_test, transform=data.clean)[0], ds.y_test)
+            t1 = time.perf_counter()
+            probs, feats = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=data.clean)
+            probs_np = probs.numpy()
+            pred = probs_np.argmax(1)
+            report = ev.subset_report(pool, noisy, true_labels=true, predictions=pred, num_classes=ds.num_classes)
+            row: dict[str, Any] = {
+                "round": r,
+                "labelled": int(pool.shape[0]),
+                "test_accuracy": float(test_acc),
+                "pool_noise_rate": report["subset_noise_rate"],
+                "relabel_accuracy": report["relabel_accuracy"],
+                "class_counts": report["class_counts"],
+                "train_seconds": round(train_s, 4),
+            }
+            if r < al.rounds:
+                labels = pred.astype(np.int64)
+                labels[pool] = noisy[pool]  # the oracle's answers where we have them
+                extra: dict[str, Any] = {}
+                if wants_deepfool:
+                    from robustprune.train.deepfool import deepfool_norms
+
+                    norms, _ = deepfool_norms(learner.scoring_model, data.x, batch_size=256, transform=data.clean)
+                    extra["deepfool"] = norms.numpy()
+                sig = Signals(labels=labels, probs=probs_np, features=feats.numpy(), **extra)
+                row["signals_seconds"] = round(time.perf_counter() - t1, 4)
+                free = np.setdiff1d(np.arange(n), pool)
+                seed = derive_seed(c.seed, "al", r)
+                sel = select(c.method, signals=sig, budget=al.n_query, candidates=free, start=pool,
+                             class_balanced=c.class_balanced, seed=seed, **c.params)  # fmt: skip
+                q = np.asarray(sel.indices, dtype=np.int64)
+                if np.intersect1d(q, pool).size or np.unique(q).size != q.size:
+                    raise RuntimeError(f"method {c.method} queried a labelled or repeated example")
+                row["queried"] = int(q.shape[0])
+                row["queried_noise_rate"] = float(np.mean(noisy[q] != true[q]))
+                row["select_seconds"] = round(sel.elapsed, 4)
+                row["start_used"] = sel.params.get("start_used", True)
+                pool = np.concatenate([pool, q])
+                added = np.concatenate([added, np.full(q.shape[0], r + 1, dtype=np.int64)])
+            rows.append(row)
+            log.write(
+                f"round {r}: {row['labelled']} labelled, test accuracy {row['test_accuracy']:.4f}, "
+                f"pool noise {row['pool_noise_rate']:.4f}"
+            )
+            if out is not None:
+                _write_state(out, rows, pool, added, _summary(rows))
+            if progress is not None:
+                progress(row)
+    finally:
+        log.close()
+    # the last round queries nothing: the pool is what it trained on
+    return ALResult(c, al, rows, pool, added, out, _summary(rows))
+
+
+def _method_signals(method: str) -> tuple[str, ...]:
+    from robustprune.selection.registry import get_method
+
+    info = get_method(method)
+    return (*info.requires, *info.optional)
+
+
+def al_fields() -> tuple[str, ...]:
+    """Names of :class:`ALConfig`'s fields (its command-line options)."""
+    return tuple(f.name for f in fields(ALConfig))
