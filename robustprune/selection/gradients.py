@@ -336,24 +336,28 @@ def glister_greedy(
     when = np.concatenate([(np.arange(q) + 0.5) / q for _, q in quotas]) if total else np.empty(0)
     turns = turns[np.argsort(when, kind="stable")]
     free = [np.ones(m.shape[0], dtype=bool) for m, _ in quotas]
-    group_h = [np.ascontiguousarray(h[m]) for m, _ in quotas]  # gathered once, not at every step
-    group_e = [np.ascontiguousarray(e[m]) for m, _ in quotas]
-    val_h_t = np.ascontiguousarray(val_h.T)
+    # gathered once, not at every step, in float32: each pick streams every candidate's factors and the
+    # validation features once, so the pick rate is bound by memory traffic (the gain arithmetic is exact
+    # enough: ranks of candidates, not sums over the set)
+    group_h = [np.ascontiguousarray(h[m], dtype=np.float32) for m, _ in quotas]
+    group_e = [np.ascontiguousarray(e[m], dtype=np.float32) for m, _ in quotas]
+    val_h32 = np.ascontiguousarray(val_h, dtype=np.float32)
+    val_h_t = np.ascontiguousarray(val_h32.T)
     picks = np.empty(total, dtype=np.int64)
     gains = np.empty(total)
     for t, gi in enumerate(turns):
         z = val_logits - (eta / t) * acc if t else val_logits
-        gval = ((_softmax_rows(z) - onehot).T @ val_h) / nv  # K × (D+1)
+        gval = ((_softmax_rows(z) - onehot).T.astype(np.float32) @ val_h32).astype(np.float64) / nv  # K × (D+1)
         if trace is not None:
             trace.append(gval.copy())
         members = quotas[gi][0]
-        g = np.einsum("ik,ik->i", group_h[gi] @ gval.T, group_e[gi])
+        g = np.einsum("ik,ik->i", group_h[gi] @ gval.T.astype(np.float32), group_e[gi]).astype(np.float64)
         g[~free[gi]] = -np.inf
         p = int(np.argmax(g))
         free[gi][p] = False
         j = int(members[p])
         picks[t], gains[t] = j, g[p]
-        acc += np.outer(h[j] @ val_h_t, e[j])
+        acc += np.outer(h[j].astype(np.float32) @ val_h_t, e[j])
     return picks, gains
 
 
