@@ -29,6 +29,21 @@ A *group* is one (dataset, noise, learner, seed): its warm-up (the signals) is c
 every method and fraction of the group. A *cell* is one group x method x fraction: select, train a fresh
 learner on the subset, evaluate. The method ``full`` keeps everything, so it has one cell per group, at
 fraction 1.
+
+An ``[al]`` table (``initial``, ``n_query``, ``rounds``: :class:`robustprune.al.ALConfig`) makes the grid an
+*active-learning* grid: its methods are acquisition functions, it has no fractions and no warm-ups, and a
+cell is one group x method: an active-learning loop (:func:`robustprune.al.run_al`) in its own directory::
+
+    methods = ["uniform", "margin", "kcenter_greedy"]
+
+    [al]
+    initial = 1000
+    n_query = 1000
+    rounds = 10
+
+    [variants.margin]
+    method = "uncertainty"
+    kind = "margin"
 """
 
 from __future__ import annotations
@@ -48,7 +63,7 @@ __all__ = ["ConfigError", "MethodSpec", "BenchSpec", "Group", "Cell", "load_conf
 #: fields themselves (``runconfig.opt(..., grid=...)``).
 RUN_OPTIONS = run_options(RunConfig)
 _TOP_KEYS = ("datasets", "noises", "learners", "methods", "fractions", "seeds", "run", "params",
-             "learner_params", "variants")  # fmt: skip
+             "learner_params", "variants", "al")  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -77,13 +92,14 @@ class BenchSpec:
     run: dict[str, Any] = field(default_factory=dict)
     learner_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None
+    al: dict[str, Any] | None = None  # the [al] table: an active-learning grid (no fractions, no warm-ups)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "datasets": list(self.datasets), "noises": list(self.noises), "learners": list(self.learners),
             "methods": [{"label": m.label, "method": m.method, "params": m.params} for m in self.methods],
             "fractions": list(self.fractions), "seeds": list(self.seeds), "run": self.run,
-            "learner_params": self.learner_params, "source": self.source,
+            "learner_params": self.learner_params, "source": self.source, "al": self.al,
         }  # fmt: skip
 
     @classmethod
@@ -93,7 +109,14 @@ class BenchSpec:
             tuple(d["datasets"]), tuple(d["noises"]), tuple(d["learners"]), methods,
             tuple(float(f) for f in d["fractions"]), tuple(int(s) for s in d["seeds"]), dict(d.get("run", {})),
             {k: dict(v) for k, v in d.get("learner_params", {}).items()}, d.get("source"),
+            None if d.get("al") is None else dict(d["al"]),
         )  # fmt: skip
+
+    def al_config(self) -> Any:
+        """The grid's :class:`~robustprune.al.ALConfig`, or None for a pruning grid."""
+        from robustprune.al import ALConfig
+
+        return None if self.al is None else ALConfig(**self.al)
 
 
 @dataclass(frozen=True)
@@ -118,16 +141,19 @@ class Group:
 
 @dataclass(frozen=True)
 class Cell:
-    """One group x method x fraction."""
+    """One group x method x fraction; in an active-learning grid, one group x method (``al`` set, fraction 1)."""
 
     group: Group
     method: MethodSpec
     fraction: float
     config: RunConfig  # resolved, without out / signals
     raw: RunConfig | None = None  # as the grid gave it, before the dataset protocol filled it in
+    al: Any = None  # the ALConfig of an active-learning cell
 
     @property
     def name(self) -> str:
+        if self.al is not None:
+            return safe_name(self.method.label)
         return safe_name(f"{self.method.label}_f{self.fraction:g}")
 
     @property
@@ -242,7 +268,14 @@ def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
         except ValueError:
             known = ", ".join(list_learners())
             raise where.error(f"unknown learner '{name}'; known: {known}", "learners", name) from None
-    fractions = _as_list(where, "fractions", data.get("fractions"), float)
+    al = _al_table(data, where)
+    if al is not None and data.get("fractions") is not None:
+        raise where.error(
+            "'fractions' does not apply to an active-learning grid (each round queries [al] n_query examples); "
+            "drop it or the [al] table",
+            "fractions",
+        )
+    fractions = [] if al is not None else _as_list(where, "fractions", data.get("fractions"), float)
     for f in fractions:
         try:
             check_fraction(f)
@@ -255,10 +288,12 @@ def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
     for k in run:
         if k not in RUN_OPTIONS:
             raise where.error(f"unknown run option '{k}'; valid: {', '.join(RUN_OPTIONS)}", k, table="run")
+    if al is not None:
+        _check_al(al, methods, run, where)
     lparams = {k: dict(v or {}) for k, v in (data.get("learner_params", {}) or {}).items()}
     spec = BenchSpec(
         tuple(datasets), tuple(noises), tuple(learners), tuple(methods), tuple(fractions), tuple(seeds), run,
-        lparams, where.path,
+        lparams, where.path, al,
     )  # fmt: skip
     try:
         expand(spec)  # every cell's config resolves (learner options, models, option values)
@@ -267,6 +302,61 @@ def build_spec(data: dict[str, Any], where: _Where | None = None) -> BenchSpec:
     except ValueError as exc:
         raise where.error(str(exc)) from None
     return spec
+
+
+def _al_table(data: dict[str, Any], where: _Where) -> dict[str, Any] | None:
+    """The ``[al]`` table checked key by key (None: a pruning grid)."""
+    from robustprune.al import ALConfig, al_fields
+
+    table = data.get("al")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise where.error(f"'al' must be a table ([al] with {', '.join(al_fields())}), got {table!r}", "al")
+    for key, value in table.items():
+        if key not in al_fields():
+            raise where.error(f"unknown [al] key '{key}'; valid: {', '.join(al_fields())}", key, table="al")
+        try:
+            ALConfig(**{key: value})
+        except ValueError as exc:
+            raise where.error(f"bad [al] value {key} = {value!r}: {exc}", key, table="al") from None
+    return dict(table)
+
+
+def _check_al(al: dict[str, Any], methods: list[MethodSpec], run: dict[str, Any], where: _Where) -> None:
+    """An active-learning grid's methods must be acquisition functions, and its pool must fit a given subset."""
+    from robustprune.al import DYNAMICS_SIGNALS, ALConfig
+    from robustprune.selection.registry import get_method
+
+    for m in methods:
+        info = get_method(m.method)
+        if info.name == "full":
+            raise where.error(
+                "method 'full' keeps every example and queries nothing; an active-learning grid's methods are "
+                "acquisition functions",
+                "methods",
+                m.label,
+            )
+        dyn = [s for s in info.requires if s in DYNAMICS_SIGNALS]
+        if dyn:
+            raise where.error(
+                f"method '{m.label}' needs the training-dynamics signal '{dyn[0]}', which unlabelled examples do "
+                "not have; an active-learning grid takes methods over probabilities or embeddings (e.g. "
+                "uncertainty, kcenter_greedy, prune4rel_auto, submodular, craig)",
+                "methods" if m.label == m.method else "method",
+                m.label if m.label == m.method else m.method,
+                table=None if m.label == m.method else f"variants.{m.label}",
+            )
+    cfg = ALConfig(**al)
+    total = cfg.initial_size + cfg.rounds * cfg.n_query
+    subset = run.get("subset")
+    if isinstance(subset, int) and not isinstance(subset, bool) and total > subset:
+        raise where.error(
+            f"[al] initial ({cfg.initial_size}) + n_query ({cfg.n_query}) x rounds ({cfg.rounds}) = {total} "
+            f"exceeds the subset of {subset} training examples",
+            "rounds" if "rounds" in al else None,
+            table="al",
+        )
 
 
 def _method_specs(data: dict[str, Any], where: _Where) -> list[MethodSpec]:
@@ -331,6 +421,9 @@ def expand(spec: BenchSpec) -> tuple[list[Group], list[Cell]]:
     groups: list[Group] = []
     cells: list[Cell] = []
     base = {k: v for k, v in spec.run.items() if k in RUN_OPTIONS}
+    al = spec.al_config()
+    if al is not None:
+        return _expand_al(spec, base, al)
     # a group's one warm-up computes the on-demand signals (epoch_probs, deepfool) that any of its methods needs
     base["extra_signals"] = _on_demand(spec, base.get("extra_signals", ()))
     for dataset in spec.datasets:
@@ -353,10 +446,39 @@ def expand(spec: BenchSpec) -> tuple[list[Group], list[Cell]]:
                             elif warmup_key(cfg) != warmup_key(group.config):  # pragma: no cover - by design
                                 raise ConfigError(f"cells of group {group.name} disagree on their warm-up")
                             cells.append(Cell(group, m, f, cfg, raw))
+    _check_unique(cells)
+    return groups, cells
+
+
+def _check_unique(cells: list[Cell]) -> None:
     names = [c.key for c in cells]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise ConfigError(f"two cells share the name {dup}; give the methods distinct labels")
+
+
+def _expand_al(spec: BenchSpec, base: dict[str, Any], al: Any) -> tuple[list[Group], list[Cell]]:
+    """An active-learning grid: a group per (dataset, noise, learner, seed) for naming only (no warm-up), a
+    cell per group x method."""
+    groups: list[Group] = []
+    cells: list[Cell] = []
+    for dataset in spec.datasets:
+        for noise in spec.noises:
+            for learner in spec.learners:
+                for seed in spec.seeds:
+                    group: Group | None = None
+                    for m in spec.methods:
+                        cfg = RunConfig(
+                            dataset=dataset, noise=noise, learner=learner,
+                            learner_params=dict(spec.learner_params.get(learner, {})), method=m.method,
+                            params=dict(m.params), seed=seed, **base,
+                        )  # fmt: skip
+                        raw, cfg = cfg, resolve_config(cfg)
+                        if group is None:
+                            group = Group(cfg.dataset, cfg.noise, cfg.learner, seed, cfg)
+                            groups.append(group)
+                        cells.append(Cell(group, m, 1.0, cfg, raw, al))
+    _check_unique(cells)
     return groups, cells
 
 
@@ -366,8 +488,8 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     for k, v in overrides.items():
         if v is None:
             continue
-        if k == "run":
-            out["run"] = {**(out.get("run") or {}), **v}
+        if k in ("run", "al"):
+            out[k] = {**(out.get(k) or {}), **v}
         elif k == "params":
             merged = dict(out.get("params") or {})
             for name, opts in v.items():

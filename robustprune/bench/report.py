@@ -4,7 +4,8 @@ and the compute-cost accounting.
 ``write_report(DIR)`` reads ``DIR/bench.json`` and every finished cell under ``DIR/cells`` and writes
 ``report.md``, ``results.csv``, ``results.json``, ``accuracy.png``, ``relabel.png`` and
 ``class_histogram.png`` into ``DIR``. Incomplete sweeps are reported as far as they got (missing cells are
-counted in the report).
+counted in the report). An active-learning sweep gets its own report (:mod:`robustprune.bench.al_report`):
+learning curves, their areas and the final accuracies.
 """
 
 from __future__ import annotations
@@ -49,17 +50,27 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     return m, sd, n
 
 
-def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-    """The sweep's ``bench.json``, one record per finished cell, and the number of cells not finished."""
-    out = Path(out).expanduser()
+def read_meta(out: Path) -> tuple[dict[str, Any], BenchSpec]:
+    """A sweep directory's ``bench.json`` and its grid."""
     meta_path = out / "bench.json"
     if not meta_path.is_file():
         raise ValueError(f"{out} is not a sweep directory (no bench.json; run robustprune bench --out {out})")
     try:
         meta = json.loads(meta_path.read_text())
-        spec = BenchSpec.from_dict(meta["spec"])
+        return meta, BenchSpec.from_dict(meta["spec"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"cannot read {meta_path}: {exc}") from None
+
+
+def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """The sweep's ``bench.json``, one record per finished cell, and the number of cells not finished (an
+    active-learning sweep: :func:`robustprune.bench.al_report.collect_al`'s records)."""
+    out = Path(out).expanduser()
+    meta, spec = read_meta(out)
+    if spec.al is not None:
+        from robustprune.bench.al_report import collect_al
+
+        return (meta, *collect_al(out, spec))
     _groups, cells = expand(spec)
     records, missing = [], 0
     for c in cells:
@@ -157,17 +168,9 @@ def format_hms(seconds: float) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m {s % 60:02d}s" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
 
 
-def render_markdown(
-    meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]], missing: int, figures: Sequence[tuple[str, str]] = ()
-) -> str:
-    """The report: setting, cost accounting, then per (dataset, noise, learner) the three tables."""
-    spec = BenchSpec.from_dict(meta["spec"])
+def render_setting(w: Any, meta: Mapping[str, Any]) -> None:
+    """The report's opening lines: command, versions, hardware, times (``w`` writes text)."""
     env = meta.get("environment", {})
-    methods = [m.label for m in spec.methods]
-    fractions = sorted({float(r["fraction"]) for r in records} | set(spec.fractions))
-    out = io.StringIO()
-    w = out.write
-    w("# Benchmark report\n\n")
     if meta.get("command"):
         w(f"Command: `{meta['command']}`\n\n")
     w(
@@ -179,17 +182,43 @@ def render_markdown(
         hw += ", GPUs: " + ", ".join(env["gpus"])
     w(f"- hardware: {hw}; jobs: {meta.get('jobs', 1)}\n")
     w(f"- started {meta.get('started', '?')}, finished {meta.get('finished', 'not yet')}\n")
-    w(
-        f"- grid: datasets {', '.join(spec.datasets)}; noise {', '.join(spec.noises)}; learners "
-        f"{', '.join(spec.learners)}; seeds {', '.join(map(str, spec.seeds))}; fractions "
-        f"{', '.join(f'{f:g}' for f in spec.fractions)}\n"
-    )
+
+
+def render_methods(w: Any, spec: BenchSpec) -> None:
+    """The shared run options and each method's options."""
     run_opts = ", ".join(f"{k}={v}" for k, v in sorted(spec.run.items())) or "dataset protocol defaults"
     w(f"- shared run options: {run_opts}\n")
     for m in spec.methods:
         if m.params or m.label != m.method:
             opts = ", ".join(f"{k}={v}" for k, v in m.params.items()) or "defaults"
             w(f"- method `{m.label}` = {m.method} ({opts})\n")
+
+
+def report_blocks(spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """The (dataset, noise, learner) blocks with records, in the grid's dataset order."""
+    return sorted(
+        {(r["dataset"], r["noise"], r["learner"]) for r in records},
+        key=lambda b: (spec.datasets.index(b[0]) if b[0] in spec.datasets else 99, b[1], b[2]),
+    )
+
+
+def render_markdown(
+    meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]], missing: int, figures: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The report: setting, cost accounting, then per (dataset, noise, learner) the three tables."""
+    spec = BenchSpec.from_dict(meta["spec"])
+    methods = [m.label for m in spec.methods]
+    fractions = sorted({float(r["fraction"]) for r in records} | set(spec.fractions))
+    out = io.StringIO()
+    w = out.write
+    w("# Benchmark report\n\n")
+    render_setting(w, meta)
+    w(
+        f"- grid: datasets {', '.join(spec.datasets)}; noise {', '.join(spec.noises)}; learners "
+        f"{', '.join(spec.learners)}; seeds {', '.join(map(str, spec.seeds))}; fractions "
+        f"{', '.join(f'{f:g}' for f in spec.fractions)}\n"
+    )
+    render_methods(w, spec)
     w(f"- cells finished: {len(records)}; not finished: {missing}\n")
     if meta.get("failed"):
         w(f"- failed cells: {len(meta['failed'])} (see bench.json)\n")
@@ -212,10 +241,7 @@ def render_markdown(
             f"{format_hms(c['total_per_cell_warmup'])}; sharing it saved {format_hms(c['saved'])} "
             f"({100 * share:.0f}% of that).\n"
         )
-    blocks = sorted(
-        {(r["dataset"], r["noise"], r["learner"]) for r in records},
-        key=lambda b: (spec.datasets.index(b[0]) if b[0] in spec.datasets else 99, b[1], b[2]),
-    )
+    blocks = report_blocks(spec, records)
     for key, title, higher in METRICS:
         agg = aggregate(records, key)
         w(f"\n## {title}\n")
@@ -250,10 +276,7 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
     made = []
     blocks = sorted({(r["dataset"], r["noise"], r["learner"]) for r in records})
     methods = [m.label for m in spec.methods]
-    # one fixed colour and marker per method across panels and figures (tab10 alone repeats after 10)
-    palette = plt.get_cmap("tab20").colors
-    colours = {m: palette[(2 * i) % 20 + (2 * i) // 20 % 2] for i, m in enumerate(methods)}
-    markers = {m: "os^Dv<>PXph*"[i % 12] for i, m in enumerate(methods)}
+    colours, markers = method_styles(plt, methods)
     for key, fname, label in (("test_accuracy", "accuracy.png", "test accuracy"),
                               ("relabel_accuracy", "relabel.png", "re-labeling accuracy")):  # fmt: skip
         agg = aggregate(records, key)
@@ -289,6 +312,14 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
     return made
 
 
+def method_styles(plt: Any, methods: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """One fixed colour and marker per method across panels and figures (tab10 alone repeats after 10)."""
+    palette = plt.get_cmap("tab20").colors
+    colours = {m: palette[(2 * i) % 20 + (2 * i) // 20 % 2] for i, m in enumerate(methods)}
+    markers = {m: "os^Dv<>PXph*"[i % 12] for i, m in enumerate(methods)}
+    return colours, markers
+
+
 def _class_histogram(plt: Any, out: Path, records: Sequence[Mapping[str, Any]], block: tuple, colours: dict) -> list:
     """class_histogram.png: true-class counts of each method's subset at the smallest fraction (first block
     and seed); nothing when the records hold no true classes."""
@@ -321,6 +352,10 @@ def write_report(out: str | Path, *, figures: bool = True) -> Path:
     out = Path(out).expanduser()
     meta, records, missing = collect(out)
     spec = BenchSpec.from_dict(meta["spec"])
+    if spec.al is not None:
+        from robustprune.bench.al_report import write_al_report
+
+        return write_al_report(out, meta, spec, records, missing, figures=figures)
     figs = _figures(out, spec, records) if figures and records else []
     _write_csv(out / "results.csv", records)
     payload = {

@@ -9,6 +9,10 @@ Layout of a sweep directory::
 
 A cell is finished when its ``metrics.json`` exists; a finished cell is never computed again, an
 interrupted one resumes from its checkpoint, and a missing warm-up is computed before its cells.
+
+An active-learning grid (``[al]``) has no warm-ups: each cell directory holds one loop of
+:func:`robustprune.al.run_al` (``rounds.json``, ``rounds.csv``, ``pool.npz``, ``curve.png``), finished when
+``rounds.json`` has all its rounds; an interrupted loop resumes at its next round.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,7 @@ from robustprune._version import __version__
 from robustprune.bench.grid import BenchSpec, Cell, Group, expand
 from robustprune.runconfig import RunConfig
 
-__all__ = ["BenchEvent", "BenchResult", "run_bench", "cell_dir", "warmup_dir", "environment"]
+__all__ = ["BenchEvent", "BenchResult", "run_bench", "cell_dir", "cell_done", "al_rounds", "warmup_dir", "environment"]
 
 
 @dataclass
@@ -65,6 +69,22 @@ def warmup_dir(out: Path, group: Group) -> Path:
 
 def cell_dir(out: Path, cell: Cell) -> Path:
     return out / "cells" / cell.group.name / cell.name
+
+
+def al_rounds(out: Path, cell: Cell) -> list[dict[str, Any]] | None:
+    """The rows of an active-learning cell's ``rounds.json`` (None when missing or unreadable)."""
+    try:
+        return json.loads((cell_dir(out, cell) / "rounds.json").read_text())["rounds"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def cell_done(out: Path, cell: Cell) -> bool:
+    """Whether a cell is finished: its ``metrics.json`` exists, or an active-learning loop has all its rounds."""
+    if cell.al is None:
+        return (cell_dir(out, cell) / "metrics.json").exists()
+    rows = al_rounds(out, cell)
+    return rows is not None and len(rows) >= cell.al.rounds + 1
 
 
 def environment(device: str | None = None) -> dict[str, Any]:
@@ -129,6 +149,14 @@ def _do_cell(cfg: dict[str, Any], progress: Callable | None = None) -> float:
     return time.perf_counter() - t0
 
 
+def _do_al_cell(cfg: dict[str, Any], al: dict[str, Any], progress: Callable | None = None) -> float:
+    from robustprune.al import ALConfig, run_al
+
+    t0 = time.perf_counter()
+    run_al(_with_device(cfg), ALConfig(**al), engine_progress=progress)
+    return time.perf_counter() - t0
+
+
 # -------------------------------------------------------------------------------------------- sweep
 
 
@@ -156,7 +184,10 @@ def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
                 "pass --force to redo the sweep or choose another --out"
             )
     for c in cells:
-        diff = differs(cell_dir(out, c) / "config.json", _cell_config(out, c))
+        if c.al is not None:
+            diff = _al_differs(out, c)
+        else:
+            diff = differs(cell_dir(out, c) / "config.json", _cell_config(out, c))
         if diff:
             raise ValueError(
                 f"{out} holds cell {c.key} run with other settings ({', '.join(diff)}); "
@@ -164,13 +195,43 @@ def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
             )
 
 
+def _al_differs(out: Path, c: Cell) -> list[str]:
+    """Settings in which an active-learning cell's stored loop differs from the grid's (more or fewer rounds
+    are not a difference: a loop is extended, or reported up to the grid's rounds)."""
+    from robustprune.al import _config_record
+
+    path = cell_dir(out, c) / "al_config.json"
+    if not path.exists():
+        return []
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    new = _config_record(c.config, c.al)
+    diff = []
+    for part in ("run", "al"):
+        theirs, mine = old.get(part, {}), new[part]
+        diff += [k for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k) and k != "rounds"]
+    return diff
+
+
 def _group_config(out: Path, g: Group) -> RunConfig:
     return replace(g.config, out=str(warmup_dir(out, g)), resume=True)
 
 
 def _cell_config(out: Path, c: Cell) -> RunConfig:
+    if c.al is not None:  # an active-learning loop trains its own learner every round: no warm-up
+        return replace(c.config, out=str(cell_dir(out, c)), resume=True)
     signals = str((warmup_dir(out, c.group) / "signals.npz").resolve())
     return replace(c.config, out=str(cell_dir(out, c)), signals=signals, resume=True)
+
+
+def _cell_job(out: Path, c: Cell) -> tuple[Callable, tuple]:
+    """The worker function of a cell and its picklable arguments (before the progress callback)."""
+    cfg = _cell_config(out, c).to_dict()
+    if c.al is not None:
+        return _do_al_cell, (cfg, asdict(c.al))
+    return _do_cell, (cfg,)
 
 
 def run_bench(
@@ -241,13 +302,16 @@ class _Sweep:
         self.pending: dict[str, list[Cell]] = {g.name: [] for g in groups}
         self.done = 0
         for c in cells:
-            if (cell_dir(out, c) / "metrics.json").exists():
+            if cell_done(out, c):
                 self.result.cached.append(c.key)
                 self.done += 1
             else:
                 self.pending[c.group.name].append(c)
+        no_warmup = {c.group.name for c in cells if c.al is not None}  # active-learning groups
         self.need_warmup = [
-            g for g in groups if self.pending[g.name] and not (warmup_dir(out, g) / "signals.npz").exists()
+            g
+            for g in groups
+            if self.pending[g.name] and g.name not in no_warmup and not (warmup_dir(out, g) / "signals.npz").exists()
         ]
         # remaining-time estimate: cell time scales with the kept fraction; warm-ups by their own mean
         self.cell_rate: list[tuple[float, float]] = []  # (seconds, fraction) of cells computed now
@@ -306,7 +370,8 @@ class _Sweep:
                 if not self.warmup_finished(g, seconds, exc):
                     continue
             for c in list(self.pending[g.name]):
-                seconds, exc = _call(_do_cell, _cell_config(self.out, c).to_dict(), self.epoch_event)
+                fn, args = _cell_job(self.out, c)
+                seconds, exc = _call(fn, *args, self.epoch_event)
                 self.cell_finished(c, seconds, exc)
 
     def run_parallel(self, spec: BenchSpec) -> None:
@@ -329,7 +394,8 @@ class _Sweep:
 
         def submit_cells(g: Group) -> None:
             for c in self.pending[g.name]:
-                running[pool.submit(_do_cell, _cell_config(self.out, c).to_dict())] = ("cell", c)
+                fn, args = _cell_job(self.out, c)
+                running[pool.submit(fn, *args)] = ("cell", c)
 
         try:
             for g in self.groups:

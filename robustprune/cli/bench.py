@@ -1,5 +1,6 @@
-"""``robustprune bench`` (a sweep over datasets x noise x learners x methods x fractions x seeds) and
-``robustprune report`` (its Markdown / CSV / JSON / PNG report)."""
+"""``robustprune bench`` (a sweep over datasets x noise x learners x methods x fractions x seeds, or an
+active-learning grid of acquisition methods) and ``robustprune report`` (its Markdown / CSV / JSON / PNG
+report)."""
 
 import inspect
 import shlex
@@ -87,6 +88,10 @@ class _BenchBars:
         self.bar.close()
 
 
+#: RunConfig fields an active-learning loop does not use (no warm-up, no fraction, its own prediction pass).
+_NOT_IN_AL = frozenset({"fraction", "warmup_epochs", "selection", "signals", "extra_signals", "confidence_pass"})
+
+
 def _print_dry_run(spec: Any) -> None:
     """``bench --dry-run``: the grid's size and the first cell's resolved values with their origins."""
     from robustprune.bench.grid import RUN_OPTIONS, expand
@@ -94,12 +99,24 @@ def _print_dry_run(spec: Any) -> None:
 
     groups, cells = expand(spec)
     con = stdout_console()
-    con.print(Text(f"{len(groups)} warm-up groups, {len(cells)} cells; the first cell, {cells[0].key}:"))
+    al = spec.al_config()
+    if al is not None:
+        loops = f"{len(cells)} loop{'s' * (len(cells) != 1)}"
+        con.print(
+            Text(
+                f"active learning: {loops} (initial {al.initial_size}, {al.n_query} queried per round, "
+                f"{al.rounds} rounds), no warm-ups; the first loop, {cells[0].key}:"
+            )
+        )
+    else:
+        con.print(Text(f"{len(groups)} warm-up groups, {len(cells)} cells; the first cell, {cells[0].key}:"))
     grid_fields = {"dataset", "noise", "learner", "method", "fraction", "seed"} | set(spec.run) & set(RUN_OPTIONS)
     table = Table.grid(padding=(0, 2))
     for _ in range(3):
         table.add_column()
     for key, value, origin in explain_config(cells[0].raw, grid_fields):
+        if al is not None and key in _NOT_IN_AL:
+            continue
         origin = "grid (config file or flag)" if origin == "given" else origin
         table.add_row(Text(key), Text(repr(value) if isinstance(value, str) else str(value)), Text(origin))
     con.print(table)
@@ -141,6 +158,14 @@ def _bench(
         list[str] | None,
         typer.Option("--param", "-p", metavar="METHOD.KEY=VALUE", help="Method option, e.g. uncertainty.kind=margin."),
     ] = None,
+    al: Annotated[
+        bool,
+        typer.Option(
+            "--al",
+            help="Active-learning grid (the \\[al] table): methods are acquisition functions, each cell a loop of "
+            "robustprune al; no fractions. Implied by any --al-* option.",
+        ),
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option("--jobs", "-j", metavar="N", help="Cells run in parallel processes (one GPU each where several)."),
@@ -154,6 +179,7 @@ def _bench(
             "--dry-run", help="Print the grid and every value of its first cell with its origin; run nothing."
         ),
     ] = False,
+    al_values: dict[str, Any] | None = None,
     **run_flags: Any,
 ) -> None:
     """Run a grid of datasets x noise x learners x methods x fractions x seeds and write a report.
@@ -161,6 +187,10 @@ def _bench(
     The warm-up (signals) runs once per (dataset, noise, learner, seed) and is shared by every method and
     fraction; every finished cell is cached in DIR, so an interrupted sweep continues where it stopped and
     a rerun skips finished work. Writes DIR/report.md, results.csv, results.json and PNG figures.
+
+    With --al (or an \\[al] table, or any --al-* option) the grid is one of active learning: each cell is a
+    loop of robustprune al (acquisition method x seed x noise x learner), and the report has the learning
+    curves (mean ± std per method), their areas and the final accuracies, and curves.png.
     """
     if out is None and not dry_run:
         fail("--out DIR is required (the sweep directory)")
@@ -174,6 +204,7 @@ def _bench(
         "fractions": _split(fractions, "--fraction", float), "seeds": _split(seeds, "--seed", int),
         "params": parse_key_values(param, "--param", "uncertainty.kind=margin", dotted=True) or None,
         "run": run_opts or None,
+        "al": _al_overrides(al, al_values),
     }  # fmt: skip
     with user_errors():
         spec = _grid(config, overrides)
@@ -183,9 +214,15 @@ def _bench(
         _sweep(spec, out, jobs, force, no_figures)
 
 
+def _al_overrides(al: bool, values: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The [al] values the command line gives (an empty table for --al alone; None: not an AL grid here)."""
+    given = {k: v for k, v in (values or {}).items() if v is not None}
+    return given if given or al else None
+
+
 def _grid(config: Path | None, overrides: dict[str, Any]) -> Any:
     """The grid: a config file with the command line's values laid over it, or the command line alone (each
-    axis not given defaulting to robustprune run's default)."""
+    axis not given defaulting to robustprune run's default; robustprune al's method for an active-learning grid)."""
     from robustprune.bench import build_spec, load_config
     from robustprune.bench.grid import merge
 
@@ -195,6 +232,11 @@ def _grid(config: Path | None, overrides: dict[str, Any]) -> Any:
     base = RunConfig()
     defaults = {"datasets": base.dataset, "noises": base.noise, "learners": base.learner, "methods": base.method,
                 "fractions": base.fraction, "seeds": base.seed}  # fmt: skip
+    if overrides.get("al") is not None:  # an active-learning grid queries by rounds, not by fractions
+        from robustprune.cli.al import DEFAULT_METHOD
+
+        del defaults["fractions"]
+        defaults["methods"] = DEFAULT_METHOD  # as robustprune al
     for key, value in defaults.items():
         if overrides[key] is None:
             overrides[key] = [value]
@@ -247,17 +289,38 @@ def _build_bench_command() -> Any:
     hints = typing.get_type_hints(RunConfig)
     grid_fields = [f for f in fields(RunConfig) if f.name in run_options(RunConfig) and f.metadata.get("flag")]
     extra = [config_parameter(f, hints, unset=True) for f in grid_fields]
-    own = [p for p in inspect.signature(_bench, eval_str=True).parameters.values() if p.kind != p.VAR_KEYWORD]
-    params = own + extra
+    own = [p for p in inspect.signature(_bench, eval_str=True).parameters.values()
+           if p.kind != p.VAR_KEYWORD and p.name != "al_values"]  # fmt: skip
+    al_params = _al_parameters()
+    params = own + al_params + extra
 
     def bench_command(**kw: Any) -> None:
         run_flags = {f.name: kw.pop(f.name) for f in grid_fields}
-        _bench(**kw, **run_flags)
+        al_values = {p.name.removeprefix("al_"): kw.pop(p.name) for p in al_params}
+        _bench(**kw, al_values=al_values, **run_flags)
 
     bench_command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     bench_command.__annotations__ = {p.name: p.annotation for p in params}
     bench_command.__doc__ = _bench.__doc__
     return bench_command
+
+
+def _al_parameters() -> list[inspect.Parameter]:
+    """``--al-initial``, ``--al-n-query``, ``--al-rounds``: robustprune al's options (declared on ALConfig's
+    fields) under an ``--al-`` prefix, unset = taken from the config file's [al] table."""
+    from robustprune.al import ALConfig
+
+    hints = typing.get_type_hints(ALConfig)
+    params = []
+    for f in fields(ALConfig):
+        flag = f.metadata["flag"]
+        names = tuple("--al-" + n.removeprefix("--") for n in flag.names if n.startswith("--"))
+        text = f.metadata["help"].replace("--n-query", "--al-n-query")
+        option = typer.Option(*names, metavar=flag.metavar, help=f"{text.rstrip('.')} (the \\[al] table's {f.name}).")
+        annotation = Annotated[hints[f.name] | None, option]
+        params.append(inspect.Parameter(f"al_{f.name}", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=annotation))  # fmt: skip
+    return params
 
 
 bench_command = _build_bench_command()
