@@ -41,7 +41,7 @@ from robustprune._version import __version__
 from robustprune.runconfig import Flag, RunConfig, resolve_config
 from robustprune.seeding import derive_seed
 
-__all__ = ["ALConfig", "ALResult", "run_al", "DYNAMICS_SIGNALS", "ROUND_KEYS"]
+__all__ = ["ALConfig", "ALResult", "run_al", "config_record", "area_under_curve", "DYNAMICS_SIGNALS", "ROUND_KEYS"]
 
 #: Signals recorded while training, which unlabelled examples never get.
 DYNAMICS_SIGNALS = ("correct", "losses", "margins", "epoch_probs")
@@ -120,7 +120,7 @@ def _state_paths(out: Path) -> dict[str, Path]:
                                      ("config", "al_config.json"), ("curve", "curve.png"))}  # fmt: skip
 
 
-def _config_record(c: RunConfig, al: ALConfig) -> dict[str, Any]:
+def config_record(c: RunConfig, al: ALConfig) -> dict[str, Any]:
     run = {k: v for k, v in c.to_dict().items() if k not in ("out", "resume", "force", "device", "eval_batch_size")}
     return {"run": json.loads(json.dumps(run, default=str)), "al": asdict(al)}
 
@@ -134,7 +134,7 @@ def _load_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool
     if not resume:
         raise ValueError(f"{out} holds an active-learning loop; pass --resume to continue it or --force to redo it")
     stored = json.loads(p["config"].read_text()) if p["config"].exists() else {}
-    mine = _config_record(c, al)
+    mine = config_record(c, al)
     for part in ("run", "al"):
         theirs = stored.get(part, {})
         diff = sorted(k for k in set(theirs) | set(mine[part]) if theirs.get(k) != mine[part].get(k))
@@ -233,7 +233,7 @@ def run_al(
     if out is not None:
         rows, pool, added = _load_state(out, c, al, bool(config.resume), bool(config.force))
         out.mkdir(parents=True, exist_ok=True)
-        write_json(_state_paths(out)["config"], _config_record(c, al))
+        write_json(_state_paths(out)["config"], config_record(c, al))
     if pool is None:
         rows = []
         pool = _initial_pool(noisy, al.initial_size, c.seed)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from robustprune.bench import ConfigError, build_spec, expand, load_config, run_bench, write_report
-from robustprune.bench.report import _fmt, mean_std
+from robustprune.bench.report import format_mean_std, mean_std
 from robustprune.cli import app
 
 RUN = {"subset": 300, "test_subset": 200, "epochs": 1, "model": "mlp"}
@@ -75,14 +75,14 @@ def test_report_has_the_curves_auc_and_final_accuracy_of_the_cells(swept):
     assert set(rows) == {"uniform", "margin"}
     for m in ("uniform", "margin"):
         stored = [_rounds(out, f"digits_sym0.4_ce_s{s}/{m}") for s in (0, 1)]
-        curve = [_fmt(*mean_std([st["rounds"][i]["test_accuracy"] for st in stored])) for i in range(3)]
-        auc = _fmt(*mean_std([st["summary"]["auc"] for st in stored]))
-        final = _fmt(*mean_std([st["summary"]["final_test_accuracy"] for st in stored]))
+        curve = [format_mean_std(*mean_std([st["rounds"][i]["test_accuracy"] for st in stored])) for i in range(3)]
+        auc = format_mean_std(*mean_std([st["summary"]["auc"] for st in stored]))
+        final = format_mean_std(*mean_std([st["summary"]["final_test_accuracy"] for st in stored]))
         assert rows[m] == [*curve, auc, final]
     # the labelled pool after the last round
     _, pool = _table_rows(text, "## Labelled pool after the last round")
     st = [_rounds(out, f"digits_sym0.4_ce_s{s}/uniform") for s in (0, 1)]
-    assert pool["uniform"][0] == _fmt(*mean_std([x["rounds"][-1]["pool_noise_rate"] for x in st]))
+    assert pool["uniform"][0] == format_mean_std(*mean_std([x["rounds"][-1]["pool_noise_rate"] for x in st]))
     assert "![test accuracy vs. labelled examples" in text and "](curves.png)" in text
     png = (out / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000

@@ -1,7 +1,9 @@
 """Benchmark sweeps (``robustprune bench``) and their reports (``robustprune report``)."""
 
+from robustprune.bench.al_report import collect_sweep as collect
+from robustprune.bench.al_report import write_sweep_report as write_report
 from robustprune.bench.grid import BenchSpec, Cell, ConfigError, Group, MethodSpec, build_spec, expand, load_config
-from robustprune.bench.report import aggregate, collect, cost_summary, mean_std, write_report
+from robustprune.bench.report import aggregate, cost_summary, mean_std
 from robustprune.bench.runner import BenchEvent, BenchResult, run_bench
 
 __all__ = [

@@ -23,13 +23,16 @@ from robustprune._io import atomic_write_bytes
 from robustprune.al import ROUND_KEYS, area_under_curve
 from robustprune.bench.grid import BenchSpec, expand
 from robustprune.bench.report import (
-    _fmt,
+    collect,
     format_hms,
+    format_mean_std,
     mean_std,
     method_styles,
+    read_meta,
     render_methods,
     render_setting,
     report_blocks,
+    write_report,
 )
 from robustprune.bench.runner import al_rounds
 
@@ -113,7 +116,7 @@ def _table(methods: Sequence[str], columns: Sequence[tuple[str, Callable[[str], 
             if a is None or a[2] == 0:
                 cells.append("–")
                 continue
-            text = _fmt(*a)
+            text = format_mean_std(*a)
             cells.append(f"**{text}**" if round(100 * a[0], 1) == b else text)
         if any(c != "–" for c in cells):
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
@@ -271,3 +274,24 @@ def write_al_report(
     path = out / "report.md"
     atomic_write_bytes(path, render_al_markdown(meta, records, missing, figs).encode())
     return path
+
+
+def collect_sweep(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """:func:`~robustprune.bench.report.collect` for any sweep: an active-learning sweep's records are its
+    cells' rounds (:func:`collect_al`)."""
+    out = Path(out).expanduser()
+    meta, spec = read_meta(out)
+    if spec.al is not None:
+        return (meta, *collect_al(out, spec))
+    return collect(out)
+
+
+def write_sweep_report(out: str | Path, *, figures: bool = True) -> Path:
+    """The report of any sweep directory: :func:`write_al_report` for an active-learning sweep, else
+    :func:`~robustprune.bench.report.write_report`."""
+    out = Path(out).expanduser()
+    meta, spec = read_meta(out)
+    if spec.al is None:
+        return write_report(out, figures=figures)
+    records, missing = collect_al(out, spec)
+    return write_al_report(out, meta, spec, records, missing, figures=figures)

@@ -63,14 +63,10 @@ def read_meta(out: Path) -> tuple[dict[str, Any], BenchSpec]:
 
 
 def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-    """The sweep's ``bench.json``, one record per finished cell, and the number of cells not finished (an
-    active-learning sweep: :func:`robustprune.bench.al_report.collect_al`'s records)."""
+    """A pruning sweep's ``bench.json``, one record per finished cell, and the number of cells not finished
+    (:func:`robustprune.bench.al_report.collect_sweep` also reads active-learning sweeps)."""
     out = Path(out).expanduser()
     meta, spec = read_meta(out)
-    if spec.al is not None:
-        from robustprune.bench.al_report import collect_al
-
-        return (meta, *collect_al(out, spec))
     _groups, cells = expand(spec)
     records, missing = [], 0
     for c in cells:
@@ -108,7 +104,7 @@ def aggregate(records: Iterable[Mapping[str, Any]], key: str) -> dict[tuple, tup
     return {k: mean_std(v) for k, v in groups.items()}
 
 
-def _fmt(m: float, sd: float, n: int) -> str:
+def format_mean_std(m: float, sd: float, n: int) -> str:
     if n == 0 or math.isnan(m):
         return "–"
     return f"{100 * m:.1f}" if n == 1 else f"{100 * m:.1f} ± {100 * sd:.1f}"
@@ -137,7 +133,7 @@ def render_table(
             if a is None or a[2] == 0:
                 cells.append("–")
                 continue
-            text = _fmt(*a)
+            text = format_mean_std(*a)
             cells.append(f"**{text}**" if round(100 * a[0], 1) == best.get(f) else text)
         if any(c != "–" for c in cells):
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
@@ -348,14 +344,11 @@ def _class_histogram(plt: Any, out: Path, records: Sequence[Mapping[str, Any]], 
 
 
 def write_report(out: str | Path, *, figures: bool = True) -> Path:
-    """Write report.md, results.csv, results.json and the figures into the sweep directory ``out``."""
+    """Write report.md, results.csv, results.json and the figures of the pruning sweep ``out``
+    (:func:`robustprune.bench.al_report.write_sweep_report` also writes active-learning sweeps')."""
     out = Path(out).expanduser()
     meta, records, missing = collect(out)
     spec = BenchSpec.from_dict(meta["spec"])
-    if spec.al is not None:
-        from robustprune.bench.al_report import write_al_report
-
-        return write_al_report(out, meta, spec, records, missing, figures=figures)
     figs = _figures(out, spec, records) if figures and records else []
     _write_csv(out / "results.csv", records)
     payload = {

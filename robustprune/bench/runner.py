@@ -198,7 +198,7 @@ def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
 def _al_differs(out: Path, c: Cell) -> list[str]:
     """Settings in which an active-learning cell's stored loop differs from the grid's (more or fewer rounds
     are not a difference: a loop is extended, or reported up to the grid's rounds)."""
-    from robustprune.al import _config_record
+    from robustprune.al import config_record
 
     path = cell_dir(out, c) / "al_config.json"
     if not path.exists():
@@ -207,7 +207,7 @@ def _al_differs(out: Path, c: Cell) -> list[str]:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return []
-    new = _config_record(c.config, c.al)
+    new = config_record(c.config, c.al)
     diff = []
     for part in ("run", "al"):
         theirs, mine = old.get(part, {}), new[part]
