@@ -5,6 +5,11 @@ The graph Prune4ReL needs is a *radius* graph in rescaled cosine similarity: an 
 weight exactly 1 when ``tau < 1``. It is built once from L2-normalised embeddings by tiles of
 ``block_size × block_size`` products on CPU or GPU, keeping only the upper triangle of tiles (the graph is
 symmetric), and stored as CSR arrays that every greedy method can share.
+
+The blocked build is the reference. With the optional extra ``robustprune[faiss]`` the same graph can be
+found by faiss (``backend="faiss"``: exact range search, identical edges; ``backend="faiss-approx"``: an
+inverted-file index for very large N, recall < 1); see :mod:`robustprune.selection.faiss_backend` and
+:func:`choose_backend` for what ``backend="auto"`` picks.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ import torch
 
 from robustprune._device import resolve_device
 
-__all__ = ["SimilarityGraph", "normalize_rows", "rescaled_cosine_graph"]
+__all__ = ["BACKENDS", "SimilarityGraph", "check_backend", "choose_backend", "normalize_rows", "rescaled_cosine_graph"]
+
+#: Values of ``rescaled_cosine_graph``'s ``backend``.
+BACKENDS = ("auto", "blocked", "faiss", "faiss-approx")
+
+#: ``backend="auto"`` takes faiss's exact range search from this many rows on (faiss installed, CPU device).
+FAISS_AUTO_MIN_N = 20_000
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,8 @@ class SimilarityGraph:
     symmetric : bool
         True when every edge (i, j) has its twin (j, i) with the same weight.
     build_seconds : float
+    backend : str
+        How the edges were found: "blocked", "faiss" (exact) or "faiss-approx".
     """
 
     indptr: np.ndarray
@@ -44,6 +57,7 @@ class SimilarityGraph:
     n: int
     symmetric: bool = True
     build_seconds: float = 0.0
+    backend: str = "blocked"
 
     @property
     def nnz(self) -> int:
@@ -74,6 +88,34 @@ def normalize_rows(features: np.ndarray | torch.Tensor, device: torch.device | s
     return z / norms
 
 
+def check_backend(backend: str) -> None:
+    """``ValueError`` unless ``backend`` is one of :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be 'auto', 'blocked' (torch tiles, the reference), 'faiss' (exact range search) or "
+            f"'faiss-approx' (IVF index, for very large N), got {backend!r}"
+        )
+
+
+def choose_backend(backend: str, n: int, device: torch.device, max_neighbors: int | None = None) -> str:
+    """The backend ``backend`` resolves to for ``n`` rows on ``device``.
+
+    "auto" is "faiss" (exact, identical edges, about twice as fast on the CPU) when all of: ``n`` is at least
+    :data:`FAISS_AUTO_MIN_N`, the device is the CPU (on a GPU the blocked products are faster), no
+    ``max_neighbors`` cap is asked for (only the blocked build has one) and faiss can be imported; otherwise
+    "blocked". "auto" never chooses the approximate index: that one changes the graph, so it is opt-in.
+    Other values are returned as they are.
+    """
+    check_backend(backend)
+    if backend != "auto":
+        return backend
+    if n < FAISS_AUTO_MIN_N or device.type != "cpu" or max_neighbors is not None:
+        return "blocked"
+    from robustprune.selection.faiss_backend import faiss_installed
+
+    return "faiss" if faiss_installed() else "blocked"
+
+
 def rescaled_cosine_graph(
     features: np.ndarray | torch.Tensor,
     tau: float,
@@ -83,6 +125,10 @@ def rescaled_cosine_graph(
     max_neighbors: int | None = None,
     max_edges: int | None = 200_000_000,
     progress: Callable[[int, int], None] | None = None,
+    backend: str = "blocked",
+    nprobe: int = 16,
+    nlist: int | None = None,
+    seed: int = 0,
 ) -> SimilarityGraph:
     """Radius graph of ``s = 0.5 + 0.5·cos`` with strict threshold ``s > tau`` (self-weight exactly 1).
 
@@ -103,29 +149,80 @@ def rescaled_cosine_graph(
     max_edges : int, optional
         Raise a ``ValueError`` once more edges than this would be stored (protects memory at low tau).
     progress : callable (done, total), optional
+        Called in tile units of the blocked build (the faiss backends report their share of the work in the
+        same units).
+    backend : {"blocked", "auto", "faiss", "faiss-approx"}
+        How the pairs are found. "blocked" (default): the torch tiles above, the reference. "faiss": faiss's
+        exact inner-product range search over the upper triangle, then the same float32 re-check, so the
+        graph is the blocked build's (bit for bit where faiss's BLAS rounds a dot product as torch's does,
+        as on this project's machines); runs on the CPU whatever ``device`` says. "faiss-approx": an
+        ``IndexIVFFlat`` (inner product, ``nlist`` cells, ``nprobe`` probed) range search from every row,
+        symmetrised by union: much faster for very large N, but it may miss pairs (edge recall < 1) and its
+        weights may differ in the last bit. "auto": see :func:`choose_backend` (never the approximate one).
+        The faiss backends need ``pip install robustprune[faiss]`` and do not support ``max_neighbors``.
+    nprobe, nlist : int
+        IVF cells probed per query, and cells in all (default ``4·√N``); "faiss-approx" only.
+    seed : int
+        Seeds the IVF k-means (training sample and initial centroids); "faiss-approx" only.
 
     Returns
     -------
     SimilarityGraph
     """
     t0 = time.perf_counter()
+    check_backend(backend)
+    if nprobe < 1:
+        raise ValueError(f"nprobe must be at least 1, got {nprobe}")
+    if nlist is not None and nlist < 1:
+        raise ValueError(f"nlist must be at least 1, got {nlist}")
     dev = resolve_device(device)
-    z = normalize_rows(features, dev)
-    n = z.shape[0]
     if block_size < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
     if max_neighbors is not None and max_neighbors < 1:
         raise ValueError(f"max_neighbors must be at least 1, got {max_neighbors}")
+    n = int(features.shape[0])
+    chosen = choose_backend(backend, n, dev, max_neighbors)
+    if chosen != "blocked" and max_neighbors is not None:
+        raise ValueError(f"max_neighbors needs backend='blocked' (or 'auto'), got backend={backend!r}")
+    if chosen != "blocked":
+        from robustprune.selection import faiss_backend
+
+        faiss_backend.import_faiss()  # the one-line install hint before any work
+        dev = torch.device("cpu")
+    z = normalize_rows(features, dev)
     tau32 = torch.tensor(float(tau), dtype=torch.float32)
     self_in = bool(torch.tensor(1.0, dtype=torch.float32) > tau32)
 
-    if max_neighbors is None:
+    if chosen == "faiss":
+        cos_lo = float(_cosine_prefilter(tau32, dev))
+        upper = faiss_backend.exact_upper_edges(z.numpy(), tau32, cos_lo, block_size, max_edges, progress)
+        del z
+        graph = _to_csr(*upper.mirrored(n if self_in else 0), n, symmetric=True)
+    elif chosen == "faiss-approx":
+        cos_lo = float(_cosine_prefilter(tau32, dev))
+        r, c, w, _ = faiss_backend.approx_upper_edges(
+            z.numpy(), tau32, cos_lo, nprobe=nprobe, nlist=nlist, seed=seed, block_size=block_size,
+            max_edges=max_edges, progress=progress,
+        )  # fmt: skip
+        del z
+        graph = _to_csr(*_mirror(r, c, w, n if self_in else 0), n, symmetric=True)
+    elif max_neighbors is None:
         upper = _upper_edges(z, tau32, block_size, max_edges, progress)
         del z
         graph = _to_csr(*upper.mirrored(n if self_in else 0), n, symmetric=True)
     else:
         graph = _capped_edges(z, tau32, self_in, block_size, max_neighbors, max_edges, progress)
-    return SimilarityGraph(graph.indptr, graph.indices, graph.weights, n, graph.symmetric, time.perf_counter() - t0)
+    return SimilarityGraph(
+        graph.indptr, graph.indices, graph.weights, n, graph.symmetric, time.perf_counter() - t0, chosen
+    )
+
+
+def _mirror(r: np.ndarray, c: np.ndarray, w: np.ndarray, n_diag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (r, c), their twins (c, r) and ``n_diag`` self-pairs of weight 1, as COO arrays."""
+    diag = np.arange(n_diag, dtype=r.dtype)
+    rows = np.concatenate([r, c, diag])
+    cols = np.concatenate([c, r, diag])
+    return rows, cols, np.concatenate([w, w, np.ones(n_diag, np.float32)])
 
 
 def _rescale(cos: torch.Tensor) -> torch.Tensor:

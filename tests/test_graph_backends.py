@@ -1,0 +1,224 @@
+"""The similarity graph's backends: faiss exact range search equals the blocked build, the IVF index's
+recall, the ``auto`` rule, option checks and the missing-faiss message (faiss is an optional extra: the
+tests that need it are skipped without it)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse
+import torch
+
+import robustprune as rp
+from robustprune.selection import faiss_backend
+from robustprune.selection import graph as graph_mod
+from robustprune.selection.graph import choose_backend, normalize_rows, rescaled_cosine_graph
+
+
+def clustered(n=3000, d=24, clusters=30, spread=0.35, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d))
+    return (centres[rng.integers(0, clusters, n)] + spread * rng.normal(size=(n, d))).astype(dtype)
+
+
+def with_ties(seed=0):
+    """Clustered rows plus exact duplicates and pairs whose cosine is exactly known in float32.
+
+    Rows ``e0`` and ``(a, b, 0, ...)``: every product but one is an exact zero, so the inner product is the
+    second row's first normalised coordinate in any summation order; the threshold tests put τ exactly on it.
+    """
+    x = clustered(seed=seed)
+    d = x.shape[1]
+    dup = x[[5, 17, 17, 400, 1234]]  # duplicates (one row three times)
+    axis = np.zeros((1, d), np.float32)
+    axis[0, 0] = 3.0
+    probes = np.zeros((4, d), np.float32)
+    probes[:, 0] = [0.9, 0.9, 0.95, 0.8]
+    probes[:, 1] = [0.4358899, 0.43589, 0.3122499, 0.6]
+    return np.concatenate([x, dup, axis, probes]).astype(np.float32)
+
+
+def exact_cos(x: np.ndarray, i: int, j: int) -> float:
+    z = normalize_rows(x, "cpu")
+    return float(z[i, 0] * z[j, 0])  # both rows are zero past coordinate 1 for one of them: exact
+
+
+def rescaled(c: float) -> float:
+    return float(torch.tensor(c, dtype=torch.float32).mul_(0.5).add_(0.5))
+
+
+def assert_same_graph(a, b):
+    assert a.n == b.n and a.symmetric == b.symmetric
+    np.testing.assert_array_equal(a.indptr, b.indptr)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.weights, b.weights)  # bit for bit
+
+
+def as_matrix(g):
+    return scipy.sparse.csr_matrix((g.weights, g.indices, g.indptr), shape=(g.n, g.n))
+
+
+# ---------------------------------------------------------------------------------------------- no faiss needed
+
+
+def test_backend_and_index_options_are_checked():
+    x = clustered(n=50)
+    with pytest.raises(ValueError, match="backend must be"):
+        rescaled_cosine_graph(x, 0.9, device="cpu", backend="hnsw")
+    with pytest.raises(ValueError, match="nprobe"):
+        rescaled_cosine_graph(x, 0.9, device="cpu", backend="faiss-approx", nprobe=0)
+    with pytest.raises(ValueError, match="nlist"):
+        rescaled_cosine_graph(x, 0.9, device="cpu", backend="faiss-approx", nlist=0)
+    for backend in ("faiss", "faiss-approx"):  # refused before faiss is imported
+        with pytest.raises(ValueError, match="max_neighbors needs backend='blocked'"):
+            rescaled_cosine_graph(x, 0.9, device="cpu", backend=backend, max_neighbors=3)
+    probs = np.full((50, 2), 0.5, np.float32)
+    for engine in ("graph", "dense"):  # checked even where no graph is built
+        with pytest.raises(ValueError, match="backend must be"):
+            rp.select("prune4rel", probs=probs, features=x, budget=5, class_balanced=False, engine=engine,
+                      backend="nope", device="cpu")  # fmt: skip
+
+
+def test_missing_faiss_is_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
+    x = clustered(n=60)
+    for backend in ("faiss", "faiss-approx"):
+        with pytest.raises(ImportError, match=r"pip install robustprune\[faiss\]") as info:
+            rescaled_cosine_graph(x, 0.9, device="cpu", backend=backend)
+        assert "\n" not in str(info.value)
+    assert not faiss_backend.faiss_installed()
+    # "auto" falls back to the blocked build, silently, even above its size threshold
+    monkeypatch.setattr(graph_mod, "FAISS_AUTO_MIN_N", 10)
+    g = rescaled_cosine_graph(x, 0.9, device="cpu", backend="auto")
+    assert g.backend == "blocked"
+    assert_same_graph(g, rescaled_cosine_graph(x, 0.9, device="cpu"))
+    probs = np.full((60, 2), 0.5, np.float32)
+    sel = rp.select("prune4rel", probs=probs, features=x, budget=5, class_balanced=False, device="cpu")
+    assert sel.params["graph_backend"] == "blocked"
+
+
+def test_auto_rule_small_gpu_or_capped_means_blocked(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert choose_backend("auto", graph_mod.FAISS_AUTO_MIN_N - 1, cpu) == "blocked"
+    assert choose_backend("auto", 10**7, cuda) == "blocked"
+    assert choose_backend("auto", 10**7, cpu, max_neighbors=5) == "blocked"
+    for b in ("blocked", "faiss", "faiss-approx"):
+        assert choose_backend(b, 10, cuda) == b
+    assert rescaled_cosine_graph(clustered(n=40), 0.9, device="cpu").backend == "blocked"  # the default
+
+
+# ------------------------------------------------------------------------------------------------- with faiss
+
+
+@pytest.fixture
+def faiss():
+    return pytest.importorskip("faiss")
+
+
+def test_auto_takes_exact_faiss_when_installed_and_large(faiss, monkeypatch):
+    assert choose_backend("auto", graph_mod.FAISS_AUTO_MIN_N, torch.device("cpu")) == "faiss"
+    monkeypatch.setattr(graph_mod, "FAISS_AUTO_MIN_N", 100)
+    x = clustered(n=300)
+    g = rescaled_cosine_graph(x, 0.9, device="cpu", backend="auto")
+    assert g.backend == "faiss"
+    assert_same_graph(g, rescaled_cosine_graph(x, 0.9, device="cpu"))
+
+
+@pytest.mark.parametrize("tau", [0.97, 0.93, 0.85, 0.6, 0.0, 1.0])
+def test_exact_faiss_equals_blocked_bit_for_bit(faiss, tau):
+    x = with_ties()
+    ref = rescaled_cosine_graph(x, tau, device="cpu", block_size=700)
+    for bs in (4096, 700):
+        g = rescaled_cosine_graph(x, tau, device="cpu", backend="faiss", block_size=bs)
+        assert g.backend == "faiss"
+        assert_same_graph(g, ref)
+    if tau >= 1.0:
+        assert ref.nnz == 0
+    else:
+        assert ref.nnz > x.shape[0]
+
+
+def test_exact_faiss_threshold_is_strict_like_blocked(faiss):
+    x = with_ties()
+    n = x.shape[0]
+    axis, probes = n - 5, range(n - 4, n)
+    cos = [exact_cos(x, axis, p) for p in probes]
+    for p, c in zip(probes, cos, strict=True):
+        s = rescaled(c)
+        below = float(np.nextafter(np.float32(s), np.float32(0)))
+        for tau, expect in ((s, False), (below, True)):  # s > tau, strictly
+            ref = rescaled_cosine_graph(x, tau, device="cpu")
+            g = rescaled_cosine_graph(x, tau, device="cpu", backend="faiss")
+            assert_same_graph(g, ref)
+            idx, w = g.row(axis)
+            assert (p in idx) is expect
+            if expect:
+                assert w[list(idx).index(p)] == np.float32(s)
+
+
+def test_exact_faiss_bounded_blocks_and_progress(faiss, monkeypatch):
+    monkeypatch.setattr(faiss_backend, "RESULTS_PER_CALL", 20_000)  # forces many small query blocks
+    x = with_ties(seed=1)
+    ref = rescaled_cosine_graph(x, 0.5, device="cpu")
+    calls = []
+    g = rescaled_cosine_graph(x, 0.5, device="cpu", backend="faiss", block_size=1000,
+                              progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    assert_same_graph(g, ref)
+    nb = -(-x.shape[0] // 1000)
+    assert {t for _, t in calls} == {nb * (nb + 1) // 2}
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == nb * (nb + 1) // 2
+    with pytest.raises(ValueError, match="max_edges"):
+        rescaled_cosine_graph(x, 0.5, device="cpu", backend="faiss", max_edges=ref.nnz // 2)
+
+
+@pytest.mark.parametrize("gain", ["self", "exact"])
+def test_prune4rel_picks_identical_with_exact_faiss(faiss, gain):
+    rng = np.random.default_rng(3)
+    x = clustered(n=2500, d=32, clusters=40, seed=3, dtype=np.float16)
+    k = 5
+    logits = rng.normal(size=(x.shape[0], k)) * 2
+    probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+    labels = rng.integers(0, k, x.shape[0])
+    kw = dict(probs=probs, features=x, labels=labels, budget=750, tau=0.9, gain=gain, device="cpu")
+    a = rp.select("prune4rel", backend="blocked", **kw)
+    b = rp.select("prune4rel", backend="faiss", **kw)
+    assert a.params["graph_backend"] == "blocked" and b.params["graph_backend"] == "faiss"
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.gains, b.gains)
+    assert a.params["n_edges"] == b.params["n_edges"]
+
+
+def test_approximate_index_recall_on_clustered_data(faiss):
+    x = clustered(n=6000, d=32, clusters=60, spread=0.3, seed=4)
+    ref = rescaled_cosine_graph(x, 0.93, device="cpu")
+    g = rescaled_cosine_graph(x, 0.93, device="cpu", backend="faiss-approx", nprobe=4, seed=1)
+    assert g.backend == "faiss-approx" and g.symmetric
+    a, r = as_matrix(g), as_matrix(ref)
+    assert (a != a.T).nnz == 0
+    assert np.all(a.diagonal() == 1.0)
+    hit = r.multiply(a > 0)  # reference edges the index found
+    recall = (hit.nnz - g.n) / (r.nnz - g.n)  # self-pairs aside
+    assert recall >= 0.98, recall  # 0.997 when written (153 cells, 4 probed)
+    extra = a.nnz - hit.nnz  # found but not in the reference: only last-bit borderline pairs
+    assert extra <= 0.001 * r.nnz
+    found = a.multiply(r > 0).tocsr()  # the index's weights on those edges
+    found.sort_indices()
+    hit = hit.tocsr()
+    hit.sort_indices()
+    np.testing.assert_array_equal(found.indices, hit.indices)
+    np.testing.assert_allclose(found.data, hit.data, rtol=0, atol=1e-6)  # last bit at most
+    # deterministic for a seed
+    assert_same_graph(g, rescaled_cosine_graph(x, 0.93, device="cpu", backend="faiss-approx", nprobe=4, seed=1))
+    one = as_matrix(rescaled_cosine_graph(x, 0.93, device="cpu", backend="faiss-approx", nprobe=1, seed=1))
+    assert one.nnz < a.nnz  # fewer cells probed, fewer pairs found
+
+
+def test_approximate_index_with_every_cell_probed_is_complete(faiss):
+    x = clustered(n=1500, d=16, clusters=20, seed=5)
+    ref = rescaled_cosine_graph(x, 0.9, device="cpu")
+    g = rescaled_cosine_graph(x, 0.9, device="cpu", backend="faiss-approx", nlist=8, nprobe=8)
+    a, r = as_matrix(g), as_matrix(ref)
+    assert r.multiply(a > 0).nnz == r.nnz  # nothing missed when every cell is probed
