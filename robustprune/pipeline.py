@@ -29,6 +29,11 @@ gives the same result as an uninterrupted run on the same device.
 
 Indices (signals rows, selections, ``selection`` files) refer to the training set *of the run*: the loaded
 training split (after ``subset``) minus the validation examples when ``val_fraction > 0``.
+
+Under ``torchrun --nproc_per_node=N -m robustprune run ...`` every rank calls :func:`run`: the learners train
+with DistributedDataParallel on shards of every epoch (``batch_size`` is per rank, so a step sees
+``batch_size * N`` examples), the prediction passes are sharded and gathered, the selection runs on rank 0,
+and rank 0 alone checks and writes the run directory (every rank returns the result).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+import robustprune.distributed as dist
 import robustprune.evaluate as ev
 from robustprune._io import write_json
 from robustprune._version import __version__
@@ -115,19 +121,24 @@ def _prepare(config: RunConfig, done: str) -> _Setup:
     signals file; nothing is written here, so bad input leaves an existing directory untouched."""
     c = resolve_config(config)  # once; names and options fail here, before any data is read
     out = Path(config.out).expanduser() if config.out is not None else None
-    resuming = check_run_dir(out, config, done) if out is not None else False
+    dist.init(c.device)  # a no-op unless torchrun started several processes
+    resuming = dist.on_main(check_run_dir, out, config, done) if out is not None else False
     t0 = time.perf_counter()
     ds, noisy, rec, x_val, y_val = load_run_data(c)
     given = load_indices(c.selection, int(ds.num_train)) if c.selection is not None else None
     given_signals = _given_signals(c.signals, noisy) if c.signals is not None else None
-    if resuming:
-        check_same_run(out, c)
-        if (out / done).exists():
-            return _Setup(c, out, True, True, t0)
-    if out is not None:
+    if resuming and dist.on_main(_resumable_finished, out, c, done):
+        return _Setup(c, out, True, True, t0)
+    if out is not None and dist.is_main():
         open_run_dir(out, c, resuming)
     resolved = explain_config(config, resolved=c)
     return _Setup(c, out, resuming, False, t0, ds, noisy, rec, x_val, y_val, given, given_signals, resolved)
+
+
+def _resumable_finished(out: Path, c: RunConfig, done: str) -> bool:
+    """Refuse to resume another run's directory; True when the run there has finished."""
+    check_same_run(out, c)
+    return (out / done).exists()
 
 
 def _given_signals(path: str, noisy: np.ndarray) -> Signals:
@@ -148,7 +159,7 @@ def _start(s: _Setup, progress: Callable[[RunEvent], None] | None) -> tuple[RunS
     c, out, ds = s.c, s.out, s.ds
     log = RunLog(out / "run.log" if out is not None else None, progress)
     log.write(f"{'resume' if s.resuming else 'start'} robustprune {__version__}")
-    if out is not None:
+    if out is not None and dist.is_main():
         meta = {
             "robustprune_version": __version__,
             "inputs_sha256": input_digests(c),
@@ -194,7 +205,7 @@ def run(config: RunConfig, *, progress: Callable[[RunEvent], None] | None = None
     """
     s = _prepare(config, "metrics.json")
     if s.finished:
-        return _finished(s.out, progress)
+        return dist.on_main(_finished, s.out, progress)
     r, log = _start(s, progress)
     c, out = s.c, s.out
     try:
@@ -209,7 +220,7 @@ def run(config: RunConfig, *, progress: Callable[[RunEvent], None] | None = None
         metrics = evaluate_stage(r, learner, sel, sig, history, s.rec)
         metrics["timings"]["wall"] = round(time.perf_counter() - s.t0, 4)
         metrics["reused"] = list(r.reused)
-        if out is not None:
+        if out is not None and dist.is_main():
             write_json(out / "metrics.json", metrics)
             unlink_if_exists(r.path("train.ckpt"))
         return RunResult(c, metrics, sel, sig, out, tuple(r.reused))
@@ -232,7 +243,7 @@ def make_signals(config: RunConfig, *, progress: Callable[[RunEvent], None] | No
         raise ValueError("make_signals computes a warm-up; drop selection / signals from the config")
     s = _prepare(config, "signals.npz")
     if s.finished:
-        return Signals.load(s.out / "signals.npz")
+        return dist.on_main(Signals.load, s.out / "signals.npz")
     r, log = _start(s, progress)
     try:
         return signals_stage(r)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import robustprune.distributed as dist
 from robustprune._io import file_digest
 from robustprune.runconfig import RunConfig
 from robustprune.train.engine import ProgressInfo
@@ -47,9 +48,12 @@ RunEvent = ProgressInfo | StageDone
 
 
 class RunLog:
-    """Appends lines to ``run.log`` and forwards progress events to the caller's callback."""
+    """Appends lines to ``run.log`` and forwards progress events to the caller's callback; under torchrun on
+    rank 0 only (the other ranks' logs are silent)."""
 
     def __init__(self, path: Path | None, progress: Callable[[RunEvent], None] | None) -> None:
+        if not dist.is_main():
+            path = progress = None
         self._fh = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
         self._progress = progress
 

@@ -1,6 +1,10 @@
 """The stages of a run, over its shared state (:class:`RunState`): load the data and the noise, the
 warm-up's signals, the selection, training on the subset, and the evaluation into ``metrics.json``.
 :mod:`robustprune.pipeline` orchestrates them; each stage writes its own artifact and logs its end.
+
+Under torchrun every rank runs every stage: training and the prediction passes are sharded across ranks
+(the results gathered in example order), the selection runs on rank 0 and is handed to the others, and rank 0
+alone reads stored artifacts and writes files.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+import robustprune.distributed as dist
 import robustprune.evaluate as ev
 from robustprune._version import __version__
 from robustprune.runconfig import RunConfig, warmup_key
@@ -21,7 +26,7 @@ from robustprune.rundir import RunLog, unlink_if_exists
 from robustprune.seeding import derive_seed
 from robustprune.selection.base import Selection, load_weights
 from robustprune.signals import Signals
-from robustprune.train.engine import ProgressInfo
+from robustprune.train.engine import ProgressInfo, rank_key
 
 if TYPE_CHECKING:  # annotations only: the stages import these lazily
     from robustprune.data import ArrayDataset
@@ -125,8 +130,8 @@ def signals_stage(r: RunState) -> Signals:
     from robustprune.train import DynamicsRecorder, predict
 
     c, data, path = r.c, r.data, r.path("signals.npz")
-    if r.resuming and path.exists():
-        return _stored_signals(r, path)
+    if r.resuming and dist.on_main(path.exists):
+        return dist.main_only(_stored_signals, r, path)  # only rank 0 selects, so only it needs them
     extra = on_demand_signals(c)
     if c.warmup_epochs == 0 and _labels_only(c.method) and not extra:
         return _labels_only_signals(r, path)
@@ -147,7 +152,8 @@ def signals_stage(r: RunState) -> Signals:
     t0 = time.perf_counter()
     view = data.clean
     if c.confidence_pass == "strong":  # the release: one random strong augmentation per example
-        gen = torch.Generator(device=data.x.device).manual_seed(derive_seed(c.seed, "signals", "strong"))
+        seed = derive_seed(c.seed, "signals", "strong", *rank_key(dist.world().rank))
+        gen = torch.Generator(device=data.x.device).manual_seed(seed)
 
         def view(xb: torch.Tensor) -> torch.Tensor:
             return data.strong(xb, gen)
@@ -160,9 +166,9 @@ def signals_stage(r: RunState) -> Signals:
     if "deepfool" in extra:  # on the clean view, in the model's (normalised) input space
         from robustprune.train.deepfool import deepfool_norms
 
-        bs = min(tc.eval_batch_size, 256)
-        norms, _ = deepfool_norms(learner.scoring_model, data.x, batch_size=bs, transform=data.clean, **attack)
-        more["deepfool"] = norms.numpy()
+        bs, rows = min(tc.eval_batch_size, 256), dist.block(data.num_samples)  # this rank's block of rows
+        norms, _ = deepfool_norms(learner.scoring_model, data.x[rows], batch_size=bs, transform=data.clean, **attack)
+        more["deepfool"] = dist.all_gather_cat(norms).numpy()
     r.times["signals"] = time.perf_counter() - t0
     meta = {
         "dataset": c.dataset, "noise": c.noise, "learner": c.learner, "model": c.model, "seed": c.seed,
@@ -176,7 +182,7 @@ def signals_stage(r: RunState) -> Signals:
     sig = Signals(
         labels=r.noisy, probs=probs.numpy(), features=feats.numpy(), true_labels=r.true, meta=meta, **dyn, **more
     )
-    if path is not None:
+    if path is not None and dist.is_main():
         sig.save(path)
         unlink_if_exists(r.path("warmup.ckpt"))
     r.log.stage("signals", r.times["signals"], note=f"warm-up test accuracy {warm_acc:.4f}")
@@ -206,7 +212,7 @@ def _labels_only_signals(r: RunState, path: Path | None) -> Signals:
         "warmup_key": warmup_key(c),
     }  # fmt: skip
     sig = Signals(labels=r.noisy, true_labels=r.true, meta=meta)
-    if path is not None:
+    if path is not None and dist.is_main():
         sig.save(path)
     r.log.stage("warmup", 0.0)
     r.log.stage("signals", 0.0, note="labels only (no warm-up, method needs no predictions)")
@@ -214,7 +220,12 @@ def _labels_only_signals(r: RunState, path: Path | None) -> Signals:
 
 
 def selection_stage(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> Selection:
-    """The subset: stored selection.npz, the given selection file, or the configured method."""
+    """The subset: stored selection.npz, the given selection file, or the configured method (on rank 0, which
+    hands it to the other ranks under torchrun)."""
+    return dist.on_main(_selection, r, sig, given)
+
+
+def _selection(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> Selection:
     from robustprune.selection.api import select
 
     c, path = r.c, r.path("selection.npz")

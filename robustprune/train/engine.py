@@ -15,6 +15,15 @@ caller's global RNG state.
 On CUDA the forward pass runs under bf16 autocast and image batches are channels_last (both switchable in
 :class:`TrainConfig`); the step loop never synchronises with the host except every ``check_every`` steps for
 the divergence check.
+
+Under ``torchrun`` (:mod:`robustprune.distributed`) the same loop runs on every rank: each epoch's
+permutation is the same on every rank and cut into global batches of ``batch_size * world_size``, of which
+each rank trains on its share (``index_batches``: no padding, no example twice), with the networks wrapped
+in ``DistributedDataParallel`` (gradients averaged, so one step equals one step on the whole global batch).
+Per-example state outside the networks is updated on each rank's own rows and gathered at the end of every
+epoch (:meth:`Learner.sync_state <robustprune.train.learners.base.Learner.sync_state>`); the epoch loss is
+averaged over ranks and a divergence anywhere stops every rank. Rank 0 alone writes checkpoints; on resume
+it reads the checkpoint and hands it to the others, so a run resumes with any world size.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import robustprune.distributed as dist
 from robustprune._io import atomic_write_bytes
 from robustprune.seeding import derive_seed
 from robustprune.train.batches import TrainData, index_batches
@@ -166,9 +176,14 @@ class EpochContext:
         self.stage, self.data, self.indices = run.stage, run.data, run.indices
         self.device = run.data.x.device
         self._callbacks, self._progress = callbacks, progress
+        self.world = dist.world()
         seed = config.seed
-        self.generator = torch.Generator(device=self.device).manual_seed(derive_seed(seed, self.stage, "aug", epoch))
+        # augmentation draws differ per rank (rank 0 keeps the single-process stream); host draws such as a
+        # mixup coefficient are the same on every rank, as they would be for one process
+        aug = derive_seed(seed, self.stage, "aug", epoch, *rank_key(self.world.rank))
+        self.generator = torch.Generator(device=self.device).manual_seed(aug)
         self.rng = np.random.default_rng(derive_seed(seed, self.stage, "host", epoch))
+        self._rows: list[torch.Tensor] = []
         cuda = self.device.type == "cuda"
         self.amp = cuda if config.amp is None else bool(config.amp) and cuda
         self.channels_last = cuda if config.channels_last is None else bool(config.channels_last) and cuda
@@ -183,11 +198,25 @@ class EpochContext:
         return derive_seed(self.config.seed, self.stage, self.epoch, *keys)
 
     def batches(self, indices: torch.Tensor | None = None, batch_size: int | None = None, *, stream: str = "batches"):
-        """Index batches (global indices on the device) over ``indices`` (default: the run's subset)."""
+        """This rank's index batches (global indices on the device) over ``indices`` (default: the run's
+        subset): a seeded permutation cut into global batches of ``batch_size * world_size``, of which this
+        rank takes its share. The rows are remembered for :meth:`local_rows`."""
         idx = self.indices if indices is None else indices
         bs, seed = batch_size or self.config.batch_size, self.config.seed
         stream = f"{self.stage}/{stream}"
-        return index_batches(idx, bs, seed=seed, epoch=self.epoch, stream=stream, device=self.device)
+        w = self.world
+        out = index_batches(idx, bs, seed=seed, epoch=self.epoch, stream=stream, rank=w.rank, world_size=w.size,
+                            device=self.device)  # fmt: skip
+        if w.distributed and out:
+            self._rows.append(torch.cat(out))
+        return out
+
+    def local_rows(self) -> torch.Tensor:
+        """The global indices this rank trained on in this epoch (sorted, unique; empty alone: nothing to
+        gather in a single process)."""
+        if not self._rows:
+            return torch.zeros(0, dtype=torch.int64, device=self.device)
+        return torch.cat(self._rows).unique()
 
     def view(self, kind: str, idx: torch.Tensor) -> torch.Tensor:
         """View ``kind`` ("weak", "strong" or "clean") of the examples ``idx``, normalised, for the model."""
@@ -203,17 +232,31 @@ class EpochContext:
     @staticmethod
     def mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """``values.mean()``, or the weighted mean ``Σ w·v / Σ w`` over the batch when ``weights`` is given
-        (so that an example of weight 2 counts as much as two copies of it)."""
+        (so that an example of weight 2 counts as much as two copies of it).
+
+        Under DDP the weighted mean's denominator is the global batch's ``Σ w`` divided by the world size (one
+        all-reduce), so that the averaged gradients equal the weighted mean over the whole global batch.
+        """
         if weights is None:
             return values.mean()
         w = weights.to(values.dtype)
-        return (values * w).sum() / w.sum().clamp_min(torch.finfo(values.dtype).tiny)
+        total = w.sum()
+        world = dist.world()
+        if world.distributed:
+            total = dist.all_reduce(total) / world.size
+        return (values * w).sum() / total.clamp_min(torch.finfo(values.dtype).tiny)
 
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Logits in float32 (the forward runs under bf16 autocast on CUDA)."""
+        """Logits in float32 (the forward runs under bf16 autocast on CUDA). With gradients enabled under DDP
+        the forward goes through the model's ``DistributedDataParallel`` wrapper (the learner's
+        ``train_module``), so that its backward averages the gradients over ranks."""
+        if self.world.distributed and torch.is_grad_enabled():
+            wrap = getattr(self.run.learner, "train_module", None)
+            if wrap is not None:
+                model = wrap(model)
         with self.autocast():
             out = model(x)
         return out.float()
@@ -241,7 +284,12 @@ class EpochContext:
             self._progress(ProgressInfo(self.stage, self.epoch, self.run.epochs, self.step, self.steps))
 
     def check_divergence(self) -> None:
-        bad = int(self._bad)
+        flag = self._bad
+        if self.world.distributed:  # the first bad step on any rank stops every rank at the same point
+            big = torch.iinfo(torch.int64).max
+            first = dist.all_reduce(torch.where(flag < 0, big, flag), "min")
+            flag = torch.where(first == big, -1, first)
+        bad = int(flag)
         if bad >= 0:
             name = getattr(self.run.learner, "name", type(self.run.learner).__name__)
             raise DivergenceError(
@@ -251,8 +299,14 @@ class EpochContext:
 
     def finish(self) -> dict[str, Any]:
         self.check_divergence()
-        loss = float(self._loss_sum) / max(self.step, 1)
+        total = dist.all_reduce(self._loss_sum, "mean") if self.world.distributed else self._loss_sum
+        loss = float(total) / max(self.step, 1)
         return {"loss": loss, "steps": self.step, **self.extra}
+
+
+def rank_key(rank: int) -> tuple[str | int, ...]:
+    """Extra seed keys of a rank's own random stream: none for rank 0 (the single-process stream)."""
+    return () if rank == 0 else ("rank", rank)
 
 
 def _sha1(t: torch.Tensor) -> str:
@@ -359,8 +413,13 @@ def run_epochs(
     result = TrainResult(stage, epochs)
     fp = _fingerprint(learner, run)
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and resume and path.exists():
+    world = dist.world()
+    state = None
+    if path is not None and resume and not world.distributed and path.exists():
         state = load_checkpoint(path, map_location=learner.device)
+    elif path is not None and resume and world.distributed:  # rank 0 reads, every rank resumes from it
+        state = dist.on_main(lambda: load_checkpoint(path, map_location="cpu") if path.exists() else None)
+    if state is not None:
         diff = sorted(k for k in fp if state.get("fingerprint", {}).get(k) != fp[k])
         if diff:
             raise ValueError(
@@ -381,16 +440,18 @@ def run_epochs(
         ctx = EpochContext(run, epoch, learner.config, callbacks, progress)
         lr = learner.optimizers[0].param_groups[0]["lr"] if learner.optimizers else None
         with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(derive_seed(learner.config.seed, stage, "torch", epoch))
+            torch.manual_seed(derive_seed(learner.config.seed, stage, "torch", epoch, *rank_key(world.rank)))
             learner.run_epoch(ctx)
         logs = ctx.finish()
+        if world.distributed and hasattr(learner, "sync_state"):
+            learner.sync_state(ctx.local_rows())
         for sched in learner.schedulers:
             sched.step()
         logs.update(epoch=epoch + 1, lr=lr, seconds=time.perf_counter() - t0)
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
         result.history.append(logs)
-        if path is not None:
+        if path is not None and world.is_main:
             cb_states = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks]
             save_checkpoint(path, {
                 "format": _CKPT_FORMAT, "version": _CKPT_VERSION, "fingerprint": fp, "epoch": epoch + 1,

@@ -12,7 +12,11 @@ epoch (outside the trained subset) stay marked: ``seen`` is False, losses and ma
     learner.warmup(data, epochs=10, callbacks=[rec])
     signals = Signals(labels=y, probs=p, features=h, **rec.signals_kwargs())
 
-:class:`EvalAccuracy` evaluates a learner on held-out data at the end of every epoch.
+Under DDP each rank records the rows of its own batches and the recorder gathers the epoch's rows from every
+rank at the epoch end, so every rank holds the whole (E, N) record.
+
+:class:`EvalAccuracy` evaluates a learner on held-out data at the end of every epoch (a sharded prediction
+under DDP: every rank calls it).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import robustprune.distributed as dist
 from robustprune.train.engine import Callback, RunInfo
 
 __all__ = ["DynamicsRecorder", "EvalAccuracy"]
@@ -54,6 +59,7 @@ class DynamicsRecorder(Callback):
         self.margins: torch.Tensor | None = None
         self.probs: torch.Tensor | None = None
         self._epoch = 0
+        self._rows: list[torch.Tensor] = []  # this rank's recorded rows of the epoch (under DDP)
 
     def on_train_start(self, run: RunInfo) -> None:
         e, n, k = run.epochs, run.data.num_samples, run.data.num_classes
@@ -65,6 +71,17 @@ class DynamicsRecorder(Callback):
 
     def on_epoch_start(self, epoch: int) -> None:
         self._epoch = epoch
+        self._rows = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        if not dist.world().distributed or self.correct is None:
+            return
+        dev = self.correct.device
+        rows = torch.cat(self._rows).unique() if self._rows else torch.zeros(0, dtype=torch.int64, device=dev)
+        for t in (self.correct, self.losses, self.margins, self.probs):
+            if t is not None:
+                dist.sync_rows(t[epoch], rows)
+        self._rows = []
 
     def on_batch_end(self, batch_indices, logits, loss_per_sample, labels) -> None:
         if self.correct is None:
@@ -75,6 +92,8 @@ class DynamicsRecorder(Callback):
         given = lg.gather(1, y).squeeze(1)
         other = lg.scatter(1, y, float("-inf")).amax(1)
         idx = batch_indices.to(dev, non_blocking=True)
+        if dist.world().distributed:
+            self._rows.append(idx)
         self.correct[e, idx] = (lg.argmax(1) == labels).to(torch.int8).to(dev, non_blocking=True)
         self.losses[e, idx] = F.cross_entropy(lg, labels, reduction="none").to(dev, non_blocking=True)
         self.margins[e, idx] = (given - other).to(dev, non_blocking=True)

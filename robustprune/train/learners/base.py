@@ -10,10 +10,16 @@ them). Two drivers run it through :func:`robustprune.train.engine.run_epochs`:
 
 Subclasses set ``name`` and ``Options`` (a dataclass of hyperparameters), and implement
 :meth:`Learner.train_epoch` (and :meth:`Learner.warmup_epoch` where the warm-up loss differs).
+
+Under ``torchrun`` every network gets a ``DistributedDataParallel`` wrapper (:meth:`Learner.train_module`,
+used by ``EpochContext.forward`` for the training forward passes); ``self.models`` stay the plain networks,
+so checkpoints, prediction and per-sample state do not depend on the world size. Per-sample state is updated
+on each rank's own rows and gathered at every epoch end by :meth:`Learner.sync_state`.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -23,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import robustprune.distributed as dist
 from robustprune._device import resolve_device
 from robustprune.seeding import derive_seed
 from robustprune.train.batches import TrainData
@@ -70,6 +77,8 @@ class Learner:
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     num_models: ClassVar[int] = 1
+    #: per-sample state computed identically on every rank (not gathered by :meth:`sync_state`)
+    shared_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -93,7 +102,7 @@ class Learner:
             )
         self.options = self.Options(**options)
         self.num_classes, self.num_samples = num_classes, num_samples
-        self.device = resolve_device(self.config.device)
+        self.device = dist.rank_device(resolve_device(self.config.device))
         cl = self.device.type == "cuda" and self.config.channels_last is not False
         self.models: list[nn.Module] = []
         for i in range(self.num_models):
@@ -111,6 +120,16 @@ class Learner:
         self.schedulers = [
             torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=c.epochs, eta_min=c.min_lr) for o in self.optimizers
         ]
+        self._ddp: dict[int, nn.Module] = {}
+        if dist.world().distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device] if self.device.type == "cuda" else None
+            # buffers (BatchNorm statistics) are averaged at epoch ends instead of broadcast at every forward
+            params = inspect.signature(DistributedDataParallel).parameters
+            no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False}
+            for m in self.models:
+                self._ddp[id(m)] = DistributedDataParallel(m, device_ids=ids, **no_sync)
         self.init_state()
 
     # ----------------------------------------------------------------------------- per-sample state
@@ -124,6 +143,29 @@ class Learner:
     def sample_stats(self) -> dict[str, torch.Tensor]:
         """One interpretable number per example (N,) by name, summarised in a run's metrics; none by default."""
         return {}
+
+    def sync_state(self, rows: torch.Tensor) -> None:
+        """Under DDP, at the end of every epoch: gather the per-sample state rows each rank updated (``rows``,
+        this rank's training examples of the epoch) so that every rank holds the whole state (every tensor of
+        :meth:`sample_state` except those named in ``shared_state``), and average the networks' floating-point
+        buffers (BatchNorm running statistics, kept per rank during the epoch) so that every rank holds the
+        same networks. Never called in a single process."""
+        for name, t in self.sample_state().items():
+            if name not in self.shared_state:
+                dist.sync_rows(t, rows)
+        for m in self.models:
+            for b in m.buffers():
+                if b.is_floating_point():
+                    b.copy_(dist.all_reduce(b, "mean"))
+
+    def train_module(self, model: nn.Module) -> nn.Module:
+        """The module that training forward passes of ``model`` go through: its DDP wrapper under torchrun
+        (gradients averaged over ranks in backward), else ``model`` itself."""
+        wrapper = self._ddp.get(id(model))
+        if wrapper is None:
+            return model
+        wrapper.training = model.training
+        return wrapper
 
     @property
     def model(self) -> nn.Module:

@@ -17,6 +17,11 @@ Degenerate splits are handled: fewer than 4 examples or (near-)constant losses c
 GMM that fails or leaves fewer than ``min_labeled`` labeled examples falls back to the examples with the
 highest clean probability; an empty unlabeled set drops the unsupervised term. Test prediction:
 ``argmax(logits1 + logits2)``; ``scoring_model`` is net1 (spec 3).
+
+Under DDP the per-sample losses of step 1 are computed in blocks on every rank and gathered in example order;
+rank 0 fits the GMM and hands the clean probabilities to every rank, so every rank makes the same split. The
+labeled batches and the unlabeled stream are then cut into global batches of which each rank takes its share,
+and at least one labeled example per rank is kept (``min_labeled`` is raised to the world size if lower).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import robustprune.distributed as dist
 from robustprune.train.engine import EpochContext
 from robustprune.train.inference import eval_outputs
 from robustprune.train.learners.base import Learner, one_hot
@@ -111,6 +117,7 @@ class DivideMixLearner(Learner):
     name = "dividemix"
     Options = DivideMixOptions
     num_models = 2
+    shared_state = ("clean_prob",)  # from rank 0's GMM, the same on every rank
 
     def init_state(self) -> None:
         # last clean probability of each sample under each network's split (NaN until the first split)
@@ -143,13 +150,14 @@ class DivideMixLearner(Learner):
             logits = self.eval_logits(model, ctx, idx)
             loss = F.cross_entropy(logits, ctx.data.labels[idx], reduction="none")
             o = self.options
-            prob = gmm_clean_prob(loss.cpu().numpy(), seed=ctx.seed("gmm", j), max_iter=o.gmm_max_iter,
-                                  tol=o.gmm_tol, reg_covar=o.gmm_reg_covar)  # fmt: skip
+            prob = dist.on_main(gmm_clean_prob, loss.cpu().numpy(), seed=ctx.seed("gmm", j), max_iter=o.gmm_max_iter,
+                                tol=o.gmm_tol, reg_covar=o.gmm_reg_covar)  # fmt: skip
             probs.append(prob)
             self.clean_prob[j, idx] = torch.as_tensor(prob, dtype=torch.float32).to(self.device)
         splits = []
+        min_labeled = max(self.options.min_labeled, ctx.world.size)
         for j in (1, 0):  # net1 trains on net2's split, net2 on net1's
-            mask = co_divide(probs[j], self.options.p_threshold, self.options.min_labeled)
+            mask = co_divide(probs[j], self.options.p_threshold, min_labeled)
             m = torch.as_tensor(mask).to(self.device)
             splits.append((idx[m], idx[~m], j))
         plans = [(ctx.batches(lab, stream=f"lab{i}"), unl, j) for i, (lab, unl, j) in enumerate(splits)]
@@ -160,7 +168,11 @@ class DivideMixLearner(Learner):
             self._mixmatch(ctx, i, 1 - i, lab_batches, unl, self.clean_prob[j])
 
     def _unlabeled_stream(self, ctx: EpochContext, unl: torch.Tensor, sizes: list[int], i: int):
-        """Cycled seeded permutations of ``unl`` cut into batches of ``sizes`` (global indices)."""
+        """Cycled seeded permutations of ``unl`` cut into batches of ``sizes`` (global indices); under DDP
+        ``sizes`` are per rank, the stream is cut into global batches and each rank takes its share."""
+        w = ctx.world
+        if w.distributed:
+            sizes = [s * w.size for s in sizes]
         total, n = sum(sizes), unl.numel()
         if n == 0:
             return [None] * len(sizes)
@@ -169,7 +181,8 @@ class DivideMixLearner(Learner):
         order = torch.rand(reps, n, generator=gen).argsort(1).reshape(-1)[:total].to(self.device)
         stream = unl[order]
         cuts = np.cumsum([0, *sizes])
-        return [stream[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        out = [stream[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        return [b[w.rank :: w.size] for b in out] if w.distributed else out
 
     def _mixmatch(self, ctx: EpochContext, i: int, other: int, lab_batches, unl, w_all: torch.Tensor) -> None:
         net, net2, opt, o = self.models[i], self.models[other], self.optimizers[i], self.options

@@ -14,6 +14,11 @@ are trained by their own plain SGD (no momentum, no weight decay, learning rates
 update is applied to the batch rows only, which is exactly what dense SGD without momentum or decay does
 (other rows have zero gradient) at O(B K) instead of O(N K) cost. Weak and strong views go through the
 network in one forward pass (as in the release). Warm-up uses the same loss, u and v included.
+
+Under DDP each rank updates the u and v rows of its own share of the global batch. The gradients of the
+network are averaged over ranks, i.e. they are the gradients of the mean of the ranks' losses; the u and v
+gradients are scaled by ``1 / world_size`` to match (each row is in one rank's loss only), so a step equals
+the single-process step on the whole global batch. The rows are gathered at every epoch end.
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ class SOPLearner(Learner):
         batches = ctx.batches()
         ctx.set_steps(len(batches))
         k = self.num_classes
+        scale = 1.0 / ctx.world.size  # the u, v share of the mean over ranks' losses
         for idx in batches:
             y = ctx.data.labels[idx]
             onehot = one_hot(y, k)
@@ -119,7 +125,8 @@ class SOPLearner(Learner):
             loss.backward()
             opt.step()
             with torch.no_grad():
-                self.u[idx] = u_b - o.lr_u * u_b.grad
-                self.v[idx] = v_b - o.lr_v * v_b.grad
+                gu, gv = (u_b.grad, v_b.grad) if scale == 1.0 else (u_b.grad * scale, v_b.grad * scale)
+                self.u[idx] = u_b - o.lr_u * gu
+                self.v[idx] = v_b - o.lr_v * gv
             ctx.batch_end(idx, lw, ce, y)
             ctx.step_end(loss)
