@@ -150,6 +150,8 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     dist.all_gather(sizes, n)
     lengths = [int(s) for s in sizes]
     top = max(lengths)
+    if top == 0:  # nothing anywhere (e.g. no rows were trained on)
+        return t[:0]
     if x.shape[0] < top:
         x = torch.cat([x, x.new_zeros((top - x.shape[0], *x.shape[1:]))])
     parts = [torch.empty_like(x) for _ in range(w.size)]

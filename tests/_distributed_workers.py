@@ -70,6 +70,10 @@ def _join(rank: int, world: int, port: int) -> None:
     dist.init("cpu")
 
 
+def _refuse() -> None:
+    raise ValueError("refused on rank 0")
+
+
 def engine_worker(rank: int, world: int, port: int, out_dir: str, batch_size: int) -> None:
     """SOP+ and ELR (exact settings), DivideMix, a sharded prediction and a checkpoint, on every rank."""
     import torch.distributed as tdist
@@ -92,6 +96,15 @@ def engine_worker(rank: int, world: int, port: int, out_dir: str, batch_size: in
     one = learner("sop", batch_size, 2, **EXACT["sop"])
     one.fit(tabular(), SUBSET, epochs=1, checkpoint=ckpt)
     results["world"] = (dist.world().rank, dist.world().size)
+    # the collectives themselves: ragged and empty gathers, rank-0 work and its errors
+    results["ragged"] = dist.all_gather_cat(torch.full((rank + 1, 2), float(rank)))
+    results["empty"] = tuple(dist.all_gather_cat(torch.zeros(0, 3)).shape)
+    results["flags"] = dist.all_gather_cat(torch.tensor([rank == 0, True]))
+    results["main_only"] = dist.main_only(lambda: "main")
+    try:
+        dist.on_main(_refuse)
+    except ValueError as exc:
+        results["error"] = str(exc)
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     tdist.barrier()
     tdist.destroy_process_group()

@@ -124,6 +124,16 @@ def test_sharded_prediction_is_gathered_in_example_order(two_ranks):
     assert torch.equal(p["sharded"], ranks[1]["predict"]["sharded"])
 
 
+def test_collectives_gather_in_rank_order_and_carry_rank0_errors(two_ranks):
+    _, ranks = two_ranks
+    for rank, res in enumerate(ranks):
+        assert res["world"] == (rank, 2)
+        assert res["ragged"].tolist() == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]
+        assert res["empty"] == (0, 3) and res["flags"].tolist() == [True, True, False, True]
+        assert res["main_only"] == ("main" if rank == 0 else None)
+        assert res["error"] == "refused on rank 0"
+
+
 def test_checkpoint_from_two_ranks_resumes_in_one_process(two_ranks):
     out, _ = two_ranks
     ckpt = out / "sop.ckpt"

@@ -63,7 +63,8 @@ class TrainConfig:
     ``epochs`` is the length of the cosine schedule (``T_max``) and the default length of ``fit``; a warm-up
     of ``se`` epochs walks only the first ``se`` steps of it. ``device=None`` picks CUDA when available;
     ``amp`` / ``channels_last`` ``None`` mean "on when the device is CUDA"; ``check_every`` ``None`` means
-    every step on CPU and every 50 steps on CUDA.
+    every step on CPU and every 50 steps on CUDA. ``batch_size`` is per process: under torchrun one step
+    trains on ``batch_size * world_size`` examples.
     """
 
     epochs: int = 300
