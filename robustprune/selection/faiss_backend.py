@@ -141,7 +141,7 @@ def recheck(
     gives the same pair. An order that puts rows with common neighbours together (one IVF cell after
     another) keeps ``U`` small and the products dense.
     """
-    from robustprune.selection.graph import _rescale
+    from robustprune.selection.edges import rescale as _rescale
 
     m = lo.shape[0]
     if m == 0:
@@ -181,7 +181,7 @@ def recheck(
 
 def _keep(cos: np.ndarray, tau32: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(mask of pairs with ``0.5 + 0.5·cos > tau``, their weights): the blocked build's float32 re-check."""
-    from robustprune.selection.graph import _rescale
+    from robustprune.selection.edges import rescale as _rescale
 
     s = _rescale(torch.from_numpy(cos))
     return (s > tau32).numpy(), s.numpy()
@@ -231,7 +231,8 @@ def exact_upper_edges(
     ``max_edges`` stops the build. ``progress`` is called in the blocked build's tile units
     (``nb·(nb+1)/2`` for ``nb = ceil(N / block_size)``), by pairs scanned.
     """
-    from robustprune.selection.graph import _EdgeChunks, _too_many
+    from robustprune.selection.edges import EdgeChunks as _EdgeChunks
+    from robustprune.selection.edges import too_many as _too_many
 
     faiss = import_faiss()
     n, d = z.shape
@@ -292,7 +293,7 @@ def approx_upper_edges(
     """
     import time
 
-    from robustprune.selection.graph import _too_many
+    from robustprune.selection.edges import too_many as _too_many
 
     faiss = import_faiss()
     n, d = z.shape

@@ -23,6 +23,9 @@ import scipy.sparse
 import torch
 
 from robustprune._device import resolve_device
+from robustprune.selection.edges import EdgeChunks as _EdgeChunks
+from robustprune.selection.edges import rescale as _rescale
+from robustprune.selection.edges import too_many as _too_many
 
 __all__ = ["BACKENDS", "SimilarityGraph", "check_backend", "choose_backend", "normalize_rows", "rescaled_cosine_graph"]
 
@@ -186,7 +189,7 @@ def rescaled_cosine_graph(
     if chosen != "blocked" and max_neighbors is not None:
         raise ValueError(f"max_neighbors needs backend='blocked' (or 'auto'), got backend={backend!r}")
     if chosen != "blocked":
-        from robustprune.selection import faiss_backend
+        import robustprune.selection.faiss_backend as faiss_backend
 
         faiss_backend.import_faiss()  # the one-line install hint before any work
         dev = torch.device("cpu")
@@ -225,80 +228,12 @@ def _mirror(r: np.ndarray, c: np.ndarray, w: np.ndarray, n_diag: int) -> tuple[n
     return rows, cols, np.concatenate([w, w, np.ones(n_diag, np.float32)])
 
 
-def _rescale(cos: torch.Tensor) -> torch.Tensor:
-    """``0.5 + 0.5 * cos`` in float32, rounded exactly as the released per-pick column computes it."""
-    return cos.mul_(0.5).add_(0.5)
-
-
 def _cosine_prefilter(tau32: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A cosine below which ``0.5 + 0.5*cos`` cannot round above ``tau`` (candidates are re-checked exactly).
 
     ``0.5 * cos`` is exact and the addition rounds by at most 2**-25, so a margin of 1e-6 is safe.
     """
     return torch.tensor(2.0 * float(tau32) - 1.0 - 1e-6, dtype=torch.float32, device=device)
-
-
-def _too_many(count: int, max_edges: int | None) -> None:
-    if max_edges is not None and count > max_edges:
-        raise ValueError(
-            f"the similarity graph would exceed max_edges={max_edges} edges; raise tau (fewer neighbours), "
-            "set max_neighbors, raise max_edges, or use engine='dense' (no graph, slower)"
-        )
-
-
-class _EdgeChunks:
-    """Edges gathered tile by tile into large fixed-size chunks.
-
-    Chunks are big enough (64 MB per array) that the C allocator maps them directly: appending a tile's
-    few edges never pins the top of the heap above that tile's large temporaries, which otherwise
-    fragments the heap and grows resident memory by several times the graph's size on big inputs.
-    """
-
-    CHUNK = 1 << 24
-
-    def __init__(self, index_dtype: type) -> None:
-        self.idt = index_dtype
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.fill = self.CHUNK
-        self.count = 0
-
-    def add(self, r: np.ndarray, c: np.ndarray, v: np.ndarray) -> None:
-        i, m = 0, r.shape[0]
-        while i < m:
-            if self.fill == self.CHUNK:
-                ch = self.CHUNK
-                self.parts.append((np.empty(ch, self.idt), np.empty(ch, self.idt), np.empty(ch, np.float32)))
-                self.fill = 0
-            take = min(self.CHUNK - self.fill, m - i)
-            pr, pc, pv = self.parts[-1]
-            sl = slice(self.fill, self.fill + take)
-            pr[sl], pc[sl], pv[sl] = r[i : i + take], c[i : i + take], v[i : i + take]
-            self.fill += take
-            i += take
-        self.count += m
-
-    def _filled(self):
-        for k, (pr, pc, pv) in enumerate(self.parts):
-            m = self.fill if k == len(self.parts) - 1 else self.CHUNK
-            yield pr[:m], pc[:m], pv[:m]
-
-    def mirrored(self, n_diag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All edges (i, j), their twins (j, i) and ``n_diag`` self-pairs of weight 1, as COO arrays;
-        the chunks are released as they are copied."""
-        e = self.count
-        total = 2 * e + n_diag
-        r, c, w = np.empty(total, self.idt), np.empty(total, self.idt), np.empty(total, np.float32)
-        pos = 0
-        for pr, pc, pv in self._filled():
-            m = pr.shape[0]
-            r[pos : pos + m], c[pos : pos + m], w[pos : pos + m] = pr, pc, pv
-            r[e + pos : e + pos + m], c[e + pos : e + pos + m], w[e + pos : e + pos + m] = pc, pr, pv
-            pos += m
-        self.parts.clear()
-        r[2 * e :] = np.arange(n_diag, dtype=self.idt)
-        c[2 * e :] = r[2 * e :]
-        w[2 * e :] = 1.0
-        return r, c, w
 
 
 def _upper_edges(
