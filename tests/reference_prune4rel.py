@@ -15,8 +15,20 @@ def _tanh(x):
 
 
 def released_prune4rel(
-    probs, features, budget, *, tau=0.95, eta=1.0, labels=None, num_classes=None, confidence="max_prob"
+    probs,
+    features,
+    budget,
+    *,
+    tau=0.95,
+    eta=1.0,
+    labels=None,
+    num_classes=None,
+    confidence="max_prob",
+    start=(),
+    candidates=None,
 ):
+    """``start`` (active learning): NC begins with those examples' support; ``candidates``: only these may be
+    picked, and the balanced round-robin counts only them. The defaults are the released rule."""
     probs = np.asarray(probs, dtype=np.float32)
     if confidence == "max_prob":
         confs = probs.max(axis=1)
@@ -29,15 +41,26 @@ def released_prune4rel(
     z = z / np.linalg.norm(z, axis=1, keepdims=True).astype(np.float32)
     n = z.shape[0]
     eta32 = np.float32(eta)
+
+    def column(p):
+        sim = np.float32(0.5) + np.float32(0.5) * (z @ z[p])
+        sim[p] = 1.0
+        return sim * (sim > np.float32(tau))
+
     nc = np.zeros(n, dtype=np.float32)
-    selected = np.zeros(n, dtype=bool)
+    for s in np.sort(np.asarray(start, dtype=np.int64)):
+        nc += column(s) * confs[s]
+    selected = np.zeros(n, dtype=bool)  # picked, or not a candidate
+    if candidates is not None:
+        selected[:] = True
+        selected[np.asarray(candidates, dtype=np.int64)] = False
     balance = labels is not None
     if balance:
         k = num_classes if num_classes is not None else probs.shape[1]
         avail = list(range(k))
-        remaining = [int((labels == c).sum()) for c in range(k)]
+        members = [np.flatnonzero((labels == c) & ~selected) for c in range(k)]
+        remaining = [int(m.size) for m in members]
         init = list(remaining)
-        members = [np.flatnonzero(labels == c) for c in range(k)]
         min_balance = 0
     broken = False
     order = []
@@ -62,8 +85,5 @@ def released_prune4rel(
         order.append(p)
         if i == budget - 1:
             break
-        sim = np.float32(0.5) + np.float32(0.5) * (z @ z[p])
-        sim[p] = 1.0
-        sim = sim * (sim > np.float32(tau))
-        nc += sim * confs[p]
+        nc += column(p) * confs[p]
     return np.array(order, dtype=np.int64)

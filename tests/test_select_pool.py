@@ -11,6 +11,7 @@ import robustprune as rp
 from robustprune.selection.base import MethodOutput
 from robustprune.selection.graph import rescaled_cosine_graph
 from robustprune.selection.registry import register, unregister
+from tests.reference_prune4rel import released_prune4rel
 from tests.test_contract import N, rich_signals
 
 SIG = rich_signals()
@@ -238,47 +239,7 @@ def test_kcenter_balanced_start_per_class():
 def prune4rel_self_reference(probs, feats, start, cand, budget, tau, eta=1.0, labels=None):
     """The released dense self-gain rule with NC initialised by S0 and picks restricted to the candidates
     (balanced: the released round-robin over the candidates of each class)."""
-    c = np.asarray(probs, dtype=np.float32).max(axis=1)
-    z = np.asarray(feats, dtype=np.float32)
-    z = z / np.linalg.norm(z, axis=1, keepdims=True).astype(np.float32)
-    n, eta32 = z.shape[0], np.float32(eta)
-
-    def column(p):
-        sim = np.float32(0.5) + np.float32(0.5) * (z @ z[p])
-        sim[p] = 1.0
-        return sim * (sim > np.float32(tau))
-
-    nc = np.zeros(n, dtype=np.float32)
-    for s in np.sort(start):
-        nc += column(s) * c[s]
-    ok = np.zeros(n, dtype=bool)
-    ok[cand] = True
-    if labels is not None:
-        k = int(probs.shape[1])
-        members = [np.flatnonzero(ok & (labels == j)) for j in range(k)]
-        init = [m.size for m in members]
-        remaining, avail, min_balance, broken = list(init), list(range(k)), 0, False
-    order = []
-    for i in range(budget):
-        scores = _tanh32((nc + c) / eta32) - _tanh32(nc / eta32)
-        scores[~ok] = -np.inf
-        if labels is None or broken:
-            p = int(np.argmax(scores))
-        else:
-            target = avail[i % len(avail)]
-            while remaining[target] == 0:
-                if len(avail) == k:
-                    min_balance = init[target]
-                avail = [j for j in avail if j != target]
-                target = avail[i % len(avail)]
-                if init[target] - remaining[target] > 1.5 * min_balance:
-                    broken = True
-            p = int(members[target][np.argmax(scores[members[target]])])
-            remaining[target] -= 1
-        ok[p] = False
-        order.append(p)
-        nc += column(p) * c[p]
-    return np.array(order, dtype=np.int64)
+    return released_prune4rel(probs, feats, budget, tau=tau, eta=eta, labels=labels, start=start, candidates=cand)
 
 
 @pytest.mark.parametrize("balanced", [False, True])
