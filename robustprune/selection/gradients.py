@@ -147,6 +147,33 @@ def _interleave(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple
     return idx[order].astype(np.int64), gains[order], weights[order]
 
 
+def _craig_run(e: np.ndarray, h: np.ndarray, k: int) -> tuple:
+    pos, gains, sizes = craig_group(e, h, k)
+    return pos, gains, sizes, {}
+
+
+def _weighted_groups(
+    e: np.ndarray,
+    h: np.ndarray,
+    labels: np.ndarray,
+    budget: int,
+    class_balanced: bool,
+    progress: Callable[[int, int], None] | None,
+    run: Callable[[np.ndarray, np.ndarray, int], tuple],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+    """``run(e_group, h_group, quota)`` -> (positions, gains, weights, facts) on each class (or the whole set),
+    merged round by round; returns global indices, gains, weights and each group's facts."""
+    parts, facts = [], []
+    groups = _groups(labels, e.shape[0], budget, class_balanced)
+    for i, (members, k) in enumerate(groups):
+        pos, gains, w, f = run(e[members], h[members], k)
+        parts.append((members[pos], gains, w))
+        facts.append(f)
+        if progress is not None:
+            progress(i + 1, len(groups))
+    return (*_interleave(parts), facts)
+
+
 def _mean_one(w: np.ndarray) -> np.ndarray:
     total = w.sum()
     return w * (w.shape[0] / total) if total > 0 else np.ones_like(w)
@@ -178,14 +205,7 @@ def craig(
     returns none. ``gains`` are the facility-location gains at pick time.
     """
     e, h = gradient_factors(probs, labels, features)
-    parts = []
-    groups = _groups(labels, e.shape[0], budget, class_balanced)
-    for i, (members, k) in enumerate(groups):
-        pos, gains, sizes = craig_group(e[members], h[members], k)
-        parts.append((members[pos], gains, sizes))
-        if progress is not None:
-            progress(i + 1, len(groups))
-    idx, gains, weights = _interleave(parts)
+    idx, gains, weights, _ = _weighted_groups(e, h, labels, budget, class_balanced, progress, _craig_run)
     return MethodOutput(
         indices=idx,
         gains=gains,
@@ -283,21 +303,18 @@ def gradmatch(
     if not lam >= 0:
         raise ValueError(f"lam must be non-negative, got {lam!r}")
     e, h = gradient_factors(probs, labels, features)
-    parts, zero, resid = [], 0, []
-    groups = _groups(labels, e.shape[0], budget, class_balanced)
-    for i, (members, k) in enumerate(groups):
-        pos, gains, w, facts = omp_group(e[members], h[members], k, lam=lam)
-        parts.append((members[pos], gains, w * members.shape[0]))
-        zero += facts["zero_weights"]
-        resid.append(facts.get("residual", 0.0))
-        if progress is not None:
-            progress(i + 1, len(groups))
-    idx, gains, weights = _interleave(parts)
+
+    def run(eg: np.ndarray, hg: np.ndarray, k: int) -> tuple:
+        pos, gains, w, facts = omp_group(eg, hg, k, lam=lam)
+        return pos, gains, w * eg.shape[0], facts  # a class's weights scaled by its size
+
+    idx, gains, weights, facts = _weighted_groups(e, h, labels, budget, class_balanced, progress, run)
+    resid = [f.get("residual", 0.0) for f in facts]
     return MethodOutput(
         indices=idx,
         gains=gains,
         weights=_mean_one(weights) if weighted else None,
-        info={"zero_nnls_weights": zero, "max_residual": max(resid) if resid else 0.0},
+        info={"zero_nnls_weights": sum(f["zero_weights"] for f in facts), "max_residual": max(resid, default=0.0)},
     )
 
 
