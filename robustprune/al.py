@@ -6,7 +6,8 @@ Every round then
 1. trains a fresh learner on the labelled pool (``epochs``, the run's learner, model and optimiser);
 2. evaluates it on the test set and on the pool (re-labeling accuracy: its prediction equals the true label);
 3. predicts every training example (probabilities and embeddings on the clean view, and DeepFool norms when
-   the method asks for them);
+   the method asks for them); for methods over training dynamics, step 1 also predicted every example at the
+   end of each epoch (``dynamics_epochs`` of them, evenly spread), see below;
 4. queries ``n_query`` unlabelled examples with :func:`robustprune.select`, the labelled pool given as the
    starting set (methods whose choice depends on what is already chosen take it into account) and the
    unlabelled examples as the candidates.
@@ -15,7 +16,14 @@ The oracle answers with the dataset's labels after the run's label noise (a nois
 kept for evaluation only. The selection sees, as ``labels``, the oracle's answers on the pool and the
 learner's predicted class elsewhere (a pseudo-label, as gradient-embedding acquisition uses): an unlabelled
 example has no given label. Training-dynamics signals (per-epoch correctness, losses, margins and
-probabilities) exist only for trained examples, so methods that need them are refused with a clear error.
+probabilities, for forgetting, aum, dynamic_uncertainty, tdds) come from those per-epoch prediction passes
+(:class:`~robustprune.train.recorders.EpochPredictions`: eval mode, clean view, every example) measured against
+the same labels: an unlabelled example's trajectory is how the model's belief about its pseudo-label evolved
+while it trained on the pool. The passes cost one inference over the training set per recorded epoch and are
+made only for such methods.
+
+Under ``torchrun`` every rank trains its shard of each epoch (DDP) and predicts its block of rows; rank 0
+alone reads and writes the loop's files and runs the selection, whose picks every rank receives.
 
 After every round, ``rounds.json`` / ``rounds.csv`` (one row per round), ``pool.npz`` (labelled indices and the
 round that added each) and ``curve.png`` are rewritten atomically; ``resume`` continues at the next round with
@@ -41,9 +49,18 @@ from robustprune._version import __version__
 from robustprune.runconfig import Flag, RunConfig, resolve_config
 from robustprune.seeding import derive_seed
 
-__all__ = ["ALConfig", "ALResult", "run_al", "config_record", "area_under_curve", "DYNAMICS_SIGNALS", "ROUND_KEYS"]
+__all__ = [
+    "ALConfig",
+    "ALResult",
+    "run_al",
+    "config_record",
+    "area_under_curve",
+    "DYNAMICS_SIGNALS",
+    "ROUND_KEYS",
+    "default_al_name",
+]
 
-#: Signals recorded while training, which unlabelled examples never get.
+#: Signals recorded while training; the loop supplies them from per-epoch prediction passes.
 DYNAMICS_SIGNALS = ("correct", "losses", "margins", "epoch_probs")
 #: Columns of rounds.csv.
 ROUND_KEYS = (
@@ -68,6 +85,12 @@ class ALConfig:
     )
     n_query: int = _al_opt(100, "Examples queried per round.", Flag(("--n-query",), "N"))
     rounds: int = _al_opt(5, "Query rounds after round 0 (each trains once more).", Flag(("--rounds",), "R"))
+    dynamics_epochs: int | None = _al_opt(
+        None,
+        "Methods over training dynamics: predict every example after this many epochs per round, evenly spread, "
+        "the last included (default: every epoch).",
+        Flag(("--dynamics-epochs",), "E"),
+    )
 
     def __post_init__(self) -> None:
         for name in ("n_query", "rounds"):
@@ -76,6 +99,9 @@ class ALConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
         if self.initial is not None and (not isinstance(self.initial, int) or self.initial < 2):
             raise ValueError(f"initial must be an integer of at least 2, got {self.initial!r}")
+        d = self.dynamics_epochs
+        if d is not None and (not isinstance(d, int) or isinstance(d, bool) or d < 1):
+            raise ValueError(f"dynamics-epochs must be a positive integer, got {d!r}")
 
     @property
     def initial_size(self) -> int:
@@ -95,17 +121,12 @@ class ALResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_method(c: RunConfig) -> None:
-    from robustprune.selection.registry import get_method
+def default_al_name(c: RunConfig, al: ALConfig) -> str:
+    """A directory name from the loop's main choices, e.g. ``al-digits-sym0.4-sop-uncertainty-i100q100x5-s0``."""
+    from robustprune.runconfig import safe_name
 
-    info = get_method(c.method)
-    dyn = [s for s in info.requires if s in DYNAMICS_SIGNALS]
-    if dyn:
-        raise ValueError(
-            f"method {info.name!r} needs the training-dynamics signal {dyn[0]!r}, which unlabelled examples do "
-            "not have; choose a method over probabilities or embeddings (e.g. uncertainty, kcenter_greedy, "
-            "prune4rel_auto, submodular, craig)"
-        )
+    what = f"i{al.initial_size}q{al.n_query}x{al.rounds}"
+    return safe_name(f"al-{c.dataset}-{c.noise}-{c.learner}-{c.method}-{what}-s{c.seed}")
 
 
 def _initial_pool(noisy: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -210,15 +231,18 @@ def run_al(
     progress: Callable[[dict[str, Any]], None] | None = None,
     engine_progress: Callable[[Any], None] | None = None,
 ) -> ALResult:
-    """Run the active-learning loop (see the module docs); ``progress`` receives each finished round's row."""
+    """Run the active-learning loop (see the module docs); ``progress`` receives each finished round's row
+    (on rank 0 under torchrun)."""
+    import robustprune.distributed as dist
     from robustprune.rundir import RunLog
-    from robustprune.selection.api import select
-    from robustprune.signals import Signals
+    from robustprune.selection.registry import get_method
     from robustprune.stages import RunState, load_run_data
     from robustprune.train import TrainConfig, TrainData, predict
 
     c = resolve_config(config)
-    _check_method(c)
+    get_method(c.method)  # an unknown method fails before any data is read
+    dist.init(c.device)  # a no-op unless torchrun started several processes
+    main = dist.is_main()
     out = Path(config.out).expanduser() if config.out is not None else None
     ds, noisy, _rec, x_val, y_val = load_run_data(c)
     n = int(ds.num_train)
@@ -231,9 +255,7 @@ def run_al(
     rows: list[dict[str, Any]] = []
     pool = added = None
     if out is not None:
-        rows, pool, added = _load_state(out, c, al, bool(config.resume), bool(config.force))
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(_state_paths(out)["config"], config_record(c, al))
+        rows, pool, added = dist.on_main(_open_state, out, c, al, bool(config.resume), bool(config.force))
     if pool is None:
         rows = []
         pool = _initial_pool(noisy, al.initial_size, c.seed)
@@ -244,12 +266,19 @@ def run_al(
                      eval_batch_size=c.eval_batch_size)  # fmt: skip
     log = RunLog(out / "al.log" if out is not None else None, engine_progress)
     state = RunState(c, ds, data, noisy, true, x_val, y_val, tc, out, False, log)
-    wants_deepfool = "deepfool" in _method_signals(c.method)
+    wanted = _method_signals(c.method)
+    dynamics = tuple(k for k in wanted if k in DYNAMICS_SIGNALS)
     try:
         for r in range(len(rows), al.rounds + 1):
+            querying = r < al.rounds
             t0 = time.perf_counter()
             learner = state.new_learner()
-            learner.fit(data, pool, epochs=c.epochs, progress=engine_progress)
+            recorder = None
+            if dynamics and querying:
+                from robustprune.train.recorders import EpochPredictions
+
+                recorder = EpochPredictions(count=al.dynamics_epochs)
+            learner.fit(data, pool, epochs=c.epochs, progress=engine_progress, callbacks=[recorder] if recorder else [])
             train_s = time.perf_counter() - t0
             test_acc = ev.accuracy(learner.predict(ds.x_test, transform=data.clean)[0], ds.y_test)
             t1 = time.perf_counter()
@@ -266,24 +295,27 @@ def run_al(
                 "class_counts": report["class_counts"],
                 "train_seconds": round(train_s, 4),
             }
-            if r < al.rounds:
+            if querying:
                 labels = pred.astype(np.int64)
                 labels[pool] = noisy[pool]  # the oracle's answers where we have them
                 extra: dict[str, Any] = {}
-                if wants_deepfool:
+                if "deepfool" in wanted:
                     from robustprune.train.deepfool import deepfool_norms
 
-                    norms, _ = deepfool_norms(learner.scoring_model, data.x, batch_size=256, transform=data.clean)
-                    extra["deepfool"] = norms.numpy()
-                sig = Signals(labels=labels, probs=probs_np, features=feats.numpy(), **extra)
+                    rows_here = dist.block(n)  # this rank's block of examples
+                    bs = min(tc.eval_batch_size, 256)
+                    norms, _ = deepfool_norms(learner.scoring_model, data.x[rows_here], batch_size=bs,
+                                              transform=data.clean)  # fmt: skip
+                    extra["deepfool"] = dist.all_gather_cat(norms).numpy()
+                if recorder is not None:
+                    from robustprune.train.recorders import dynamics_from_log_probs
+
+                    dyn = dynamics_from_log_probs(recorder.log_probs, labels)
+                    extra.update({k: dyn[k] for k in dynamics})
+                    row["dynamics_epochs"] = len(recorder.epochs)
                 row["signals_seconds"] = round(time.perf_counter() - t1, 4)
-                free = np.setdiff1d(np.arange(n), pool)
-                seed = derive_seed(c.seed, "al", r)
-                sel = select(c.method, signals=sig, budget=al.n_query, candidates=free, start=pool,
-                             class_balanced=c.class_balanced, seed=seed, **c.params)  # fmt: skip
+                sel = dist.on_main(_query, c, labels, probs_np, feats.numpy(), extra, pool, n, al.n_query, r)
                 q = np.asarray(sel.indices, dtype=np.int64)
-                if np.intersect1d(q, pool).size or np.unique(q).size != q.size:
-                    raise RuntimeError(f"method {c.method} queried a labelled or repeated example")
                 row["queried"] = int(q.shape[0])
                 row["queried_noise_rate"] = float(np.mean(noisy[q] != true[q]))
                 row["select_seconds"] = round(sel.elapsed, 4)
@@ -295,14 +327,37 @@ def run_al(
                 f"round {r}: {row['labelled']} labelled, test accuracy {row['test_accuracy']:.4f}, "
                 f"pool noise {row['pool_noise_rate']:.4f}"
             )
-            if out is not None:
+            if out is not None and main:
                 _write_state(out, rows, pool, added, _summary(rows))
-            if progress is not None:
+            if progress is not None and main:
                 progress(row)
     finally:
         log.close()
     # the last round queries nothing: the pool is what it trained on
     return ALResult(c, al, rows, pool, added, out, _summary(rows))
+
+
+def _open_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool):
+    """The stored rounds and pool (or nothing), after checking they belong to this loop; records the config."""
+    state = _load_state(out, c, al, resume, force)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(_state_paths(out)["config"], config_record(c, al))
+    return state
+
+
+def _query(c: RunConfig, labels, probs, feats, extra, pool: np.ndarray, n: int, n_query: int, r: int):
+    """One round's acquisition: ``n_query`` picks among the unlabelled examples, the pool as the start."""
+    from robustprune.selection.api import select
+    from robustprune.signals import Signals
+
+    sig = Signals(labels=labels, probs=probs, features=feats, **extra)
+    free = np.setdiff1d(np.arange(n), pool)
+    sel = select(c.method, signals=sig, budget=n_query, candidates=free, start=pool,
+                 class_balanced=c.class_balanced, seed=derive_seed(c.seed, "al", r), **c.params)  # fmt: skip
+    q = np.asarray(sel.indices, dtype=np.int64)
+    if np.intersect1d(q, pool).size or np.unique(q).size != q.size:
+        raise RuntimeError(f"method {c.method} queried a labelled or repeated example")
+    return sel
 
 
 def _method_signals(method: str) -> tuple[str, ...]:

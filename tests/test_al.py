@@ -100,7 +100,7 @@ def test_resume_continues_at_the_next_round_with_the_same_queries(loop, tmp_path
         (dict(n_query=20, rounds=0), {}, "rounds must be a positive integer"),
         (dict(n_query=0), {}, "n-query must be a positive integer"),
         (dict(n_query=20), {"method": "bogus"}, "bogus"),
-        (dict(n_query=20), {"method": "forgetting"}, "training-dynamics signal 'correct'"),
+        (dict(n_query=20, dynamics_epochs=0), {"method": "forgetting"}, "dynamics-epochs must be a positive"),
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path, al, cfg, match):
@@ -122,3 +122,91 @@ def test_cli_runs_a_loop_and_refuses_bad_input_in_one_line(tmp_path):
     bad = runner.invoke(app, [*args[:-1], str(tmp_path / "b"), "--n-query", "500"])
     assert bad.exit_code != 0
     assert "exceeds" in bad.output and len(bad.output.strip().splitlines()) == 1
+
+
+def _manual_round_signals(tmp_path, method, al, epochs=3):
+    """Round 0 of a loop re-done by hand: the same learner trained on the same pool with an
+    EpochPredictions callback, its per-epoch log-probabilities and the loop's labels."""
+    from robustprune.al import _initial_pool
+    from robustprune.stages import RunState, load_run_data
+    from robustprune.train import TrainConfig, TrainData, predict
+    from robustprune.train.recorders import EpochPredictions
+
+    c = RunConfig(method=method, **{**BASE, "epochs": epochs})
+    from robustprune.runconfig import resolve_config
+
+    c = resolve_config(c)
+    ds, noisy, _rec, xv, yv = load_run_data(c)
+    data = TrainData.from_dataset(ds, labels=noisy, device=c.device)
+    tc = TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=float(c.lr), seed=c.seed, device=c.device,
+                     eval_batch_size=c.eval_batch_size)  # fmt: skip
+    state = RunState(c, ds, data, noisy, ds.y_train.numpy(), xv, yv, tc, None, False, None)
+    pool = _initial_pool(noisy, al.initial_size, c.seed)
+    rec = EpochPredictions(count=al.dynamics_epochs)
+    learner = state.new_learner()
+    learner.fit(data, pool, epochs=c.epochs, callbacks=[rec])
+    probs, _ = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=data.clean)
+    labels = probs.numpy().argmax(1)
+    labels[pool] = noisy[pool]
+    return rec, probs.numpy(), labels, pool
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "epochs", "count", "recorded"),
+    [
+        ("forgetting", {}, 3, None, [0, 1, 2]),
+        ("aum", {}, 3, None, [0, 1, 2]),
+        ("dynamic_uncertainty", {"window": 2}, 3, None, [0, 1, 2]),
+        ("tdds", {"window": 3}, 4, 3, [0, 2, 3]),
+    ],
+)
+def test_training_dynamics_methods_query_from_per_epoch_predictions(tmp_path, method, params, epochs, count, recorded):
+    """A method over training dynamics gets per-epoch signals for unlabelled examples from prediction
+    passes, measured against the pseudo-labels; its first query equals select() on those signals."""
+    from robustprune.seeding import derive_seed
+    from robustprune.selection.api import select
+    from robustprune.signals import Signals
+    from robustprune.train.recorders import dynamics_from_log_probs
+
+    al = ALConfig(initial=30, n_query=20, rounds=2, dynamics_epochs=count)
+    out = tmp_path / method
+    res = run_al(RunConfig(out=str(out), method=method, params=params, **{**BASE, "epochs": epochs}), al)
+    assert [r["labelled"] for r in res.rows] == [30, 50, 70]
+    assert all(r["dynamics_epochs"] == len(recorded) for r in res.rows[:-1])
+    rec, probs, labels, pool = _manual_round_signals(tmp_path, method, al, epochs=epochs)
+    assert rec.epochs == recorded and rec.log_probs.shape == (len(recorded), 400, 10)
+    # the last snapshot is the trained model's prediction
+    np.testing.assert_allclose(np.exp(rec.log_probs[-1].astype(np.float32)), probs, atol=2e-3)
+    pool0 = res.pool[:30]
+    np.testing.assert_array_equal(np.sort(pool0), np.sort(pool))
+    dyn = dynamics_from_log_probs(rec.log_probs, labels)
+    sig = Signals(labels=labels, probs=probs, **dyn)
+    free = np.setdiff1d(np.arange(400), pool)
+    want = select(method, signals=sig, budget=20, candidates=free, start=pool, class_balanced=res.config.class_balanced,
+                  seed=derive_seed(0, "al", 0), **params)  # fmt: skip
+    np.testing.assert_array_equal(np.sort(res.pool[30:50]), np.sort(want.indices))
+
+
+def test_dynamics_from_log_probs_matches_the_logit_definitions():
+    import torch
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3.0, size=(4, 50, 6)).astype(np.float32)
+    y = rng.integers(0, 6, 50)
+    lp = torch.log_softmax(torch.from_numpy(logits), 2).numpy()
+    from robustprune.train.recorders import dynamics_from_log_probs, snapshot_epochs
+
+    d = dynamics_from_log_probs(lp, y)
+    other = logits.copy()
+    other[:, np.arange(50), y] = -np.inf
+    np.testing.assert_allclose(d["margins"], logits[:, np.arange(50), y] - other.max(2), atol=1e-4)
+    np.testing.assert_array_equal(d["correct"], logits.argmax(2) == y)
+    ce = torch.nn.functional.cross_entropy(torch.from_numpy(logits).reshape(-1, 6), torch.from_numpy(np.tile(y, 4)),
+                                           reduction="none").numpy().reshape(4, 50)  # fmt: skip
+    np.testing.assert_allclose(d["losses"], ce, atol=1e-4)
+    np.testing.assert_allclose(d["epoch_probs"].astype(np.float32), np.exp(lp), atol=1e-3)
+    assert snapshot_epochs(10, None) == list(range(10))
+    assert snapshot_epochs(10, 3) == [2, 6, 9]
+    assert snapshot_epochs(200, 10)[-1] == 199 and len(snapshot_epochs(200, 10)) == 10
+    with pytest.raises(ValueError, match="at least 1"):
+        snapshot_epochs(5, 0)

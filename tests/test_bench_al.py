@@ -46,7 +46,11 @@ def test_an_al_grid_runs_one_loop_per_cell_without_warm_ups(swept):
         stored = _rounds(out, c.key)
         assert [r["labelled"] for r in stored["rounds"]] == SIZES
         conf = json.loads((out / "cells" / c.key / "al_config.json").read_text())
-        assert conf["al"] == AL and conf["run"]["method"] == c.method.method and conf["run"]["seed"] == c.group.seed
+        assert (
+            conf["al"] == {**AL, "dynamics_epochs": None}
+            and conf["run"]["method"] == c.method.method
+            and conf["run"]["seed"] == c.group.seed
+        )
         assert conf["run"]["params"] == c.method.params and conf["run"]["signals"] is None
 
 
@@ -140,7 +144,10 @@ GRID = 'datasets = ["digits"]\nnoises = ["sym:0.4"]\nlearners = ["ce"]\nmethods 
     "table, fragments",
     [
         ("[al]\nn_query = 0\n", ["FILE:6:", "n_query = 0", "positive integer"]),
-        ("[al]\nrounds = 2\nn_querys = 5\n", ["FILE:7:", "unknown [al] key 'n_querys'", "initial, n_query, rounds"]),
+        (
+            "[al]\nrounds = 2\nn_querys = 5\n",
+            ["FILE:7:", "unknown [al] key 'n_querys'", "initial, n_query, rounds, dynamics_epochs"],
+        ),
         ('[al]\nrounds = "5"\n', ["FILE:6:", "bad [al] value rounds"]),
         ("[al]\ninitial = 1\n", ["FILE:6:", "initial", "at least 2"]),
         ("al = 3\n", ["FILE:5:", "'al' must be a table"]),
@@ -154,9 +161,12 @@ def test_bad_al_tables_name_the_key_and_line(tmp_path, table, fragments):
         assert f in msg, msg
 
 
-def test_al_grids_refuse_methods_that_query_nothing_or_need_training_dynamics(tmp_path):
-    msg = _error(tmp_path, GRID.replace('"uniform"', '"uniform", "forgetting"') + "[al]\n")
-    assert "FILE:4:" in msg and "'forgetting' needs the training-dynamics signal 'correct'" in msg
+def test_al_grids_take_training_dynamics_methods_and_refuse_methods_that_query_nothing(tmp_path):
+    p = tmp_path / "dyn.toml"
+    p.write_text(GRID.replace('"uniform"', '"uniform", "forgetting"') + "[al]\ndynamics_epochs = 2\n")
+    cfg = load_config(p)
+    spec = build_spec(cfg["data"], cfg["where"])
+    assert [m.method for m in spec.methods] == ["uniform", "forgetting"] and spec.al == {"dynamics_epochs": 2}
     assert "'full' keeps every example" in _error(tmp_path, GRID.replace('"uniform"', '"full"') + "[al]\n")
 
 

@@ -197,3 +197,38 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     assert two.stdout.count("re-labeling accuracy") == 1  # the summary, once
     assert two.stderr.count("re-labeling accuracy") == 1  # the evaluation stage's line, once
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+AL = ["al", "--dataset", "digits", "--subset", "400", "--learner", "ce", "--model", "mlp", "--device", "cpu",
+      "--epochs", "4", "--initial", "40", "--n-query", "20", "--rounds", "2", "--method", "forgetting"]  # fmt: skip
+
+
+def test_torchrun_active_learning_loop(tmp_path):
+    """``torchrun --nproc_per_node=2 -m robustprune al`` with a training-dynamics method: both ranks train their
+    shards, predict their blocks (the per-epoch passes included) and take rank 0's queries; rank 0 alone writes
+    and prints. The loop is compared with one process for what must be equal (the initial draw, the files, the
+    pool sizes); its accuracy is not, because on 40-80 examples the augmentation draws and per-rank BatchNorm
+    move test accuracy by more than any useful tolerance (the training equivalence itself is tested above)."""
+    runs = {}
+    for name, nproc, bs in (("one", 1, 32), ("two", 2, 16)):
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        launcher = [sys.executable, "-m", "robustprune"]
+        if nproc > 1:
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                        "-m", "robustprune"]  # fmt: skip
+        cmd = [*launcher, *AL, "--batch-size", str(bs), "--out", str(tmp_path / name)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        assert proc.stdout.count("final test accuracy") == 1, proc.stdout
+        rows = json.loads((tmp_path / name / "rounds.json").read_text())["rounds"]
+        with np.load(tmp_path / name / "pool.npz") as z:
+            runs[name] = rows, z["indices"], z["round"]
+    (r1, p1, a1), (r2, p2, a2) = runs["one"], runs["two"]
+    assert [r["labelled"] for r in r1] == [r["labelled"] for r in r2] == [40, 60, 80]
+    assert np.unique(p2).size == 80 and np.bincount(a2).tolist() == [40, 20, 20]
+    np.testing.assert_array_equal(p1[a1 == 0], p2[a2 == 0])  # the initial draw does not depend on the world
+    assert all(r["dynamics_epochs"] == 4 for r in r2[:-1])
+    log = (tmp_path / "two" / "al.log").read_text().splitlines()
+    assert sum("round " in line and "labelled" in line for line in log) == 3, log
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())

@@ -324,8 +324,8 @@ def _al_table(data: dict[str, Any], where: _Where) -> dict[str, Any] | None:
 
 
 def _check_al(al: dict[str, Any], methods: list[MethodSpec], run: dict[str, Any], where: _Where) -> None:
-    """An active-learning grid's methods must be acquisition functions, and its pool must fit a given subset."""
-    from robustprune.al import DYNAMICS_SIGNALS, ALConfig
+    """An active-learning grid's methods must query something (not 'full'), and its pool must fit a given subset."""
+    from robustprune.al import ALConfig
     from robustprune.selection.registry import get_method
 
     for m in methods:
@@ -336,16 +336,6 @@ def _check_al(al: dict[str, Any], methods: list[MethodSpec], run: dict[str, Any]
                 "acquisition functions",
                 "methods",
                 m.label,
-            )
-        dyn = [s for s in info.requires if s in DYNAMICS_SIGNALS]
-        if dyn:
-            raise where.error(
-                f"method '{m.label}' needs the training-dynamics signal '{dyn[0]}', which unlabelled examples do "
-                "not have; an active-learning grid takes methods over probabilities or embeddings (e.g. "
-                "uncertainty, kcenter_greedy, prune4rel_auto, submodular, craig)",
-                "methods" if m.label == m.method else "method",
-                m.label if m.label == m.method else m.method,
-                table=None if m.label == m.method else f"variants.{m.label}",
             )
     cfg = ALConfig(**al)
     total = cfg.initial_size + cfg.rounds * cfg.n_query

@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from robustprune.al import ALConfig, run_al
+from robustprune.al import ALConfig, default_al_name, run_al
 from robustprune.cli._common import (
     ProgressBar,
     Terminated,
@@ -20,7 +20,7 @@ from robustprune.cli._common import (
     user_errors,
 )
 from robustprune.cli.run import config_parameter, config_values
-from robustprune.runconfig import RunConfig, default_run_name, resolve_config
+from robustprune.runconfig import RunConfig, resolve_config
 
 #: RunConfig fields that ``al`` takes from the command line (the rest keep their defaults or protocols).
 AL_RUN_FIELDS = (
@@ -61,7 +61,7 @@ def al_command(**kw: Any) -> None:
         al = ALConfig(**al_kw)
         cfg = RunConfig(**values)
         if cfg.out is None:
-            cfg = replace(cfg, out=str(Path("runs") / ("al-" + default_run_name(resolve_config(cfg)))))
+            cfg = replace(cfg, out=str(Path("runs") / default_al_name(resolve_config(cfg), al)))
         con = stdout_console()
 
         def show(row: dict[str, Any]) -> None:

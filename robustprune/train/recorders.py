@@ -15,6 +15,10 @@ epoch (outside the trained subset) stay marked: ``seen`` is False, losses and ma
 Under DDP each rank records the rows of its own batches and the recorder gathers the epoch's rows from every
 rank at the epoch end, so every rank holds the whole (E, N) record.
 
+:class:`EpochPredictions` instead predicts every example (trained or not: the clean view, in eval mode) at the
+end of chosen epochs, and :func:`dynamics_from_log_probs` turns those predictions into the same four signals
+against any labels, e.g. pseudo-labels of unlabelled examples in active learning.
+
 :class:`EvalAccuracy` evaluates a learner on held-out data at the end of every epoch (a sharded prediction
 under DDP: every rank calls it).
 """
@@ -31,7 +35,7 @@ import torch.nn.functional as F
 import robustprune.distributed as dist
 from robustprune.train.engine import Callback, RunInfo
 
-__all__ = ["DynamicsRecorder", "EvalAccuracy"]
+__all__ = ["DynamicsRecorder", "EpochPredictions", "dynamics_from_log_probs", "EvalAccuracy"]
 
 
 class DynamicsRecorder(Callback):
@@ -147,6 +151,83 @@ class DynamicsRecorder(Callback):
         if "probs" in a:
             out["epoch_probs"] = a["probs"][:, cols]
         return out
+
+
+def snapshot_epochs(epochs: int, count: int | None) -> list[int]:
+    """``count`` epochs (0-based) spread evenly over ``range(epochs)``, the last always included; every epoch
+    when ``count`` is None or at least ``epochs``."""
+    if count is None or count >= epochs:
+        return list(range(epochs))
+    if count < 1:
+        raise ValueError(f"the number of recorded epochs must be at least 1, got {count}")
+    return sorted({int(round((i + 1) * epochs / count)) - 1 for i in range(count)})
+
+
+class EpochPredictions(Callback):
+    """Log-probabilities of every example at the end of chosen epochs: ``log_probs`` (E', N, K) float16, CPU.
+
+    Unlike :class:`DynamicsRecorder`, which records the training forward pass of the trained examples, this
+    runs a prediction pass (the learner's scoring model in eval mode, the clean view ``run.data.clean``) over all of
+    ``run.data.x`` (or ``x`` when given), so examples outside the trained subset get a trajectory too. It costs
+    one inference pass over the N examples per recorded epoch; ``count`` limits the recorded epochs to that
+    many, evenly spread and always including the last (default: every epoch). Under DDP the pass is sharded
+    and every rank receives all rows (every rank must hold this callback).
+
+    Log-probabilities are stored rather than probabilities because margins are differences of logits, which
+    equal differences of log-probabilities; float16 keeps about three significant digits of them.
+    """
+
+    def __init__(self, x: torch.Tensor | None = None, *, transform: Callable | None = None, count: int | None = None):
+        self.x, self.transform, self.count = x, transform, count
+        self.epochs: list[int] = []
+        self._snaps: list[torch.Tensor] = []
+        self._learner = None
+        self._want: set[int] = set()
+
+    def on_train_start(self, run: RunInfo) -> None:
+        self._learner = run.learner
+        if self.x is None:
+            self.x, self.transform = run.data.x, (self.transform or run.data.clean)
+        self._want = set(snapshot_epochs(run.epochs, self.count))
+        self.epochs, self._snaps = [], []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        if epoch not in self._want:
+            return
+        from robustprune.train.inference import predict
+
+        lrn = self._learner
+        probs, _ = predict(lrn.scoring_model, self.x, lrn.config.eval_batch_size, transform=self.transform,
+                           amp=lrn.config.amp)  # fmt: skip
+        self._snaps.append(torch.log(probs.clamp_min(torch.finfo(torch.float32).tiny)).half())
+        self.epochs.append(epoch)
+
+    @property
+    def log_probs(self) -> np.ndarray:
+        """(E', N, K) float16: one slice per recorded epoch, in epoch order."""
+        if not self._snaps:
+            raise RuntimeError("EpochPredictions holds nothing yet; train with it in callbacks=")
+        return torch.stack(self._snaps).numpy()
+
+
+def dynamics_from_log_probs(log_probs: np.ndarray, labels: Any) -> dict[str, np.ndarray]:
+    """``correct``, ``losses``, ``margins`` (E, N) and ``epoch_probs`` (E, N, K) float16 for ``Signals``, from
+    per-epoch log-probabilities (E, N, K) against ``labels`` (N,): the prediction equals the label, the
+    cross-entropy on it, and the label's log-probability minus the largest other one (the AUM margin, as
+    softmax leaves logit differences unchanged)."""
+    lp = np.asarray(log_probs, dtype=np.float32)
+    y = np.asarray(labels, dtype=np.int64)
+    if lp.ndim != 3 or y.shape != (lp.shape[1],):
+        raise ValueError(f"log_probs must be (E, N, K) and labels (N,); got {lp.shape} and {y.shape}")
+    given = np.take_along_axis(lp, y[None, :, None], axis=2)[..., 0]
+    other = lp.copy()
+    np.put_along_axis(other, np.broadcast_to(y[None, :, None], (lp.shape[0], y.shape[0], 1)), -np.inf, axis=2)
+    return {
+        "correct": lp.argmax(2) == y[None, :],
+        "losses": -given,
+        "margins": given - other.max(2),
+        "epoch_probs": np.exp(lp).astype(np.float16),
+    }
 
 
 class EvalAccuracy(Callback):
