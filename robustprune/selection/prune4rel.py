@@ -38,7 +38,15 @@ import torch
 from robustprune._device import resolve_device
 from robustprune.selection.base import MethodOutput
 from robustprune.selection.geometry import EMBEDDINGS, auto_tau, coverage, support_scale, transform_embedding
-from robustprune.selection.graph import SimilarityGraph, check_backend, normalize_rows, rescaled_cosine_graph
+from robustprune.selection.graph import (
+    SimilarityGraph,
+    check_backend,
+    choose_backend,
+    normalize_rows,
+    rescaled_cosine_graph,
+    resolve_block_size,
+    tile_count,
+)
 from robustprune.selection.greedy import TIER, Neighbors, greedy_exact, greedy_self, self_gain
 from robustprune.selection.registry import register
 
@@ -105,7 +113,7 @@ def prune4rel(
     engine: str = "auto",
     max_neighbors: int | None = None,
     max_edges: int | None = 200_000_000,
-    block_size: int = 4096,
+    block_size: int | None = None,
     backend: str = "auto",
     device: str = "auto",
     seed: int = 0,
@@ -201,10 +209,14 @@ def prune4rel(
     z, tau = _space_and_threshold(features, embedding, tau, target_degree, final, seed, device, info)
 
     # one progress scale for both phases: graph tiles first, then picks
-    if block_size < 1:
+    if block_size is not None and block_size < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
-    nb = -(-n // block_size)
-    tiles = 0 if engine == "dense" else (nb if max_neighbors is not None else nb * (nb + 1) // 2)
+    tiles = 0
+    if engine != "dense":
+        dev = resolve_device(device)
+        chosen = choose_backend(backend, n, dev, max_neighbors)
+        block_size = resolve_block_size(block_size, dev, chosen)
+        tiles = tile_count(n, block_size, chosen, max_neighbors)
     graph_progress = greedy_progress = None
     if progress is not None:
 
