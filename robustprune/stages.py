@@ -219,14 +219,49 @@ def _labels_only_signals(r: RunState, path: Path | None) -> Signals:
     return sig
 
 
+#: Methods whose similarity graph the ranks of a torchrun job build together (see :func:`selection_stage`).
+SHARED_GRAPH_METHODS = ("prune4rel", "prune4rel_auto")
+
+
 def selection_stage(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> Selection:
     """The subset: stored selection.npz, the given selection file, or the configured method (on rank 0, which
-    hands it to the other ranks under torchrun)."""
-    return dist.on_main(_selection, r, sig, given)
+    hands it to the other ranks under torchrun).
+
+    Under torchrun, for a method over the τ-graph (:data:`SHARED_GRAPH_METHODS`) with the signals on every
+    rank, every rank runs the same selection inside :func:`~robustprune.selection.graph.shared_build`: the
+    graph's tiles are dealt to the ranks and gathered on rank 0, which alone goes on to the greedy; the other
+    ranks stop once their tiles are sent (or, when the method ends up without a graph, finish a selection
+    whose result is dropped) and take rank 0's selection.
+    """
+    from robustprune.selection.graph import BuildHandedOff, shared_build
+
+    if not _shares_graph(r, sig, given):
+        return dist.on_main(_selection, r, sig, given)
+    with shared_build():
+        if not dist.is_main():
+            try:
+                _method_selection(r, sig)
+            except BuildHandedOff:
+                pass
+            except Exception:  # noqa: BLE001 - rank 0 meets the same error and hands it to every rank below
+                pass
+        return dist.on_main(_selection, r, sig, given)
+
+
+def _shares_graph(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> bool:
+    """Whether every rank joins the selection to build the graph together (the same answer on every rank)."""
+    from robustprune.selection.registry import get_method
+
+    if not dist.world().distributed or given is not None:
+        return False
+    if get_method(r.c.method).name not in SHARED_GRAPH_METHODS:
+        return False
+    stored = dist.on_main(lambda: bool(r.resuming and r.path("selection.npz").exists()))
+    everywhere = int(dist.all_reduce(torch.tensor([0 if sig is None else 1]), "min")[0]) == 1
+    return everywhere and not stored
 
 
 def _selection(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> Selection:
-    from robustprune.selection.api import select
 
     c, path = r.c, r.path("selection.npz")
     if r.resuming and path.exists():
@@ -243,23 +278,25 @@ def _selection(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] |
         weights = load_weights(c.selection) if c.params.get("weighted", True) is not False else None
         sel = Selection(idx, None, None, origin, params, r.n, elapsed=time.perf_counter() - t0, weights=weights)
     else:
-
-        def on_progress(done: int, total: int) -> None:
-            r.log.progress(ProgressInfo("select", 0, 1, done, total))
-
-        sel = select(
-            c.method,
-            signals=sig,
-            fraction=c.fraction,
-            class_balanced=c.class_balanced,
-            seed=c.seed,
-            progress=on_progress,
-            **c.params,
-        )
+        sel = _method_selection(r, sig)
     if path is not None:
         sel.save(path)
     r.log.stage("select", sel.elapsed, note=f"{sel.method}: {sel.budget} of {r.n}")
     return sel
+
+
+def _method_selection(r: RunState, sig: Signals | None) -> Selection:
+    """The configured method on the signals (every rank runs this inside a shared graph build)."""
+    from robustprune.selection.api import select
+
+    def on_progress(done: int, total: int) -> None:
+        r.log.progress(ProgressInfo("select", 0, 1, done, total))
+
+    c = r.c
+    return select(
+        c.method, signals=sig, fraction=c.fraction, class_balanced=c.class_balanced, seed=c.seed,
+        progress=on_progress, **c.params,
+    )  # fmt: skip
 
 
 def train_stage(r: RunState, sel: Selection) -> tuple[Learner, list[dict[str, Any]]]:

@@ -105,6 +105,46 @@ def engine_worker(rank: int, world: int, port: int, out_dir: str, batch_size: in
         dist.on_main(_refuse)
     except ValueError as exc:
         results["error"] = str(exc)
+    results.update(shared_graph_work())
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     tdist.barrier()
     tdist.destroy_process_group()
+
+
+def graph_inputs():
+    """Clustered embeddings and confident-ish probabilities: 3,000 x 16, several 512-row tiles."""
+    g = torch.Generator().manual_seed(3)
+    centers = torch.randn(30, 16, generator=g)
+    x = centers[torch.randint(0, 30, (3000,), generator=g)] + 0.35 * torch.randn(3000, 16, generator=g)
+    probs = torch.softmax(3 * torch.randn(3000, K, generator=g), 1)
+    labels = torch.randint(0, K, (3000,), generator=g)
+    return x.numpy(), probs.numpy(), labels.numpy()
+
+
+def shared_graph_work() -> dict:
+    """The τ-graph built by both ranks inside shared_build (rank 0 returns it, rank 1 hands off), a Prune4ReL
+    selection run the same way, and an edge budget overrun seen alike on both ranks."""
+    import robustprune as rp
+    from robustprune.selection.graph import BuildHandedOff, rescaled_cosine_graph, shared_build
+
+    x, probs, labels = graph_inputs()
+    out: dict = {}
+    with shared_build():
+        try:
+            g = rescaled_cosine_graph(x, 0.95, device="cpu", block_size=512)
+            out["shared_graph"] = (g.indptr, g.indices, g.weights, g.backend)
+        except BuildHandedOff:
+            out["shared_graph"] = "handed off"
+    with shared_build():
+        try:
+            sel = rp.select("prune4rel", probs=probs, features=x, labels=labels, budget=600, tau=0.95, gain="exact",
+                            block_size=512, device="cpu")  # fmt: skip
+            out["shared_select"] = (sel.indices, sel.params["graph_backend"])
+        except BuildHandedOff:
+            out["shared_select"] = "handed off"
+    with shared_build():
+        try:
+            rescaled_cosine_graph(x, 0.5, device="cpu", block_size=512, max_edges=1000)
+        except ValueError as exc:
+            out["shared_overflow"] = str(exc)
+    return out

@@ -144,6 +144,30 @@ def test_checkpoint_from_two_ranks_resumes_in_one_process(two_ranks):
     assert np.isfinite(one.u.numpy()).all()
 
 
+def test_shared_graph_build_equals_one_process(two_ranks):
+    """Inside shared_build the two ranks split the tiles; rank 0 gets the one-process graph bit for bit and
+    the same Prune4ReL picks; rank 1 hands off; an edge-budget overrun is the same error on both ranks."""
+    import robustprune as rp
+    from robustprune.selection.graph import rescaled_cosine_graph, upper_tiles
+
+    _, ranks = two_ranks
+    x, probs, labels = W.graph_inputs()
+    ref = rescaled_cosine_graph(x, 0.95, device="cpu", block_size=512)
+    assert len(upper_tiles(3000, 512)) == 21 and ref.nnz > 3000
+    indptr, indices, weights, backend = ranks[0]["shared_graph"]
+    np.testing.assert_array_equal(indptr, ref.indptr)
+    np.testing.assert_array_equal(indices, ref.indices)
+    np.testing.assert_array_equal(weights, ref.weights)
+    assert backend == "blocked (2 ranks)" and ranks[1]["shared_graph"] == "handed off"
+    want = rp.select("prune4rel", probs=probs, features=x, labels=labels, budget=600, tau=0.95, gain="exact",
+                     block_size=512, device="cpu")  # fmt: skip
+    picks, used = ranks[0]["shared_select"]
+    np.testing.assert_array_equal(picks, want.indices)
+    assert used == "blocked (2 ranks)" and ranks[1]["shared_select"] == "handed off"
+    for r in ranks:
+        assert "max_edges=1000" in r["shared_overflow"]
+
+
 # ------------------------------------------------------------------------------ torchrun, end to end
 
 #: digits, 40% symmetric noise, SOP+ on the MLP, prune4rel_auto keeping half: long enough to be past the
@@ -189,6 +213,9 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     assert [h["steps"] for h in m1["history"]] == [h["steps"] for h in m2["history"]]
     assert len(s1) == len(s2) == 300
     assert len(s1 & s2) / len(s1) >= 0.70
+    # the two ranks built Prune4ReL's graph together
+    assert Selection.load(tmp_path / "two" / "selection.npz").params["graph_backend"] == "blocked (2 ranks)"
+    assert Selection.load(tmp_path / "one" / "selection.npz").params["graph_backend"] == "blocked"
     assert abs(m1["test_accuracy"] - m2["test_accuracy"]) <= 0.07
     # rank 0 alone wrote the run directory and printed
     log = (tmp_path / "two" / "run.log").read_text().splitlines()

@@ -13,7 +13,6 @@ import torch
 
 import robustprune as rp
 from robustprune.selection import faiss_backend
-from robustprune.selection import graph as graph_mod
 from robustprune.selection.graph import choose_backend, normalize_rows, rescaled_cosine_graph
 
 
@@ -89,8 +88,7 @@ def test_missing_faiss_is_one_line_naming_the_extra(monkeypatch):
             rescaled_cosine_graph(x, 0.9, device="cpu", backend=backend)
         assert "\n" not in str(info.value)
     assert not faiss_backend.faiss_installed()
-    # "auto" falls back to the blocked build, silently, even above its size threshold
-    monkeypatch.setattr(graph_mod, "FAISS_AUTO_MIN_N", 10)
+    # "auto" is the blocked build, which needs no faiss
     g = rescaled_cosine_graph(x, 0.9, device="cpu", backend="auto")
     assert g.backend == "blocked"
     assert_same_graph(g, rescaled_cosine_graph(x, 0.9, device="cpu"))
@@ -99,9 +97,9 @@ def test_missing_faiss_is_one_line_naming_the_extra(monkeypatch):
     assert sel.params["graph_backend"] == "blocked"
 
 
-def test_auto_rule_small_gpu_or_capped_means_blocked(monkeypatch):
+def test_auto_means_blocked_everywhere(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
-    assert choose_backend("auto", graph_mod.FAISS_AUTO_MIN_N - 1, cpu) == "blocked"
+    assert choose_backend("auto", 10**7, cpu) == "blocked"
     assert choose_backend("auto", 10**7, cuda) == "blocked"
     assert choose_backend("auto", 10**7, cpu, max_neighbors=5) == "blocked"
     for b in ("blocked", "faiss", "faiss-approx"):
@@ -148,13 +146,10 @@ def faiss():
     return pytest.importorskip("faiss")
 
 
-def test_auto_takes_exact_faiss_when_installed_and_large(faiss, monkeypatch):
-    assert choose_backend("auto", graph_mod.FAISS_AUTO_MIN_N, torch.device("cpu")) == "faiss"
-    monkeypatch.setattr(graph_mod, "FAISS_AUTO_MIN_N", 100)
-    x = clustered(n=300)
-    g = rescaled_cosine_graph(x, 0.9, device="cpu", backend="auto")
-    assert g.backend == "faiss"
-    assert_same_graph(g, rescaled_cosine_graph(x, 0.9, device="cpu"))
+def test_auto_stays_blocked_with_faiss_installed(faiss):
+    assert faiss_backend.faiss_installed()
+    assert choose_backend("auto", 10**7, torch.device("cpu")) == "blocked"
+    assert rescaled_cosine_graph(clustered(n=300), 0.9, device="cpu", backend="auto").backend == "blocked"
 
 
 @pytest.mark.parametrize("tau", [0.97, 0.93, 0.85, 0.6, 0.0, 1.0])

@@ -59,6 +59,16 @@ class EdgeChunks:
             m = self.fill if k == len(self.parts) - 1 else self.CHUNK
             yield pr[:m], pc[:m], pv[:m]
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The edges (i, j, s) as three arrays; the chunks are released."""
+        parts = list(self._filled())
+        out = tuple(
+            np.concatenate([p[k] for p in parts]) if parts else np.empty(0, dt)
+            for k, dt in enumerate((self.idt, self.idt, np.float32))
+        )
+        self.parts.clear()
+        return out
+
     def mirrored(self, n_diag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All edges (i, j), their twins (j, i) and ``n_diag`` self-pairs of weight 1, as COO arrays;
         the chunks are released as they are copied."""

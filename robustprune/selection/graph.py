@@ -15,7 +15,8 @@ inverted-file index for very large N, a subset of it); see :mod:`robustprune.sel
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,15 +29,47 @@ from robustprune.selection.edges import rescale as _rescale
 from robustprune.selection.edges import too_many as _too_many
 
 __all__ = [
-    "BACKENDS", "SimilarityGraph", "check_backend", "choose_backend", "normalize_rows", "rescaled_cosine_graph",
+    "BuildHandedOff", "shared_build", "BACKENDS", "SimilarityGraph", "check_backend", "choose_backend",
+    "normalize_rows", "rescaled_cosine_graph",
     "resolve_block_size", "tile_count", "upper_tiles",
 ]  # fmt: skip
 
 #: Values of ``rescaled_cosine_graph``'s ``backend``.
 BACKENDS = ("auto", "blocked", "faiss", "faiss-approx")
 
-#: ``backend="auto"`` takes faiss's exact range search from this many rows on (faiss installed, CPU device).
-FAISS_AUTO_MIN_N = 20_000
+
+class BuildHandedOff(Exception):
+    """Raised on a rank other than 0 inside :func:`shared_build` once its part of the graph went to rank 0
+    (which alone goes on to select)."""
+
+
+_SHARED = False
+
+
+@contextmanager
+def shared_build() -> Iterator[None]:
+    """Share graph builds between the ranks of a torchrun job.
+
+    Inside it, with several processes, :func:`rescaled_cosine_graph` is a collective: every rank must call
+    it with the same arguments (run the same selection on the same signals). The blocked build deals its
+    tiles round-robin to the ranks, each builds its own, and the edges are gathered; rank 0 assembles the
+    graph and returns it, every other rank raises :class:`BuildHandedOff` (it has nothing left to do for the
+    selection); later builds inside the same block are rank 0's alone. The graph equals the one-process
+    build bit for bit: every tile is the same product on the
+    same rows wherever it is computed, and the CSR packing sorts the edges. The other backends and capped
+    rows are built by rank 0 alone. A no-op in one process.
+    """
+    global _SHARED
+    before, _SHARED = _SHARED, True
+    try:
+        yield
+    finally:
+        _SHARED = before
+
+
+def _one_shared_build_done() -> None:
+    global _SHARED
+    _SHARED = False
 
 
 @dataclass(frozen=True)
@@ -128,20 +161,13 @@ def tile_count(n: int, block_size: int, backend: str, max_neighbors: int | None 
 def choose_backend(backend: str, n: int, device: torch.device, max_neighbors: int | None = None) -> str:
     """The backend ``backend`` resolves to for ``n`` rows on ``device``.
 
-    "auto" is "faiss" (exact, identical edges, about twice as fast on the CPU) when all of: ``n`` is at least
-    :data:`FAISS_AUTO_MIN_N`, the device is the CPU (on a GPU the blocked products are faster), no
-    ``max_neighbors`` cap is asked for (only the blocked build has one) and faiss can be imported; otherwise
-    "blocked". "auto" never chooses the approximate index: that one changes the graph, so it is opt-in.
-    Other values are returned as they are.
+    "auto" is the blocked build everywhere: since its tiles were fused it is faster than faiss's exact range
+    search on the CPU as well (docs/benchmarks.md), and it is the reference. "auto" never chooses the
+    approximate index: that one changes the graph, so it is opt-in. Other values are returned as they are.
+    (``n``, ``device`` and ``max_neighbors`` are kept for callers; the rule does not depend on them now.)
     """
     check_backend(backend)
-    if backend != "auto":
-        return backend
-    if n < FAISS_AUTO_MIN_N or device.type != "cpu" or max_neighbors is not None:
-        return "blocked"
-    from robustprune.selection.faiss_backend import faiss_installed
-
-    return "faiss" if faiss_installed() else "blocked"
+    return "blocked" if backend == "auto" else backend
 
 
 def rescaled_cosine_graph(
@@ -220,11 +246,24 @@ def rescaled_cosine_graph(
 
         faiss_backend.import_faiss()  # the one-line install hint before any work
         dev = torch.device("cpu")
+    import robustprune.distributed as dist
+
+    sharing = _SHARED and dist.world().distributed
+    if sharing and not (chosen == "blocked" and max_neighbors is None) and not dist.is_main():
+        raise BuildHandedOff  # built by rank 0 alone
     z = normalize_rows(features, dev)
     tau32 = torch.tensor(float(tau), dtype=torch.float32)
     self_in = bool(torch.tensor(1.0, dtype=torch.float32) > tau32)
 
-    if chosen == "faiss":
+    if sharing and chosen == "blocked" and max_neighbors is None:
+        r, c, w = _shared_upper_edges(z, tau32, block_size, max_edges, progress)
+        del z
+        if not dist.is_main():
+            raise BuildHandedOff
+        _one_shared_build_done()  # the other ranks have left: any later build is rank 0's alone
+        graph = _to_csr(*_mirror(r, c, w, n if self_in else 0), n, symmetric=True)
+        chosen = f"blocked ({dist.world().size} ranks)"
+    elif chosen == "faiss":
         cos_lo = float(_cosine_prefilter(tau32, dev))
         upper = faiss_backend.exact_upper_edges(z.numpy(), tau32, cos_lo, block_size, max_edges, progress)
         del z
@@ -267,6 +306,43 @@ def upper_tiles(n: int, bs: int) -> list[tuple[int, int]]:
     """The tiles (row start, column start) of the upper triangle, row block by row block."""
     starts = range(0, n, bs)
     return [(a, c) for a in starts for c in starts if c >= a]
+
+
+def _shared_upper_edges(
+    z: torch.Tensor,
+    tau32: torch.Tensor,
+    bs: int,
+    max_edges: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This rank's tiles (every ``size``-th, from its rank on), then every rank's edges gathered in rank
+    order. A failure on any rank fails the build on every rank: the edge budget as the same ``ValueError``
+    everywhere (so that ``engine="auto"`` falls back alike), anything else as this rank's own error or a
+    ``RuntimeError`` naming the rank that failed."""
+    import robustprune.distributed as dist
+
+    w = dist.world()
+    tiles = upper_tiles(z.shape[0], bs)
+    mine = tiles[w.rank :: w.size]
+    report = None if progress is None else (lambda done, _t: progress(min(done * w.size, len(tiles)), len(tiles)))
+    code, error = 0, None
+    try:
+        edges = _upper_edges(z, tau32, bs, max_edges, report, tiles=mine)
+        parts = edges.arrays()
+    except ValueError as exc:
+        code, error = (1 if "max_edges" in str(exc) else 2), exc
+    except Exception as exc:  # noqa: BLE001 - re-raised below, after the other ranks learn of it
+        code, error = 2, exc
+    codes = dist.all_gather_cat(torch.tensor([code], dtype=torch.int64)).tolist()
+    if any(codes):
+        if error is not None and code == max(codes):
+            raise error
+        if max(codes) == 1:
+            _too_many(max_edges + 1, max_edges)  # the same message as the rank that ran over
+        raise RuntimeError(f"rank {codes.index(2)} failed while building the similarity graph")
+    gathered = [dist.all_gather_cat(torch.from_numpy(a)).numpy() for a in parts]
+    _too_many(2 * gathered[0].shape[0], max_edges)
+    return gathered[0], gathered[1], gathered[2]
 
 
 def _upper_edges(

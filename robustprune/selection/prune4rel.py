@@ -165,10 +165,10 @@ def prune4rel(
         Graph-building limits and placement (see ``rescaled_cosine_graph``).
     backend : {"auto", "blocked", "faiss", "faiss-approx"}
         How the graph's pairs are found (``rescaled_cosine_graph``'s option; the faiss ones need
-        ``pip install robustprune[faiss]``). "auto" is the blocked build, or faiss's exact range search (the
-        same graph, faster) from 20,000 examples on the CPU when faiss is installed; "faiss-approx" (an IVF
-        index, some pairs missed) is for millions of examples and is used only when asked for. The one
-        used is ``info["graph_backend"]``.
+        ``pip install robustprune[faiss]``). "auto" is the blocked build (the reference, and the fastest
+        exact build); "faiss" finds the same graph by faiss's exact range search; "faiss-approx" (an IVF
+        index, some pairs may be missed) is for millions of examples and is used only when asked for. The
+        one used is ``info["graph_backend"]``.
     seed : int
         Seeds the similarity sample of ``tau="auto"`` when N exceeds it and the k-means of
         ``backend="faiss-approx"``; nothing else is random.
