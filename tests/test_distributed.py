@@ -259,3 +259,52 @@ def test_torchrun_active_learning_loop(tmp_path):
     log = (tmp_path / "two" / "al.log").read_text().splitlines()
     assert sum("round " in line and "labelled" in line for line in log) == 3, log
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+BENCH_TOML = """\
+datasets = ["digits"]
+noises = ["sym:0.4"]
+learners = ["ce"]
+methods = ["uniform", "prune4rel"]
+fractions = [0.5]
+seeds = [0]
+
+[run]
+subset = 300
+test_subset = 200
+warmup_epochs = 2
+epochs = 2
+model = "mlp"
+device = "cpu"
+"""
+
+
+def test_torchrun_bench_sweep(tmp_path):
+    """``torchrun --nproc_per_node=2 -m robustprune bench``: the ranks run each warm-up and cell together
+    (Prune4ReL's graph built by both), rank 0 alone writes the sweep directory and the report; a rerun
+    reuses every cell on every rank; --jobs is refused under torchrun."""
+    (tmp_path / "grid.toml").write_text(BENCH_TOML)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                "robustprune", "bench", "--config", str(tmp_path / "grid.toml"),
+                "--out", str(tmp_path / "s")]  # fmt: skip
+
+    def launch(*extra):
+        return subprocess.run([*torchrun, *extra], env=env, capture_output=True, text=True, timeout=600,
+                              cwd=Path(__file__).parents[1])  # fmt: skip
+
+    proc = launch()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "2 cells computed, 0 reused, 0 failed" in proc.stdout
+    meta = json.loads((tmp_path / "s" / "bench.json").read_text())
+    assert meta["world_size"] == 2 and not meta["failed"]
+    assert (tmp_path / "s" / "report.md").exists()
+    cells = sorted((tmp_path / "s" / "cells").glob("*/*/metrics.json"))
+    assert len(cells) == 2
+    p4r = next(p for p in cells if p.parent.name.startswith("prune4rel"))
+    assert Selection.load(p4r.parent / "selection.npz").params["graph_backend"] == "blocked (2 ranks)"
+    again = launch()
+    assert again.returncode == 0 and "0 cells computed, 2 reused" in again.stdout, again.stderr[-2000:]
+    refused = launch("--jobs", "2")
+    assert refused.returncode != 0 and "drop --jobs" in refused.stderr + refused.stdout

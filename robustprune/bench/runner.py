@@ -249,25 +249,26 @@ def run_bench(
     one GPU each where there are several). A cell that fails is recorded in the result and the sweep goes
     on; a rerun retries it.
     """
+    import robustprune.distributed as dist
+
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    world = dist.world()  # under torchrun: every rank runs every cell together, rank 0 alone writes
+    if world.distributed and jobs > 1:
+        raise ValueError(f"under torchrun the {world.size} processes run each cell together; drop --jobs (got {jobs})")
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file; give a directory for the sweep")
     groups, cells = expand(spec)
-    if force and out.exists():
-        for sub in ("warmup", "cells"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    _check_cached(out, groups, cells)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     meta = {
         "spec": spec.to_dict(), "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "environment": environment(), "jobs": jobs,
+        "environment": environment(), "jobs": jobs, "world_size": world.size,
     }  # fmt: skip
-    write_json(out / "bench.json", meta)
+    # rank 0 prepares the directory and says what is left; every rank then works through the same list
+    done, warm = dist.on_main(_prepare, out, groups, cells, force, meta)
 
-    sweep = _Sweep(out, groups, cells, jobs, progress)
+    sweep = _Sweep(out, groups, cells, jobs, progress, done=done, warm=warm)
     sweep.emit("start", str(out), status=f"{len(sweep.result.cached)} cached")
     if jobs == 1:
         sweep.run_sequential()
@@ -278,9 +279,22 @@ def run_bench(
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     meta["seconds"] = round(result.seconds, 2)
     meta["failed"] = result.failed
-    write_json(out / "bench.json", meta)
+    if dist.is_main():
+        write_json(out / "bench.json", meta)
     sweep.emit("done", str(out))
     return result
+
+
+def _prepare(out: Path, groups: list[Group], cells: list[Cell], force: bool, meta: dict) -> tuple[list, list]:
+    """Clear (``force``) or check the sweep directory, write bench.json; which cells are finished and which
+    groups have their warm-up signals."""
+    if force and out.exists():
+        for sub in ("warmup", "cells"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    _check_cached(out, groups, cells)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "bench.json", meta)
+    return [cell_done(out, c) for c in cells], [(warmup_dir(out, g) / "signals.npz").exists() for g in groups]
 
 
 def _call(fn: Callable, *args: Any) -> tuple[Any, BaseException | None]:
@@ -295,23 +309,32 @@ class _Sweep:
     """The state of one sweep: what is cached, pending and failed, the remaining-time estimate, the events;
     and the two ways to work through it (one process, or a pool)."""
 
-    def __init__(self, out: Path, groups: list[Group], cells: list[Cell], jobs: int, progress: Callable | None):
+    def __init__(
+        self,
+        out: Path,
+        groups: list[Group],
+        cells: list[Cell],
+        jobs: int,
+        progress: Callable | None,
+        *,
+        done: list[bool],
+        warm: list[bool],
+    ):
         self.out, self.groups, self.jobs, self.progress = out, groups, jobs, progress
         self.result = BenchResult(out)
         self.total = len(cells)
         self.pending: dict[str, list[Cell]] = {g.name: [] for g in groups}
         self.done = 0
-        for c in cells:
-            if cell_done(out, c):
+        has_signals = {g.name: w for g, w in zip(groups, warm, strict=True)}
+        for c, finished in zip(cells, done, strict=True):
+            if finished:
                 self.result.cached.append(c.key)
                 self.done += 1
             else:
                 self.pending[c.group.name].append(c)
         no_warmup = {c.group.name for c in cells if c.al is not None}  # active-learning groups
         self.need_warmup = [
-            g
-            for g in groups
-            if self.pending[g.name] and g.name not in no_warmup and not (warmup_dir(out, g) / "signals.npz").exists()
+            g for g in groups if self.pending[g.name] and g.name not in no_warmup and not has_signals[g.name]
         ]
         # remaining-time estimate: cell time scales with the kept fraction; warm-ups by their own mean
         self.cell_rate: list[tuple[float, float]] = []  # (seconds, fraction) of cells computed now

@@ -259,7 +259,9 @@ def _sweep(spec: Any, out: Path, jobs: int, force: bool, no_figures: bool) -> No
         fail(f"{what}; run the same command again to continue (finished cells are kept in {out})", interrupt_code(exc))
     finally:
         bars.close()
-    report = write_report(out, figures=not no_figures)
+    import robustprune.distributed as dist
+
+    report = dist.on_main(write_report, out, figures=not no_figures)  # under torchrun: rank 0 writes
     con = stdout_console()
     con.print(
         f"{len(result.computed)} cells computed, {len(result.cached)} reused, {len(result.failed)} failed "
