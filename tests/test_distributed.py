@@ -176,17 +176,24 @@ RUN = ["run", "--dataset", "digits", "--subset", "600", "--warmup-epochs", "10",
        "--model", "mlp", "--device", "cpu", "--fraction", "0.5"]  # fmt: skip
 
 
-def _robustprune(out, batch_size: int, nproc: int = 1) -> subprocess.CompletedProcess:
+def _launch(args: list[str], nproc: int = 1, *, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m robustprune ARGS`` (one process) or the same under ``torchrun --nproc_per_node=NPROC``,
+    one thread per process."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     launcher = [sys.executable, "-m", "robustprune"]
     if nproc > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                     "-m", "robustprune"]  # fmt: skip
-    cmd = [*launcher, *RUN, "--batch-size", str(batch_size), "--out", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    proc = subprocess.run([*launcher, *args], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).parents[1])  # fmt: skip
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
+
+
+def _robustprune(out, batch_size: int, nproc: int = 1) -> subprocess.CompletedProcess:
+    return _launch([*RUN, "--batch-size", str(batch_size), "--out", str(out)], nproc)
 
 
 def test_torchrun_two_ranks_match_one_process(tmp_path):
@@ -238,15 +245,7 @@ def test_torchrun_active_learning_loop(tmp_path):
     move test accuracy by more than any useful tolerance (the training equivalence itself is tested above)."""
     runs = {}
     for name, nproc, bs in (("one", 1, 32), ("two", 2, 16)):
-        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        launcher = [sys.executable, "-m", "robustprune"]
-        if nproc > 1:
-            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                        "-m", "robustprune"]  # fmt: skip
-        cmd = [*launcher, *AL, "--batch-size", str(bs), "--out", str(tmp_path / name)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        proc = _launch([*AL, "--batch-size", str(bs), "--out", str(tmp_path / name)], nproc)
         assert proc.stdout.count("final test accuracy") == 1, proc.stdout
         rows = json.loads((tmp_path / name / "rounds.json").read_text())["rounds"]
         with np.load(tmp_path / name / "pool.npz") as z:
@@ -284,15 +283,10 @@ def test_torchrun_bench_sweep(tmp_path):
     (Prune4ReL's graph built by both), rank 0 alone writes the sweep directory and the report; a rerun
     reuses every cell on every rank; --jobs is refused under torchrun."""
     (tmp_path / "grid.toml").write_text(BENCH_TOML)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-                "robustprune", "bench", "--config", str(tmp_path / "grid.toml"),
-                "--out", str(tmp_path / "s")]  # fmt: skip
+    args = ["bench", "--config", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "s")]
 
     def launch(*extra):
-        return subprocess.run([*torchrun, *extra], env=env, capture_output=True, text=True, timeout=600,
-                              cwd=Path(__file__).parents[1])  # fmt: skip
+        return _launch([*args, *extra], 2, check=False)
 
     proc = launch()
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
