@@ -20,6 +20,7 @@ Examples::
     python benchmarks/graph_scale.py                                   # N = 100,000, all three backends
     python benchmarks/graph_scale.py --n 1000000 --backends faiss-approx   # time and peak memory only
     python benchmarks/graph_scale.py --n 20000 --gains self            # a quick look
+    python benchmarks/graph_scale.py --n 1000000 --backends blocked --device cuda   # on a GPU
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gains", default="self,exact")
     ap.add_argument("--nprobe", type=int, default=16, help="faiss-approx: IVF cells probed per query")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="where the blocked build runs (cpu or cuda; faiss: the CPU)")
     args = ap.parse_args(argv)
 
     backends = [b for b in args.backends.split(",") if b]
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         for b in backends:
             with PeakRSS() as mem:
                 t0 = time.perf_counter()
-                g = rescaled_cosine_graph(feats, tau, device="cpu", backend=b, nprobe=args.nprobe, seed=args.seed)
+                g = rescaled_cosine_graph(feats, tau, device=args.device, backend=b, nprobe=args.nprobe, seed=args.seed)
                 dt = time.perf_counter() - t0
             graph_seconds[b] = dt
             ratio = f", {graph_seconds['blocked'] / dt:.2f}x the blocked build's speed" if compare else ""
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
                 t0 = time.perf_counter()
                 sel = rp.select(
                     "prune4rel", probs=probs, features=feats, labels=labels, budget=budget, tau=tau, gain=gain,
-                    backend=b, device="cpu", seed=args.seed,
+                    backend=b, device=args.device, seed=args.seed,
                 )  # fmt: skip
                 dt = time.perf_counter() - t0
             p = sel.params

@@ -246,3 +246,25 @@ def test_approximate_index_with_every_cell_probed_is_complete(faiss):
     ref = rescaled_cosine_graph(x, 0.9, device="cpu")
     g = rescaled_cosine_graph(x, 0.9, device="cpu", backend="faiss-approx", nlist=8, nprobe=8)
     assert_same_graph(g, ref)  # nothing missed when every cell is probed, nothing added
+
+
+# --------------------------------------------------------------------------------------------------- on a GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("block_size", [None, 512, 1000])
+def test_blocked_build_on_cuda_matches_the_cpu_build(block_size):
+    """The fused tile on CUDA (flag words, candidate scan, diagonal filter) finds the CPU build's graph: cuBLAS
+    may round a product differently from MKL, so pairs within a few ulps of tau may differ; nothing else."""
+    x = clustered(n=5000)
+    cpu = rescaled_cosine_graph(x, 0.9, device="cpu", block_size=block_size)
+    gpu = rescaled_cosine_graph(x, 0.9, device="cuda", block_size=block_size)
+    a, r = as_matrix(gpu), as_matrix(cpu)
+    both = a.multiply(r > 0).tocsr()
+    assert abs(gpu.nnz - cpu.nnz) <= max(10, cpu.nnz // 100_000)
+    assert both.nnz >= cpu.nnz - max(10, cpu.nnz // 100_000)
+    ref = r.multiply(a > 0).tocsr()
+    both.sort_indices()
+    ref.sort_indices()
+    np.testing.assert_allclose(both.data, ref.data, rtol=0, atol=1e-6)
