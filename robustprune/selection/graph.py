@@ -55,9 +55,9 @@ def shared_build() -> Iterator[None]:
     tiles round-robin to the ranks, each builds its own, and the edges are gathered; rank 0 assembles the
     graph and returns it, every other rank raises :class:`BuildHandedOff` (it has nothing left to do for the
     selection); later builds inside the same block are rank 0's alone. The graph equals the one-process
-    build bit for bit: every tile is the same product on the
-    same rows wherever it is computed, and the CSR packing sorts the edges. The other backends and capped
-    rows are built by rank 0 alone. A no-op in one process.
+    build bit for bit: every tile is the same product on the same rows wherever it is computed, and the CSR
+    packing sorts the edges. The other backends and capped rows are built by rank 0 alone. A no-op in one
+    process.
     """
     global _SHARED
     before, _SHARED = _SHARED, True
@@ -137,7 +137,7 @@ def check_backend(backend: str) -> None:
 
 
 #: Default tile edge of the blocked build: on the CPU a 2048² tile's product and flags stay closer to the
-#: caches (about 280 against 230 GFLOP/s-equivalent at 4096 on 2 cores); on a GPU larger tiles keep it busy.
+#: caches (about 270 against 220 GFLOP/s-equivalent at 4096 on 2 cores); on a GPU larger tiles keep it busy.
 CPU_BLOCK, GPU_BLOCK = 2048, 4096
 
 
