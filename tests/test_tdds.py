@@ -74,7 +74,7 @@ def test_the_decay_weights_the_last_window_most():
 
 def test_short_trajectories_and_bad_options_give_clear_errors():
     p = _probs(np.random.default_rng(3), 5, 4, 3)
-    with pytest.raises(ValueError, match="at least 3 warm-up epochs, got 2; warm up for more epochs"):
+    with pytest.raises(ValueError, match="at least 3 warm-up epochs, got 2; record more epochs"):
         tdds_scores(p[:2])
     with pytest.raises(ValueError, match="window of 6 epochs is longer than the trajectory of 5 epochs"):
         tdds_scores(p, window=6)

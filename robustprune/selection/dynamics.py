@@ -41,7 +41,7 @@ def dynamic_uncertainty_scores(losses: np.ndarray, window: int = 10) -> np.ndarr
     if loss.ndim != 2 or loss.shape[0] < 3:
         raise ValueError(
             f"dynamic_uncertainty needs per-epoch losses of at least 3 warm-up epochs, got shape {loss.shape}; "
-            "warm up for more epochs (--warmup-epochs)"
+            "record more epochs (run: --warmup-epochs; al: --epochs or --dynamics-epochs)"
         )
     if int(window) < 2:
         raise ValueError(f"window must be at least 2 epochs, got {window}")
@@ -107,7 +107,7 @@ def tdds_scores(
     if e < 3:
         raise ValueError(
             f"tdds needs per-epoch probabilities of at least 3 warm-up epochs, got {e}; "
-            "warm up for more epochs (--warmup-epochs)"
+            "record more epochs (run: --warmup-epochs; al: --epochs or --dynamics-epochs)"
         )
     t = e if trajectory is None else int(trajectory)
     if not 3 <= t <= e:
@@ -117,8 +117,8 @@ def tdds_scores(
         raise ValueError(f"window must be at least 3 epochs (two steps), got {window}")
     if j > t:
         raise ValueError(
-            f"window of {j} epochs is longer than the trajectory of {t} epochs; lower window or warm up for more "
-            "epochs (--warmup-epochs)"
+            f"window of {j} epochs is longer than the trajectory of {t} epochs; lower window or record more "
+            "epochs (run: --warmup-epochs; al: --epochs or --dynamics-epochs)"
         )
     if not 0 < float(decay) <= 1:
         raise ValueError(f"decay must be in (0, 1], got {decay}")
