@@ -236,7 +236,7 @@ def run_al(
     import robustprune.distributed as dist
     from robustprune.rundir import RunLog
     from robustprune.selection.registry import get_method
-    from robustprune.stages import RunState, load_run_data
+    from robustprune.stages import RunState, deepfool_signal, load_run_data
     from robustprune.train import TrainConfig, TrainData, predict
 
     c = resolve_config(config)
@@ -300,13 +300,7 @@ def run_al(
                 labels[pool] = noisy[pool]  # the oracle's answers where we have them
                 extra: dict[str, Any] = {}
                 if "deepfool" in wanted:
-                    from robustprune.train.deepfool import deepfool_norms
-
-                    rows_here = dist.block(n)  # this rank's block of examples
-                    bs = min(tc.eval_batch_size, 256)
-                    norms, _ = deepfool_norms(learner.scoring_model, data.x[rows_here], batch_size=bs,
-                                              transform=data.clean)  # fmt: skip
-                    extra["deepfool"] = dist.all_gather_cat(norms).numpy()
+                    extra["deepfool"] = deepfool_signal(learner.scoring_model, data, tc.eval_batch_size)
                 if recorder is not None:
                     from robustprune.train.recorders import dynamics_from_log_probs
 

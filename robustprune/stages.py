@@ -162,13 +162,8 @@ def signals_stage(r: RunState) -> Signals:
     probs, feats = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=view, amp=tc.amp)
     warm_acc = ev.accuracy(learner.predict(r.ds.x_test, transform=data.clean)[0], r.ds.y_test)
     more: dict[str, Any] = {}
-    attack = {"max_iter": 50, "overshoot": 0.0}  # as released
-    if "deepfool" in extra:  # on the clean view, in the model's (normalised) input space
-        from robustprune.train.deepfool import deepfool_norms
-
-        bs, rows = min(tc.eval_batch_size, 256), dist.block(data.num_samples)  # this rank's block of rows
-        norms, _ = deepfool_norms(learner.scoring_model, data.x[rows], batch_size=bs, transform=data.clean, **attack)
-        more["deepfool"] = dist.all_gather_cat(norms).numpy()
+    if "deepfool" in extra:
+        more["deepfool"] = deepfool_signal(learner.scoring_model, data, tc.eval_batch_size)
     r.times["signals"] = time.perf_counter() - t0
     meta = {
         "dataset": c.dataset, "noise": c.noise, "learner": c.learner, "model": c.model, "seed": c.seed,
@@ -177,7 +172,7 @@ def signals_stage(r: RunState) -> Signals:
         "warmup_test_accuracy": warm_acc, "warmup_key": warmup_key(c), "on_demand_signals": list(extra),
     }  # fmt: skip
     if "deepfool" in extra:
-        meta["deepfool"] = {**attack, "view": "clean", "norm": "l2, not squared"}
+        meta["deepfool"] = {**DEEPFOOL_ATTACK, "view": "clean", "norm": "l2, not squared"}
     dyn = recorder.signals_kwargs() if c.warmup_epochs else {}
     sig = Signals(
         labels=r.noisy, probs=probs.numpy(), features=feats.numpy(), true_labels=r.true, meta=meta, **dyn, **more
@@ -187,6 +182,21 @@ def signals_stage(r: RunState) -> Signals:
         unlink_if_exists(r.path("warmup.ckpt"))
     r.log.stage("signals", r.times["signals"], note=f"warm-up test accuracy {warm_acc:.4f}")
     return sig
+
+
+#: The DeepFool attack of the ``deepfool`` signal, as released.
+DEEPFOOL_ATTACK = {"max_iter": 50, "overshoot": 0.0}
+
+
+def deepfool_signal(model: torch.nn.Module, data: Any, eval_batch_size: int) -> np.ndarray:
+    """DeepFool norms (N,) of every example on the clean view, in the model's (normalised) input space; under
+    torchrun each rank attacks its block of rows and every rank receives all of them."""
+    from robustprune.train.deepfool import deepfool_norms
+
+    rows = dist.block(data.num_samples)  # this rank's block of rows
+    norms, _ = deepfool_norms(model, data.x[rows], batch_size=min(eval_batch_size, 256), transform=data.clean,
+                              **DEEPFOOL_ATTACK)  # fmt: skip
+    return dist.all_gather_cat(norms).numpy()
 
 
 def _stored_signals(r: RunState, path: Path) -> Signals:

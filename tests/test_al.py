@@ -210,3 +210,13 @@ def test_dynamics_from_log_probs_matches_the_logit_definitions():
     assert snapshot_epochs(200, 10)[-1] == 199 and len(snapshot_epochs(200, 10)) == 10
     with pytest.raises(ValueError, match="at least 1"):
         snapshot_epochs(5, 0)
+
+
+def test_deepfool_acquisition_runs_in_the_loop(tmp_path):
+    """A method over the on-demand DeepFool signal queries in the loop (the signal is computed each round by
+    the same helper as a run's signals stage)."""
+    res = run_al(
+        RunConfig(out=str(tmp_path / "df"), method="deepfool", **BASE), ALConfig(initial=30, n_query=20, rounds=1)
+    )
+    assert [r["labelled"] for r in res.rows] == [30, 50]
+    assert np.unique(res.pool).size == 50 and res.rows[0]["queried"] == 20
