@@ -23,7 +23,8 @@ while it trained on the pool. The passes cost one inference over the training se
 made only for such methods.
 
 Under ``torchrun`` every rank trains its shard of each epoch (DDP) and predicts its block of rows; rank 0
-alone reads and writes the loop's files and runs the selection, whose picks every rank receives.
+alone reads and writes the loop's files and runs the selection, whose picks every rank receives (for
+Prune4ReL the ranks build its τ-graph together, as in ``run``).
 
 After every round, ``rounds.json`` / ``rounds.csv`` (one row per round), ``pool.npz`` (labelled indices and the
 round that added each) and ``curve.png`` are rewritten atomically; ``resume`` continues at the next round with
@@ -33,6 +34,7 @@ the same queries an uninterrupted loop makes (every random choice derives from (
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import time
@@ -236,7 +238,7 @@ def run_al(
     import robustprune.distributed as dist
     from robustprune.rundir import RunLog
     from robustprune.selection.registry import get_method
-    from robustprune.stages import RunState, deepfool_signal, load_run_data
+    from robustprune.stages import RunState, deepfool_signal, load_run_data, shared_graph_selection
     from robustprune.train import TrainConfig, TrainData, predict
 
     c = resolve_config(config)
@@ -308,12 +310,16 @@ def run_al(
                     extra.update({k: dyn[k] for k in dynamics})
                     row["dynamics_epochs"] = len(recorder.epochs)
                 row["signals_seconds"] = round(time.perf_counter() - t1, 4)
-                sel = dist.on_main(_query, c, labels, probs_np, feats.numpy(), extra, pool, n, al.n_query, r)
+                query = functools.partial(_query, c, labels, probs_np, feats.numpy(), extra, pool, n, al.n_query, r)
+                # rank 0 queries; for the τ-graph methods the other ranks help build the graph
+                sel = shared_graph_selection(c.method, query, query, True)
                 q = np.asarray(sel.indices, dtype=np.int64)
                 row["queried"] = int(q.shape[0])
                 row["queried_noise_rate"] = float(np.mean(noisy[q] != true[q]))
                 row["select_seconds"] = round(sel.elapsed, 4)
                 row["start_used"] = sel.params.get("start_used", True)
+                if "graph_backend" in sel.params:  # Prune4ReL: how its τ-graph was built
+                    row["graph_backend"] = sel.params["graph_backend"]
                 pool = np.concatenate([pool, q])
                 added = np.concatenate([added, np.full(q.shape[0], r + 1, dtype=np.int64)])
             rows.append(row)

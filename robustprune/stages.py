@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -229,46 +230,46 @@ def _labels_only_signals(r: RunState, path: Path | None) -> Signals:
     return sig
 
 
+T = TypeVar("T")
+
 #: Methods whose similarity graph the ranks of a torchrun job build together (see :func:`selection_stage`).
 SHARED_GRAPH_METHODS = ("prune4rel", "prune4rel_auto")
 
 
 def selection_stage(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> Selection:
     """The subset: stored selection.npz, the given selection file, or the configured method (on rank 0, which
-    hands it to the other ranks under torchrun).
-
-    Under torchrun, for a method over the τ-graph (:data:`SHARED_GRAPH_METHODS`) with the signals on every
-    rank, every rank runs the same selection inside :func:`~robustprune.selection.graph.shared_build`: the
-    graph's tiles are dealt to the ranks and gathered on rank 0, which alone goes on to the greedy; the other
-    ranks stop once their tiles are sent (or, when the method ends up without a graph, finish a selection
-    whose result is dropped) and take rank 0's selection.
-    """
-    from robustprune.selection.graph import BuildHandedOff, shared_build
-
-    if not _shares_graph(r, sig, given):
+    hands it to the other ranks under torchrun; see :func:`shared_graph_selection` for the graph methods)."""
+    if given is not None or not dist.world().distributed:
         return dist.on_main(_selection, r, sig, given)
+    stored = dist.on_main(lambda: bool(r.resuming and r.path("selection.npz").exists()))
+    everywhere = int(dist.all_reduce(torch.tensor([0 if sig is None else 1]), "min")[0]) == 1
+    return shared_graph_selection(
+        r.c.method, lambda: _selection(r, sig, given), lambda: _method_selection(r, sig), everywhere and not stored
+    )
+
+
+def shared_graph_selection(method: str, main: Callable[[], T], helper: Callable[[], Any], join: bool) -> T:
+    """``main()`` on rank 0, its result (or error) handed to every rank.
+
+    Under torchrun, for a method over the τ-graph (:data:`SHARED_GRAPH_METHODS`) and when ``join`` says that
+    every rank holds the inputs, the other ranks run ``helper()`` (the same selection, writing nothing) inside
+    :func:`~robustprune.selection.graph.shared_build` meanwhile: the graph's tiles are dealt to the ranks and
+    gathered on rank 0, which alone goes on to the greedy; the helpers stop once their tiles are sent (or, when
+    the method ends up without a graph, finish a selection whose result is dropped). ``join`` must be the same
+    on every rank.
+    """
+    from robustprune.selection.graph import shared_build
+    from robustprune.selection.registry import get_method
+
+    if not (join and dist.world().distributed and get_method(method).name in SHARED_GRAPH_METHODS):
+        return dist.on_main(main)
     with shared_build():
         if not dist.is_main():
             try:
-                _method_selection(r, sig)
-            except BuildHandedOff:
-                pass
-            except Exception:  # noqa: BLE001 - rank 0 meets the same error and hands it to every rank below
-                pass
-        return dist.on_main(_selection, r, sig, given)
-
-
-def _shares_graph(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> bool:
-    """Whether every rank joins the selection to build the graph together (the same answer on every rank)."""
-    from robustprune.selection.registry import get_method
-
-    if not dist.world().distributed or given is not None:
-        return False
-    if get_method(r.c.method).name not in SHARED_GRAPH_METHODS:
-        return False
-    stored = dist.on_main(lambda: bool(r.resuming and r.path("selection.npz").exists()))
-    everywhere = int(dist.all_reduce(torch.tensor([0 if sig is None else 1]), "min")[0]) == 1
-    return everywhere and not stored
+                helper()
+            except Exception:  # noqa: BLE001 - BuildHandedOff (its tiles went to rank 0), or an error rank 0
+                pass  # meets as well and hands to every rank just below
+        return dist.on_main(main)
 
 
 def _selection(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> Selection:

@@ -234,10 +234,11 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
 
 
 AL = ["al", "--dataset", "digits", "--subset", "400", "--learner", "ce", "--model", "mlp", "--device", "cpu",
-      "--epochs", "4", "--initial", "40", "--n-query", "20", "--rounds", "2", "--method", "forgetting"]  # fmt: skip
+      "--epochs", "4", "--initial", "40", "--n-query", "20", "--rounds", "2"]  # fmt: skip
 
 
-def test_torchrun_active_learning_loop(tmp_path):
+@pytest.mark.parametrize("method", ["forgetting", "prune4rel_auto"])
+def test_torchrun_active_learning_loop(tmp_path, method):
     """``torchrun --nproc_per_node=2 -m robustprune al`` with a training-dynamics method: both ranks train their
     shards, predict their blocks (the per-epoch passes included) and take rank 0's queries; rank 0 alone writes
     and prints. The loop is compared with one process for what must be equal (the initial draw, the files, the
@@ -245,7 +246,7 @@ def test_torchrun_active_learning_loop(tmp_path):
     move test accuracy by more than any useful tolerance (the training equivalence itself is tested above)."""
     runs = {}
     for name, nproc, bs in (("one", 1, 32), ("two", 2, 16)):
-        proc = _launch([*AL, "--batch-size", str(bs), "--out", str(tmp_path / name)], nproc)
+        proc = _launch([*AL, "--method", method, "--batch-size", str(bs), "--out", str(tmp_path / name)], nproc)
         assert proc.stdout.count("final test accuracy") == 1, proc.stdout
         rows = json.loads((tmp_path / name / "rounds.json").read_text())["rounds"]
         with np.load(tmp_path / name / "pool.npz") as z:
@@ -254,7 +255,11 @@ def test_torchrun_active_learning_loop(tmp_path):
     assert [r["labelled"] for r in r1] == [r["labelled"] for r in r2] == [40, 60, 80]
     assert np.unique(p2).size == 80 and np.bincount(a2).tolist() == [40, 20, 20]
     np.testing.assert_array_equal(p1[a1 == 0], p2[a2 == 0])  # the initial draw does not depend on the world
-    assert all(r["dynamics_epochs"] == 4 for r in r2[:-1])
+    if method == "forgetting":  # per-epoch passes, sharded
+        assert all(r["dynamics_epochs"] == 4 for r in r2[:-1])
+    else:  # the two ranks built each query's graph together
+        assert all(r["graph_backend"] == "blocked (2 ranks)" for r in r2[:-1])
+        assert all(r["graph_backend"] == "blocked" for r in r1[:-1])
     log = (tmp_path / "two" / "al.log").read_text().splitlines()
     assert sum("round " in line and "labelled" in line for line in log) == 3, log
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
