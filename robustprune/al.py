@@ -306,8 +306,7 @@ def run_al(
                 if recorder is not None:
                     from robustprune.train.recorders import dynamics_from_log_probs
 
-                    dyn = dynamics_from_log_probs(recorder.log_probs, labels)
-                    extra.update({k: dyn[k] for k in dynamics})
+                    extra.update(dynamics_from_log_probs(recorder.log_probs, labels, dynamics))
                     row["dynamics_epochs"] = len(recorder.epochs)
                 row["signals_seconds"] = round(time.perf_counter() - t1, 4)
                 query = functools.partial(_query, c, labels, probs_np, feats.numpy(), extra, pool, n, al.n_query, r)

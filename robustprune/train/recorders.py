@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import robustprune.distributed as dist
 from robustprune.train.engine import Callback, RunInfo
 
-__all__ = ["DynamicsRecorder", "EpochPredictions", "dynamics_from_log_probs", "EvalAccuracy"]
+__all__ = ["DynamicsRecorder", "EpochPredictions", "dynamics_from_log_probs", "snapshot_epochs", "EvalAccuracy"]
 
 
 class DynamicsRecorder(Callback):
@@ -210,24 +210,31 @@ class EpochPredictions(Callback):
         return torch.stack(self._snaps).numpy()
 
 
-def dynamics_from_log_probs(log_probs: np.ndarray, labels: Any) -> dict[str, np.ndarray]:
+def dynamics_from_log_probs(
+    log_probs: np.ndarray, labels: Any, keys: tuple[str, ...] = ("correct", "losses", "margins", "epoch_probs")
+) -> dict[str, np.ndarray]:
     """``correct``, ``losses``, ``margins`` (E, N) and ``epoch_probs`` (E, N, K) float16 for ``Signals``, from
     per-epoch log-probabilities (E, N, K) against ``labels`` (N,): the prediction equals the label, the
     cross-entropy on it, and the label's log-probability minus the largest other one (the AUM margin, as
-    softmax leaves logit differences unchanged)."""
+    softmax leaves logit differences unchanged). Only the ``keys`` asked for are computed (the margins and
+    the probabilities each cost a pass over all E·N·K values)."""
     lp = np.asarray(log_probs, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
     if lp.ndim != 3 or y.shape != (lp.shape[1],):
         raise ValueError(f"log_probs must be (E, N, K) and labels (N,); got {lp.shape} and {y.shape}")
     given = np.take_along_axis(lp, y[None, :, None], axis=2)[..., 0]
-    other = lp.copy()
-    np.put_along_axis(other, np.broadcast_to(y[None, :, None], (lp.shape[0], y.shape[0], 1)), -np.inf, axis=2)
-    return {
-        "correct": lp.argmax(2) == y[None, :],
-        "losses": -given,
-        "margins": given - other.max(2),
-        "epoch_probs": np.exp(lp).astype(np.float16),
-    }
+    out: dict[str, np.ndarray] = {}
+    if "correct" in keys:
+        out["correct"] = lp.argmax(2) == y[None, :]
+    if "losses" in keys:
+        out["losses"] = -given
+    if "margins" in keys:
+        other = lp.copy()
+        np.put_along_axis(other, np.broadcast_to(y[None, :, None], (lp.shape[0], y.shape[0], 1)), -np.inf, axis=2)
+        out["margins"] = given - other.max(2)
+    if "epoch_probs" in keys:
+        out["epoch_probs"] = np.exp(lp).astype(np.float16)
+    return out
 
 
 class EvalAccuracy(Callback):
