@@ -238,8 +238,9 @@ def run_al(
     import robustprune.distributed as dist
     from robustprune.rundir import RunLog
     from robustprune.selection.registry import get_method
-    from robustprune.stages import RunState, deepfool_signal, load_run_data, shared_graph_selection
+    from robustprune.stages import RunState, load_run_data, shared_graph_selection
     from robustprune.train import TrainConfig, TrainData, predict
+    from robustprune.warmup import deepfool_signal
 
     c = resolve_config(config)
     get_method(c.method)  # an unknown method fails before any data is read

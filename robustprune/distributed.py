@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,7 +35,7 @@ import torch.distributed as dist
 
 __all__ = [
     "World", "world", "init", "is_main", "rank_device", "block", "all_gather_cat", "sync_rows", "all_reduce",
-    "broadcast_object", "on_main", "main_only", "barrier",
+    "broadcast_object", "on_main", "main_only", "barrier", "alone", "owner_of",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -72,8 +73,32 @@ def _initialised() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+_ALONE = [0]  # depth of nested alone() blocks
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    """Inside this block the process acts as a world of one: :func:`world` says rank 0 of 1, so training runs
+    without DDP on this rank's data only and every collective is a no-op. For independent jobs dealt to the
+    ranks (K cross-fitted warm-ups on K processes); the results are exchanged after the block."""
+    _ALONE[0] += 1
+    try:
+        yield
+    finally:
+        _ALONE[0] -= 1
+
+
+def owner_of(job: int, w: World | None = None) -> int:
+    """The rank that runs independent job ``job`` when jobs are dealt round-robin."""
+    w = w or world()
+    return job % w.size
+
+
 def world() -> World:
-    """The current world; initialises the process group on first use when torchrun started several processes."""
+    """The current world; initialises the process group on first use when torchrun started several processes.
+    Inside :func:`alone`, a world of one."""
+    if _ALONE[0]:
+        return _SINGLE
     if _initialised():
         return World(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0))
     if _env_int("WORLD_SIZE", 1) <= 1:

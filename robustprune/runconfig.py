@@ -18,7 +18,7 @@ from typing import Any
 from robustprune._device import resolve_device
 from robustprune.protocols import protocol_for
 from robustprune.selection.budget import check_fraction
-from robustprune.signals import ON_DEMAND_SIGNALS
+from robustprune.signals import ON_DEMAND_SIGNALS, parse_signal_source
 
 __all__ = [
     "RunConfig", "resolve_config", "default_run_name", "safe_name", "warmup_key", "WARMUP_FIELDS", "RUNTIME_FIELDS",
@@ -84,7 +84,8 @@ class RunConfig:
     ``warmup_epochs``, ``epochs`` (also the cosine schedule length), ``batch_size``, ``lr``,
     ``eval_every`` (test / validation accuracy every so many epochs; the last epoch always),
     ``confidence_pass`` ("clean" inputs for the signals, or "strong": one strong augmentation per example
-    as released).
+    as released), ``signal_source`` (:func:`~robustprune.signals.parse_signal_source`: in-sample warm-up
+    predictions, a temporal ensemble, or out-of-sample ones from a cross-fitted probe or K fold warm-ups).
     Selection: ``method`` with ``params`` (method options), ``fraction`` (kept share), ``class_balanced``
     (None = the method's default) — or ``selection``, a file of indices chosen elsewhere (a ``select``
     output ``.npz``, or ``.npy`` / text indices, or a boolean ``.npy`` mask), which skips warm-up and
@@ -170,6 +171,14 @@ class RunConfig:
         "training",
         "Inputs of the signals pass: clean, or strong (one strong augmentation per example, as released).",
         Flag(("--confidence-pass",), "VIEW"),
+    )
+    signal_source: str = opt(
+        "warmup",
+        "training",
+        "Where probs and per-epoch signals come from: warmup (in-sample), ensemble (mean over warm-up epochs, "
+        "in-sample), probe:K (cross-fitted linear probe on the warm-up features) or folds:K[:fold] (K warm-ups "
+        "on K-1 folds each; every example predicted by the model that did not see it).",
+        Flag(("--signal-source",), "SPEC"),
     )
     # selection: which subset the fresh learner trains on
     method: str = opt(
@@ -283,6 +292,7 @@ class RunConfig:
             raise ValueError(f"val_fraction must be in [0, 1) (0 = no validation split), got {v!r}")
         if self.lr is not None and (not isinstance(self.lr, (int, float)) or not self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        object.__setattr__(self, "signal_source", str(parse_signal_source(self.signal_source)))
         if self.confidence_pass not in ("clean", "strong"):
             raise ValueError(f"confidence_pass must be 'clean' or 'strong', got {self.confidence_pass!r}")
         if self.epochs is not None and self.warmup_epochs is not None and self.warmup_epochs > self.epochs:

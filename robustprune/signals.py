@@ -49,7 +49,10 @@ from robustprune._validation import (
     check_same_examples,
 )
 
-__all__ = ["Signals", "SCHEMA_VERSION", "ON_DEMAND_SIGNALS", "load_signals", "save_signals"]
+__all__ = [
+    "Signals", "SCHEMA_VERSION", "ON_DEMAND_SIGNALS", "load_signals", "save_signals", "SignalSource",
+    "parse_signal_source", "SIGNAL_SOURCES",
+]  # fmt: skip
 
 SCHEMA_VERSION = 1
 _ARRAY_KEYS = ("labels", "probs", "features", "correct", "losses", "margins", "epoch_probs", "deepfool", "true_labels")
@@ -217,6 +220,77 @@ def load_signals(path: str | os.PathLike) -> Signals:
 def save_signals(signals: Signals, path: str | os.PathLike, *, compress: bool = False) -> Path:
     """Write ``signals`` to ``path`` atomically."""
     return signals.save(path, compress=compress)
+
+
+#: Where a run's ``probs`` (and per-epoch signals) come from: the kinds of :class:`SignalSource`.
+SIGNAL_SOURCES = {
+    "warmup": "in-sample: the warm-up model's predictions of the examples it trained on (the released protocol)",
+    "ensemble": "in-sample: the mean of the warm-up epochs' softmax outputs (a temporal ensemble)",
+    "probe": "out-of-sample: a K-fold cross-fitted linear probe on the warm-up model's features",
+    "folds": "out-of-sample: K warm-ups, each on K-1 folds; every example predicted by the one that did not see it",
+}
+
+
+@dataclass(frozen=True)
+class SignalSource:
+    """Where the label-aware signals of a run come from (``RunConfig.signal_source``).
+
+    ``kind`` is one of :data:`SIGNAL_SOURCES`; ``folds`` is K for ``probe`` and ``folds`` (0 otherwise);
+    ``features`` says which model embeds the examples for ``folds``: ``"full"`` (a warm-up on every
+    example, the space Prune4ReL's graph and the coverage methods work in) or ``"fold"`` (the first fold
+    model's embedding of every example, saving that warm-up).
+
+    Spelled ``warmup``, ``ensemble``, ``probe:K`` and ``folds:K`` or ``folds:K:fold``.
+    """
+
+    kind: str = "warmup"
+    folds: int = 0
+    features: str = "full"
+
+    @property
+    def out_of_sample(self) -> bool:
+        return self.kind in ("probe", "folds")
+
+    @property
+    def full_warmup(self) -> bool:
+        """Whether a warm-up on every training example is run (for its predictions or its features)."""
+        return self.kind != "folds" or self.features == "full"
+
+    def __str__(self) -> str:
+        if self.kind in ("warmup", "ensemble"):
+            return self.kind
+        return f"{self.kind}:{self.folds}" + (":fold" if self.kind == "folds" and self.features == "fold" else "")
+
+
+def parse_signal_source(spec: Any) -> SignalSource:
+    """A :class:`SignalSource` from its spelling (``"folds:5"``); ValueError naming the valid forms."""
+    if isinstance(spec, SignalSource):
+        return spec
+    forms = "warmup, ensemble, probe:K or folds:K[:fold] (K >= 2)"
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"signal_source must be one of {forms}, got {spec!r}")
+    parts = [p.strip().lower() for p in spec.strip().split(":")]
+    kind = parts[0]
+    if kind not in SIGNAL_SOURCES:
+        raise ValueError(f"signal_source {spec!r}: unknown kind {kind!r}; use {forms}")
+    if kind in ("warmup", "ensemble"):
+        if len(parts) > 1:
+            raise ValueError(f"signal_source {spec!r}: {kind} takes no folds; use {forms}")
+        return SignalSource(kind)
+    if len(parts) < 2 or len(parts) > (3 if kind == "folds" else 2):
+        raise ValueError(f"signal_source {spec!r}: give the number of folds, e.g. {kind}:5; use {forms}")
+    try:
+        k = int(parts[1])
+    except ValueError:
+        raise ValueError(f"signal_source {spec!r}: the number of folds must be an integer >= 2") from None
+    if k < 2:
+        raise ValueError(f"signal_source {spec!r}: the number of folds must be at least 2, got {k}")
+    features = "full"
+    if len(parts) == 3:
+        if parts[2] not in ("full", "fold"):
+            raise ValueError(f"signal_source {spec!r}: the features of folds are 'full' or 'fold', got {parts[2]!r}")
+        features = parts[2]
+    return SignalSource(kind, k, features)
 
 
 # Keep the field list and the key list in step.

@@ -23,11 +23,11 @@ import robustprune.distributed as dist
 import robustprune.evaluate as ev
 from robustprune._version import __version__
 from robustprune.runconfig import RunConfig, warmup_key
-from robustprune.rundir import RunLog, unlink_if_exists
+from robustprune.rundir import RunLog
 from robustprune.seeding import derive_seed
 from robustprune.selection.base import Selection, load_weights
 from robustprune.signals import Signals
-from robustprune.train.engine import ProgressInfo, rank_key
+from robustprune.train.engine import ProgressInfo
 
 if TYPE_CHECKING:  # annotations only: the stages import these lazily
     from robustprune.data import ArrayDataset
@@ -62,18 +62,22 @@ class RunState:
     def path(self, name: str) -> Path | None:
         return None if self.out is None else self.out / name
 
-    def new_learner(self) -> Learner:
+    def new_learner(self, seed: int | None = None) -> Learner:
+        """A fresh learner for this run (``seed`` replaces the run's training seed, e.g. for a fold model)."""
+        from dataclasses import replace
+
         from robustprune.models import build_model
         from robustprune.train import build_learner
 
         c, ds = self.c, self.ds
+        tc = self.train_config if seed is None else replace(self.train_config, seed=int(seed))
         shape = ds.input_shape
         chans, size = (shape[0], shape[1]) if ds.is_image else (shape[0], 1)
 
         def model_fn() -> torch.nn.Module:
             return build_model(c.model, ds.num_classes, in_channels=chans, image_size=size)
 
-        return build_learner(c.learner, model_fn, ds.num_classes, self.n, self.train_config, **c.learner_params)
+        return build_learner(c.learner, model_fn, ds.num_classes, self.n, tc, **c.learner_params)
 
 
 def load_run_data(c: RunConfig) -> tuple[ArrayDataset, np.ndarray, NoiseRecord, torch.Tensor | None, np.ndarray | None]:
@@ -126,11 +130,11 @@ def on_demand_signals(c: RunConfig) -> tuple[str, ...]:
 
 
 def signals_stage(r: RunState) -> Signals:
-    """Warm-up on the full noisy training set, then one prediction pass (or the stored signals.npz). The
+    """The warm-up(s) and signals passes of :mod:`robustprune.warmup` (or the stored signals.npz). The
     per-epoch probabilities and the DeepFool norms are computed only when :func:`on_demand_signals` asks."""
-    from robustprune.train import DynamicsRecorder, predict
+    from robustprune.warmup import DEEPFOOL_ATTACK, compute_signals, remove_checkpoints
 
-    c, data, path = r.c, r.data, r.path("signals.npz")
+    c, path = r.c, r.path("signals.npz")
     if r.resuming and dist.on_main(path.exists):
         return dist.main_only(_stored_signals, r, path)  # only rank 0 selects, so only it needs them
     extra = on_demand_signals(c)
@@ -138,77 +142,37 @@ def signals_stage(r: RunState) -> Signals:
         return _labels_only_signals(r, path)
     if "epoch_probs" in extra and c.warmup_epochs == 0:
         raise ValueError("epoch_probs are recorded during the warm-up; set warmup_epochs to at least 1 (tdds: 3)")
-    learner = r.new_learner()
-    recorder = DynamicsRecorder(probs="epoch_probs" in extra)
-    res = learner.warmup(
-        data,
-        epochs=c.warmup_epochs,
-        callbacks=[recorder] if c.warmup_epochs else [],
-        progress=r.log.progress,
-        checkpoint=r.path("warmup.ckpt"),
-        resume=r.resuming,
-    )
-    r.times["warmup"] = float(sum(h["seconds"] for h in res.history))
-    r.log.stage("warmup", r.times["warmup"])
-    t0 = time.perf_counter()
-    view = data.clean
-    if c.confidence_pass == "strong":  # the release: one random strong augmentation per example
-        seed = derive_seed(c.seed, "signals", "strong", *rank_key(dist.world().rank))
-        gen = torch.Generator(device=data.x.device).manual_seed(seed)
-
-        def view(xb: torch.Tensor) -> torch.Tensor:
-            return data.strong(xb, gen)
-
-    tc = r.train_config
-    probs, feats = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=view, amp=tc.amp)
-    warm_acc = ev.accuracy(learner.predict(r.ds.x_test, transform=data.clean)[0], r.ds.y_test)
-    more: dict[str, Any] = {}
-    if "deepfool" in extra:
-        more["deepfool"] = deepfool_signal(learner.scoring_model, data, tc.eval_batch_size)
-    r.times["signals"] = time.perf_counter() - t0
+    ws = compute_signals(r, extra)
+    r.times["warmup"], r.times["signals"] = ws.warmup_seconds, ws.signals_seconds
     meta = {
         "dataset": c.dataset, "noise": c.noise, "learner": c.learner, "model": c.model, "seed": c.seed,
         "warmup_epochs": c.warmup_epochs, "confidence_pass": c.confidence_pass,
         "warmup_seconds": r.times["warmup"], "signals_seconds": r.times["signals"],
-        "warmup_test_accuracy": warm_acc, "warmup_key": warmup_key(c), "on_demand_signals": list(extra),
+        "warmup_test_accuracy": ws.warmup_test_accuracy, "warmup_key": warmup_key(c), "on_demand_signals": list(extra),
+        **ws.meta,
     }  # fmt: skip
     if "deepfool" in extra:
         meta["deepfool"] = {**DEEPFOOL_ATTACK, "view": "clean", "norm": "l2, not squared"}
-    dyn = recorder.signals_kwargs() if c.warmup_epochs else {}
-    sig = Signals(
-        labels=r.noisy, probs=probs.numpy(), features=feats.numpy(), true_labels=r.true, meta=meta, **dyn, **more
-    )
+    sig = Signals(labels=r.noisy, true_labels=r.true, meta=meta, **ws.arrays)
     if path is not None and dist.is_main():
         sig.save(path)
-        unlink_if_exists(r.path("warmup.ckpt"))
-    r.log.stage("signals", r.times["signals"], note=f"warm-up test accuracy {warm_acc:.4f}")
+        remove_checkpoints(r)
+    note = f"warm-up test accuracy {ws.warmup_test_accuracy:.4f}; signals {ws.meta.get('signal_source')}"
+    r.log.stage("signals", r.times["signals"], note=note)
     return sig
-
-
-#: The DeepFool attack of the ``deepfool`` signal, as released.
-DEEPFOOL_ATTACK = {"max_iter": 50, "overshoot": 0.0}
-
-
-def deepfool_signal(model: torch.nn.Module, data: Any, eval_batch_size: int) -> np.ndarray:
-    """DeepFool norms (N,) of every example on the clean view, in the model's (normalised) input space; under
-    torchrun each rank attacks its block of rows and every rank receives all of them."""
-    from robustprune.train.deepfool import deepfool_norms
-
-    rows = dist.block(data.num_samples)  # this rank's block of rows
-    norms, _ = deepfool_norms(model, data.x[rows], batch_size=min(eval_batch_size, 256), transform=data.clean,
-                              **DEEPFOOL_ATTACK)  # fmt: skip
-    return dist.all_gather_cat(norms).numpy()
 
 
 def _stored_signals(r: RunState, path: Path) -> Signals:
     """The signals.npz of an interrupted run, reused on resume (it must match the run's labels)."""
+    from robustprune.warmup import remove_checkpoints
+
     sig = Signals.load(path)
     if sig.n != r.n or not np.array_equal(sig.labels, r.noisy):
         raise ValueError(f"{path} does not match this run's training labels; pass --force to redo the run")
     r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
     r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
     r.reused.append("signals")
-    unlink_if_exists(r.path("warmup.ckpt"))  # left over when a run stopped right after writing the signals
+    remove_checkpoints(r)  # left over when a run stopped right after writing the signals
     r.log.stage("warmup", r.times["warmup"], reused=True)
     r.log.stage("signals", r.times["signals"], reused=True)
     return sig

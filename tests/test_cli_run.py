@@ -303,5 +303,5 @@ def test_a_config_field_is_declared_once():
     assert RUNTIME_FIELDS == {"out", "force", "resume", "device", "eval_batch_size"}
     assert set(WARMUP_FIELDS) == {
         "dataset", "dataset_params", "subset", "noise", "noise_seed", "learner", "learner_params", "model",
-        "warmup_epochs", "epochs", "batch_size", "lr", "confidence_pass", "val_fraction", "seed",
+        "warmup_epochs", "epochs", "batch_size", "lr", "confidence_pass", "signal_source", "val_fraction", "seed",
     }  # fmt: skip

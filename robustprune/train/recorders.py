@@ -202,6 +202,14 @@ class EpochPredictions(Callback):
         self._snaps.append(torch.log(probs.clamp_min(torch.finfo(torch.float32).tiny)).half())
         self.epochs.append(epoch)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The snapshots so far (kept in checkpoints, so that a resumed run keeps its earlier epochs)."""
+        return {"epochs": list(self.epochs), "snaps": [t.clone() for t in self._snaps]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs = [int(e) for e in state["epochs"]]
+        self._snaps = [torch.as_tensor(t) for t in state["snaps"]]
+
     @property
     def log_probs(self) -> np.ndarray:
         """(E', N, K) float16: one slice per recorded epoch, in epoch order."""

@@ -1,0 +1,185 @@
+"""Out-of-sample predicted probabilities from a cross-fitted linear probe on embeddings.
+
+Confident learning, and every selection rule that trusts a model's belief in a given label, is defined on
+**out-of-sample** predictions: a model that trained on an example has, at least partly, learnt its label,
+right or wrong. :func:`cross_fitted_probe` splits the examples into K stratified, seeded folds
+(:func:`stratified_folds`), fits a multinomial logistic regression (a softmax layer over standardised
+features, L2-regularised, full-batch L-BFGS in torch) on every K-1 folds and predicts the fold it left out,
+so that no example's probabilities come from a probe that saw it::
+
+    res = cross_fitted_probe(features, labels, folds=5, seed=0)
+    res.probs      # (N, K) float32, each row from the probe fitted without that example
+    res.fold       # (N,) the fold of each example
+    res.l2         # the regularisation chosen on an inner split of the first fold's training rows
+
+The regularisation strength is chosen from ``l2_grid`` by the log-loss (on the given labels, as noisy as
+the rest) of an inner stratified split of the first fold's training rows; only that one number is shared by
+the folds. Standardisation uses each fold's training rows only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from robustprune._validation import check_features, check_labels
+from robustprune.seeding import stream
+
+__all__ = ["stratified_folds", "cross_fitted_probe", "ProbeResult", "L2_GRID"]
+
+#: Regularisation strengths tried by default (penalty λ/2·‖W‖² on the mean cross-entropy).
+L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def stratified_folds(labels: Any, folds: int, seed: int = 0) -> np.ndarray:
+    """Fold index in ``[0, folds)`` of each example: seeded, stratified on ``labels``.
+
+    Examples are ordered class by class, randomly within a class (stream ``(seed, "folds")``), and dealt to
+    the folds in turn, so every class is spread over the folds as evenly as its count allows (sizes differ
+    by at most one per class) and the folds' sizes differ by at most one. A class with fewer examples than
+    folds is missing from some folds.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"labels must be a non-empty 1-d array, got shape {y.shape}")
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not 2 <= int(folds) <= y.size:
+        raise ValueError(f"folds must be an integer in [2, {y.size}] (the number of examples), got {folds!r}")
+    key = stream(seed, "folds").random(y.size)
+    order = np.lexsort((key, y))  # grouped by class, random within class
+    fold = np.empty(y.size, dtype=np.int64)
+    fold[order] = np.arange(y.size) % int(folds)
+    return fold
+
+
+@dataclass
+class ProbeResult:
+    """What :func:`cross_fitted_probe` returns."""
+
+    probs: np.ndarray  # (N, K) float32, out of fold
+    fold: np.ndarray  # (N,) int64
+    l2: float
+    seconds: float
+    inner_losses: dict[float, float] = field(default_factory=dict)  # λ -> inner-split log-loss
+
+    @property
+    def folds(self) -> int:
+        return int(self.fold.max()) + 1
+
+    def agreement(self, labels: Any) -> float:
+        """Share of examples whose out-of-fold prediction equals ``labels``."""
+        return float(np.mean(self.probs.argmax(1) == np.asarray(labels)))
+
+
+def _standardise(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = x[rows].mean(0)
+    std = x[rows].std(0, unbiased=False).clamp_min(1e-6)
+    return mean, std
+
+
+def _fit(
+    x: torch.Tensor, y: torch.Tensor, k: int, l2: float, max_iter: int, init: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Weights (D+1, K) of a softmax regression minimising mean CE + l2/2·‖W[:-1]‖² on standardised ``x``."""
+    n, d = x.shape
+    w = torch.zeros(d + 1, k, dtype=x.dtype) if init is None else init.clone()
+    w.requires_grad_(True)
+    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-7, tolerance_change=1e-10)  # fmt: skip
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        logits = x @ w[:-1] + w[-1]
+        loss = F.cross_entropy(logits, y) + 0.5 * l2 * (w[:-1] ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach()
+
+
+def _probs(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x @ w[:-1] + w[-1], dim=1)
+
+
+def cross_fitted_probe(
+    features: Any,
+    labels: Any,
+    *,
+    num_classes: int | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    l2: float | None = None,
+    l2_grid: Sequence[float] = L2_GRID,
+    max_iter: int = 200,
+    progress: Callable[[int, int], None] | None = None,
+) -> ProbeResult:
+    """Out-of-fold probabilities (N, K) of a linear probe on ``features`` (N, D) for ``labels`` (N,).
+
+    Parameters
+    ----------
+    features : array (N, D)
+        Embeddings (any float dtype; float16 is fine).
+    labels : array (N,)
+        Given, possibly noisy, labels in ``[0, num_classes)``.
+    num_classes : int, optional
+        K (default: one more than the largest label).
+    folds : int
+        K of the cross-fitting (stratified on ``labels``, seeded by ``seed``).
+    l2 : float, optional
+        A fixed regularisation strength; by default chosen from ``l2_grid`` on an inner split.
+    max_iter : int
+        L-BFGS iterations per fit.
+    progress : callable, optional
+        ``progress(done, total)`` after every fit.
+    """
+    t0 = time.perf_counter()
+    y_np = check_labels(labels)
+    x_np = check_features(features, y_np.shape[0])
+    k = int(num_classes) if num_classes is not None else int(y_np.max()) + 1
+    if y_np.max() >= k:
+        raise ValueError(f"labels contain class {int(y_np.max())} but num_classes is {k}")
+    if np.unique(y_np).size < 2:
+        raise ValueError("labels hold one class only; a probe needs at least two classes to tell apart")
+    if l2 is not None and not (isinstance(l2, (int, float)) and l2 >= 0):
+        raise ValueError(f"l2 must be a non-negative number, got {l2!r}")
+    fold = stratified_folds(y_np, folds, seed)
+    x = torch.from_numpy(np.ascontiguousarray(x_np, dtype=np.float32))
+    y = torch.from_numpy(y_np)
+    grid = [float(l2)] if l2 is not None else sorted({float(v) for v in l2_grid}, reverse=True)
+    total = folds + (len(grid) if len(grid) > 1 else 0)
+    done = 0
+    losses: dict[float, float] = {}
+    if len(grid) > 1:  # choose λ on an inner split of fold 0's training rows, strongest penalty first (warm starts)
+        train0 = np.flatnonzero(fold != 0)
+        inner = stratified_folds(y_np[train0], 5, seed + 1) == 0
+        fit_rows, val_rows = torch.from_numpy(train0[~inner]), torch.from_numpy(train0[inner])
+        mean, std = _standardise(x, fit_rows)
+        xf, xv = (x[fit_rows] - mean) / std, (x[val_rows] - mean) / std
+        w = None
+        for lam in grid:
+            w = _fit(xf, y[fit_rows], k, lam, max_iter, w)
+            p = _probs(xv, w).clamp_min(1e-12)
+            losses[lam] = float(F.nll_loss(p.log(), y[val_rows]))
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        chosen = min(grid, key=lambda lam: (losses[lam], -lam))
+    else:
+        chosen = grid[0]
+    out = torch.zeros(x.shape[0], k, dtype=torch.float32)
+    for f in range(folds):
+        tr = torch.from_numpy(np.flatnonzero(fold != f))
+        te = torch.from_numpy(np.flatnonzero(fold == f))
+        mean, std = _standardise(x, tr)
+        w = _fit((x[tr] - mean) / std, y[tr], k, chosen, max_iter)
+        out[te] = _probs((x[te] - mean) / std, w)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    return ProbeResult(out.numpy(), fold, chosen, time.perf_counter() - t0, losses)
