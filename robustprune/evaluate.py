@@ -148,15 +148,18 @@ def summarize_history(
     ``test_key``, or None), ``epochs``, ``best_epoch``, ``val_accuracy`` (at the best epoch) and
     ``test_accuracy_at_best_val`` (None without validation entries).
     """
-    last = None
+    last = last_val = None
     for logs in history:
         if logs.get(test_key) is not None:
             last = float(logs[test_key])
+        if logs.get(val_key) is not None:
+            last_val = float(logs[val_key])
     out: dict[str, Any] = {
         "test_accuracy": last,
         "epochs": len(history),
         "best_epoch": None,
         "val_accuracy": None,
+        "val_accuracy_last": last_val,
         "test_accuracy_at_best_val": None,
     }
     be = best_epoch(history, val_key)

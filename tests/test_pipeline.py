@@ -73,12 +73,15 @@ def test_history_summary_picks_best_epoch_on_validation_only():
         {"epoch": 2, "test_acc": 0.9, "val_acc": 0.6},  # best on test, not on validation
         {"epoch": 3, "test_acc": 0.7, "val_acc": 0.8},
         {"epoch": 4, "test_acc": 0.6, "val_acc": 0.8},  # tie: the earliest wins
+        {"epoch": 5, "test_acc": 0.65, "val_acc": 0.75},
     ]
     s = ev.summarize_history(hist)
-    assert s["test_accuracy"] == 0.6 and s["best_epoch"] == 3
+    assert s["test_accuracy"] == 0.65 and s["best_epoch"] == 3
     assert s["val_accuracy"] == 0.8 and s["test_accuracy_at_best_val"] == 0.7
+    assert s["val_accuracy_last"] == 0.75  # the last epoch's, beside the last epoch's test accuracy
     s = ev.summarize_history([{"epoch": 1, "test_acc": 0.3}])
     assert s["test_accuracy"] == 0.3 and s["best_epoch"] is None and s["test_accuracy_at_best_val"] is None
+    assert s["val_accuracy_last"] is None
     assert ev.best_epoch([]) is None
 
 

@@ -25,10 +25,14 @@ A TOML config (``configs/*.toml``)::
     method = "prune4rel"
     gain = "exact"
 
-A *group* is one (dataset, noise, learner, seed): its warm-up (the signals) is computed once and shared by
-every method and fraction of the group. A *cell* is one group x method x fraction: select, train a fresh
-learner on the subset, evaluate. The method ``full`` keeps everything, so it has one cell per group, at
-fraction 1.
+    [variants.auto_oof]          # a variant may also set how its signals are made (VARIANT_RUN_OPTIONS):
+    method = "prune4rel_auto"    # it then has a warm-up group of its own, and its row sits in the same
+    signal_source = "folds:5"    # tables as the methods on the grid's signals
+
+A *group* is one (dataset, noise, learner, seed) and warm-up setting: its warm-up (the signals) is computed
+once and shared by every method and fraction of the group. A *cell* is one group x method x fraction:
+select, train a fresh learner on the subset, evaluate. The method ``full`` keeps everything, so it has one
+cell per group, at fraction 1.
 
 An ``[al]`` table (``initial``, ``n_query``, ``rounds``: :class:`robustprune.al.ALConfig`) makes the grid an
 *active-learning* grid: its methods are acquisition functions, it has no fractions and no warm-ups, and a
@@ -48,6 +52,7 @@ cell is one group x method: an active-learning loop (:func:`robustprune.al.run_a
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -57,7 +62,10 @@ from typing import Any
 from robustprune.runconfig import RunConfig, resolve_config, run_options, safe_name, warmup_key
 from robustprune.selection.budget import check_fraction
 
-__all__ = ["ConfigError", "MethodSpec", "BenchSpec", "Group", "Cell", "load_config", "expand", "RUN_OPTIONS"]
+__all__ = [
+    "ConfigError", "MethodSpec", "BenchSpec", "Group", "Cell", "load_config", "expand", "RUN_OPTIONS",
+    "VARIANT_RUN_OPTIONS",
+]  # fmt: skip
 
 #: RunConfig options a grid may set for all cells (``[run]`` table / command-line flags): declared on the
 #: fields themselves (``runconfig.opt(..., grid=...)``).
@@ -70,13 +78,21 @@ class ConfigError(ValueError):
     """A bad benchmark grid; the message names the config file and line where there is one."""
 
 
+#: Run options a ``[variants.NAME]`` table may set beside method options: they change only how the signals
+#: are made (the warm-up), so a variant with them gets a warm-up group of its own, and the report shows it as
+#: a row of the same table (e.g. a method on out-of-sample signals beside the same method on in-sample ones).
+VARIANT_RUN_OPTIONS = ("signal_source", "warmup_epochs", "confidence_pass")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method as a grid names it: ``label`` (shown in tables), the registered ``method`` and options."""
+    """A method as a grid names it: ``label`` (shown in tables), the registered ``method`` and options, and
+    ``run``: the run options of :data:`VARIANT_RUN_OPTIONS` the variant sets for its own warm-up."""
 
     label: str
     method: str
     params: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,14 +113,16 @@ class BenchSpec:
     def to_dict(self) -> dict[str, Any]:
         return {
             "datasets": list(self.datasets), "noises": list(self.noises), "learners": list(self.learners),
-            "methods": [{"label": m.label, "method": m.method, "params": m.params} for m in self.methods],
+            "methods": [{"label": m.label, "method": m.method, "params": m.params, **({"run": m.run} if m.run else {})}
+                        for m in self.methods],
             "fractions": list(self.fractions), "seeds": list(self.seeds), "run": self.run,
             "learner_params": self.learner_params, "source": self.source, "al": self.al,
         }  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BenchSpec:
-        methods = tuple(MethodSpec(m["label"], m["method"], dict(m.get("params", {}))) for m in d["methods"])
+        methods = tuple(MethodSpec(m["label"], m["method"], dict(m.get("params", {})), dict(m.get("run", {})))
+                        for m in d["methods"])  # fmt: skip
         return cls(
             tuple(d["datasets"]), tuple(d["noises"]), tuple(d["learners"]), methods,
             tuple(float(f) for f in d["fractions"]), tuple(int(s) for s in d["seeds"]), dict(d.get("run", {})),
@@ -128,10 +146,12 @@ class Group:
     learner: str
     seed: int
     config: RunConfig  # resolved; method / fraction are those of the group's first cell
+    tag: str = ""  # the run options of a variant with a warm-up of its own, e.g. "signal_source-folds5"
 
     @property
     def name(self) -> str:
-        return safe_name(f"{self.dataset}_{self.noise}_{self.learner}_s{self.seed}")
+        tag = f"_{self.tag}" if self.tag else ""
+        return safe_name(f"{self.dataset}_{self.noise}_{self.learner}_s{self.seed}{tag}")
 
     @property
     def block(self) -> tuple[str, str, str]:
@@ -361,11 +381,18 @@ def _method_specs(data: dict[str, Any], where: _Where) -> list[MethodSpec]:
         raise where.error(f"'{bad}' must be a table", bad)
     methods: list[MethodSpec] = []
     for label in _as_list(where, "methods", data.get("methods"), str):
+        run: dict[str, Any] = {}
         if label in variants:
             v = dict(variants[label]) if isinstance(variants[label], dict) else None
             if v is None or "method" not in v:
                 raise where.error(f"variant '{label}' needs a 'method' key", None, table=f"variants.{label}")
             base, opts, table = str(v.pop("method")), v, f"variants.{label}"
+            run = {k: opts.pop(k) for k in VARIANT_RUN_OPTIONS if k in opts}
+            for k, value in run.items():
+                try:
+                    RunConfig(**{k: value})
+                except (ValueError, TypeError) as exc:
+                    raise where.error(f"variant '{label}': {exc}", k, table=table) from None
         else:
             base, opts, table = label, dict(params.get(label, {}) or {}), f"params.{label}"
         try:
@@ -382,7 +409,7 @@ def _method_specs(data: dict[str, Any], where: _Where) -> list[MethodSpec]:
         except ValueError as exc:
             bad = next(k for k in opts if k not in info.options)
             raise where.error(str(exc), bad, table=table) from None
-        methods.append(MethodSpec(label, info.name, opts))
+        methods.append(MethodSpec(label, info.name, opts, run))
     for name in params:
         if name not in [m.label for m in methods]:
             raise where.error(f"[params.{name}] names a method that is not in 'methods'", None, table=f"params.{name}")
@@ -420,24 +447,47 @@ def expand(spec: BenchSpec) -> tuple[list[Group], list[Cell]]:
         for noise in spec.noises:
             for learner in spec.learners:
                 for seed in spec.seeds:
-                    group: Group | None = None
+                    by_key: dict[str, Group] = {}  # one warm-up per distinct warm-up key
                     for m in spec.methods:
                         fracs = (1.0,) if m.method == "full" else spec.fractions
                         for f in fracs:
                             cfg = RunConfig(
                                 dataset=dataset, noise=noise, learner=learner,
                                 learner_params=dict(spec.learner_params.get(learner, {})), method=m.method,
-                                params=dict(m.params), fraction=f, seed=seed, **base,
+                                params=dict(m.params), fraction=f, seed=seed, **{**base, **m.run},
                             )  # fmt: skip
                             raw, cfg = cfg, resolve_config(cfg)
+                            key = json.dumps(warmup_key(cfg), sort_keys=True)
+                            group = by_key.get(key)
                             if group is None:
-                                group = Group(cfg.dataset, cfg.noise, cfg.learner, seed, cfg)
+                                tag = _variant_tag(m.run, base)
+                                group = Group(cfg.dataset, cfg.noise, cfg.learner, seed, cfg, tag)
+                                if any(g.name == group.name for g in by_key.values()):
+                                    raise ConfigError(
+                                        f"variants with run options {m.run} and others share the warm-up name "
+                                        f"{group.name} but not its settings; give them the same run options"
+                                    )
+                                by_key[key] = group
                                 groups.append(group)
-                            elif warmup_key(cfg) != warmup_key(group.config):  # pragma: no cover - by design
-                                raise ConfigError(f"cells of group {group.name} disagree on their warm-up")
                             cells.append(Cell(group, m, f, cfg, raw))
     _check_unique(cells)
     return groups, cells
+
+
+def _variant_tag(run: dict[str, Any], base: dict[str, Any]) -> str:
+    """The part of a warm-up group's name that a variant's own run options add (empty for the grid's)."""
+    from robustprune.signals import parse_signal_source
+
+    parts = []
+    for k in VARIANT_RUN_OPTIONS:
+        if k not in run:
+            continue
+        v, b = run[k], base.get(k, getattr(RunConfig, k, None))
+        if k == "signal_source":
+            v, b = str(parse_signal_source(v)), str(parse_signal_source(b if b is not None else "warmup"))
+        if v != b:
+            parts.append(f"{k}-{v}")
+    return safe_name("_".join(parts))
 
 
 def _check_unique(cells: list[Cell]) -> None:

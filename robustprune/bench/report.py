@@ -23,7 +23,10 @@ from robustprune._io import atomic_write_bytes
 from robustprune.bench.grid import BenchSpec, expand
 from robustprune.bench.runner import cell_dir
 
-__all__ = ["collect", "aggregate", "mean_std", "render_markdown", "write_report", "cost_summary", "METRICS"]
+__all__ = [
+    "collect", "aggregate", "mean_std", "render_markdown", "write_report", "cost_summary", "METRICS", "VAL_METRIC",
+    "chosen_on_validation", "report_metrics",
+]  # fmt: skip
 
 #: Metrics tabulated per block: (key, title, higher is better).
 METRICS = (
@@ -31,8 +34,16 @@ METRICS = (
     ("relabel_accuracy", "Re-labeling accuracy (share of the subset the learner predicts correctly)", True),
     ("subset_noise_rate", "Noise rate inside the subset (given label wrong)", False),
 )
+#: The metric a sweep takes decisions on, when its cells hold a validation split (``[run] val_fraction``).
+VAL_METRIC = (
+    "val_accuracy",
+    "Validation accuracy (last epoch, on a split of the training set with its noisy labels; options are chosen "
+    "on this table, never on test accuracy)",
+    True,
+)
 CSV_FIELDS = (
-    "dataset", "noise", "learner", "seed", "method", "method_name", "params", "fraction", "budget", "num_train",
+    "dataset", "noise", "learner", "seed", "method", "method_name", "params", "signal_source", "fraction",
+    "budget", "num_train", "num_val", "val_accuracy",
     "test_accuracy", "test_accuracy_at_best_val", "relabel_accuracy", "relabel_accuracy_all",
     "subset_noise_rate", "noise_rate", "warmup_test_accuracy", "learner_state", "time_warmup", "time_signals",
     "time_selection", "time_train", "time_evaluate", "cell",
@@ -79,8 +90,9 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
         records.append({
             "dataset": c.group.dataset, "noise": c.group.noise, "learner": c.group.learner, "seed": c.group.seed,
             "method": c.method.label, "method_name": c.method.method,
-            "params": json.dumps(c.method.params, sort_keys=True), "fraction": c.fraction,
-            "budget": m.get("budget"), "num_train": m.get("num_train"),
+            "params": json.dumps(c.method.params, sort_keys=True), "signal_source": c.config.signal_source,
+            "fraction": c.fraction, "budget": m.get("budget"), "num_train": m.get("num_train"),
+            "num_val": m.get("num_val"), "val_accuracy": m.get("val_accuracy_last"),
             "test_accuracy": m.get("test_accuracy"), "test_accuracy_at_best_val": m.get("test_accuracy_at_best_val"),
             "relabel_accuracy": m.get("relabel_accuracy"), "relabel_accuracy_all": m.get("relabel_accuracy_all"),
             "subset_noise_rate": m.get("subset_noise_rate"), "noise_rate": m.get("noise_rate"),
@@ -110,14 +122,27 @@ def format_mean_std(m: float, sd: float, n: int) -> str:
     return f"{100 * m:.1f}" if n == 1 else f"{100 * m:.1f} ± {100 * sd:.1f}"
 
 
+def chosen_on_validation(records: Iterable[Mapping[str, Any]]) -> dict[tuple, str]:
+    """(dataset, noise, learner, fraction) -> the method with the highest mean validation accuracy there (ties:
+    the first in the grid's order of the records); empty when no cell has a validation split."""
+    agg = aggregate(records, "val_accuracy")
+    best: dict[tuple, tuple[float, str]] = {}
+    for (d, n, lr, m, f), (mean, _sd, count) in agg.items():
+        if count and not math.isnan(mean) and ((d, n, lr, f) not in best or mean > best[(d, n, lr, f)][0]):
+            best[(d, n, lr, f)] = (mean, m)
+    return {k: v[1] for k, v in best.items()}
+
+
 def render_table(
     agg: Mapping[tuple, tuple[float, float, int]],
     block: tuple[str, str, str],
     methods: Sequence[str],
     fractions: Sequence[float],
     higher_better: bool,
+    chosen: Mapping[tuple, str] | None = None,
 ) -> str:
-    """A Markdown table: methods × fractions of ``mean ± std`` (in %), the best of each column in bold."""
+    """A Markdown table: methods × fractions of ``mean ± std`` (in %), the best of each column in bold; with
+    ``chosen`` ((*block, fraction) -> method), that method's cell is marked † (chosen on validation)."""
     fr = sorted(set(fractions))
     lines = ["| method | " + " | ".join(f"{f:g}" for f in fr) + " |", "|---|" + "---:|" * len(fr)]
     best: dict[float, float] = {}
@@ -134,7 +159,8 @@ def render_table(
                 cells.append("–")
                 continue
             text = format_mean_std(*a)
-            cells.append(f"**{text}**" if round(100 * a[0], 1) == best.get(f) else text)
+            text = f"**{text}**" if round(100 * a[0], 1) == best.get(f) else text
+            cells.append(text + " †" if chosen and chosen.get((*block, f)) == m else text)
         if any(c != "–" for c in cells):
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -181,13 +207,30 @@ def render_setting(w: Any, meta: Mapping[str, Any]) -> None:
 
 
 def render_methods(w: Any, spec: BenchSpec) -> None:
-    """The shared run options and each method's options."""
+    """The shared run options, each method's options, and where each method's signals came from."""
+    from robustprune.signals import parse_signal_source
+
     run_opts = ", ".join(f"{k}={v}" for k, v in sorted(spec.run.items())) or "dataset protocol defaults"
     w(f"- shared run options: {run_opts}\n")
     for m in spec.methods:
-        if m.params or m.label != m.method:
-            opts = ", ".join(f"{k}={v}" for k, v in m.params.items()) or "defaults"
+        if m.params or m.label != m.method or m.run:
+            opts = ", ".join(f"{k}={v}" for k, v in {**m.params, **m.run}.items()) or "defaults"
             w(f"- method `{m.label}` = {m.method} ({opts})\n")
+    base = parse_signal_source(spec.run.get("signal_source", "warmup"))
+
+    def kind(src: Any) -> str:
+        return f"`{src}` ({'out-of-sample' if src.out_of_sample else 'in-sample'})"
+
+    own = [f"`{m.label}` {kind(parse_signal_source(m.run['signal_source']))}" for m in spec.methods
+           if "signal_source" in m.run and parse_signal_source(m.run["signal_source"]) != base]  # fmt: skip
+    w(f"- signals: {kind(base)}" + (f"; except {', '.join(own)}" if own else "") + "\n")
+    val = spec.run.get("val_fraction") or 0
+    if val:
+        w(f"- decisions: on validation accuracy (a {100 * float(val):g}% split of the training set with its noisy "
+          "labels; † marks the method it chooses in each column); test accuracy is never used to choose\n")  # fmt: skip
+    else:
+        w("- decisions: this sweep has no validation split ([run] val_fraction), so it cannot choose options "
+          "without the test set; read its tables as evidence, not as a choice\n")  # fmt: skip
 
 
 def report_blocks(spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
@@ -238,18 +281,30 @@ def render_markdown(
             f"({100 * share:.0f}% of that).\n"
         )
     blocks = report_blocks(spec, records)
-    for key, title, higher in METRICS:
+    chosen = chosen_on_validation(records)
+    for key, title, higher in report_metrics(records):
         agg = aggregate(records, key)
         w(f"\n## {title}\n")
+        if key == "test_accuracy" and chosen:
+            w("\n† the method with the best mean validation accuracy in that column (the choice a user makes "
+              "without the test set).\n")  # fmt: skip
         for block in blocks:
             seeds = sorted({r["seed"] for r in records if (r["dataset"], r["noise"], r["learner"]) == block})
             w(f"\n### {block[0]}, noise {block[1]}, learner {block[2]} (seeds {', '.join(map(str, seeds))})\n\n")
-            w(render_table(agg, block, methods, fractions, higher) + "\n")
+            marks = chosen if key == "test_accuracy" else None
+            w(render_table(agg, block, methods, fractions, higher, marks) + "\n")
     if figures:
         w("\n## Figures\n\n")
         for name, caption in figures:
             w(f"![{caption}]({name})\n\n*{caption}*\n\n")
     return out.getvalue()
+
+
+def report_metrics(records: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str, bool], ...]:
+    """The tabulated metrics: validation accuracy first when the cells hold a validation split, then
+    :data:`METRICS`."""
+    has_val = any(r.get("val_accuracy") is not None for r in records)
+    return ((VAL_METRIC,) if has_val else ()) + METRICS
 
 
 def _write_csv(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
@@ -357,7 +412,9 @@ def write_report(out: str | Path, *, figures: bool = True) -> Path:
         "cost": cost_summary(records) if records else None, "cells": records,
         "aggregate": {key: [{"dataset": k[0], "noise": k[1], "learner": k[2], "method": k[3], "fraction": k[4],
                              "mean": v[0], "std": v[1], "n": v[2]} for k, v in aggregate(records, key).items()]
-                      for key, _, _ in METRICS},
+                      for key, _, _ in report_metrics(records)},
+        "chosen_on_validation": [{"dataset": k[0], "noise": k[1], "learner": k[2], "fraction": k[3], "method": m}
+                                 for k, m in chosen_on_validation(records).items()],
     }  # fmt: skip
     atomic_write_bytes(out / "results.json", (json.dumps(payload, indent=2, default=float) + "\n").encode())
     path = out / "report.md"
