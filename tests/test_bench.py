@@ -24,7 +24,7 @@ from robustprune.bench import (
 from robustprune.bench.report import render_table
 from robustprune.cli import app
 from robustprune.pipeline import make_signals, run
-from robustprune.runconfig import RunConfig
+from robustprune.runconfig import RunConfig, warmup_key
 
 TINY_RUN = {"subset": 200, "test_subset": 200, "warmup_epochs": 1, "epochs": 2}
 
@@ -465,3 +465,65 @@ def test_one_fraction_plots_points_per_method_not_reference_lines(tmp_path, monk
     # accuracy.png and relabel.png: each method at 0.3 is a point; only "full" (all data) is a line
     assert calls["axhline"] == ["full (all data)", "full (all data)"]
     assert sorted(calls["errorbar"]) == [("small_loss", [0.3])] * 2 + [("uniform", [0.3])] * 2
+
+
+# ------------------------------------------------------------------ signal sources and the validation split
+
+
+def test_a_variant_with_its_own_signal_source_gets_its_own_warmup_group(tmp_path):
+    text = GOOD_TOML.replace('  "full",\n]', '  "full",\n  "p4r_oof",\n  "p4r_ep2",\n]') + (
+        '\n[variants.p4r_oof]\nmethod = "prune4rel_auto"\nsignal_source = "FOLDS:3"\n'
+        '\n[variants.p4r_ep2]\nmethod = "prune4rel"\nwarmup_epochs = 2\ngain = "exact"\n'
+    )
+    loaded = load_config(write_toml(tmp_path, text))
+    spec = build_spec(loaded["data"], loaded["where"])
+    oof = next(m for m in spec.methods if m.label == "p4r_oof")
+    assert oof.run == {"signal_source": "FOLDS:3"} and oof.params == {}
+    assert next(m for m in spec.methods if m.label == "p4r_ep2").params == {"gain": "exact"}
+    groups, cells = expand(spec)
+    assert len(groups) == 3 * (1 * 2 * 2 * 3)  # each (dataset, noise, learner, seed) has three warm-ups
+    names = {g.name for g in groups}
+    assert "digits_sym0.4_sop_s0" in names and "digits_sym0.4_sop_s0_signal_source-folds3" in names
+    assert "digits_sym0.4_sop_s0_warmup_epochs-2" in names
+    for c in cells:
+        assert warmup_key(c.config) == warmup_key(c.group.config)
+        want = "folds:3" if c.method.label == "p4r_oof" else "warmup"
+        assert c.config.signal_source == want and c.group.block == (c.group.dataset, c.group.noise, c.group.learner)
+    assert BenchSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    bad = text.replace('signal_source = "FOLDS:3"', 'signal_source = "folds:1"')
+    msg, p = _line_error(tmp_path, bad)
+    assert msg.startswith(f"{p}:") and "variant 'p4r_oof'" in msg and "at least 2" in msg
+
+
+def test_validation_accuracy_is_tabulated_and_marks_the_choice_in_the_test_table():
+    from robustprune.bench.report import chosen_on_validation, render_markdown
+
+    recs = []
+    times = {"time_warmup": 1.0, "time_signals": 0.0, "time_selection": 0.1, "time_train": 1.0, "time_evaluate": 0.1,
+             "warmup_group": "g", "relabel_accuracy": 0.5, "subset_noise_rate": 0.1, "dataset": "digits"}  # fmt: skip
+
+    def _rec(method, fraction, seed, acc, **kw):  # noqa: F811 - the module's, with the report's fields
+        return {"noise": "sym:0.4", "learner": "ce", "method": method, "fraction": fraction, "seed": seed,
+                "test_accuracy": acc, **times, **kw}  # fmt: skip
+
+    # validation prefers b at 0.2 (test prefers a) and a at 0.4
+    for seed in (0, 1):
+        recs += [
+            _rec("a", 0.2, seed, 0.80, val_accuracy=0.50),
+            _rec("b", 0.2, seed, 0.70, val_accuracy=0.55),
+            _rec("a", 0.4, seed, 0.85, val_accuracy=0.60),
+            _rec("b", 0.4, seed, 0.75, val_accuracy=0.40),
+        ]
+    chosen = chosen_on_validation(recs)
+    assert chosen == {("digits", "sym:0.4", "ce", 0.2): "b", ("digits", "sym:0.4", "ce", 0.4): "a"}
+    spec = tiny_spec(methods=["uniform"], fractions=[0.2, 0.4], run={**TINY_RUN, "val_fraction": 0.2})
+    meta = {"spec": {**spec.to_dict(), "methods": [{"label": m, "method": "uniform", "params": {}} for m in "ab"]}}
+    text = render_markdown(meta, recs, 0)
+    assert text.index("## Validation accuracy") < text.index("## Test accuracy")
+    assert "| b | 70.0 ± 0.0 † | 75.0 ± 0.0 |" in text and "| a | **80.0 ± 0.0** | **85.0 ± 0.0** † |" in text
+    assert "decisions: on validation accuracy (a 20% split" in text
+    assert "signals: `warmup` (in-sample)" in text
+    # without a validation split the report says it cannot choose
+    no_val = [{**r, "val_accuracy": None} for r in recs]
+    text = render_markdown({"spec": {**meta["spec"], "run": dict(TINY_RUN)}}, no_val, 0)
+    assert "## Validation accuracy" not in text and "†" not in text and "cannot choose options" in text

@@ -307,3 +307,21 @@ def test_torchrun_bench_sweep(tmp_path):
     assert again.returncode == 0 and "0 cells computed, 2 reused" in again.stdout, again.stderr[-2000:]
     refused = launch("--jobs", "2")
     assert refused.returncode != 0 and "drop --jobs" in refused.stderr + refused.stdout
+
+
+def test_torchrun_deals_fold_warmups_to_the_ranks(tmp_path):
+    """``--signal-source folds:2:fold`` under torchrun with 2 processes: each rank trains one fold model alone
+    (no DDP), and the exchanged out-of-fold signals equal one process's bit for bit (same device, one thread)."""
+    from robustprune.signals import Signals
+
+    args = ["run", "--dataset", "digits", "--subset", "300", "--warmup-epochs", "3", "--epochs", "3", "--learner",
+            "ce", "--model", "mlp", "--device", "cpu", "--fraction", "0.3", "--batch-size", "32",
+            "--signal-source", "folds:2:fold"]  # fmt: skip
+    _launch([*args, "--out", str(tmp_path / "one")])
+    _launch([*args, "--out", str(tmp_path / "two")], nproc=2)
+    one, two = (Signals.load(tmp_path / d / "signals.npz") for d in ("one", "two"))
+    for key in ("probs", "features", "correct", "losses", "margins"):
+        assert np.array_equal(getattr(one, key), getattr(two, key)), key
+    assert one.meta["folds"]["ranks"] == "one process" and two.meta["folds"]["ranks"] == "dealt to ranks"
+    assert one.meta["folds"]["test_accuracy"] == two.meta["folds"]["test_accuracy"]
+    assert not list((tmp_path / "two").glob("warmup-fold*.ckpt"))
