@@ -327,6 +327,7 @@ def evaluate_stage(
         "num_val": 0 if r.x_val is None else int(r.x_val.shape[0]),
         "warmup_epochs": c.warmup_epochs,
         "warmup_test_accuracy": None if sig is None else sig.meta.get("warmup_test_accuracy"),
+        "signals": _signal_facts(sig),
         "selection": _selection_facts(sel),
         "timings": {key: round(v, 4) for key, v in times.items()},
         "sample_state": _state_summary(learner, sel.indices, r.noisy, r.true),
@@ -338,6 +339,23 @@ def evaluate_stage(
     acc, rel = summary["test_accuracy"], report["relabel_accuracy"]
     r.log.stage("evaluate", times["evaluate"], note=f"test accuracy {acc:.4f}, re-labeling accuracy {rel:.4f}")
     return metrics
+
+
+def _signal_facts(sig: Signals | None) -> dict[str, Any] | None:
+    """Where the signals came from (in-sample or out-of-sample), and how often they agree with the given
+    labels (a warm-up that memorised the noise agrees with nearly all of them)."""
+    if sig is None:
+        return None
+    meta = sig.meta
+    facts = {k: meta[k] for k in ("signal_source", "out_of_sample", "agreement_with_given_labels",
+                                  "in_sample_agreement_with_given_labels") if k in meta}  # fmt: skip
+    if "folds" in meta:
+        facts["folds"] = {
+            k: meta["folds"][k] for k in ("k", "features", "ranks", "test_accuracy") if k in meta["folds"]
+        }
+    if "probe" in meta:
+        facts["probe"] = {k: meta["probe"][k] for k in ("folds", "l2")}
+    return facts or None
 
 
 #: Facts a method reports about its own run that a reader of the results wants beside the accuracy.

@@ -123,8 +123,20 @@ def _summary(result: RunResult, model_note: str = "") -> None:
     if m.get("best_epoch") is not None:
         acc += f"; {_pct(m['test_accuracy_at_best_val'])} at epoch {m['best_epoch']} (best on validation)"
     row("test accuracy", acc)
+    sig = m.get("signals") or {}
     if m.get("warmup_test_accuracy") is not None:
-        row("after warm-up", f"{_pct(m['warmup_test_accuracy'])} test accuracy (full noisy set)")
+        folds = sig.get("folds") or {}
+        which = "full noisy set"
+        if folds and folds.get("features") == "fold 0 model":
+            which = f"mean of {folds['k']} fold models, each on {folds['k'] - 1}/{folds['k']} of the noisy set"
+        row("after warm-up", f"{_pct(m['warmup_test_accuracy'])} test accuracy ({which})")
+    if sig.get("signal_source") is not None and sig.get("agreement_with_given_labels") is not None:
+        kind = "out-of-sample" if sig.get("out_of_sample") else "in-sample"
+        text = f"{sig['signal_source']} ({kind}); predictions agree with {_pct(sig['agreement_with_given_labels'])}"
+        text += " of the given labels"
+        if sig.get("in_sample_agreement_with_given_labels") is not None:
+            text += f" (the warm-up's own: {_pct(sig['in_sample_agreement_with_given_labels'])})"
+        row("signals", text)
     rel, rel_all = _pct(m["relabel_accuracy"]), _pct(m["relabel_accuracy_all"])
     row("re-labeling accuracy", f"{rel} of the subset, {rel_all} of all training examples")
     noise = f"{_pct(m['subset_noise_rate'])} vs {_pct(m['noise_rate'])} overall"
