@@ -102,7 +102,7 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
             "time_selection": t.get("selection", 0.0), "time_train": t.get("train", 0.0),
             "time_evaluate": t.get("evaluate", 0.0), "cell": c.key,
             "class_counts": m.get("class_counts"), "class_counts_true": m.get("class_counts_true"),
-            "warmup_group": c.group.name,
+            "warmup_group": c.group.name, "warmup_tag": c.group.tag,
         })  # fmt: skip
     return meta, records, missing
 
@@ -182,6 +182,24 @@ def cost_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         "total_per_cell_warmup": warm_per_cell + selection + train, "warmups": len(warm_by_group),
         "cells": len(records),
     }  # fmt: skip
+
+
+def warmup_costs(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, float, float | None]]:
+    """Per warm-up setting (the grid's, then each variant's own: ``signal_source``, ``warmup_epochs``, ...):
+    the number of warm-ups, their mean time (warm-up + signals, seconds) and that mean over the grid's own
+    warm-up's (None when the grid's setting has no cell)."""
+    per_group: dict[str, tuple[str, float]] = {}
+    for r in records:
+        per_group[r["warmup_group"]] = (r.get("warmup_tag") or "", float(r["time_warmup"]) + float(r["time_signals"]))
+    by_tag: dict[str, list[float]] = defaultdict(list)
+    for tag, seconds in per_group.values():
+        by_tag[tag].append(seconds)
+    base = sum(by_tag[""]) / len(by_tag[""]) if by_tag.get("") else None
+    rows = []
+    for tag in sorted(by_tag, key=lambda t: (t != "", t)):
+        mean = sum(by_tag[tag]) / len(by_tag[tag])
+        rows.append((tag, len(by_tag[tag]), mean, None if not base else mean / base))
+    return rows
 
 
 def format_hms(seconds: float) -> str:
@@ -280,6 +298,17 @@ def render_markdown(
             f"{format_hms(c['total_per_cell_warmup'])}; sharing it saved {format_hms(c['saved'])} "
             f"({100 * share:.0f}% of that).\n"
         )
+        costs = warmup_costs(records)
+        if len(costs) > 1:
+            w(
+                "\nWarm-up cost by how the signals are made (warm-up + signals passes, per warm-up; the grid's own "
+                "setting first):\n\n"
+            )
+            w("| warm-up setting | warm-ups | mean time | × the grid's |\n|---|---:|---:|---:|\n")
+            for tag, count, mean, ratio in costs:
+                name = tag or "the grid's"
+                times = "–" if ratio is None else f"{ratio:.2f}"
+                w(f"| {name} | {count} | {mean:.1f} s | {times} |\n")
     blocks = report_blocks(spec, records)
     chosen = chosen_on_validation(records)
     for key, title, higher in report_metrics(records):
