@@ -527,3 +527,15 @@ def test_validation_accuracy_is_tabulated_and_marks_the_choice_in_the_test_table
     no_val = [{**r, "val_accuracy": None} for r in recs]
     text = render_markdown({"spec": {**meta["spec"], "run": dict(TINY_RUN)}}, no_val, 0)
     assert "## Validation accuracy" not in text and "†" not in text and "cannot choose options" in text
+
+
+def test_warmup_costs_compare_each_signal_setting_with_the_grids():
+    from robustprune.bench.report import warmup_costs
+
+    recs = [
+        {"warmup_group": "g_s0", "warmup_tag": "", "time_warmup": 2.0, "time_signals": 0.0},
+        {"warmup_group": "g_s0", "warmup_tag": "", "time_warmup": 2.0, "time_signals": 0.0},  # same warm-up
+        {"warmup_group": "g_s1", "warmup_tag": "", "time_warmup": 4.0, "time_signals": 0.0},
+        {"warmup_group": "g_s0_f5", "warmup_tag": "signal_source-folds5", "time_warmup": 14.0, "time_signals": 1.0},
+    ]
+    assert warmup_costs(recs) == [("", 2, 3.0, 1.0), ("signal_source-folds5", 1, 15.0, 5.0)]
