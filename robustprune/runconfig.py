@@ -173,11 +173,12 @@ class RunConfig:
         Flag(("--confidence-pass",), "VIEW"),
     )
     signal_source: str = opt(
-        "warmup",
+        "probe:5",
         "training",
-        "Where probs and per-epoch signals come from: warmup (in-sample), ensemble (mean over warm-up epochs, "
-        "in-sample), probe:K (cross-fitted linear probe on the warm-up features) or folds:K[:fold] (K warm-ups "
-        "on K-1 folds each; every example predicted by the model that did not see it).",
+        "Where probs and per-epoch signals come from: probe:K (default probe:5; a K-fold cross-fitted linear "
+        "probe on the warm-up features), folds:K[:fold] (K warm-ups on K-1 folds each; every example predicted "
+        "by the model that did not see it), warmup (the warm-up's in-sample predictions, as released) or "
+        "ensemble (their mean over the warm-up epochs).",
         Flag(("--signal-source",), "SPEC"),
     )
     # selection: which subset the fresh learner trains on

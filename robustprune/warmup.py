@@ -109,7 +109,10 @@ def compute_signals(r: Any, extra: tuple[str, ...]) -> WarmupSignals:
     with the on-demand signals ``extra`` (``epoch_probs``, ``deepfool``)."""
     src = parse_signal_source(r.c.signal_source)
     if r.c.warmup_epochs == 0 and src.kind != "warmup":
-        raise ValueError(f"signal_source {src} needs a warm-up; set warmup_epochs to at least 1")
+        raise ValueError(
+            f"signal_source {src} needs a warm-up; set warmup_epochs to at least 1, or signal_source to warmup "
+            "(the predictions of the untrained network)"
+        )
     if src.kind == "folds":
         return _fold_signals(r, src, extra)
     return _full_signals(r, src, extra)

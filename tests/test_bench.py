@@ -487,7 +487,7 @@ def test_a_variant_with_its_own_signal_source_gets_its_own_warmup_group(tmp_path
     assert "digits_sym0.4_sop_s0_warmup_epochs-2" in names
     for c in cells:
         assert warmup_key(c.config) == warmup_key(c.group.config)
-        want = "folds:3" if c.method.label == "p4r_oof" else "warmup"
+        want = "folds:3" if c.method.label == "p4r_oof" else RunConfig().signal_source
         assert c.config.signal_source == want and c.group.block == (c.group.dataset, c.group.noise, c.group.learner)
     assert BenchSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     bad = text.replace('signal_source = "FOLDS:3"', 'signal_source = "folds:1"')
@@ -522,7 +522,7 @@ def test_validation_accuracy_is_tabulated_and_marks_the_choice_in_the_test_table
     assert text.index("## Validation accuracy") < text.index("## Test accuracy")
     assert "| b | 70.0 ± 0.0 † | 75.0 ± 0.0 |" in text and "| a | **80.0 ± 0.0** | **85.0 ± 0.0** † |" in text
     assert "decisions: on validation accuracy (a 20% split" in text
-    assert "signals: `warmup` (in-sample)" in text
+    assert "signals: `probe:5` (out-of-sample)" in text  # the default
     # without a validation split the report says it cannot choose
     no_val = [{**r, "val_accuracy": None} for r in recs]
     text = render_markdown({"spec": {**meta["spec"], "run": dict(TINY_RUN)}}, no_val, 0)

@@ -226,6 +226,7 @@ def render_setting(w: Any, meta: Mapping[str, Any]) -> None:
 
 def render_methods(w: Any, spec: BenchSpec) -> None:
     """The shared run options, each method's options, and where each method's signals came from."""
+    from robustprune.runconfig import RunConfig
     from robustprune.signals import parse_signal_source
 
     run_opts = ", ".join(f"{k}={v}" for k, v in sorted(spec.run.items())) or "dataset protocol defaults"
@@ -234,7 +235,7 @@ def render_methods(w: Any, spec: BenchSpec) -> None:
         if m.params or m.label != m.method or m.run:
             opts = ", ".join(f"{k}={v}" for k, v in {**m.params, **m.run}.items()) or "defaults"
             w(f"- method `{m.label}` = {m.method} ({opts})\n")
-    base = parse_signal_source(spec.run.get("signal_source", "warmup"))
+    base = parse_signal_source(spec.run.get("signal_source", RunConfig().signal_source))
 
     def kind(src: Any) -> str:
         return f"`{src}` ({'out-of-sample' if src.out_of_sample else 'in-sample'})"
