@@ -13,8 +13,10 @@ so that no example's probabilities come from a probe that saw it::
     res.l2         # the regularisation chosen on an inner split of the first fold's training rows
 
 The regularisation strength is chosen from ``l2_grid`` by the log-loss (on the given labels, as noisy as
-the rest) of an inner stratified split of the first fold's training rows; only that one number is shared by
-the folds. Standardisation uses each fold's training rows only.
+the rest) of an inner stratified split of the first fold's training rows, searched from the strongest
+penalty down (each fit warm-started from the previous one) until the loss has risen twice in a row; only that
+one number, and the inner fit as a starting point, is shared by the folds. Standardisation uses each fold's
+training rows only.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from robustprune.seeding import stream
 
 __all__ = ["stratified_folds", "cross_fitted_probe", "ProbeResult", "L2_GRID"]
 
-#: Regularisation strengths tried by default (penalty λ/2·‖W‖² on the mean cross-entropy).
-L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+#: Regularisation strengths tried by default (penalty λ/2·‖W‖² on the mean cross-entropy), half a decade
+#: apart; searched from the strongest down until the inner log-loss has risen twice in a row.
+L2_GRID = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4)
 
 
 def stratified_folds(labels: Any, folds: int, seed: int = 0) -> np.ndarray:
@@ -152,24 +155,33 @@ def cross_fitted_probe(
     x = torch.from_numpy(np.ascontiguousarray(x_np, dtype=np.float32))
     y = torch.from_numpy(y_np)
     grid = [float(l2)] if l2 is not None else sorted({float(v) for v in l2_grid}, reverse=True)
+    if not grid or any(not (v >= 0) for v in grid):
+        raise ValueError(f"l2_grid must hold non-negative numbers, got {l2_grid!r}")
     total = folds + (len(grid) if len(grid) > 1 else 0)
     done = 0
     losses: dict[float, float] = {}
+    start = None
     if len(grid) > 1:  # choose λ on an inner split of fold 0's training rows, strongest penalty first (warm starts)
         train0 = np.flatnonzero(fold != 0)
         inner = stratified_folds(y_np[train0], 5, seed + 1) == 0
         fit_rows, val_rows = torch.from_numpy(train0[~inner]), torch.from_numpy(train0[inner])
         mean, std = _standardise(x, fit_rows)
         xf, xv = (x[fit_rows] - mean) / std, (x[val_rows] - mean) / std
-        w = None
+        w, fitted, rises = None, {}, 0
         for lam in grid:
             w = _fit(xf, y[fit_rows], k, lam, max_iter, w)
+            fitted[lam] = w
             p = _probs(xv, w).clamp_min(1e-12)
             losses[lam] = float(F.nll_loss(p.log(), y[val_rows]))
             done += 1
             if progress is not None:
                 progress(done, total)
-        chosen = min(grid, key=lambda lam: (losses[lam], -lam))
+            rises = rises + 1 if len(losses) > 1 and losses[lam] > min(losses.values()) else 0
+            if rises == 2:  # past the minimum: weaker penalties only fit the noise more closely
+                break
+        chosen = min(losses, key=lambda lam: (losses[lam], -lam))
+        start = fitted[chosen]
+        total = done + folds
     else:
         chosen = grid[0]
     out = torch.zeros(x.shape[0], k, dtype=torch.float32)
@@ -177,7 +189,7 @@ def cross_fitted_probe(
         tr = torch.from_numpy(np.flatnonzero(fold != f))
         te = torch.from_numpy(np.flatnonzero(fold == f))
         mean, std = _standardise(x, tr)
-        w = _fit((x[tr] - mean) / std, y[tr], k, chosen, max_iter)
+        w = _fit((x[tr] - mean) / std, y[tr], k, chosen, max_iter, start)
         out[te] = _probs((x[te] - mean) / std, w)
         done += 1
         if progress is not None:
