@@ -143,8 +143,13 @@ def _state_paths(out: Path) -> dict[str, Path]:
                                      ("config", "al_config.json"), ("curve", "curve.png"))}  # fmt: skip
 
 
+#: RunConfig fields that play no part in an active-learning loop (runtime, or how a pruning run's warm-up makes
+#: its signals: each round's model predicts the unlabelled pool, which it never trained on).
+_NOT_AL = ("out", "resume", "force", "device", "eval_batch_size", "signal_source")
+
+
 def config_record(c: RunConfig, al: ALConfig) -> dict[str, Any]:
-    run = {k: v for k, v in c.to_dict().items() if k not in ("out", "resume", "force", "device", "eval_batch_size")}
+    run = {k: v for k, v in c.to_dict().items() if k not in _NOT_AL}
     return {"run": json.loads(json.dumps(run, default=str)), "al": asdict(al)}
 
 
