@@ -4,14 +4,13 @@ Two ways to find the pairs with ``s = 0.5 + 0.5·cos > tau`` on L2-normalised fl
 :func:`~robustprune.selection.graph.rescaled_cosine_graph`'s ``backend`` option:
 
 - **exact** (``backend="faiss"``): faiss's exhaustive inner-product range search, block of query rows
-  ``[a, b)`` against the rows ``[a, N)`` only (the upper triangle, as the blocked build), at the blocked
-  build's cosine pre-filter, then the blocked build's re-check ``0.5 + 0.5·cos > tau`` in float32 on the
-  inner products faiss returns. faiss computes them with BLAS ``sgemm`` (its small-batch SIMD path is turned
-  off for the call); sgemm kernels accumulate each dot product over the dimension in order, so where
-  faiss's BLAS and torch's round alike the graph is the blocked build's, bit for bit (checked on this
-  project's machines: torch with MKL, faiss-cpu with OpenBLAS). It is faster than the blocked build on the
-  CPU because faiss keeps the few pairs above the radius while scanning each product tile, where the
-  blocked build masks and gathers the whole tile.
+  ``[a, b)`` against the rows ``[a, N)`` only (the upper triangle, as the blocked build), at a radius widened
+  by a rounding margin (:func:`candidate_radius`); every pair found is then re-scored with torch's matrix
+  product and re-checked as the blocked build does (:func:`recheck`). faiss's own inner products round
+  differently from torch's in the last bit (faiss-cpu 1.15 with OpenBLAS against torch with MKL: about 1% of
+  the weights differed by one float32 ulp), so they only nominate candidates; the graph is the blocked
+  build's, bit for bit, whatever BLAS faiss was built with. faiss keeps the few pairs above the radius while
+  scanning each product tile, where the blocked build masks and gathers the whole tile.
 - **approximate** (``backend="faiss-approx"``): an inverted-file index (``IndexIVFFlat``, inner product,
   ``nlist`` spherical k-means cells, ``4·√N`` by default) searched with ``nprobe`` cells per query at a
   radius widened by a rounding margin; a pair found from either end is a candidate. faiss's IVF scan uses
@@ -179,14 +178,6 @@ def recheck(
     return lo[keep], hi[keep], w[keep]
 
 
-def _keep(cos: np.ndarray, tau32: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(mask of pairs with ``0.5 + 0.5·cos > tau``, their weights): the blocked build's float32 re-check."""
-    from robustprune.selection.edges import rescale as _rescale
-
-    s = _rescale(torch.from_numpy(cos))
-    return (s > tau32).numpy(), s.numpy()
-
-
 def _results(res, nq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lims, distances, labels) of a ``RangeSearchResult``, copied out of faiss's buffers."""
     import faiss
@@ -241,6 +232,8 @@ def exact_upper_edges(
     report = _progress_reporter(progress, n, block_size)
     total_pairs = n * (n + 1) / 2
     scanned = rect = found = 0
+    zt = torch.from_numpy(z)
+    radius = min(float(cos_lo), candidate_radius(tau32, d))  # faiss's rounding must not drop a pair
     old = faiss.cvar.distance_compute_blas_threshold
     faiss.cvar.distance_compute_blas_threshold = 0  # always sgemm, never the small-batch SIMD loop
     try:
@@ -251,14 +244,14 @@ def exact_upper_edges(
             nq, ny = b - a, n - a
             res = faiss.RangeSearchResult(nq)
             faiss.range_search_inner_product(
-                faiss.swig_ptr(z[a:b]), faiss.swig_ptr(z[a:]), d, nq, ny, float(cos_lo), res
+                faiss.swig_ptr(z[a:b]), faiss.swig_ptr(z[a:]), d, nq, ny, radius, res
             )
-            lims, cos, col = _results(res, nq)
-            del res
+            lims, _cos, col = _results(res, nq)
+            del res, _cos
             row = np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims))
-            keep, s = _keep(cos, tau32)
-            keep &= col > row  # both relative to a: j > i, never the self-pair
-            edges.add((row[keep] + a).astype(idt), (col[keep] + a).astype(idt), s[keep])
+            upper = col > row  # both relative to a: j > i, never the self-pair
+            lo, hi, s = recheck(zt, row[upper] + a, col[upper] + a, tau32)
+            edges.add(lo.astype(idt), hi.astype(idt), s)
             _too_many(2 * edges.count, max_edges)
             scanned += nq * ny - nq * (nq - 1) / 2
             rect += nq * ny
