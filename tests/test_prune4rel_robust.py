@@ -253,7 +253,16 @@ def test_prune4rel_auto_is_prune4rel_with_the_recommended_options():
     same = rp.select("prune4rel", probs=probs, features=x, labels=labels, fraction=0.2, **RECOMMENDED)
     np.testing.assert_array_equal(auto.indices, same.indices)
     np.testing.assert_array_equal(auto.gains, same.gains)
-    assert auto.method == "prune4rel_auto" and auto.params["embedding"] == "whiten"
+    assert auto.method == "prune4rel_auto"
+    # the recommended values themselves, as docs/results.md section 6 chose them on validation accuracy: a
+    # change of any of them must change this test (and the docs), not pass silently
+    pinned = {"tau": "auto", "eta": "auto", "confidence": "label_prob", "gain": "exact", "embedding": "whiten"}
+    assert RECOMMENDED == pinned
+    for key in ("confidence", "gain", "embedding"):
+        assert auto.params[key] == pinned[key], key
+    # tau and eta were resolved from the data: the graph has the target mean degree (4 N / budget)
+    assert auto.params["target_degree"] == 20.0 and abs(auto.params["mean_degree"] - 20.0) < 1.0
+    assert isinstance(auto.params["tau"], float) and isinstance(auto.params["eta"], float)
     # every option of prune4rel is an option of prune4rel_auto, with the recommended defaults laid over
     base, mine = rp.get_method("prune4rel").options, rp.get_method("prune4rel_auto").options
     assert mine == {**base, **RECOMMENDED}
