@@ -329,9 +329,33 @@ def test_signals_reuse_needs_the_same_training_set(tmp_path):
 
 @pytest.mark.slow
 def test_parallel_jobs_give_the_same_cells(tmp_path):
+    """Two worker processes (one thread each) compute every cell as one process with one thread does: the same
+    warm-up signals, subsets and accuracies, bit for bit."""
+    import torch
+
+    from robustprune.bench.runner import cell_dir, warmup_dir
+    from robustprune.selection.base import Selection
+    from robustprune.signals import Signals
+
     spec = tiny_spec()
     res = run_bench(spec, tmp_path / "p", jobs=2)
-    assert not res.failed and len(res.computed) == len(expand(spec)[1])
+    groups, cells = expand(spec)
+    assert not res.failed and len(res.computed) == len(cells)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ref = run_bench(spec, tmp_path / "s", jobs=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert not ref.failed
+    for g in groups:
+        a, b = (Signals.load(warmup_dir(tmp_path / d, g) / "signals.npz") for d in ("p", "s"))
+        assert np.array_equal(a.probs, b.probs) and np.array_equal(a.features, b.features)
+    for c in cells:
+        pa, sa = (cell_dir(tmp_path / d, c) for d in ("p", "s"))
+        assert np.array_equal(Selection.load(pa / "selection.npz").indices, Selection.load(sa / "selection.npz").indices)
+        ma, ms = (json.loads((d / "metrics.json").read_text()) for d in (pa, sa))
+        assert ma["test_accuracy"] == ms["test_accuracy"] and ma["relabel_accuracy"] == ms["relabel_accuracy"]
 
 
 # -------------------------------------------------------------------------------------------------- CLI

@@ -1,4 +1,4 @@
-"""The package's architecture, checked: the layer rules of DESIGN.md, no import cycle, one device rule."""
+"""The package's architecture, checked: the floors of docs/architecture.md, no import cycle, one device rule."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from robustprune._device import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1] / "robustprune"
 
-#: DESIGN.md: a module imports only from its own floor or below.
+#: docs/architecture.md: a module imports only from its own floor or below.
 #: cli -> bench -> pipeline/al -> runconfig/rundir -> train, data, signals, selection, noise, evaluate, models
 #: -> _io, _validation, _device, _version, _registry, seeding, distributed.
 FLOORS = {
