@@ -353,7 +353,8 @@ def test_parallel_jobs_give_the_same_cells(tmp_path):
         assert np.array_equal(a.probs, b.probs) and np.array_equal(a.features, b.features)
     for c in cells:
         pa, sa = (cell_dir(tmp_path / d, c) for d in ("p", "s"))
-        assert np.array_equal(Selection.load(pa / "selection.npz").indices, Selection.load(sa / "selection.npz").indices)
+        picks = [Selection.load(d / "selection.npz").indices for d in (pa, sa)]
+        assert np.array_equal(*picks)
         ma, ms = (json.loads((d / "metrics.json").read_text()) for d in (pa, sa))
         assert ma["test_accuracy"] == ms["test_accuracy"] and ma["relabel_accuracy"] == ms["relabel_accuracy"]
 
