@@ -1,0 +1,134 @@
+"""Check that the tables of docs/results.md match the committed reports they come from.
+
+A table declares its source in an HTML comment on the line before its header::
+
+    <!-- source: results/prune4rel-evidence-digits metric=test_accuracy dataset=digits noise=asym:0.4 learner=sop -->
+    | method | 0.2 | 0.4 |
+    |---|---:|---:|
+    | uniform | 68.9 ± 11.0 | 69.1 ± 2.5 |
+
+``results/NAME`` is a committed report folder under docs/ holding ``results.csv`` (one row per cell, as
+``robustprune report`` writes it); the other keys select the cells (any CSV column: ``metric`` names the value,
+``dataset``, ``noise``, ``learner``, ``signal_source``, ... filter rows). Each table row is a method label of the
+CSV and each column a kept fraction (``1`` for ``full``); every cell's ``mean ± std`` (percent, one decimal,
+sample standard deviation over seeds; a lone value without ``±``) must equal the CSV's, whatever bold, daggers
+or bracketed notes surround it. ``rows=label:method,...`` maps a table's row names to the CSV's labels where
+they differ. A table may instead say where its figures come from when no report holds them::
+
+    <!-- source: none (why) -->
+
+Prints one line per checked table and each mismatch; exits 1 on a mismatch, an unreadable source, or (with
+``--strict``) a table without a source comment.
+
+    python benchmarks/check_docs.py [docs/results.md] [--strict]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_SOURCE = re.compile(r"<!--\s*source:\s*(.*?)\s*-->")
+_VALUE = re.compile(r"(-?\d+(?:\.\d+)?)(?:\s*±\s*(\d+(?:\.\d+)?))?")
+
+
+def _fmt(values: list[float]) -> tuple[str, str | None]:
+    n = len(values)
+    m = sum(values) / n
+    if n == 1:
+        return f"{100 * m:.1f}", None
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    return f"{100 * m:.1f}", f"{100 * sd:.1f}"
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def check_table(doc_dir: Path, spec: str, header: str, rows: list[str]) -> list[str]:
+    """Mismatches of one table against its source (empty: it matches)."""
+    parts = spec.split()
+    folder, opts = parts[0], dict(p.split("=", 1) for p in parts[1:])
+    metric = opts.pop("metric", "test_accuracy")
+    alias = dict(a.split(":", 1) for a in opts.pop("rows", "").split(",") if a) if "rows" in opts else {}
+    path = doc_dir / folder / "results.csv"
+    if not path.is_file():
+        return [f"source {path} does not exist"]
+    with path.open() as fh:
+        data = [r for r in csv.DictReader(fh) if all(r.get(k) == v for k, v in opts.items())]
+    if not data:
+        return [f"no cells of {path} match {opts}"]
+    by: dict[tuple[str, float], list[float]] = defaultdict(list)
+    for r in data:
+        if r.get(metric) not in (None, ""):
+            by[(r["method"], float(r["fraction"]))].append(float(r[metric]))
+    cols = _cells(header)[1:]
+    problems = []
+    for line in rows:
+        cells = _cells(line)
+        label = re.sub(r"[*`]", "", cells[0]).strip()
+        method = alias.get(label, label)
+        for col, text in zip(cols, cells[1:], strict=False):
+            found = _VALUE.search(text.replace("**", ""))
+            if text.strip() in ("–", "-", "") or found is None:
+                continue
+            key = (method, float(col))
+            if key not in by:
+                problems.append(f"{label} at {col}: no cell in the source")
+                continue
+            mean, sd = _fmt(by[key])
+            if found.group(1) != mean or (found.group(2) or None) != sd:
+                want = mean if sd is None else f"{mean} ± {sd}"
+                problems.append(f"{label} at {col}: docs say {found.group(0)}, the report {want}")
+    return problems
+
+
+def check(doc: Path, strict: bool = False) -> int:
+    lines = doc.read_text().splitlines()
+    failures = unsourced = checked = 0
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("|") and i + 1 < len(lines) and re.match(r"^\|[-:| ]+\|$", lines[i + 1].strip()):
+            j = i + 2
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            prev = next((lines[k] for k in range(i - 1, -1, -1) if lines[k].strip()), "")
+            m = _SOURCE.search(prev)
+            where = f"{doc.name}:{i + 1}"
+            if m is None:
+                unsourced += 1
+                if strict:
+                    print(f"{where}: table without a source comment")
+                    failures += 1
+            elif not m.group(1).startswith("none"):
+                problems = check_table(doc.parent, m.group(1), line, lines[i + 2 : j])
+                checked += 1
+                status = "ok" if not problems else f"{len(problems)} mismatches"
+                print(f"{where}: {m.group(1).split()[0]}: {status}")
+                for p in problems:
+                    print(f"  {p}")
+                failures += bool(problems)
+            i = j
+            continue
+        i += 1
+    print(f"{checked} tables checked against their reports, {failures} failed, {unsourced} without a source comment")
+    return 1 if failures else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("doc", nargs="?", default=str(ROOT / "docs" / "results.md"))
+    ap.add_argument("--strict", action="store_true", help="a table without a source comment fails")
+    args = ap.parse_args()
+    sys.exit(check(Path(args.doc), args.strict))
+
+
+if __name__ == "__main__":
+    main()
