@@ -38,14 +38,18 @@ GOOD = """<!-- source: results/r metric=test_accuracy learner=sop -->
 
 
 def test_a_table_that_matches_its_report_passes(tmp_path, capsys):
-    doc = _doc(tmp_path, GOOD.replace("metric=test_accuracy", "metric=test_accuracy rows=all:full").replace(
-        "| all data |", "| all |"))
+    doc = _doc(
+        tmp_path,
+        GOOD.replace("metric=test_accuracy", "metric=test_accuracy rows=all:full").replace("| all data |", "| all |"),
+    )
     assert check_docs.check(doc) == 0
     assert "1 tables checked against their reports, 0 failed" in capsys.readouterr().out
 
 
 def test_a_wrong_number_or_missing_cell_fails(tmp_path, capsys):
-    doc = _doc(tmp_path, GOOD.replace("65.0 ± 7.1", "65.0 ± 7.0").replace("| all data | – | 90.0 |", "| all | – | 90.0 |"))
+    doc = _doc(
+        tmp_path, GOOD.replace("65.0 ± 7.1", "65.0 ± 7.0").replace("| all data | – | 90.0 |", "| all | – | 90.0 |")
+    )
     assert check_docs.check(doc) == 1
     out = capsys.readouterr().out
     assert "uniform at 0.2: docs say 65.0 ± 7.0, the report 65.0 ± 7.1" in out
