@@ -1,0 +1,91 @@
+"""Render a table of docs/results.md from a committed report's results.csv, with its source comment.
+
+    python benchmarks/doc_table.py results/prune4rel-evidence-digits metric=test_accuracy noise=asym:0.4 \
+        --rows uniform,A_in,A_probe5 --dagger
+
+Cells are ``mean ± std`` over seeds (percent, one decimal; sample standard deviation). The best mean of a
+column is in bold, and so is every mean within the larger of its own and the best's standard deviation (a
+tie). ``--dagger`` marks with † the row that has the best mean validation accuracy (``val_accuracy``) in each
+column among the rows shown: the choice a user makes without the test set. ``--noise-rate`` appends the
+subset's noise rate in brackets. The output passes ``benchmarks/check_docs.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _stats(values: list[float]) -> tuple[float, float, int]:
+    n = len(values)
+    m = sum(values) / n
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return m, sd, n
+
+
+def render(folder: str, filters: dict[str, str], rows: list[str] | None, dagger: bool, noise_rate: bool,
+           metric: str = "test_accuracy", fractions: list[float] | None = None) -> str:  # fmt: skip
+    with (DOCS / folder / "results.csv").open() as fh:
+        data = [r for r in csv.DictReader(fh) if all(r.get(k) == v for k, v in filters.items())]
+    vals: dict[str, dict[tuple[str, float], list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in data:
+        for key in dict.fromkeys((metric, "val_accuracy", "subset_noise_rate")):
+            if r.get(key) not in (None, ""):
+                vals[key][(r["method"], float(r["fraction"]))].append(float(r[key]))
+    methods = rows or list(dict.fromkeys(r["method"] for r in data))
+    cols = fractions or sorted({f for (_m, f) in vals[metric]})
+    higher = metric != "subset_noise_rate"
+    out = ["<!-- source: " + " ".join([folder, f"metric={metric}", *(f"{k}={v}" for k, v in filters.items())]) + " -->",
+           "| method | " + " | ".join(f"{f:g}" for f in cols) + " |", "|---|" + "---:|" * len(cols)]  # fmt: skip
+    bold, chosen = {}, {}
+    for f in cols:
+        st = {m: _stats(vals[metric][(m, f)]) for m in methods if vals[metric].get((m, f))}
+        if st:
+            sign = 1 if higher else -1
+            top = max(st, key=lambda m: sign * st[m][0])
+            bold[f] = {m for m, v in st.items() if sign * (st[top][0] - v[0]) <= max(st[top][1], v[1]) + 1e-12}
+        vv = {m: _stats(vals["val_accuracy"][(m, f)])[0] for m in methods if vals["val_accuracy"].get((m, f))}
+        if dagger and vv:
+            chosen[f] = max(vv, key=lambda m: vv[m])
+    for m in methods:
+        cells = []
+        for f in cols:
+            v = vals[metric].get((m, f))
+            if not v:
+                cells.append("–")
+                continue
+            mean, sd, n = _stats(v)
+            text = f"{100 * mean:.1f}" if n == 1 else f"{100 * mean:.1f} ± {100 * sd:.1f}"
+            text = f"**{text}**" if m in bold.get(f, ()) else text
+            if chosen.get(f) == m:
+                text += " †"
+            if noise_rate and vals["subset_noise_rate"].get((m, f)):
+                text += f" ({100 * _stats(vals['subset_noise_rate'][(m, f)])[0]:.0f}%)"
+            cells.append(text)
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", help="a report folder under docs/, e.g. results/prune4rel-evidence-digits")
+    ap.add_argument("filters", nargs="*", help="metric=NAME and COLUMN=VALUE filters")
+    ap.add_argument("--rows", default="", help="comma-separated method labels, in order (default: all)")
+    ap.add_argument("--fractions", default="", help="comma-separated kept fractions (default: all)")
+    ap.add_argument("--dagger", action="store_true", help="mark the validation choice of each column with †")
+    ap.add_argument("--noise-rate", action="store_true", help="append the subset noise rate in brackets")
+    args = ap.parse_args()
+    filters = dict(f.split("=", 1) for f in args.filters)
+    metric = filters.pop("metric", "test_accuracy")
+    rows = [r for r in args.rows.split(",") if r] or None
+    fractions = [float(f) for f in args.fractions.split(",") if f] or None
+    print(render(args.folder, filters, rows, args.dagger, args.noise_rate, metric, fractions))
+
+
+if __name__ == "__main__":
+    main()
