@@ -50,7 +50,7 @@ def render(folder: str, filters: dict[str, str], rows: list[str] | None, dagger:
             top = max(st, key=lambda m: sign * st[m][0])
             bold[f] = {m for m, v in st.items() if sign * (st[top][0] - v[0]) <= max(st[top][1], v[1]) + 1e-12}
         vv = {m: _stats(vals["val_accuracy"][(m, f)])[0] for m in methods if vals["val_accuracy"].get((m, f))}
-        if dagger and vv:
+        if dagger and len(vv) > 1:  # a column with one candidate (e.g. all data) chooses nothing
             chosen[f] = max(vv, key=lambda m: vv[m])
     for m in methods:
         cells = []
