@@ -158,8 +158,9 @@ def _summary(result: RunResult, model_note: str = "") -> None:
         row("classes (given)", f"{sum(1 for v in counts if v)}/{len(counts)} covered, min {min(counts)}, "
             f"max {max(counts)}")  # fmt: skip
     t = m["timings"]
-    row("time", f"warm-up {t.get('warmup', 0):.1f} s, selection {t.get('selection', 0):.2f} s, "
-        f"training {t.get('train', 0):.1f} s, all {t.get('wall', t.get('total', 0)):.1f} s")  # fmt: skip
+    wall = t.get("wall", t.get("total", 0))
+    row("time", f"warm-up {t.get('warmup', 0):.1f} s, signals {t.get('signals', 0):.1f} s, selection "
+        f"{t.get('selection', 0):.2f} s, training {t.get('train', 0):.1f} s, all {wall:.1f} s")  # fmt: skip
     if result.reused:
         row("reused", ", ".join(result.reused))
     if result.out is not None:
