@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from robustprune._io import write_json
+from robustprune._provenance import code_identity, now
 from robustprune._version import __version__
 from robustprune.bench.grid import BenchSpec, Cell, Group, expand
 from robustprune.runconfig import RunConfig
@@ -265,6 +266,7 @@ def run_bench(
     started = time.time()
     meta = {
         "spec": spec.to_dict(), "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "started_at": now(), "code": code_identity(),
         "environment": environment(), "jobs": jobs, "world_size": world.size,
     }  # fmt: skip
     # rank 0 prepares the directory and says what is left; every rank then works through the same list
@@ -280,6 +282,8 @@ def run_bench(
     result = sweep.result
     result.seconds = time.time() - started
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    meta["finished_at"] = now()
+    meta["computed"] = len(result.computed)
     meta["seconds"] = round(result.seconds, 2)
     meta["failed"] = result.failed
     if dist.is_main():
@@ -313,11 +317,11 @@ def _prepare(
         if c.key in stale:
             shutil.rmtree(cell_dir(out, c), ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    meta["stale_recomputed"] = {**{f"warmup/{k}": v for k, v in warm.items()}, **stale}
-    meta["stale_kept"] = kept
+    recomputed = {**{f"warmup/{k}": v for k, v in warm.items()}, **stale}
+    meta["stale_recomputed"], meta["stale_kept"] = recomputed, kept
     write_json(out / "bench.json", meta)
     done = [cell_done(out, c) for c in cells]
-    return done, [(warmup_dir(out, g) / "signals.npz").exists() for g in groups], {**warm, **stale}, kept
+    return done, [(warmup_dir(out, g) / "signals.npz").exists() for g in groups], recomputed, kept
 
 
 def _call(fn: Callable, *args: Any) -> tuple[Any, BaseException | None]:
