@@ -183,7 +183,7 @@ def find_stale(out: Path, groups: list[Group], cells: list[Cell]) -> tuple[dict[
         if not (path / "config.json").exists() and not (path / "al_config.json").exists():
             continue
         if c.al is not None:
-            why = [f"{k} differs" for k in _al_differs(out, c)]
+            why = _al_differs(out, c)
         elif c.group.name in warm:
             why = ["its warm-up is stale: " + "; ".join(warm[c.group.name])]
         else:
@@ -194,9 +194,10 @@ def find_stale(out: Path, groups: list[Group], cells: list[Cell]) -> tuple[dict[
 
 
 def _al_differs(out: Path, c: Cell) -> list[str]:
-    """Settings in which an active-learning cell's stored loop differs from the grid's (more or fewer rounds
-    are not a difference: a loop is extended, or reported up to the grid's rounds)."""
+    """How an active-learning cell's stored loop differs from the grid's (more or fewer rounds are not a
+    difference: a loop is extended, or reported up to the grid's rounds), one phrase each."""
     from robustprune.al import config_record
+    from robustprune.rundir import identity_differences
 
     path = cell_dir(out, c) / "al_config.json"
     if not path.exists():
@@ -209,8 +210,8 @@ def _al_differs(out: Path, c: Cell) -> list[str]:
     diff = []
     for part in ("run", "al"):
         theirs, mine = old.get(part, {}), new[part]
-        diff += [k for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k) and k != "rounds"]
-    return diff
+        diff += [f"{k} differs" for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k) and k != "rounds"]
+    return diff or identity_differences(old.get("identity"), new["identity"])
 
 
 def _group_config(out: Path, g: Group) -> RunConfig:
