@@ -210,7 +210,8 @@ def _al_differs(out: Path, c: Cell) -> list[str]:
     diff = []
     for part in ("run", "al"):
         theirs, mine = old.get(part, {}), new[part]
-        diff += [f"{k} differs" for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k) and k != "rounds"]
+        keys = sorted(set(theirs) | set(mine))
+        diff += [f"{k} differs" for k in keys if theirs.get(k) != mine.get(k) and k != "rounds"]
     return diff or identity_differences(old.get("identity"), new["identity"])
 
 
