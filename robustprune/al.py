@@ -149,11 +149,19 @@ _NOT_AL = ("out", "resume", "force", "device", "eval_batch_size", "signal_source
 
 
 def config_record(c: RunConfig, al: ALConfig) -> dict[str, Any]:
+    """What a loop depends on: its run and AL settings as given, and its identity (every resolved value,
+    defaults included, and the code; :func:`robustprune.rundir.run_identity`), compared on resume."""
+    from robustprune.rundir import run_identity
+
     run = {k: v for k, v in c.to_dict().items() if k not in _NOT_AL}
-    return {"run": json.loads(json.dumps(run, default=str)), "al": asdict(al)}
+    ident = run_identity(c)
+    ident["resolved"] = {k: v for k, v in ident["resolved"].items() if k not in _NOT_AL}
+    return {"run": json.loads(json.dumps(run, default=str)), "al": asdict(al), "identity": ident}
 
 
 def _load_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool):
+    from robustprune.rundir import identity_differences
+
     p = _state_paths(out)
     if not p["rounds"].exists() and not p["pool"].exists():
         return [], None, None
@@ -170,6 +178,12 @@ def _load_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool
             diff = [k for k in diff if k != "rounds"]  # a loop may be extended by more rounds
         if diff:
             raise ValueError(f"{out} was made with other settings ({', '.join(diff)} differ); pass --force to redo it")
+    why = identity_differences(stored.get("identity"), mine["identity"])
+    if why:
+        raise ValueError(
+            f"{out} was made by other code or defaults ({'; '.join(why[:3])}{'; ...' if len(why) > 3 else ''}); "
+            "pass --force to redo it"
+        )
     rows = json.loads(p["rounds"].read_text())["rounds"] if p["rounds"].exists() else []
     if not p["pool"].exists():
         return [], None, None

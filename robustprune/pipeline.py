@@ -51,6 +51,7 @@ import torch
 import robustprune.distributed as dist
 import robustprune.evaluate as ev
 from robustprune._io import write_json
+from robustprune._provenance import code_identity, host_identity, now
 from robustprune._version import __version__
 from robustprune.explain import explain_config
 from robustprune.runconfig import RunConfig, resolve_config
@@ -62,6 +63,7 @@ from robustprune.rundir import (
     check_same_run,
     input_digests,
     open_run_dir,
+    run_identity,
     unlink_if_exists,
 )
 from robustprune.selection.base import Selection, load_indices
@@ -114,6 +116,7 @@ class _Setup:
     given: tuple[np.ndarray, str] | None = None
     given_signals: Signals | None = None
     resolved: list[tuple[str, Any, str]] = field(default_factory=list)
+    identity: dict[str, Any] = field(default_factory=dict)
 
 
 def _prepare(config: RunConfig, done: str) -> _Setup:
@@ -124,20 +127,22 @@ def _prepare(config: RunConfig, done: str) -> _Setup:
     dist.init(c.device)  # a no-op unless torchrun started several processes
     resuming = dist.on_main(check_run_dir, out, config, done) if out is not None else False
     t0 = time.perf_counter()
+    resolved = explain_config(config, resolved=c)
+    identity = run_identity(c, warmup_only=done == "signals.npz", resolved=resolved)
     ds, noisy, rec, x_val, y_val = load_run_data(c)
     given = load_indices(c.selection, int(ds.num_train)) if c.selection is not None else None
     given_signals = _given_signals(c.signals, noisy) if c.signals is not None else None
-    if resuming and dist.on_main(_resumable_finished, out, c, done):
+    if resuming and dist.on_main(_resumable_finished, out, c, done, identity):
         return _Setup(c, out, True, True, t0)
     if out is not None and dist.is_main():
         open_run_dir(out, c, resuming)
-    resolved = explain_config(config, resolved=c)
-    return _Setup(c, out, resuming, False, t0, ds, noisy, rec, x_val, y_val, given, given_signals, resolved)
+    return _Setup(c, out, resuming, False, t0, ds, noisy, rec, x_val, y_val, given, given_signals, resolved, identity)
 
 
-def _resumable_finished(out: Path, c: RunConfig, done: str) -> bool:
-    """Refuse to resume another run's directory; True when the run there has finished."""
-    check_same_run(out, c)
+def _resumable_finished(out: Path, c: RunConfig, done: str, identity: dict[str, Any]) -> bool:
+    """Refuse to resume another run's directory, or one made by other code or defaults; True when the run
+    there has finished."""
+    check_same_run(out, c, identity)
     return (out / done).exists()
 
 
@@ -162,6 +167,9 @@ def _start(s: _Setup, progress: Callable[[RunEvent], None] | None) -> tuple[RunS
     if out is not None and dist.is_main():
         meta = {
             "robustprune_version": __version__,
+            # what the result depends on (compared on resume and by a sweep's cache) and what made it
+            "identity": s.identity,
+            "provenance": {"code": code_identity(), "host": host_identity(c.device), "started": now()},
             "inputs_sha256": input_digests(c),
             # every value the run uses, method and learner options included, with where it came from
             "resolved": {key: {"value": value, "from": origin} for key, value, origin in s.resolved},

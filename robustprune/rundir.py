@@ -14,15 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import robustprune.distributed as dist
 from robustprune._io import file_digest
+from robustprune._provenance import source_digest
 from robustprune.runconfig import RunConfig
 from robustprune.train.engine import ProgressInfo
 
 __all__ = [
     "ARTIFACTS", "INPUT_FILES", "RunLog", "StageDone", "RunEvent", "check_run_dir", "open_run_dir", "check_same_run",
-    "cached_file_digest", "input_digests", "unlink_if_exists",
+    "cached_file_digest", "input_digests", "unlink_if_exists", "run_identity", "identity_differences",
+    "stored_identity",
 ]  # fmt: skip
 
 #: Files a run directory may hold (``force`` removes exactly these).
@@ -105,8 +108,58 @@ def open_run_dir(out: Path, c: RunConfig, resuming: bool) -> None:
             unlink_if_exists(out / a)
 
 
-def check_same_run(out: Path, c: RunConfig) -> None:
-    """Refuse to resume a run directory whose stored config differs from ``c`` (runtime fields aside).
+def run_identity(c: RunConfig, *, warmup_only: bool = False, resolved: list | None = None) -> dict[str, Any]:
+    """Everything that can change the result of the run ``c``: every resolved value (method and learner options
+    with their defaults and the dataset protocol's values included; runtime fields excluded), the digests of
+    its input files, and the code (:func:`robustprune._provenance.source_digest`). ``warmup_only``: only what
+    a warm-up depends on (the warm-up fields and the learner's options), for a shared warm-up's directory.
+    ``resolved`` saves resolving ``c`` again (:func:`robustprune.explain.explain_config` rows)."""
+    from robustprune.explain import explain_config
+    from robustprune.runconfig import RUNTIME_FIELDS, WARMUP_FIELDS
+
+    rows = resolved if resolved is not None else explain_config(c)
+    skip = set(RUNTIME_FIELDS) | set(INPUT_FILES)
+
+    def wanted(key: str) -> bool:
+        if key in skip:
+            return False
+        return not warmup_only or key in WARMUP_FIELDS or key.startswith("learner_params.")
+
+    values = json.loads(json.dumps({k: v for k, v, _ in rows if wanted(k)}, default=str))
+    inputs = {} if warmup_only else input_digests(c)
+    return {"resolved": values, "inputs": inputs, "code": source_digest()}
+
+
+def stored_identity(out: Path) -> dict[str, Any] | None:
+    """The identity recorded in ``out/config.json`` (None when there is none or it cannot be read)."""
+    try:
+        return json.loads((out / "config.json").read_text()).get("identity")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def identity_differences(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """What differs between two run identities, one short phrase each (empty: the same run)."""
+    if not old:
+        return ["no identity recorded (made by an older robustprune)"]
+    out = []
+    a, b = old.get("resolved", {}), new.get("resolved", {})
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "<unset>") != b.get(key, "<unset>"):
+            out.append(f"{key} {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}")
+    ia, ib = old.get("inputs", {}), new.get("inputs", {})
+    for key in sorted(set(ia) | set(ib)):
+        if ia.get(key) != ib.get(key):
+            out.append(f"{key} file changed")
+    if old.get("code") != new.get("code"):
+        out.append(f"code changed (source {str(old.get('code'))[:8]} -> {str(new.get('code'))[:8]})")
+    return out
+
+
+def check_same_run(out: Path, c: RunConfig, identity: dict[str, Any] | None = None) -> None:
+    """Refuse to resume a run directory whose stored config differs from ``c`` (runtime fields aside), or
+    whose recorded identity (:func:`run_identity`: defaults, protocol values, inputs, code) differs from
+    ``identity`` when that is given.
 
     Input files (``signals``, ``selection``) are compared by content where the stored config recorded a
     digest, so a run (or a whole sweep) that was moved to another directory still resumes.
@@ -125,6 +178,13 @@ def check_same_run(out: Path, c: RunConfig) -> None:
         raise ValueError(
             f"cannot resume {out}: its run differs in {', '.join(diff)}; pass --force to redo it or choose another out"
         )
+    if identity is not None:
+        why = identity_differences(stored.get("identity"), identity)
+        if why:
+            raise ValueError(
+                f"cannot resume {out}: it was made by other code or defaults ({'; '.join(why[:3])}"
+                f"{'; ...' if len(why) > 3 else ''}); pass --force to redo it or choose another out"
+            )
 
 
 #: RunConfig fields naming input files; config.json records their SHA-256 under ``inputs_sha256``.

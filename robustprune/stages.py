@@ -21,6 +21,7 @@ import torch
 
 import robustprune.distributed as dist
 import robustprune.evaluate as ev
+from robustprune._provenance import code_identity, host_identity, now
 from robustprune._version import __version__
 from robustprune.runconfig import RunConfig, warmup_key
 from robustprune.rundir import RunLog
@@ -150,6 +151,7 @@ def signals_stage(r: RunState) -> Signals:
         "warmup_seconds": r.times["warmup"], "signals_seconds": r.times["signals"],
         "warmup_test_accuracy": ws.warmup_test_accuracy, "warmup_key": warmup_key(c), "on_demand_signals": list(extra),
         **ws.meta,
+        "provenance": {"code": code_identity(), "host": host_identity(c.device), "computed_at": now()},
     }  # fmt: skip
     if "deepfool" in extra:
         meta["deepfool"] = {**DEEPFOOL_ATTACK, "view": "clean", "norm": "l2, not squared"}
@@ -334,6 +336,7 @@ def evaluate_stage(
         "noise_record": rec.to_dict(),
         "history": history,
         "robustprune_version": __version__,
+        "provenance": {"code": code_identity(), "host": host_identity(c.device), "computed_at": now()},
     }
     metrics = json.loads(json.dumps(metrics, default=float))
     acc, rel = summary["test_accuracy"], report["relabel_accuracy"]

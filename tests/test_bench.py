@@ -292,11 +292,19 @@ def test_killed_sweep_resumes_without_losing_or_repeating_cells(tmp_path):
     assert missing == 0 and len(records) == len(cells)
 
 
-def test_sweep_refuses_cells_run_with_other_settings(swept, tmp_path):
+def test_cells_run_with_other_settings_are_recomputed_and_the_sweep_says_why(swept, tmp_path):
+    import shutil
+
     spec, out, _ = swept
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
     changed = tiny_spec(run={**TINY_RUN, "epochs": 3})
-    with pytest.raises(ValueError, match="run with other settings .*epochs"):
-        run_bench(changed, out)
+    res = run_bench(changed, copy)
+    assert sorted(res.computed) == sorted(c.key for c in expand(changed)[1]) and not res.cached
+    # the warm-up's schedule changed too (its cosine runs over `epochs`): it and every cell are stale
+    assert all(any("epochs 2 -> 3" in w for w in why) for why in res.stale.values())
+    meta = json.loads((copy / "bench.json").read_text())
+    assert set(meta["stale_recomputed"]) == set(res.stale)
 
 
 def test_failed_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
@@ -541,7 +549,7 @@ def test_validation_accuracy_is_tabulated_and_marks_the_choice_in_the_test_table
         ]
     chosen = chosen_on_validation(recs)
     assert chosen == {("digits", "sym:0.4", "ce", 0.2): "b", ("digits", "sym:0.4", "ce", 0.4): "a"}
-    spec = tiny_spec(methods=["uniform"], fractions=[0.2, 0.4], run={**TINY_RUN, "val_fraction": 0.2})
+    spec = tiny_spec(methods=["uniform"], fractions=[0.2, 0.4], seeds=[0, 1], run={**TINY_RUN, "val_fraction": 0.2})
     meta = {"spec": {**spec.to_dict(), "methods": [{"label": m, "method": "uniform", "params": {}} for m in "ab"]}}
     text = render_markdown(meta, recs, 0)
     assert text.index("## Validation accuracy") < text.index("## Test accuracy")

@@ -124,8 +124,13 @@ def test_a_rerun_reuses_finished_loops_and_report_regenerates(swept):
     result = CliRunner().invoke(app, ["report", str(out), "--no-figures"])
     assert result.exit_code == 0, result.output
     assert "| method | 20 | 40 | 60 | AUC | final |" in (out / "report.md").read_text()
-    with pytest.raises(ValueError, match="run with other settings .*epochs"):
-        run_bench(tiny(run={**RUN, "epochs": 2}), out)
+    import shutil
+
+    copy = out.parent / "copy"
+    shutil.copytree(out, copy)
+    changed = run_bench(tiny(run={**RUN, "epochs": 2}), copy)  # other settings: the loops are recomputed
+    assert len(changed.computed) == 4 and not changed.cached
+    assert all(any("epochs differs" in w for w in why) for why in changed.stale.values())
 
 
 def _error(tmp_path, text):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from robustprune._io import atomic_write_bytes
+from robustprune._provenance import short_code
 from robustprune.bench.grid import BenchSpec, expand
 from robustprune.bench.runner import cell_dir
 
@@ -46,7 +47,7 @@ CSV_FIELDS = (
     "budget", "num_train", "num_val", "val_accuracy",
     "test_accuracy", "test_accuracy_at_best_val", "relabel_accuracy", "relabel_accuracy_all",
     "subset_noise_rate", "noise_rate", "warmup_test_accuracy", "learner_state", "time_warmup", "time_signals",
-    "time_selection", "time_train", "time_evaluate", "cell",
+    "time_selection", "time_train", "time_evaluate", "cell", "code", "computed_at", "host", "gpu", "stale",
 )  # fmt: skip
 
 
@@ -85,8 +86,13 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
         if not path.is_file():
             missing += 1
             continue
-        m = json.loads(path.read_text())
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read {path}: {exc}; rerun the sweep to recompute that cell") from None
         t = m.get("timings", {})
+        prov = m.get("provenance") or {}
+        host = prov.get("host") or {}
         records.append({
             "dataset": c.group.dataset, "noise": c.group.noise, "learner": c.group.learner, "seed": c.group.seed,
             "method": c.method.label, "method_name": c.method.method,
@@ -103,6 +109,9 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
             "time_evaluate": t.get("evaluate", 0.0), "cell": c.key,
             "class_counts": m.get("class_counts"), "class_counts_true": m.get("class_counts_true"),
             "warmup_group": c.group.name, "warmup_tag": c.group.tag,
+            "code": short_code(prov.get("code")), "computed_at": prov.get("computed_at"),
+            "host": f"{host.get('cpu', '?')}, {host.get('torch_threads', '?')} threads" if host else None,
+            "gpu": host.get("gpu"), "stale": "; ".join((meta.get("stale_kept") or {}).get(c.key, [])) or None,
         })  # fmt: skip
     return meta, records, missing
 
@@ -140,17 +149,17 @@ def render_table(
     fractions: Sequence[float],
     higher_better: bool,
     chosen: Mapping[tuple, str] | None = None,
+    seeds: int | None = None,
+    stale: Mapping[tuple, bool] | None = None,
 ) -> str:
-    """A Markdown table: methods × fractions of ``mean ± std`` (in %), the best of each column in bold; with
-    ``chosen`` ((*block, fraction) -> method), that method's cell is marked † (chosen on validation)."""
+    """A Markdown table: methods × fractions of ``mean ± std`` (in %). The best of each column is in bold, and
+    so is every other method within the larger of the two standard deviations of it (:func:`leaders`: a
+    difference inside the seeds' spread is a tie). With ``chosen`` ((*block, fraction) -> method) that
+    method's cell is marked † (chosen on validation); a cell over another number of seeds than ``seeds``
+    shows its count (n=K); a ``stale`` cell (made by other code or defaults, kept) is marked ‡."""
     fr = sorted(set(fractions))
     lines = ["| method | " + " | ".join(f"{f:g}" for f in fr) + " |", "|---|" + "---:|" * len(fr)]
-    best: dict[float, float] = {}
-    for f in fr:
-        vals = [round(100 * agg[(*block, m, f)][0], 1) for m in methods
-                if (*block, m, f) in agg and agg[(*block, m, f)][2] > 0]  # fmt: skip
-        if vals:
-            best[f] = max(vals) if higher_better else min(vals)
+    bold = {f: leaders({m: agg[(*block, m, f)] for m in methods if (*block, m, f) in agg}, higher_better) for f in fr}
     for m in methods:
         cells = []
         for f in fr:
@@ -159,11 +168,28 @@ def render_table(
                 cells.append("–")
                 continue
             text = format_mean_std(*a)
-            text = f"**{text}**" if round(100 * a[0], 1) == best.get(f) else text
+            text = f"**{text}**" if m in bold[f] else text
+            if seeds is not None and a[2] != seeds:
+                text += f" (n={a[2]})"
+            if stale and stale.get((*block, m, f)):
+                text += " ‡"
             cells.append(text + " †" if chosen and chosen.get((*block, f)) == m else text)
         if any(c != "–" for c in cells):
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def leaders(stats: Mapping[str, tuple[float, float, int]], higher_better: bool = True) -> set[str]:
+    """The methods marked best in a column: the best mean, and every method whose mean is within the larger of
+    its own and the best's standard deviation of it (a difference inside the seeds' spread is a tie; with one
+    seed, only equal means tie)."""
+    ok = {m: v for m, v in stats.items() if v[2] > 0 and not math.isnan(v[0])}
+    if not ok:
+        return set()
+    sign = 1.0 if higher_better else -1.0
+    top = max(ok, key=lambda m: sign * ok[m][0])
+    m0, sd0 = ok[top][0], ok[top][1]
+    return {m for m, (mean, sd, _n) in ok.items() if sign * (m0 - mean) <= max(sd0, sd) + 1e-12}
 
 
 def cost_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -252,6 +278,45 @@ def render_methods(w: Any, spec: BenchSpec) -> None:
           "without the test set; read its tables as evidence, not as a choice\n")  # fmt: skip
 
 
+def render_provenance(w: Any, meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> None:
+    """Which code computed the cells, on which hosts and when; whether this report was rendered from cells an
+    earlier sweep computed; the stale cells kept with ``--reuse-stale``."""
+    from robustprune._provenance import now
+
+    w("\n## Provenance\n\n")
+    by_code: dict[str, list[str]] = defaultdict(list)
+    for r in records:
+        by_code[r.get("code") or "unknown"].append(r.get("computed_at") or "")
+    w("| code | cells | computed |\n|---|---:|---|\n")
+    for code, dates in sorted(by_code.items(), key=lambda kv: min(kv[1])):
+        known = sorted(d for d in dates if d)
+        span = f"{known[0]} – {known[-1]}" if known else "not recorded (an older robustprune)"
+        w(f"| {code} | {len(dates)} | {span} |\n")
+    hosts = sorted({r["host"] for r in records if r.get("host")} | {r["gpu"] for r in records if r.get("gpu")})
+    if hosts:
+        w(f"\nHosts: {'; '.join(hosts)}.\n")
+    dates = sorted(r["computed_at"] for r in records if r.get("computed_at"))
+    started = meta.get("started_at") or _iso(meta.get("started"))
+    none_now = meta.get("computed") == 0 if "computed" in meta else bool(dates and started and dates[-1] < started)
+    if dates and none_now:
+        w(f"\nThis report was rendered on {now()} from cells computed earlier (the last on {dates[-1]}); the sweep "
+          f"that wrote it ({meta.get('started')}) computed none of them.\n")  # fmt: skip
+    elif not dates:
+        w("\nNo cell records when it was computed: they were made by an older robustprune.\n")
+    kept = meta.get("stale_kept") or {}
+    if kept:
+        w(f"\n‡ {len(kept)} cells were made by other code or defaults and kept with --reuse-stale:\n\n")
+        for key, why in sorted(kept.items())[:20]:
+            w(f"- {key}: {'; '.join(why[:3])}\n")
+
+
+def _iso(stamp: Any) -> str | None:
+    """bench.json's ``started`` (``2026-12-06 02:04:27 UTC``) as ISO 8601 (``2026-12-06T02:04:27Z``)."""
+    if not isinstance(stamp, str) or len(stamp) < 19:
+        return None
+    return stamp[:10] + "T" + stamp[11:19] + "Z"
+
+
 def report_blocks(spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     """The (dataset, noise, learner) blocks with records, in the grid's dataset order."""
     return sorted(
@@ -282,9 +347,11 @@ def render_markdown(
         w(f"- failed cells: {len(meta['failed'])} (see bench.json)\n")
     w(
         "\nValues are percentages, mean ± sample standard deviation over seeds (one value: that seed only); "
-        "the best mean of each column is in bold (lowest for the subset noise rate). Test accuracy is that of "
-        "the last epoch.\n"
+        "the best mean of each column is in bold (lowest for the subset noise rate), and so is every mean within "
+        "the larger standard deviation of it (a tie). Test accuracy is that of the last epoch.\n"
     )
+    if records:
+        render_provenance(w, meta, records)
     if records:
         c = cost_summary(records)
         w("\n## Compute cost\n\n")
@@ -322,7 +389,9 @@ def render_markdown(
             seeds = sorted({r["seed"] for r in records if (r["dataset"], r["noise"], r["learner"]) == block})
             w(f"\n### {block[0]}, noise {block[1]}, learner {block[2]} (seeds {', '.join(map(str, seeds))})\n\n")
             marks = chosen if key == "test_accuracy" else None
-            w(render_table(agg, block, methods, fractions, higher, marks) + "\n")
+            stale = {(r["dataset"], r["noise"], r["learner"], r["method"], float(r["fraction"])): True
+                     for r in records if r.get("stale")}  # fmt: skip
+            w(render_table(agg, block, methods, fractions, higher, marks, len(spec.seeds), stale) + "\n")
     if figures:
         w("\n## Figures\n\n")
         for name, caption in figures:

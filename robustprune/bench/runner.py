@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from robustprune._io import write_json
+from robustprune._provenance import code_identity, now
 from robustprune._version import __version__
 from robustprune.bench.grid import BenchSpec, Cell, Group, expand
 from robustprune.runconfig import RunConfig
@@ -60,6 +61,8 @@ class BenchResult:
     cached: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     warmups_computed: list[str] = field(default_factory=list)
+    stale: dict[str, list[str]] = field(default_factory=dict)  # recomputed: made by other code or defaults
+    stale_kept: dict[str, list[str]] = field(default_factory=dict)  # kept anyway (reuse_stale)
     seconds: float = 0.0
 
 
@@ -160,45 +163,41 @@ def _do_al_cell(cfg: dict[str, Any], al: dict[str, Any], progress: Callable | No
 # -------------------------------------------------------------------------------------------- sweep
 
 
-def _check_cached(out: Path, groups: list[Group], cells: list[Cell]) -> None:
-    """Refuse a sweep directory whose existing cells / warm-ups were run with other settings."""
-    from robustprune.runconfig import RUNTIME_FIELDS, WARMUP_FIELDS
+def find_stale(out: Path, groups: list[Group], cells: list[Cell]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Warm-ups (by group name) and cells (by key) in ``out`` whose recorded identity differs from the one the
+    grid gives them now (:func:`robustprune.rundir.run_identity`: every resolved value, defaults and dataset
+    protocol values included, the input files and the code), each with the reasons; a cell whose warm-up is
+    stale is stale too. Directories without a config.json are not stale (nothing was computed there)."""
+    from robustprune.rundir import identity_differences, run_identity, stored_identity
 
-    def differs(path: Path, config: RunConfig, keys: tuple[str, ...] | None = None) -> list[str]:
-        if not path.exists():
-            return []
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return []  # an unreadable config is redone by the run itself
-        new = config.to_dict()
-        compared = keys if keys is not None else [k for k in new if k not in RUNTIME_FIELDS and k != "signals"]
-        return sorted(k for k in compared if old.get(k) != new[k])
-
+    warm: dict[str, list[str]] = {}
     for g in groups:
-        # a warm-up depends on WARMUP_FIELDS only: the group's first method or fraction does not matter
-        diff = differs(warmup_dir(out, g) / "config.json", _group_config(out, g), WARMUP_FIELDS)
-        if diff:
-            raise ValueError(
-                f"{out} holds a warm-up of {g.name} run with other settings ({', '.join(diff)}); "
-                "pass --force to redo the sweep or choose another --out"
-            )
+        path = warmup_dir(out, g)
+        if (path / "config.json").exists():
+            why = identity_differences(stored_identity(path), run_identity(_group_config(out, g), warmup_only=True))
+            if why:
+                warm[g.name] = why
+    stale: dict[str, list[str]] = {}
     for c in cells:
+        path = cell_dir(out, c)
+        if not (path / "config.json").exists() and not (path / "al_config.json").exists():
+            continue
         if c.al is not None:
-            diff = _al_differs(out, c)
+            why = _al_differs(out, c)
+        elif c.group.name in warm:
+            why = ["its warm-up is stale: " + "; ".join(warm[c.group.name])]
         else:
-            diff = differs(cell_dir(out, c) / "config.json", _cell_config(out, c))
-        if diff:
-            raise ValueError(
-                f"{out} holds cell {c.key} run with other settings ({', '.join(diff)}); "
-                "pass --force to redo the sweep or choose another --out"
-            )
+            why = identity_differences(stored_identity(path), run_identity(_cell_config(out, c)))
+        if why:
+            stale[c.key] = why
+    return warm, stale
 
 
 def _al_differs(out: Path, c: Cell) -> list[str]:
-    """Settings in which an active-learning cell's stored loop differs from the grid's (more or fewer rounds
-    are not a difference: a loop is extended, or reported up to the grid's rounds)."""
+    """How an active-learning cell's stored loop differs from the grid's (more or fewer rounds are not a
+    difference: a loop is extended, or reported up to the grid's rounds), one phrase each."""
     from robustprune.al import config_record
+    from robustprune.rundir import identity_differences
 
     path = cell_dir(out, c) / "al_config.json"
     if not path.exists():
@@ -211,8 +210,9 @@ def _al_differs(out: Path, c: Cell) -> list[str]:
     diff = []
     for part in ("run", "al"):
         theirs, mine = old.get(part, {}), new[part]
-        diff += [k for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k) and k != "rounds"]
-    return diff
+        keys = sorted(set(theirs) | set(mine))
+        diff += [f"{k} differs" for k in keys if theirs.get(k) != mine.get(k) and k != "rounds"]
+    return diff or identity_differences(old.get("identity"), new["identity"])
 
 
 def _group_config(out: Path, g: Group) -> RunConfig:
@@ -240,10 +240,15 @@ def run_bench(
     *,
     jobs: int = 1,
     force: bool = False,
+    reuse_stale: bool = False,
     command: str | None = None,
     progress: Callable[[BenchEvent], None] | None = None,
 ) -> BenchResult:
     """Run every cell of ``spec`` into ``out`` (see the module docs); finished cells are skipped.
+
+    A cell or warm-up found in ``out`` whose identity (every resolved value, defaults included; its input files;
+    the code) differs from the grid's now is stale: it is recomputed, and ``BenchResult.stale`` says which and
+    why; with ``reuse_stale`` finished stale cells are kept instead (``stale_kept``, marked in the report).
 
     ``jobs > 1`` runs independent work in that many processes (each with a share of the CPU threads, and
     one GPU each where there are several). A cell that fails is recorded in the result and the sweep goes
@@ -263,12 +268,14 @@ def run_bench(
     started = time.time()
     meta = {
         "spec": spec.to_dict(), "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "started_at": now(), "code": code_identity(),
         "environment": environment(), "jobs": jobs, "world_size": world.size,
     }  # fmt: skip
     # rank 0 prepares the directory and says what is left; every rank then works through the same list
-    done, warm = dist.on_main(_prepare, out, groups, cells, force, meta)
+    done, warm, stale, kept = dist.on_main(_prepare, out, groups, cells, force, reuse_stale, meta)
 
     sweep = _Sweep(out, groups, cells, jobs, progress, done=done, warm=warm)
+    sweep.result.stale, sweep.result.stale_kept = stale, kept
     sweep.emit("start", str(out), status=f"{len(sweep.result.cached)} cached")
     if jobs == 1:
         sweep.run_sequential()
@@ -277,6 +284,8 @@ def run_bench(
     result = sweep.result
     result.seconds = time.time() - started
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    meta["finished_at"] = now()
+    meta["computed"] = len(result.computed)
     meta["seconds"] = round(result.seconds, 2)
     meta["failed"] = result.failed
     if dist.is_main():
@@ -285,16 +294,36 @@ def run_bench(
     return result
 
 
-def _prepare(out: Path, groups: list[Group], cells: list[Cell], force: bool, meta: dict) -> tuple[list, list]:
-    """Clear (``force``) or check the sweep directory, write bench.json; which cells are finished and which
-    groups have their warm-up signals."""
+def _prepare(
+    out: Path, groups: list[Group], cells: list[Cell], force: bool, reuse_stale: bool, meta: dict
+) -> tuple[list, list, dict, dict]:
+    """Clear (``force``) or check the sweep directory: stale warm-ups and cells (:func:`find_stale`) are
+    removed to be recomputed, or, with ``reuse_stale``, finished ones are kept (and reported as stale); write
+    bench.json. Returns which cells are finished, which groups have their warm-up signals, the stale cells
+    and warm-ups to recompute, and those kept."""
     if force and out.exists():
         for sub in ("warmup", "cells"):
             shutil.rmtree(out / sub, ignore_errors=True)
-    _check_cached(out, groups, cells)
+    warm, stale = find_stale(out, groups, cells) if out.exists() else ({}, {})
+    kept: dict[str, list[str]] = {}
+    if reuse_stale:  # finished cells stay (marked in the report); unfinished ones and their warm-ups are redone
+        for c in cells:
+            if c.key in stale and cell_done(out, c):
+                kept[c.key] = stale.pop(c.key)
+        needed = {c.group.name for c in cells if c.key in stale or not cell_done(out, c)}
+        warm = {name: why for name, why in warm.items() if name in needed}
+    for g in groups:
+        if g.name in warm:
+            shutil.rmtree(warmup_dir(out, g), ignore_errors=True)
+    for c in cells:
+        if c.key in stale:
+            shutil.rmtree(cell_dir(out, c), ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+    recomputed = {**{f"warmup/{k}": v for k, v in warm.items()}, **stale}
+    meta["stale_recomputed"], meta["stale_kept"] = recomputed, kept
     write_json(out / "bench.json", meta)
-    return [cell_done(out, c) for c in cells], [(warmup_dir(out, g) / "signals.npz").exists() for g in groups]
+    done = [cell_done(out, c) for c in cells]
+    return done, [(warmup_dir(out, g) / "signals.npz").exists() for g in groups], recomputed, kept
 
 
 def _call(fn: Callable, *args: Any) -> tuple[Any, BaseException | None]:

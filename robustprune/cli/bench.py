@@ -172,6 +172,14 @@ def _bench(
     ] = 1,
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Sweep directory.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute every cell of the sweep directory.")] = False,
+    reuse_stale: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-stale",
+            help="Keep finished cells made by other code or defaults (the report marks them) instead of "
+            "recomputing them.",
+        ),
+    ] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNG figures.")] = False,
     dry_run: Annotated[
         bool,
@@ -211,7 +219,7 @@ def _bench(
         if dry_run:
             _print_dry_run(spec)
             return
-        _sweep(spec, out, jobs, force, no_figures)
+        _sweep(spec, out, jobs, force, no_figures, reuse_stale)
 
 
 def _al_overrides(al: bool, values: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -243,7 +251,7 @@ def _grid(config: Path | None, overrides: dict[str, Any]) -> Any:
     return build_spec(merge({}, overrides))
 
 
-def _sweep(spec: Any, out: Path, jobs: int, force: bool, no_figures: bool) -> None:
+def _sweep(spec: Any, out: Path, jobs: int, force: bool, no_figures: bool, reuse_stale: bool = False) -> None:
     """Run the sweep with progress, write its report, and say what came out (a non-zero exit if cells failed)."""
     from robustprune.bench import run_bench, write_report
 
@@ -252,7 +260,8 @@ def _sweep(spec: Any, out: Path, jobs: int, force: bool, no_figures: bool) -> No
     t0 = time.perf_counter()
     try:
         with sigterm_as_interrupt():
-            result = run_bench(spec, out, jobs=jobs, force=force, command=command, progress=bars)
+            result = run_bench(spec, out, jobs=jobs, force=force, reuse_stale=reuse_stale, command=command,
+                               progress=bars)  # fmt: skip
     except KeyboardInterrupt as exc:
         bars.close()
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
@@ -267,6 +276,13 @@ def _sweep(spec: Any, out: Path, jobs: int, force: bool, no_figures: bool) -> No
         f"{len(result.computed)} cells computed, {len(result.cached)} reused, {len(result.failed)} failed "
         f"in {time.perf_counter() - t0:.1f} s; report: {report}"
     )
+    stale = (("recomputed (made by other code or defaults)", result.stale),
+             ("kept although made by other code or defaults (--reuse-stale)", result.stale_kept))  # fmt: skip
+    for what, items in stale:
+        if items:
+            con.print(Text(f"{len(items)} stale cells or warm-ups {what}:"))
+            for key, why in list(items.items())[:3]:
+                con.print(Text(f"  {key}: {'; '.join(why[:3])}{'; ...' if len(why) > 3 else ''}"))
     if result.failed:
         for key, msg in list(result.failed.items())[:5]:
             con.print(Text(f"  failed {key}: {msg}"))
