@@ -4,7 +4,8 @@
 (in a git checkout), and ``source_sha256``, a digest of the package's source that ignores comments,
 docstrings and formatting (each module's syntax tree, docstrings removed). The digest is what decides
 whether a cached result was computed by the same code: it is the same for every copy of the same code,
-installed or checked out, and changes with any change that can change a result. :func:`host_identity` names
+installed or checked out, and changes with any change that can change a result (modules that only present
+results, :data:`PRESENTATION_ONLY`, are left out). :func:`host_identity` names
 the machine (CPU and GPU models, core and thread counts) and :func:`now` the time, for reports.
 """
 
@@ -37,14 +38,20 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+#: Modules that only present results (the command line, report rendering): a change to them cannot change a
+#: computed number, so they are left out of :func:`source_digest` and do not make cached cells stale.
+PRESENTATION_ONLY = ("cli/", "__main__.py", "bench/report.py", "bench/al_report.py")
+
+
 @lru_cache(maxsize=4)
 def source_digest(package: str | None = None) -> str:
-    """SHA-256 over the package's modules (relative path and docstring-free syntax tree of each ``.py``)."""
+    """SHA-256 over the package's modules (relative path and docstring-free syntax tree of each ``.py``),
+    :data:`PRESENTATION_ONLY` modules excepted."""
     root = Path(package) if package is not None else _PACKAGE
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
-        if "__pycache__" in rel:
+        if "__pycache__" in rel or rel.startswith(PRESENTATION_ONLY):
             continue
         try:
             tree = _strip_docstrings(ast.parse(path.read_text(encoding="utf-8")))

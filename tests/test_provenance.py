@@ -40,7 +40,12 @@ def test_the_source_digest_ignores_comments_docstrings_and_layout_but_not_code(t
     assert source_digest(str(pkg)) == first
     (pkg / "a.py").write_text('"""Doc."""\n\ndef f(x):\n    return x + 2\n')
     source_digest.cache_clear()
-    assert source_digest(str(pkg)) != first
+    second = source_digest(str(pkg))
+    assert second != first
+    (pkg / "cli").mkdir()  # presentation-only modules are left out
+    (pkg / "cli" / "run.py").write_text("print('a summary')\n")
+    source_digest.cache_clear()
+    assert source_digest(str(pkg)) == second
     source_digest.cache_clear()
 
 
