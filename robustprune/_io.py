@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "write_json", "file_digest"]
+__all__ = ["atomic_write_bytes", "write_json", "file_digest", "load_array"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -49,6 +49,33 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def load_array(path: str | os.PathLike, what: str, key: str | None = None) -> Any:
+    """One array from a file, for a user's own inputs: ``.npy`` (memory-mapped, so a large file is read only as
+    it is used) or ``.npz`` (the array named ``key``, or its only array). ``what`` names the input in errors
+    (one line each: a missing file, another format, an archive without that array)."""
+    import zipfile
+
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} file {p} does not exist")
+    try:
+        if p.suffix == ".npy":
+            return np.load(p, mmap_mode="r", allow_pickle=False)
+        z = np.load(p, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        raise ValueError(f"cannot read {what} file {p}: not a numpy .npy or .npz file") from None
+    if not hasattr(z, "files"):
+        return z
+    with z:
+        names = list(z.files)
+        name = key if key in names else names[0] if len(names) == 1 else None
+        if name is None:
+            raise ValueError(f"{what} file {p} holds {names}; it needs an array named {key!r} or a single array")
+        return z[name]
 
 
 def _umask() -> int:

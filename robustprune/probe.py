@@ -32,8 +32,9 @@ import torch.nn.functional as F
 
 from robustprune._validation import check_features, check_labels
 from robustprune.seeding import stream
+from robustprune.signals import Signals
 
-__all__ = ["stratified_folds", "cross_fitted_probe", "ProbeResult", "L2_GRID"]
+__all__ = ["stratified_folds", "cross_fitted_probe", "ProbeResult", "L2_GRID", "signals_from_embeddings"]
 
 #: Regularisation strengths tried by default (penalty λ/2·‖W‖² on the mean cross-entropy), half a decade
 #: apart; searched from the strongest down until the inner log-loss has risen twice in a row.
@@ -152,8 +153,8 @@ def cross_fitted_probe(
     if l2 is not None and not (isinstance(l2, (int, float)) and l2 >= 0):
         raise ValueError(f"l2 must be a non-negative number, got {l2!r}")
     fold = stratified_folds(y_np, folds, seed)
-    x = torch.from_numpy(np.ascontiguousarray(x_np, dtype=np.float32))
-    y = torch.from_numpy(y_np)
+    x = torch.from_numpy(np.array(x_np, dtype=np.float32))  # a writable copy (inputs may be read-only memmaps)
+    y = torch.from_numpy(np.array(y_np, dtype=np.int64))
     grid = [float(l2)] if l2 is not None else sorted({float(v) for v in l2_grid}, reverse=True)
     if not grid or any(not (v >= 0) for v in grid):
         raise ValueError(f"l2_grid must hold non-negative numbers, got {l2_grid!r}")
@@ -195,3 +196,48 @@ def cross_fitted_probe(
         if progress is not None:
             progress(done, total)
     return ProbeResult(out.numpy(), fold, chosen, time.perf_counter() - t0, losses)
+
+
+def signals_from_embeddings(
+    features: Any,
+    labels: Any,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    num_classes: int | None = None,
+    true_labels: Any = None,
+    l2: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Signals:
+    """A signals bundle from a user's own embeddings and (noisy) labels, for pruning without a warm-up.
+
+    ``probs`` are out-of-sample: a ``folds``-fold cross-fitted linear probe (:func:`cross_fitted_probe`) on
+    ``features``; ``features`` are kept as given (float16 stays float16). Every label-aware method
+    (``prune4rel_auto``, ``confident_filter``, ``small_loss``, ...) can then select from it::
+
+        sig = rp.signals_from_embeddings(embeddings, noisy_labels, folds=5)
+        sel = rp.select("prune4rel_auto", signals=sig, fraction=0.2)
+
+    ``true_labels`` (optional, evaluation only) travel in the bundle. One-line ``ValueError`` for rows that
+    differ, NaN/inf, one class only, or a class with fewer examples than folds.
+    """
+    y = check_labels(labels)
+    x = check_features(features, y.shape[0])
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    if present.size < 2:
+        raise ValueError("labels hold one class only; a probe needs at least two classes to tell apart")
+    if present.min() < folds:
+        c = int(np.flatnonzero((counts > 0) & (counts < folds))[0])
+        raise ValueError(
+            f"class {c} has {int(counts[c])} examples, fewer than the {folds} folds; use --folds "
+            f"{max(2, int(present.min()))} or fewer, or drop the class"
+        )
+    res = cross_fitted_probe(x, y, num_classes=num_classes, folds=folds, seed=seed, l2=l2, progress=progress)
+    meta = {
+        "signal_source": f"probe:{folds} on given embeddings", "out_of_sample": True,
+        "probe": {"folds": folds, "l2": res.l2, "seconds": round(res.seconds, 4), "seed": seed,
+                  "inner_log_loss": {f"{k:g}": v for k, v in res.inner_losses.items()}},
+        "agreement_with_given_labels": res.agreement(y),
+    }  # fmt: skip
+    return Signals(labels=y, probs=res.probs, features=x, true_labels=true_labels, meta=meta)

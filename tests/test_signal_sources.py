@@ -259,3 +259,70 @@ def test_a_run_on_out_of_sample_signals_reports_them(tmp_path):
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["signal_source"] == "folds:2" and cfg["resolved"]["signal_source"]["from"] == "given"
     assert res.metrics["budget"] == 90
+
+
+# ----------------------------------------------------------------------------------- from your own embeddings
+
+
+def test_signals_from_embeddings_gives_out_of_sample_probs_that_select_takes():
+    import robustprune as rp
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(4, 16)) * 3
+    y_true = rng.integers(0, 4, 600)
+    x = (centres[y_true] + rng.normal(size=(600, 16))).astype(np.float16)
+    noisy = y_true.copy()
+    flip = rng.random(600) < 0.3
+    noisy[flip] = (noisy[flip] + 1) % 4
+    sig = rp.signals_from_embeddings(x, noisy, folds=5, seed=1, true_labels=y_true)
+    assert sig.features.dtype == np.float16 and sig.meta["out_of_sample"]
+    ref = cross_fitted_probe(x, noisy, folds=5, seed=1)
+    assert np.array_equal(sig.probs, ref.probs)
+    assert np.mean(sig.probs.argmax(1) == y_true) > 0.9  # the probe sees through the flips it never fitted
+    sel = rp.select("prune4rel_auto", signals=sig, fraction=0.2)
+    assert sel.budget == 120 and np.mean(noisy[sel.indices] != y_true[sel.indices]) < 0.15
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (np.r_[np.zeros(50, int), np.ones(3, int)], "class 1 has 3 examples, fewer than the 5 folds"),
+        (np.zeros(53, int), "one class only"),
+    ],
+)
+def test_signals_from_embeddings_refuses_bad_labels(labels, match):
+    import robustprune as rp
+
+    with pytest.raises(ValueError, match=match):
+        rp.signals_from_embeddings(np.random.default_rng(0).normal(size=(53, 4)), labels, folds=5)
+
+
+def test_the_signals_command(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int) + 2 * (x[:, 1] > 0)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "y.npz", labels=y)
+    out = tmp_path / "sig.npz"
+    runner = CliRunner()
+    res = runner.invoke(app, ["signals", "--features", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npz"),
+                              "--folds", "3", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    from robustprune.signals import Signals
+
+    sig = Signals.load(out)
+    assert sig.n == 300 and np.array_equal(sig.labels, y) and sig.meta["probe"]["folds"] == 3
+    assert "wrote" in res.output and "out of fold" in res.output
+    again = runner.invoke(app, ["signals", "--features", str(tmp_path / "x.npy"), "--labels",
+                                str(tmp_path / "y.npz"), "--out", str(out)])  # fmt: skip
+    assert again.exit_code == 2 and "already exists" in again.output  # nothing already written is lost
+    np.save(tmp_path / "bad.npy", np.r_[x[:-1], [[np.nan] * 8]])
+    for args, match in (
+        (["--features", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "x.npy")], "labels"),
+        (["--features", str(tmp_path / "bad.npy"), "--labels", str(tmp_path / "y.npz")], "NaN|finite"),
+        (["--features", str(tmp_path / "nope.npy"), "--labels", str(tmp_path / "y.npz")], "does not exist"),
+    ):
+        res = runner.invoke(app, ["signals", *args, "--out", str(tmp_path / "o.npz")])
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), res.output
+        assert __import__("re").search(match, lines[0]), lines[0]

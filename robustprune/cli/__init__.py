@@ -16,6 +16,7 @@ from robustprune.cli.bench import bench_command, report_command
 from robustprune.cli.methods import methods_command
 from robustprune.cli.run import run_command
 from robustprune.cli.select import select_command
+from robustprune.cli.signals import signals_command
 
 __all__ = ["app", "main"]
 
@@ -47,6 +48,7 @@ def _root(
 
 app.command("methods")(methods_command)
 app.command("select")(select_command)
+app.command("signals")(signals_command)
 app.command("run")(run_command)
 app.command("al")(al_cli)
 app.command("bench")(bench_command)
