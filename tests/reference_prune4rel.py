@@ -26,9 +26,13 @@ def released_prune4rel(
     confidence="max_prob",
     start=(),
     candidates=None,
+    gain="self",
+    return_gains=False,
 ):
     """``start`` (active learning): NC begins with those examples' support; ``candidates``: only these may be
-    picked, and the balanced round-robin counts only them. The defaults are the released rule."""
+    picked, and the balanced round-robin counts only them. ``gain="exact"``: the true marginal gain of F for
+    every candidate, recomputed from a dense similarity matrix each pick in float64 (the released schedule
+    around it unchanged); ``return_gains`` also returns each pick's gain. The defaults are the released rule."""
     probs = np.asarray(probs, dtype=np.float32)
     if confidence == "max_prob":
         confs = probs.max(axis=1)
@@ -47,7 +51,11 @@ def released_prune4rel(
         sim[p] = 1.0
         return sim * (sim > np.float32(tau))
 
-    nc = np.zeros(n, dtype=np.float32)
+    exact = gain == "exact"
+    if exact:
+        w_all = np.stack([column(p) for p in range(n)], axis=1).astype(np.float64)  # w_all[v, x] = w(v, x)
+        c64 = confs.astype(np.float64)
+    nc = np.zeros(n, dtype=np.float64 if exact else np.float32)
     for s in np.sort(np.asarray(start, dtype=np.int64)):
         nc += column(s) * confs[s]
     selected = np.zeros(n, dtype=bool)  # picked, or not a candidate
@@ -63,10 +71,14 @@ def released_prune4rel(
         init = list(remaining)
         min_balance = 0
     broken = False
-    order = []
+    order, gains = [], []
     for i in range(budget):
-        scores = _tanh((nc + confs) / eta32) - _tanh(nc / eta32)
-        scores[selected] = -1
+        if exact:  # per candidate x: sum over v of tanh((NC_v + w(v, x) c_x) / eta) - tanh(NC_v / eta)
+            scores = (np.tanh((nc[:, None] + w_all * c64[None, :]) / eta) - np.tanh(nc[:, None] / eta)).sum(0)
+            scores[selected] = -np.inf
+        else:
+            scores = _tanh((nc + confs) / eta32) - _tanh(nc / eta32)
+            scores[selected] = -1
         if not balance or broken:
             p = int(np.argmax(scores))
         else:
@@ -83,7 +95,9 @@ def released_prune4rel(
             remaining[target] -= 1
         selected[p] = True
         order.append(p)
+        gains.append(float(scores[p]))
         if i == budget - 1:
             break
-        nc += column(p) * confs[p]
-    return np.array(order, dtype=np.int64)
+        nc += (w_all[:, p] * c64[p]) if exact else column(p) * confs[p]
+    order = np.array(order, dtype=np.int64)
+    return (order, np.array(gains)) if return_gains else order

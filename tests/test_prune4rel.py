@@ -267,56 +267,18 @@ def test_exact_greedy_beats_self_rule_on_its_objective():
         np.testing.assert_allclose(exact.gains.sum(), f_exact, rtol=1e-9)
 
 
-def naive_balanced_exact(probs, feats, labels, budget, tau, eta):
-    """The exact-gain greedy under the released class-balanced round-robin (with its 1.5x break rule), naively:
-    a dense similarity matrix, every candidate's true marginal gain of F recomputed from scratch each pick."""
-    c = probs.max(1).astype(np.float64)
-    z = feats.astype(np.float32)
-    z = z / np.linalg.norm(z, axis=1, keepdims=True)
-    s = (np.float32(0.5) + np.float32(0.5) * (z @ z.T)).astype(np.float64)
-    np.fill_diagonal(s, 1.0)
-    w = s * (s > tau)
-    k = probs.shape[1]
-    members = [np.flatnonzero(labels == cl) for cl in range(k)]
-    remaining, init = [m.size for m in members], [m.size for m in members]
-    avail, min_balance, broken = list(range(k)), 0, False
-    nc = np.zeros(len(c))
-    picked = np.zeros(len(c), dtype=bool)
-    order, gains = [], []
-    for i in range(budget):
-        gain = (np.tanh((nc[:, None] + w * c[None, :]) / eta) - np.tanh(nc[:, None] / eta)).sum(0)  # per column x
-        gain[picked] = -np.inf
-        if broken:
-            p = int(np.argmax(gain))
-        else:
-            target = avail[i % len(avail)]
-            while remaining[target] == 0:
-                if len(avail) == k:
-                    min_balance = init[target]
-                avail = [cl for cl in avail if cl != target]
-                target = avail[i % len(avail)]
-                if init[target] - remaining[target] > 1.5 * min_balance:
-                    broken = True
-            idx = members[target]
-            p = int(idx[np.argmax(gain[idx])])
-            remaining[target] -= 1
-        order.append(p)
-        gains.append(gain[p])
-        picked[p] = True
-        nc += w[:, p] * c[p]
-    return np.array(order), np.array(gains)
-
-
 @pytest.mark.parametrize(("seed", "sizes"), [(13, None), (14, [70, 14, 8, 68])])
 def test_exact_gain_balanced_equals_a_naive_per_class_loop(seed, sizes):
-    """Picks and gains of the balanced exact-gain greedy against the naive loop, including a class that runs
-    out (then the round-robin skips it, and the 1.5x rule ends the balance)."""
+    """Picks and gains of the balanced exact-gain greedy against a naive loop (the released transcription with
+    every candidate's true marginal gain recomputed densely each pick), including a class that runs out (then
+    the round-robin skips it, and the 1.5x rule ends the balance)."""
     probs, feats, labels = make_data(n=160, d=8, seed=seed)
     if sizes is not None:
         labels = np.repeat(np.arange(4), sizes)
     for tau, eta, budget in ((0.9, 1.0, 40), (0.8, 2.0, 70), (0.95, 0.5, 100)):
         sel = run(probs, feats, labels, budget, gain="exact", class_balanced=True, tau=tau, eta=eta)
-        order, gains = naive_balanced_exact(probs, feats, labels, budget, tau, eta)
+        order, gains = released_prune4rel(probs, feats, budget, tau=tau, eta=eta, labels=labels, gain="exact",
+                                          return_gains=True)  # fmt: skip
         np.testing.assert_array_equal(sel.indices, order)
         np.testing.assert_allclose(sel.gains, gains, rtol=1e-5, atol=1e-7)
     counts = np.bincount(labels[sel.indices], minlength=4)
