@@ -27,24 +27,24 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from robustprune.bench.report import mean_std  # noqa: E402
+
 _SOURCE = re.compile(r"<!--\s*source:\s*(.*?)\s*-->")
 _VALUE = re.compile(r"(-?\d+(?:\.\d+)?)(?:\s*±\s*(\d+(?:\.\d+)?))?")
 
 
 def _fmt(values: list[float]) -> tuple[str, str | None]:
-    n = len(values)
-    m = sum(values) / n
-    if n == 1:
-        return f"{100 * m:.1f}", None
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
-    return f"{100 * m:.1f}", f"{100 * sd:.1f}"
+    """Mean and standard deviation as the reports print them (percent, one decimal; no sd for one value)."""
+    m, sd, n = mean_std(values)
+    return f"{100 * m:.1f}", None if n == 1 else f"{100 * sd:.1f}"
 
 
 def _cells(line: str) -> list[str]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
+import sys
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def _stats(v: list[float]) -> tuple[float, float]:
-    m = sum(v) / len(v)
-    return m, math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+from robustprune.bench.report import mean_std  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +41,7 @@ def main() -> None:
             a, b = vals.get((*key, args.a)), vals.get((*key, args.b))
             if not a or not b:
                 continue
-            (ma, sa), (mb, sb) = _stats(a), _stats(b)
+            (ma, sa, _), (mb, sb, _) = mean_std(a), mean_std(b)
             spread = max(sa, sb)
             verdict = "above" if ma - mb > spread else "below" if mb - ma > spread else "tie"
             counts[verdict] += 1

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
+import sys
 from collections import defaultdict
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(ROOT))
 
-
-def _stats(values: list[float]) -> tuple[float, float, int]:
-    n = len(values)
-    m = sum(values) / n
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return m, sd, n
+from robustprune.bench.report import format_mean_std, leaders, mean_std  # noqa: E402
 
 
 def render(folder: str, filters: dict[str, str], rows: list[str] | None, dagger: bool, noise_rate: bool,
@@ -44,12 +41,8 @@ def render(folder: str, filters: dict[str, str], rows: list[str] | None, dagger:
            "| method | " + " | ".join(f"{f:g}" for f in cols) + " |", "|---|" + "---:|" * len(cols)]  # fmt: skip
     bold, chosen = {}, {}
     for f in cols:
-        st = {m: _stats(vals[metric][(m, f)]) for m in methods if vals[metric].get((m, f))}
-        if st:
-            sign = 1 if higher else -1
-            top = max(st, key=lambda m: sign * st[m][0])
-            bold[f] = {m for m, v in st.items() if sign * (st[top][0] - v[0]) <= max(st[top][1], v[1]) + 1e-12}
-        vv = {m: _stats(vals["val_accuracy"][(m, f)])[0] for m in methods if vals["val_accuracy"].get((m, f))}
+        bold[f] = leaders({m: mean_std(vals[metric][(m, f)]) for m in methods if vals[metric].get((m, f))}, higher)
+        vv = {m: mean_std(vals["val_accuracy"][(m, f)])[0] for m in methods if vals["val_accuracy"].get((m, f))}
         if dagger and len(vv) > 1:  # a column with one candidate (e.g. all data) chooses nothing
             chosen[f] = max(vv, key=lambda m: vv[m])
     for m in methods:
@@ -59,13 +52,12 @@ def render(folder: str, filters: dict[str, str], rows: list[str] | None, dagger:
             if not v:
                 cells.append("–")
                 continue
-            mean, sd, n = _stats(v)
-            text = f"{100 * mean:.1f}" if n == 1 else f"{100 * mean:.1f} ± {100 * sd:.1f}"
+            text = format_mean_std(*mean_std(v))
             text = f"**{text}**" if m in bold.get(f, ()) else text
             if chosen.get(f) == m:
                 text += " †"
             if noise_rate and vals["subset_noise_rate"].get((m, f)):
-                text += f" ({100 * _stats(vals['subset_noise_rate'][(m, f)])[0]:.0f}%)"
+                text += f" ({100 * mean_std(vals['subset_noise_rate'][(m, f)])[0]:.0f}%)"
             cells.append(text)
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(out)
