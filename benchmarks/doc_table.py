@@ -24,21 +24,29 @@ sys.path.insert(0, str(ROOT))
 
 from robustprune.bench.report import format_mean_std, leaders, mean_std  # noqa: E402
 
+#: Metrics where lower is better (bold marks the lowest).
+LOWER = {"subset_noise_rate", "subset_noise_worst_class", "signals_fit_wrong_labels", "time_selection"}
+
 
 def render(folder: str, filters: dict[str, str], rows: list[str] | None, dagger: bool, noise_rate: bool,
-           metric: str = "test_accuracy", fractions: list[float] | None = None) -> str:  # fmt: skip
+           metric: str = "test_accuracy", fractions: list[float] | None = None, row_key: str = "method",
+           col_key: str = "fraction", cols_order: list[str] | None = None) -> str:  # fmt: skip
     with (DOCS / folder / "results.csv").open() as fh:
         data = [r for r in csv.DictReader(fh) if all(r.get(k) == v for k, v in filters.items())]
     vals: dict[str, dict[tuple[str, float], list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in data:
         for key in dict.fromkeys((metric, "val_accuracy", "subset_noise_rate")):
             if r.get(key) not in (None, ""):
-                vals[key][(r["method"], float(r["fraction"]))].append(float(r[key]))
-    methods = rows or list(dict.fromkeys(r["method"] for r in data))
-    cols = fractions or sorted({f for (_m, f) in vals[metric]})
-    higher = metric != "subset_noise_rate"
-    out = ["<!-- source: " + " ".join([folder, f"metric={metric}", *(f"{k}={v}" for k, v in filters.items())]) + " -->",
-           "| method | " + " | ".join(f"{f:g}" for f in cols) + " |", "|---|" + "---:|" * len(cols)]  # fmt: skip
+                col = float(r[col_key]) if col_key == "fraction" else r[col_key]
+                vals[key][(r[row_key], col)].append(float(r[key]))
+    methods = rows or list(dict.fromkeys(r[row_key] for r in data))
+    cols = fractions if col_key == "fraction" and fractions else cols_order
+    cols = cols or sorted({f for (_m, f) in vals[metric]}, key=lambda c: (isinstance(c, str), c))
+    higher = metric not in LOWER
+    keys = [f"row={row_key}"] * (row_key != "method") + [f"col={col_key}"] * (col_key != "fraction")
+    head = " | ".join(f"{f:g}" if isinstance(f, float) else f for f in cols)
+    out = ["<!-- source: " + " ".join([folder, f"metric={metric}", *keys, *(f"{k}={v}" for k, v in filters.items())])
+           + " -->", f"| {row_key} | " + head + " |", "|---|" + "---:|" * len(cols)]  # fmt: skip
     bold, chosen = {}, {}
     for f in cols:
         bold[f] = leaders({m: mean_std(vals[metric][(m, f)]) for m in methods if vals[metric].get((m, f))}, higher)
@@ -69,6 +77,9 @@ def main() -> None:
     ap.add_argument("filters", nargs="*", help="metric=NAME and COLUMN=VALUE filters")
     ap.add_argument("--rows", default="", help="comma-separated method labels, in order (default: all)")
     ap.add_argument("--fractions", default="", help="comma-separated kept fractions (default: all)")
+    ap.add_argument("--row-key", default="method", help="the CSV column whose values are the rows")
+    ap.add_argument("--col-key", default="fraction", help="the CSV column whose values are the columns")
+    ap.add_argument("--cols", default="", help="comma-separated column values, in order (default: all)")
     ap.add_argument("--dagger", action="store_true", help="mark the validation choice of each column with †")
     ap.add_argument("--noise-rate", action="store_true", help="append the subset noise rate in brackets")
     args = ap.parse_args()
@@ -76,7 +87,9 @@ def main() -> None:
     metric = filters.pop("metric", "test_accuracy")
     rows = [r for r in args.rows.split(",") if r] or None
     fractions = [float(f) for f in args.fractions.split(",") if f] or None
-    print(render(args.folder, filters, rows, args.dagger, args.noise_rate, metric, fractions))
+    cols = [c for c in args.cols.split(",") if c] or None
+    print(render(args.folder, filters, rows, args.dagger, args.noise_rate, metric, fractions, args.row_key,
+                 args.col_key, cols))
 
 
 if __name__ == "__main__":

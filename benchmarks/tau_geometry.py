@@ -53,8 +53,16 @@ def main(argv=None) -> None:
     ap.add_argument("--fraction", type=float, default=0.2)
     ap.add_argument("--eta", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--embedding", default="raw", choices=("raw", "center", "whiten"))
+    ap.add_argument("--embedding", default="raw", help="raw, center or whiten; several comma-separated")
+    ap.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print one Markdown table (a row per space and tau: degree, isolated, purity, coverage)",
+    )
     args = ap.parse_args(argv)
+    spaces = args.embedding.split(",")
+    if any(e not in ("raw", "center", "whiten") for e in spaces):
+        raise SystemExit(f"error: --embedding takes raw, center or whiten, not {args.embedding!r}")
 
     sig = rp.Signals.load(args.signals)
     if sig.features is None or sig.probs is None:
@@ -72,10 +80,24 @@ def main(argv=None) -> None:
         )
     uni = rp.select("uniform", labels=sig.labels, fraction=args.fraction, seed=args.seed, class_balanced=True)
     header = "tau    degree  isolated  purity | subset          coverage  vote-acc  subset-pred-acc"
-    print(header)
-    print("-" * len(header))
-    z = transform_embedding(sig.features, args.embedding)
-    print(f"embedding: {args.embedding}")
+    if args.markdown:
+        print(
+            f"\n| space | tau | degree | isolated | purity | coverage (self, {args.fraction:g}) "
+            f"| coverage (exact, {args.fraction:g}) | coverage (uniform) |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    else:
+        print(header)
+        print("-" * len(header))
+    for space in spaces:
+        _space(args, sig, space, true, conf, pred, uni, k)
+
+
+def _space(args, sig, space, true, conf, pred, uni, k) -> None:
+    n = sig.n
+    z = transform_embedding(sig.features, space)
+    if not args.markdown:
+        print(f"embedding: {space}")
     for spec in args.taus.split(","):
         tau = auto_tau(z, float(spec.split(":")[1])) if spec.startswith("auto:") else float(spec)
         g = rescaled_cosine_graph(z, tau)
@@ -87,10 +109,18 @@ def main(argv=None) -> None:
         for gain in ("self", "exact"):
             s = rp.select(
                 "prune4rel", probs=sig.probs, features=sig.features, labels=sig.labels,
-                fraction=args.fraction, tau=tau, eta=args.eta, gain=gain, embedding=args.embedding,
+                fraction=args.fraction, tau=tau, eta=args.eta, gain=gain, embedding=space,
             )  # fmt: skip
             subsets[f"prune4rel/{gain}"] = s.indices
         subsets["uniform"] = uni.indices
+        if args.markdown:
+            cov = [f"{np.mean(neighbourhood_vote(g, conf, pred, idx, k) >= 0):.1%}" for idx in subsets.values()]
+            print(
+                f"| {space} | {tau:.4f} | {deg.mean():.1f} | {np.mean(deg == 1):.1%} | {purity:.1%} | "
+                + " | ".join(cov)
+                + " |"
+            )
+            continue
         for j, (name, idx) in enumerate(subsets.items()):
             vote = neighbourhood_vote(g, conf, pred, idx, k)
             covered = vote >= 0

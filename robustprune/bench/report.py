@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from robustprune._io import atomic_write_bytes
 from robustprune._provenance import short_code
 from robustprune.bench.grid import BenchSpec, expand
@@ -46,8 +48,9 @@ CSV_FIELDS = (
     "dataset", "noise", "learner", "seed", "method", "method_name", "params", "signal_source", "fraction",
     "budget", "num_train", "num_val", "val_accuracy",
     "test_accuracy", "test_accuracy_at_best_val", "relabel_accuracy", "relabel_accuracy_all",
-    "subset_noise_rate", "noise_rate", "warmup_test_accuracy", "learner_state", "time_warmup", "time_signals",
-    "time_selection", "time_train", "time_evaluate", "cell", "code", "computed_at", "host", "gpu", "stale",
+    "subset_noise_rate", "subset_noise_worst_class", "noise_rate", "warmup_test_accuracy",
+    "signals_fit_wrong_labels", "learner_state", "time_warmup", "time_signals", "time_selection",
+    "time_train", "time_evaluate", "cell", "code", "computed_at", "host", "gpu", "stale",
 )  # fmt: skip
 
 
@@ -81,6 +84,7 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
     meta, spec = read_meta(out)
     _groups, cells = expand(spec)
     records, missing = [], 0
+    fits: dict[str, float | None] = {}
     for c in cells:
         path = cell_dir(out, c) / "metrics.json"
         if not path.is_file():
@@ -91,6 +95,7 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read {path}: {exc}; rerun the sweep to recompute that cell") from None
         t = m.get("timings", {})
+        class_noise = [r for r in m.get("class_noise_rates") or [] if r is not None]
         prov = m.get("provenance") or {}
         host = prov.get("host") or {}
         records.append({
@@ -101,8 +106,10 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
             "num_val": m.get("num_val"), "val_accuracy": m.get("val_accuracy_last"),
             "test_accuracy": m.get("test_accuracy"), "test_accuracy_at_best_val": m.get("test_accuracy_at_best_val"),
             "relabel_accuracy": m.get("relabel_accuracy"), "relabel_accuracy_all": m.get("relabel_accuracy_all"),
-            "subset_noise_rate": m.get("subset_noise_rate"), "noise_rate": m.get("noise_rate"),
+            "subset_noise_rate": m.get("subset_noise_rate"),
+            "subset_noise_worst_class": max(class_noise) if class_noise else None, "noise_rate": m.get("noise_rate"),
             "warmup_test_accuracy": m.get("warmup_test_accuracy"),
+            "signals_fit_wrong_labels": _fit_wrong_labels(path.parent, fits),
             "learner_state": json.dumps(m.get("sample_state") or {}, sort_keys=True),
             "time_warmup": t.get("warmup", 0.0), "time_signals": t.get("signals", 0.0),
             "time_selection": t.get("selection", 0.0), "time_train": t.get("train", 0.0),
@@ -114,6 +121,30 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
             "gpu": host.get("gpu"), "stale": "; ".join((meta.get("stale_kept") or {}).get(c.key, [])) or None,
         })  # fmt: skip
     return meta, records, missing
+
+
+def _fit_wrong_labels(cell: Path, cache: dict[str, float | None]) -> float | None:
+    """Share of the wrongly labelled training examples whose signals predict the given (wrong) label: how far
+    the signals a cell was selected from believe the noise (read from its signals file, which holds the true
+    labels when the dataset's noise was injected; None when it does not or is gone)."""
+    try:
+        src = (json.loads((cell / "config.json").read_text()) or {}).get("signals")
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not src:
+        return None
+    if src not in cache:
+        cache[src] = None
+        try:
+            with np.load(src) as z:
+                if "true_labels" in z and "probs" in z and "labels" in z:
+                    wrong = z["labels"] != z["true_labels"]
+                    if wrong.any():
+                        pred = z["probs"][wrong].argmax(1)
+                        cache[src] = float((pred == z["labels"][wrong]).mean())
+        except (OSError, ValueError, KeyError):
+            pass
+    return cache[src]
 
 
 def aggregate(records: Iterable[Mapping[str, Any]], key: str) -> dict[tuple, tuple[float, float, int]]:
