@@ -11,7 +11,8 @@ A table declares its source in an HTML comment on the line before its header::
 ``robustprune report`` writes it); the other keys select the cells (any CSV column: ``metric`` names the value,
 ``dataset``, ``noise``, ``learner``, ``signal_source``, ... filter rows). By default each table row is a method
 label of the CSV and each column a kept fraction (``1`` for ``full``); ``row=COLUMN`` and ``col=COLUMN`` name
-other CSV columns (e.g. ``row=seed col=method``). Every cell's ``mean ± std`` (percent, one decimal, sample
+other CSV columns (e.g. ``row=seed col=method``;
+``col=noise,learner`` makes columns headed ``sym:0.4/sop``). Every cell's ``mean ± std`` (percent, one decimal, sample
 standard deviation over seeds; a lone value without ``±``) must equal the CSV's, whatever bold, daggers or
 bracketed notes surround it. ``rows=label:value,...`` maps a table's row names to the CSV's where they differ.
 
@@ -121,7 +122,7 @@ def check_table(doc_dir: Path, spec: str, header: str, rows: list[str]) -> list[
     by: dict[tuple[str, float], list[float]] = defaultdict(list)
     for r in data:
         if r.get(metric) not in (None, ""):
-            by[(r[row_key], _col(r[col_key], col_key))].append(float(r[metric]))
+            by[(r[row_key], _col("/".join(r[k] for k in col_key.split(",")), col_key))].append(float(r[metric]))
     cols = _cells(header)[1:]
     problems = []
     for line in rows:

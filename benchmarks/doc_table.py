@@ -37,7 +37,7 @@ def render(folder: str, filters: dict[str, str], rows: list[str] | None, dagger:
     for r in data:
         for key in dict.fromkeys((metric, "val_accuracy", "subset_noise_rate")):
             if r.get(key) not in (None, ""):
-                col = float(r[col_key]) if col_key == "fraction" else r[col_key]
+                col = float(r[col_key]) if col_key == "fraction" else "/".join(r[k] for k in col_key.split(","))
                 vals[key][(r[row_key], col)].append(float(r[key]))
     methods = rows or list(dict.fromkeys(r[row_key] for r in data))
     cols = fractions if col_key == "fraction" and fractions else cols_order
