@@ -80,26 +80,43 @@ class ProbeResult:
         return float(np.mean(self.probs.argmax(1) == np.asarray(labels)))
 
 
-def _standardise(x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = x[rows].mean(0)
-    std = x[rows].std(0, unbiased=False).clamp_min(1e-6)
-    return mean, std
+class _Rows:
+    """Training rows of one fit as contiguous views of the fold-ordered float32 matrix (no copies), with the
+    mean and standard deviation of those rows; the standardisation is folded into the weights, so
+    ``(x - mean) / std @ W + b`` is computed as ``x @ (W / std) + (b - (mean / std) @ W)``."""
+
+    def __init__(self, blocks: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
+        self.blocks, self.targets = blocks, targets
+        self.n = sum(int(b.shape[0]) for b in blocks)
+        total = sum(b.sum(0, dtype=torch.float64) for b in blocks)
+        mean = total / self.n
+        var = sum(((b.double() - mean) ** 2).sum(0) for b in blocks) / self.n if self.n < 200_000 else None
+        if var is None:  # large inputs: E[x²] - E[x]², block by block in float64 (no N x D float64 copy)
+            sq = sum(sum((c.double() ** 2).sum(0) for c in b.split(65536)) for b in blocks)
+            var = (sq / self.n - mean**2).clamp_min(0)
+        self.mean = mean.float()
+        self.std = var.sqrt().float().clamp_min(1e-6)
+
+    def logits(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        scale = w[:-1] / self.std[:, None]
+        return x @ scale + (w[-1] - self.mean @ scale)
 
 
-def _fit(
-    x: torch.Tensor, y: torch.Tensor, k: int, l2: float, max_iter: int, init: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Weights (D+1, K) of a softmax regression minimising mean CE + l2/2·‖W[:-1]‖² on standardised ``x``."""
-    n, d = x.shape
-    w = torch.zeros(d + 1, k, dtype=x.dtype) if init is None else init.clone()
+def _fit(rows: _Rows, k: int, l2: float, max_iter: int, init: torch.Tensor | None = None) -> torch.Tensor:
+    """Weights (D+1, K) of a softmax regression minimising mean CE + l2/2·‖W[:-1]‖² on the standardised rows."""
+    d = rows.blocks[0].shape[1]
+    w = torch.zeros(d + 1, k) if init is None else init.clone()
     w.requires_grad_(True)
     opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-7, tolerance_change=1e-10)  # fmt: skip
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
-        logits = x @ w[:-1] + w[-1]
-        loss = F.cross_entropy(logits, y) + 0.5 * l2 * (w[:-1] ** 2).sum()
+        ce = sum(
+            F.cross_entropy(rows.logits(b, w), t, reduction="sum")
+            for b, t in zip(rows.blocks, rows.targets, strict=True)
+        )
+        loss = ce / rows.n + 0.5 * l2 * (w[:-1] ** 2).sum()
         loss.backward()
         return loss
 
@@ -107,8 +124,8 @@ def _fit(
     return w.detach()
 
 
-def _probs(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(x @ w[:-1] + w[-1], dim=1)
+def _probs(rows: _Rows, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(rows.logits(x, w), dim=1)
 
 
 def cross_fitted_probe(
@@ -121,6 +138,7 @@ def cross_fitted_probe(
     l2: float | None = None,
     l2_grid: Sequence[float] = L2_GRID,
     max_iter: int = 200,
+    search_rows: int = 200_000,
     progress: Callable[[int, int], None] | None = None,
 ) -> ProbeResult:
     """Out-of-fold probabilities (N, K) of a linear probe on ``features`` (N, D) for ``labels`` (N,).
@@ -139,6 +157,10 @@ def cross_fitted_probe(
         A fixed regularisation strength; by default chosen from ``l2_grid`` on an inner split.
     max_iter : int
         L-BFGS iterations per fit.
+    search_rows : int
+        The inner split that chooses λ uses at most this many of fold 0's training rows (a stratified sample);
+        the λ it chooses is then scaled by the sampled share, since the penalty is on the mean loss and a
+        fixed prior on the weights keeps λ·n constant.
     progress : callable, optional
         ``progress(done, total)`` after every fit.
     """
@@ -153,8 +175,12 @@ def cross_fitted_probe(
     if l2 is not None and not (isinstance(l2, (int, float)) and l2 >= 0):
         raise ValueError(f"l2 must be a non-negative number, got {l2!r}")
     fold = stratified_folds(y_np, folds, seed)
-    x = torch.from_numpy(np.array(x_np, dtype=np.float32))  # a writable copy (inputs may be read-only memmaps)
-    y = torch.from_numpy(np.array(y_np, dtype=np.int64))
+    order = np.argsort(fold, kind="stable")  # rows fold by fold: every fit's training rows are 2 contiguous views
+    bounds = np.searchsorted(fold[order], np.arange(folds + 1))
+    x = torch.empty(x_np.shape, dtype=torch.float32)  # one float32 copy, filled in chunks (inputs may be memmaps)
+    for lo in range(0, x.shape[0], 65536):
+        x[lo : lo + 65536] = torch.from_numpy(np.asarray(x_np[order[lo : lo + 65536]], dtype=np.float32))
+    y = torch.from_numpy(np.asarray(y_np[order], dtype=np.int64))
     grid = [float(l2)] if l2 is not None else sorted({float(v) for v in l2_grid}, reverse=True)
     if not grid or any(not (v >= 0) for v in grid):
         raise ValueError(f"l2_grid must hold non-negative numbers, got {l2_grid!r}")
@@ -163,39 +189,49 @@ def cross_fitted_probe(
     losses: dict[float, float] = {}
     start = None
     if len(grid) > 1:  # choose λ on an inner split of fold 0's training rows, strongest penalty first (warm starts)
-        train0 = np.flatnonzero(fold != 0)
-        inner = stratified_folds(y_np[train0], 5, seed + 1) == 0
-        fit_rows, val_rows = torch.from_numpy(train0[~inner]), torch.from_numpy(train0[inner])
-        mean, std = _standardise(x, fit_rows)
-        xf, xv = (x[fit_rows] - mean) / std, (x[val_rows] - mean) / std
+        train0 = np.arange(int(bounds[1]), x.shape[0])
+        sampled = 1.0
+        if train0.size > search_rows:  # a stratified sample; λ is rescaled to the fold's size below
+            keep = stratified_folds(y_np[order[train0]], -(-train0.size // search_rows), seed + 2) == 0
+            sampled = keep.sum() / train0.size
+            train0 = train0[keep]
+        inner = stratified_folds(y_np[order[train0]], 5, seed + 1) == 0
+        fit_idx, val_idx = torch.from_numpy(train0[~inner]), torch.from_numpy(train0[inner])
+        fit_rows = _Rows([x[fit_idx]], [y[fit_idx]])
+        xv, yv = x[val_idx], y[val_idx]
         w, fitted, rises = None, {}, 0
         for lam in grid:
-            w = _fit(xf, y[fit_rows], k, lam, max_iter, w)
+            w = _fit(fit_rows, k, lam, max_iter, w)
             fitted[lam] = w
-            p = _probs(xv, w).clamp_min(1e-12)
-            losses[lam] = float(F.nll_loss(p.log(), y[val_rows]))
+            p = _probs(fit_rows, xv, w).clamp_min(1e-12)
+            losses[lam] = float(F.nll_loss(p.log(), yv))
             done += 1
             if progress is not None:
                 progress(done, total)
             rises = rises + 1 if len(losses) > 1 and losses[lam] > min(losses.values()) else 0
             if rises == 2:  # past the minimum: weaker penalties only fit the noise more closely
                 break
-        chosen = min(losses, key=lambda lam: (losses[lam], -lam))
-        start = fitted[chosen]
+        best = min(losses, key=lambda lam: (losses[lam], -lam))
+        # searched on a sample: the penalty is on the mean loss, and a fixed prior on W keeps λ·n constant
+        chosen = best * sampled
+        # warm start in the folds' own standardised space (the inner fit's statistics differ only slightly)
+        start = fitted[best]
         total = done + folds
     else:
         chosen = grid[0]
     out = torch.zeros(x.shape[0], k, dtype=torch.float32)
     for f in range(folds):
-        tr = torch.from_numpy(np.flatnonzero(fold != f))
-        te = torch.from_numpy(np.flatnonzero(fold == f))
-        mean, std = _standardise(x, tr)
-        w = _fit((x[tr] - mean) / std, y[tr], k, chosen, max_iter, start)
-        out[te] = _probs((x[te] - mean) / std, w)
+        lo, hi = int(bounds[f]), int(bounds[f + 1])
+        rows = _Rows([x[:lo], x[hi:]], [y[:lo], y[hi:]])
+        w = _fit(rows, k, chosen, max_iter, start)
+        with torch.no_grad():
+            out[lo:hi] = _probs(rows, x[lo:hi], w)
         done += 1
         if progress is not None:
             progress(done, total)
-    return ProbeResult(out.numpy(), fold, chosen, time.perf_counter() - t0, losses)
+    probs = np.empty((x.shape[0], k), dtype=np.float32)
+    probs[order] = out.numpy()
+    return ProbeResult(probs, fold, chosen, time.perf_counter() - t0, losses)
 
 
 def signals_from_embeddings(

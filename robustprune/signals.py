@@ -228,6 +228,7 @@ SIGNAL_SOURCES = {
     "ensemble": "in-sample: the mean of the warm-up epochs' softmax outputs (a temporal ensemble)",
     "probe": "out-of-sample: a K-fold cross-fitted linear probe on the warm-up model's features",
     "folds": "out-of-sample: K warm-ups, each on K-1 folds; every example predicted by the one that did not see it",
+    "encoder": "out-of-sample, no warm-up: a K-fold cross-fitted linear probe on a pretrained encoder's embeddings",
 }
 
 
@@ -240,25 +241,32 @@ class SignalSource:
     example, the space Prune4ReL's graph and the coverage methods work in) or ``"fold"`` (the first fold
     model's embedding of every example, saving that warm-up).
 
-    Spelled ``warmup``, ``ensemble``, ``probe:K`` and ``folds:K`` or ``folds:K:fold``.
+    ``encoder`` (kind ``encoder``) names a pretrained image encoder (:mod:`robustprune.encoders`) whose
+    embeddings replace the warm-up: no network is trained on the labels before selection.
+
+    Spelled ``warmup``, ``ensemble``, ``probe:K``, ``folds:K`` or ``folds:K:fold``, and ``encoder:NAME`` or
+    ``encoder:NAME:K`` (K = 5 by default).
     """
 
     kind: str = "warmup"
     folds: int = 0
     features: str = "full"
+    encoder: str = ""
 
     @property
     def out_of_sample(self) -> bool:
-        return self.kind in ("probe", "folds")
+        return self.kind in ("probe", "folds", "encoder")
 
     @property
     def full_warmup(self) -> bool:
         """Whether a warm-up on every training example is run (for its predictions or its features)."""
-        return self.kind != "folds" or self.features == "full"
+        return self.kind not in ("folds", "encoder") or (self.kind == "folds" and self.features == "full")
 
     def __str__(self) -> str:
         if self.kind in ("warmup", "ensemble"):
             return self.kind
+        if self.kind == "encoder":
+            return f"encoder:{self.encoder}:{self.folds}"
         return f"{self.kind}:{self.folds}" + (":fold" if self.kind == "folds" and self.features == "fold" else "")
 
 
@@ -266,13 +274,23 @@ def parse_signal_source(spec: Any) -> SignalSource:
     """A :class:`SignalSource` from its spelling (``"folds:5"``); ValueError naming the valid forms."""
     if isinstance(spec, SignalSource):
         return spec
-    forms = "warmup, ensemble, probe:K or folds:K[:fold] (K >= 2)"
+    forms = "warmup, ensemble, probe:K, folds:K[:fold] or encoder:NAME[:K] (K >= 2)"
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"signal_source must be one of {forms}, got {spec!r}")
     parts = [p.strip().lower() for p in spec.strip().split(":")]
     kind = parts[0]
     if kind not in SIGNAL_SOURCES:
         raise ValueError(f"signal_source {spec!r}: unknown kind {kind!r}; use {forms}")
+    if kind == "encoder":
+        from robustprune.encoders import ENCODERS
+
+        if len(parts) < 2 or parts[1] not in ENCODERS or len(parts) > 3:
+            raise ValueError(f"signal_source {spec!r}: name an encoder ({', '.join(ENCODERS)}), e.g. "
+                             f"encoder:{next(iter(ENCODERS))}; use {forms}")  # fmt: skip
+        k = parts[2] if len(parts) == 3 else "5"
+        if not k.isdigit() or int(k) < 2:
+            raise ValueError(f"signal_source {spec!r}: the number of folds must be an integer >= 2")
+        return SignalSource("encoder", int(k), encoder=parts[1])
     if kind in ("warmup", "ensemble"):
         if len(parts) > 1:
             raise ValueError(f"signal_source {spec!r}: {kind} takes no folds; use {forms}")

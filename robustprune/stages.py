@@ -143,6 +143,15 @@ def signals_stage(r: RunState) -> Signals:
         return _labels_only_signals(r, path)
     if "epoch_probs" in extra and c.warmup_epochs == 0:
         raise ValueError("epoch_probs are recorded during the warm-up; set warmup_epochs to at least 1 (tdds: 3)")
+    if str(c.signal_source).startswith("encoder") and c.selection is None:
+        from robustprune.selection.registry import get_method
+
+        trained = sorted(set(get_method(c.method).requires) - {"labels", "probs", "features"})
+        if trained:
+            raise ValueError(
+                f"method {c.method!r} needs {', '.join(trained)}, recorded while a network trains; signal_source "
+                f"{c.signal_source} trains no network (use a warm-up signal source for this method)"
+            )
     ws = compute_signals(r, extra)
     r.times["warmup"], r.times["signals"] = ws.warmup_seconds, ws.signals_seconds
     meta = {
@@ -159,7 +168,9 @@ def signals_stage(r: RunState) -> Signals:
     if path is not None and dist.is_main():
         sig.save(path)
         remove_checkpoints(r)
-    note = f"warm-up test accuracy {ws.warmup_test_accuracy:.4f}; signals {ws.meta.get('signal_source')}"
+    acc = ws.warmup_test_accuracy
+    note = (f"warm-up test accuracy {acc:.4f}; " if acc is not None else "no warm-up; ") + \
+        f"signals {ws.meta.get('signal_source')}"  # fmt: skip
     r.log.stage("signals", r.times["signals"], note=note)
     return sig
 
@@ -358,6 +369,8 @@ def _signal_facts(sig: Signals | None) -> dict[str, Any] | None:
         }
     if "probe" in meta:
         facts["probe"] = {k: meta["probe"][k] for k in ("folds", "l2")}
+    if "encoder" in meta:
+        facts["encoder"] = dict(meta["encoder"])
     return facts or None
 
 

@@ -108,6 +108,8 @@ def compute_signals(r: Any, extra: tuple[str, ...]) -> WarmupSignals:
     """The signals of the run ``r`` (a :class:`robustprune.stages.RunState`) from its ``signal_source``,
     with the on-demand signals ``extra`` (``epoch_probs``, ``deepfool``)."""
     src = parse_signal_source(r.c.signal_source)
+    if src.kind == "encoder":
+        return _encoder_signals(r, src, extra)
     if r.c.warmup_epochs == 0 and src.kind != "warmup":
         raise ValueError(
             f"signal_source {src} needs a warm-up; set warmup_epochs to at least 1, or signal_source to warmup "
@@ -172,6 +174,33 @@ def _full_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSi
         meta["out_of_sample"] = True
     meta["agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == r.noisy))
     return WarmupSignals(arrays, meta, seconds, time.perf_counter() - t0, warm_acc)
+
+
+def _encoder_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSignals:
+    """No warm-up: a pretrained encoder embeds the training images, and a cross-fitted probe on those
+    embeddings gives ``probs`` (:mod:`robustprune.encoders`)."""
+    from robustprune.encoders import encode_images
+
+    if extra:
+        raise ValueError(
+            f"signal_source {src} trains no network, so it has no {', '.join(extra)} (recorded during a warm-up); "
+            "use a method that needs only probs and features, or a warm-up signal source"
+        )
+
+    def on_progress(done: int, total: int) -> None:
+        r.log.progress(ProgressInfo("encode", 0, 1, done, total))
+
+    t0 = time.perf_counter()
+    feats, facts = dist.on_main(encode_images, r.data.x.cpu(), src.encoder, progress=on_progress)
+    seconds = time.perf_counter() - t0
+    r.log.stage("encode", seconds, note=f"{src.encoder}, {facts['image_size']} px, cached: {facts['cached']}")
+    t1 = time.perf_counter()
+    arrays: dict[str, np.ndarray] = {"features": feats, "probs": np.zeros((r.n, r.data.num_classes), np.float32)}
+    meta: dict[str, Any] = {"signal_source": str(src), "out_of_sample": True, "encoder": facts}
+    meta.update(_probe(r, src, arrays))
+    del meta["in_sample_agreement_with_given_labels"]
+    meta["agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == r.noisy))
+    return WarmupSignals(arrays, meta, seconds, time.perf_counter() - t1, None)
 
 
 def _probe(r: Any, src: SignalSource, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ FLOORS = {
     "_io": 0, "_validation": 0, "_device": 0, "_version": 0, "_registry": 0, "_provenance": 0, "seeding": 0,
     "distributed": 0,
     "selection": 1, "data": 1, "train": 1, "models": 1, "signals": 1, "probe": 1, "noise": 1, "evaluate": 1,
-    "examples": 1,
+    "examples": 1, "encoders": 1,
     "protocols": 2, "runconfig": 2, "explain": 2, "rundir": 2,
     "pipeline": 3, "stages": 3, "warmup": 3, "al": 3,
     "bench": 4,

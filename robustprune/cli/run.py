@@ -103,7 +103,9 @@ def _summary(result: RunResult, model_note: str = "") -> None:
     val = f", validation {m['num_val']}" if m.get("num_val") else ""
     row("data", f"{m['dataset']}: train {m['num_train']}{val}, test {m['num_test']}")
     row("noise", f"{m['noise']} ({_pct(m['noise_rate'])} of training labels wrong)")
-    row("learner", f"{m['learner']} on {m['model']}{model_note}, warm-up {m['warmup_epochs']} + {m['epochs']} epochs")
+    src = str((m.get("signals") or {}).get("signal_source") or "")
+    warm = "no warm-up (a pretrained encoder)" if src.startswith("encoder:") else f"warm-up {m['warmup_epochs']}"
+    row("learner", f"{m['learner']} on {m['model']}{model_note}, {warm} + {m['epochs']} epochs")
     row("selection", f"{m['method']}: {m['budget']} of {m['num_train']} ({_pct(m['fraction'])})")
     facts = m.get("selection") or {}
     if "tau" in facts:
@@ -159,7 +161,8 @@ def _summary(result: RunResult, model_note: str = "") -> None:
             f"max {max(counts)}")  # fmt: skip
     t = m["timings"]
     wall = t.get("wall", t.get("total", 0))
-    row("time", f"warm-up {t.get('warmup', 0):.1f} s, signals {t.get('signals', 0):.1f} s, selection "
+    first = "encoding" if src.startswith("encoder:") else "warm-up"
+    row("time", f"{first} {t.get('warmup', 0):.1f} s, signals {t.get('signals', 0):.1f} s, selection "
         f"{t.get('selection', 0):.2f} s, training {t.get('train', 0):.1f} s, all {wall:.1f} s")  # fmt: skip
     if result.reused:
         row("reused", ", ".join(result.reused))
