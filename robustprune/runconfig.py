@@ -177,8 +177,9 @@ class RunConfig:
         "training",
         "Where probs and per-epoch signals come from: probe:K (default probe:5; a K-fold cross-fitted linear "
         "probe on the warm-up features), folds:K[:fold] (K warm-ups on K-1 folds each; every example predicted "
-        "by the model that did not see it), warmup (the warm-up's in-sample predictions, as released) or "
-        "ensemble (their mean over the warm-up epochs).",
+        "by the model that did not see it), warmup (the warm-up's in-sample predictions, as released), "
+        "ensemble (their mean over the warm-up epochs) or encoder:NAME[:K] (no warm-up: the probe on a "
+        "pretrained encoder's embeddings, e.g. encoder:efficientnet-lite0; the [pretrained] extra).",
         Flag(("--signal-source",), "SPEC"),
     )
     # selection: which subset the fresh learner trains on
