@@ -103,22 +103,39 @@ class _Rows:
 
 
 def _fit(rows: _Rows, k: int, l2: float, max_iter: int, init: torch.Tensor | None = None) -> torch.Tensor:
-    """Weights (D+1, K) of a softmax regression minimising mean CE + l2/2·‖W[:-1]‖² on the standardised rows."""
+    """Weights (D+1, K) of a softmax regression minimising mean CE + l2/2·‖W[:-1]‖² on the standardised rows.
+
+    Full-batch L-BFGS with the gradient written out (``Gᵀ X`` per block, where G = softmax − one-hot): the
+    product autograd would take, ``Xᵀ G`` on the transposed rows, is several times slower on a CPU."""
     d = rows.blocks[0].shape[1]
     w = torch.zeros(d + 1, k) if init is None else init.clone()
     w.requires_grad_(True)
     opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-7, tolerance_change=1e-10)  # fmt: skip
+    inv = 1.0 / rows.std
+    shift = rows.mean * inv
 
     def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        ce = sum(
-            F.cross_entropy(rows.logits(b, w), t, reduction="sum")
-            for b, t in zip(rows.blocks, rows.targets, strict=True)
-        )
-        loss = ce / rows.n + 0.5 * l2 * (w[:-1] ** 2).sum()
-        loss.backward()
-        return loss
+        with torch.no_grad():
+            scale = w[:-1] * inv[:, None]
+            bias = w[-1] - shift @ w[:-1]
+            loss = torch.zeros((), dtype=torch.float64)
+            g_scale = torch.zeros(k, d)
+            g_bias = torch.zeros(k, dtype=torch.float64)
+            for x, t in zip(rows.blocks, rows.targets, strict=True):
+                z = x @ scale + bias
+                lse = torch.logsumexp(z, 1)
+                loss += (lse - z.gather(1, t[:, None]).squeeze(1)).sum(dtype=torch.float64)
+                g = torch.exp(z - lse[:, None])
+                g[torch.arange(t.shape[0]), t] -= 1.0
+                g_scale += g.T @ x
+                g_bias += g.sum(0, dtype=torch.float64)
+            g_scale, g_bias = g_scale.T / rows.n, (g_bias / rows.n).float()
+            grad = torch.empty_like(w)
+            grad[:-1] = g_scale * inv[:, None] - shift[:, None] * g_bias[None, :] + l2 * w[:-1]
+            grad[-1] = g_bias
+            w.grad = grad
+            return (loss / rows.n).float() + 0.5 * l2 * (w[:-1] ** 2).sum()
 
     opt.step(closure)
     return w.detach()
