@@ -88,12 +88,16 @@ class _Rows:
     def __init__(self, blocks: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
         self.blocks, self.targets = blocks, targets
         self.n = sum(int(b.shape[0]) for b in blocks)
-        total = sum(b.sum(0, dtype=torch.float64) for b in blocks)
+        # column sums and sums of squares in float64, 65,536 rows at a time (no N x D float64 copy)
+        total = torch.zeros(blocks[0].shape[1], dtype=torch.float64)
+        sq = torch.zeros_like(total)
+        for b in blocks:
+            for c in b.split(65536):
+                c64 = c.double()
+                total += c64.sum(0)
+                sq += (c64 * c64).sum(0)
         mean = total / self.n
-        var = sum(((b.double() - mean) ** 2).sum(0) for b in blocks) / self.n if self.n < 200_000 else None
-        if var is None:  # large inputs: E[x²] - E[x]², block by block in float64 (no N x D float64 copy)
-            sq = sum(sum((c.double() ** 2).sum(0) for c in b.split(65536)) for b in blocks)
-            var = (sq / self.n - mean**2).clamp_min(0)
+        var = (sq / self.n - mean**2).clamp_min(0)
         self.mean = mean.float()
         self.std = var.sqrt().float().clamp_min(1e-6)
 
