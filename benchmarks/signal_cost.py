@@ -39,10 +39,12 @@ def main() -> None:
     ap.add_argument("reports", nargs="+", help="report folders holding report.md")
     ap.add_argument("--sources", default="ensemble,probe5,folds5,folds5fold,folds10",
                     help="signal-source labels, as the report names them after signal_source-")  # fmt: skip
+    ap.add_argument("--grid", default="in-sample warm-up", help="what the grid's own signals are, for the header")
     args = ap.parse_args()
     sources = args.sources.split(",")
-    names = {"probe5": "probe:5", "folds5": "folds:5", "folds5fold": "folds:5:fold", "folds10": "folds:10"}
-    print("| report | in-sample warm-up | " + " | ".join(f"`{names.get(s, s)}`" for s in sources) + " |")
+    names = {"probe5": "probe:5", "folds5": "folds:5", "folds5fold": "folds:5:fold", "folds10": "folds:10",
+             "encoderefficientnet-lite05": "encoder:efficientnet-lite0:5"}  # fmt: skip
+    print(f"| report | {args.grid} | " + " | ".join(f"`{names.get(s, s)}`" for s in sources) + " |")
     print("|---|---:|" + "---:|" * len(sources))
     for folder in args.reports:
         table = cost_table(Path(folder) / "report.md")
