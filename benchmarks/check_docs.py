@@ -12,7 +12,8 @@ A table declares its source in an HTML comment on the line before its header::
 ``dataset``, ``noise``, ``learner``, ``signal_source``, ... filter rows). By default each table row is a method
 label of the CSV and each column a kept fraction (``1`` for ``full``); ``row=COLUMN`` and ``col=COLUMN`` name
 other CSV columns (e.g. ``row=seed col=method``;
-``col=noise,learner`` makes columns headed ``sym:0.4/sop``). Every cell's ``mean ± std`` (percent, one decimal, sample
+``col=noise,learner`` makes columns headed ``sym:0.4/sop``; ``col=metric``: each column is the CSV column its
+header names). Every cell's ``mean ± std`` (percent, one decimal, sample
 standard deviation over seeds; a lone value without ``±``) must equal the CSV's, whatever bold, daggers or
 bracketed notes surround it. ``rows=label:value,...`` maps a table's row names to the CSV's where they differ.
 
@@ -120,10 +121,15 @@ def check_table(doc_dir: Path, spec: str, header: str, rows: list[str]) -> list[
     if not data:
         return [f"no cells of {path} match {opts}"]
     by: dict[tuple[str, float], list[float]] = defaultdict(list)
-    for r in data:
-        if r.get(metric) not in (None, ""):
-            by[(r[row_key], _col("/".join(r[k] for k in col_key.split(",")), col_key))].append(float(r[metric]))
     cols = _cells(header)[1:]
+    for r in data:
+        if col_key == "metric":  # each column is a metric of its own
+            for name in cols:
+                key = _col(name, col_key)
+                if r.get(key) not in (None, ""):
+                    by[(r[row_key], key)].append(float(r[key]))
+        elif r.get(metric) not in (None, ""):
+            by[(r[row_key], _col("/".join(r[k] for k in col_key.split(",")), col_key))].append(float(r[metric]))
     problems = []
     for line in rows:
         cells = _cells(line)

@@ -35,6 +35,11 @@ def render(folder: str, filters: dict[str, str], rows: list[str] | None, dagger:
         data = [r for r in csv.DictReader(fh) if all(r.get(k) == v for k, v in filters.items())]
     vals: dict[str, dict[tuple[str, float], list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in data:
+        if col_key == "metric":  # each column is a metric of its own (cols_order names them)
+            for name in cols_order or ():
+                if r.get(name) not in (None, ""):
+                    vals[metric][(r[row_key], name)].append(float(r[name]))
+            continue
         for key in dict.fromkeys((metric, "val_accuracy", "subset_noise_rate")):
             if r.get(key) not in (None, ""):
                 col = float(r[col_key]) if col_key == "fraction" else "/".join(r[k] for k in col_key.split(","))
@@ -45,10 +50,13 @@ def render(folder: str, filters: dict[str, str], rows: list[str] | None, dagger:
     higher = metric not in LOWER
     keys = [f"row={row_key}"] * (row_key != "method") + [f"col={col_key}"] * (col_key != "fraction")
     head = " | ".join(f"{f:g}" if isinstance(f, float) else f for f in cols)
-    out = ["<!-- source: " + " ".join([folder, f"metric={metric}", *keys, *(f"{k}={v}" for k, v in filters.items())])
+    first = [] if col_key == "metric" else [f"metric={metric}"]
+    out = ["<!-- source: " + " ".join([folder, *first, *keys, *(f"{k}={v}" for k, v in filters.items())])
            + " -->", f"| {row_key} | " + head + " |", "|---|" + "---:|" * len(cols)]  # fmt: skip
     bold, chosen = {}, {}
     for f in cols:
+        if row_key != "method":  # rows are not competitors (seeds, learners): nothing to mark
+            continue
         bold[f] = leaders({m: mean_std(vals[metric][(m, f)]) for m in methods if vals[metric].get((m, f))}, higher)
         vv = {m: mean_std(vals["val_accuracy"][(m, f)])[0] for m in methods if vals["val_accuracy"].get((m, f))}
         if dagger and len(vv) > 1:  # a column with one candidate (e.g. all data) chooses nothing
@@ -88,8 +96,20 @@ def main() -> None:
     rows = [r for r in args.rows.split(",") if r] or None
     fractions = [float(f) for f in args.fractions.split(",") if f] or None
     cols = [c for c in args.cols.split(",") if c] or None
-    print(render(args.folder, filters, rows, args.dagger, args.noise_rate, metric, fractions, args.row_key,
-                 args.col_key, cols))
+    print(
+        render(
+            args.folder,
+            filters,
+            rows,
+            args.dagger,
+            args.noise_rate,
+            metric,
+            fractions,
+            args.row_key,
+            args.col_key,
+            cols,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python benchmarks/probe_speed.py --n 1000000 --d 512 --compare-n 200000
 
 Synthetic embeddings (a Gaussian per class, overlapping enough that a linear probe is right on about 93% of
-them; float16, written to a memory-mapped .npy as a user's file would be) with 40% symmetric label noise. Two measurements, in this one process:
+them; float16, written to a memory-mapped .npy as a user's file would be) with 40% symmetric label noise.
+Two measurements, in this one process:
 
 1. **One fit, both libraries, the same problem**: a multinomial logistic regression with the same L2 strength
    on the same standardised rows (four folds of ``--compare-n`` rows), fitted by robustprune's full-batch
@@ -109,8 +110,11 @@ def main() -> None:
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         t0 = time.perf_counter()
         steps = []
-        sig = rp.signals_from_embeddings(x, noisy, folds=args.folds, seed=args.seed,
-                                         progress=lambda d, t: steps.append((d, t, time.perf_counter() - t0)))  # fmt: skip
+
+        def note(done: int, total: int) -> None:
+            steps.append((done, total, time.perf_counter() - t0))
+
+        sig = rp.signals_from_embeddings(x, noisy, folds=args.folds, seed=args.seed, progress=note)
         took = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         probe = sig.meta["probe"]

@@ -49,7 +49,7 @@ CSV_FIELDS = (
     "budget", "num_train", "num_val", "val_accuracy",
     "test_accuracy", "test_accuracy_at_best_val", "relabel_accuracy", "relabel_accuracy_all",
     "subset_noise_rate", "subset_noise_worst_class", "noise_rate", "warmup_test_accuracy",
-    "signals_fit_wrong_labels", "learner_state", "time_warmup", "time_signals", "time_selection",
+    "signals_fit_wrong_labels", "signals_agreement", "learner_state", "time_warmup", "time_signals", "time_selection",
     "time_train", "time_evaluate", "cell", "code", "computed_at", "host", "gpu", "stale",
 )  # fmt: skip
 
@@ -110,6 +110,7 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
             "subset_noise_worst_class": max(class_noise) if class_noise else None, "noise_rate": m.get("noise_rate"),
             "warmup_test_accuracy": m.get("warmup_test_accuracy"),
             "signals_fit_wrong_labels": _fit_wrong_labels(path.parent, fits),
+            "signals_agreement": (m.get("signals") or {}).get("agreement_with_given_labels"),
             "learner_state": json.dumps(m.get("sample_state") or {}, sort_keys=True),
             "time_warmup": t.get("warmup", 0.0), "time_signals": t.get("signals", 0.0),
             "time_selection": t.get("selection", 0.0), "time_train": t.get("train", 0.0),
@@ -133,6 +134,9 @@ def _fit_wrong_labels(cell: Path, cache: dict[str, float | None]) -> float | Non
         return None
     if not src:
         return None
+    parts = Path(src).parts
+    if not Path(src).is_file() and "warmup" in parts:  # the sweep directory was moved: look inside it
+        src = str(cell.parents[2].joinpath(*parts[len(parts) - 1 - parts[::-1].index("warmup") :]))
     if src not in cache:
         cache[src] = None
         try:

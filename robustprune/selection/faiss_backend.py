@@ -243,9 +243,7 @@ def exact_upper_edges(
             b = min(n, a + rows)
             nq, ny = b - a, n - a
             res = faiss.RangeSearchResult(nq)
-            faiss.range_search_inner_product(
-                faiss.swig_ptr(z[a:b]), faiss.swig_ptr(z[a:]), d, nq, ny, radius, res
-            )
+            faiss.range_search_inner_product(faiss.swig_ptr(z[a:b]), faiss.swig_ptr(z[a:]), d, nq, ny, radius, res)
             lims, _cos, col = _results(res, nq)
             del res, _cos
             row = np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims))
