@@ -326,3 +326,36 @@ def test_the_signals_command(tmp_path):
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
         assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), res.output
         assert __import__("re").search(match, lines[0]), lines[0]
+
+
+def test_each_fold_fit_equals_a_logistic_regression_on_that_folds_standardised_rows():
+    # the probe folds the standardisation into its weights, fits on fold-ordered views and writes its gradient
+    # out; none of that may change the model: scikit-learn on each fold's own standardised rows, same objective
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    n, d, k, lam = 600, 12, 3, 0.01
+    y = rng.integers(0, k, n)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0, d) + rng.normal(size=(k, d))[y] + 5.0
+    res = cross_fitted_probe(x.astype(np.float32), y, folds=4, seed=1, l2=lam)
+    for f in range(4):
+        tr, te = res.fold != f, res.fold == f
+        mean, std = x[tr].mean(0), x[tr].std(0)
+        clf = LogisticRegression(C=1.0 / (lam * tr.sum()), max_iter=5000, tol=1e-10)
+        clf.fit((x[tr] - mean) / std, y[tr])
+        want = clf.predict_proba((x[te] - mean) / std)
+        assert np.abs(res.probs[te] - want).max() < 2e-3
+
+
+def test_lambda_is_searched_on_a_sample_and_scaled_to_the_folds_size():
+    rng = np.random.default_rng(4)
+    n = 1500
+    y = rng.integers(0, 5, n)
+    x = (rng.normal(size=(5, 30))[y] * 0.7 + rng.normal(size=(n, 30))).astype(np.float32)
+    whole = cross_fitted_probe(x, y, folds=5, seed=0)
+    sampled = cross_fitted_probe(x, y, folds=5, seed=0, search_rows=300)
+    # 1,200 rows of fold 0's training set, 300 searched: the lambda chosen on them is scaled by 300/1,200
+    best = min(sampled.inner_losses, key=lambda lam: (sampled.inner_losses[lam], -lam))
+    assert sampled.l2 == pytest.approx(best * 300 / 1200, rel=0.02)
+    assert whole.l2 in whole.inner_losses
+    assert abs(sampled.agreement(y) - whole.agreement(y)) < 0.03
