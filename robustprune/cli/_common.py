@@ -7,10 +7,12 @@ with no traceback unless the global ``--debug`` option was given.
 
 from __future__ import annotations
 
+import io
 import keyword
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -64,9 +66,36 @@ class CliState:
 STATE = CliState()
 
 
+class _StripTrailing(io.TextIOBase):
+    """A text stream that drops the spaces rich pads lines with before writing them on (for pipes)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.out.write(line.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.write(self.pending.rstrip())
+            self.pending = ""
+        self.out.flush()
+
+
 def stdout_console() -> Console:
-    """A console on the current ``sys.stdout`` (created per call so test runners' stream swaps work)."""
-    return Console(highlight=False, soft_wrap=False)
+    """A console on the current ``sys.stdout`` (created per call so test runners' stream swaps work).
+
+    On a terminal it wraps to the terminal's width; piped or redirected it never wraps a value (no width
+    limit) and writes no trailing spaces, so the output can be read by tools and by eye alike."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console(highlight=False, soft_wrap=False)
+    return Console(file=_StripTrailing(sys.stdout), highlight=False, soft_wrap=False, width=10_000,
+                   force_terminal=False, color_system=None)  # fmt: skip
 
 
 def stderr_console() -> Console:

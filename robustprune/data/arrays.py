@@ -74,15 +74,40 @@ def _labels(y: np.ndarray, key: str, n: int) -> np.ndarray:
     return y
 
 
+def _npz_file(src: str | os.PathLike) -> Path:
+    """``src`` as a path to an existing .npz (a zip archive), or a one-line ValueError saying what it is not."""
+    p = Path(src).expanduser()
+    if not p.is_file():
+        raise ValueError(f"arrays file {str(p)!r} does not exist; pass path= to a .npz with keys x and y")
+    if not zipfile.is_zipfile(p):
+        raise ValueError(
+            f"{str(p)!r} is not a .npz file (numpy's zip of .npy arrays): truncated, or another format; write it "
+            "with numpy.savez(path, x=..., y=...)"
+        )
+    return p
+
+
 def _arrays_are_rows(data_dir: str | os.PathLike | None = None, *, path: str | os.PathLike | None = None, **_) -> bool:
     """Whether the file's ``x`` is 2-D (tabular rows), read from the array header only (no data loaded)."""
     src = path if path is not None else data_dir
     if src is None:
         return False
-    with zipfile.ZipFile(Path(src).expanduser()) as zf, zf.open("x.npy") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, _ = read(f)
+    p = _npz_file(src)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            if "x.npy" not in zf.namelist():
+                keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
+                raise ValueError(f"{str(p)!r} lacks key 'x'; it holds {keys}, expected x, y[, x_test, y_test]")
+            with zf.open("x.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, _ = read(f)
+    except ValueError as exc:
+        if str(exc).startswith(repr(str(p))):
+            raise
+        raise ValueError(f"could not read {str(p)!r} as .npz: {exc}") from None
+    except Exception as exc:  # a truncated or non-zip file, an unreadable header
+        raise ValueError(f"could not read {str(p)!r} as .npz: {type(exc).__name__}: {exc}") from None
     return len(shape) == 2
 
 
@@ -111,9 +136,7 @@ def _load_arrays(
     src = path if path is not None else data_dir
     if src is None:
         raise ValueError("the arrays dataset needs path= (or data_dir=) naming a .npz with keys x and y")
-    p = Path(src).expanduser()
-    if not p.is_file():
-        raise ValueError(f"arrays file {str(p)!r} does not exist; pass path= to a .npz with keys x and y")
+    p = _npz_file(src)
     try:
         with np.load(p, allow_pickle=False) as z:
             arrs = {k: z[k] for k in z.files}
