@@ -50,3 +50,51 @@ def test_piped_output_is_never_wrapped_and_has_no_trailing_spaces():
         row = next(x for x in lines if f" {name} " in x)
         assert " ".join(rp.get_method(name).description.split()) in " ".join(row.split())
     assert max(len(x) for x in lines) > 120  # wider than a terminal's 80 columns: nothing was folded
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robustprune", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture()
+def signals_file(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 120
+    path = tmp_path / "sig.npz"
+    np.savez(path, labels=rng.integers(0, 3, n), probs=rng.dirichlet(np.ones(3), n).astype(np.float32),
+             features=rng.normal(size=(n, 8)).astype(np.float32))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--budget", "ten"], "Invalid value for '--budget'"),  # a type error: one line, not a box
+        (["--nope"], "No such option: --nope"),
+        (["--param", "tau=2", "--method", "prune4rel"], "tau must be in [0, 1]"),  # an empty graph otherwise
+        (["--out", "{tmp}"], "is a folder; name the file to write"),  # it would write {tmp}.npz beside it
+        (["--out", "/proc/robustprune-x.npz"], "/proc/robustprune-x.npz: cannot write here"),  # not a temp name
+    ],
+)
+def test_select_errors_are_one_line_in_the_users_terms(tmp_path, signals_file, args, expected):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    base = ["select", "--signals", str(signals_file), "--fraction", "0.3"]
+    if "--method" not in args:
+        base += ["--method", "uniform"]
+    if "--out" not in args:
+        base += ["--out", str(tmp_path / "sel.npz")]
+    done = _cli(*base, *args)
+    lines = [x for x in done.stderr.splitlines() if x.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert expected in lines[0] and "Traceback" not in done.stderr and ".tmp" not in lines[0]
+    assert not (tmp_path / "sel.npz").exists() and not tmp_path.with_suffix(".npz").exists()
+
+
+@pytest.mark.parametrize("content, suffix", [(b"1 2 3\n", ".npz"), (b"1 2 3\n", ".npy"), (bytes(300), ".npz")])
+def test_a_selection_file_that_is_not_numpy_gives_one_line(tmp_path, content, suffix):
+    bad = tmp_path / f"sel{suffix}"
+    bad.write_bytes(content)
+    r = CliRunner().invoke(app, ["run", "--selection", str(bad), "--out", str(tmp_path / "run")])
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and f"is not a numpy {suffix} file" in lines[0], r.output
+    assert "pickle" not in r.output

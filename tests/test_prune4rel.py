@@ -85,9 +85,9 @@ def test_smaller_budget_is_prefix(balanced):
         np.testing.assert_array_equal(small.indices, big.indices[:b])
 
 
-@pytest.mark.parametrize("tau", [1.0, 1.5, 0.9999999])
+@pytest.mark.parametrize("tau", [1.0, 0.9999999])
 def test_no_neighbours_gives_top_confidence_ranking(tau):
-    # tau >= 1: no pair passes, NC stays 0; tau just below 1: only the self-pair, which is already picked.
+    # tau = 1: no pair passes, NC stays 0; tau just below 1: only the self-pair, which is already picked.
     probs, feats, labels = make_data(seed=4)
     c = probs.max(1)
     sel = run(probs, feats, labels, 150, tau=tau, class_balanced=False)
@@ -96,6 +96,14 @@ def test_no_neighbours_gives_top_confidence_ranking(tau):
         assert sel.params["n_edges"] == 0
     else:
         assert sel.params["n_edges"] == len(c)
+
+
+@pytest.mark.parametrize("tau", [1.5, -0.1, float("nan")])
+def test_a_threshold_outside_the_similarity_range_is_refused(tau):
+    # the similarity 0.5+0.5*cos lies in [0, 1]: tau > 1 is a mistake (it would silently give no graph)
+    probs, feats, labels = make_data(seed=4)
+    with pytest.raises(ValueError, match=r"tau must be in \[0, 1\]"):
+        run(probs, feats, labels, 150, tau=tau, class_balanced=False)
 
 
 def test_balanced_no_neighbours_is_per_class_top_confidence_round_robin():

@@ -56,5 +56,29 @@ app.command("report")(report_command)
 
 
 def main() -> None:
-    """Entry point of the ``robustprune`` console script."""
-    app(prog_name="robustprune")
+    """Entry point of the ``robustprune`` console script.
+
+    A usage error (an unknown option, ``--budget ten``) is one line ``error: ...`` naming the command's
+    ``--help``, exit code 2, like every other bad input."""
+    import sys
+
+    try:  # typer up to 0.2x depends on click; newer releases carry their own copy
+        import click
+    except ImportError:
+        from typer import _click as click
+
+    try:
+        code = app(prog_name="robustprune", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        message = " ".join(exc.format_message().split())
+        if message:  # (no arguments at all: the help was printed, nothing to add)
+            where = f"; see {exc.ctx.command_path} --help" if exc.ctx is not None else ""
+            print(f"error: {message}{where}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

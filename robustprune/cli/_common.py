@@ -228,7 +228,10 @@ def parse_key_values(
 
 
 def selection_path(out: Path) -> Path:
-    """The ``.npz`` path :meth:`robustprune.Selection.save` writes for ``out``."""
+    """The ``.npz`` path :meth:`robustprune.Selection.save` writes for ``out`` (a folder is refused: the file
+    would land beside it, not in it)."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the file to write, e.g. --out {out / 'selection.npz'}")
     if out.suffix == ".npz":
         return out
     return out.with_suffix(out.suffix + ".npz") if out.suffix else out.with_suffix(".npz")

@@ -361,8 +361,11 @@ def _check_options(
             v = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{name} must be a number or 'auto', got {value!r}") from None
-        if name == "tau" and (not math.isfinite(v) or v < 0):
-            raise ValueError(f"tau must be a finite number >= 0 (threshold on 0.5+0.5*cos) or 'auto', got {v}")
+        if name == "tau" and (not math.isfinite(v) or v < 0 or v > 1):
+            raise ValueError(
+                f"tau must be in [0, 1] (a threshold on the similarity 0.5+0.5*cos, which lies in [0, 1]; tau 1 "
+                f"leaves every example without a neighbour) or 'auto', got {v:g}"
+            )
         if name == "eta" and (not math.isfinite(v) or v <= 0):
             raise ValueError(f"eta must be a positive number or 'auto', got {v}")
     if gain not in ("self", "exact"):
