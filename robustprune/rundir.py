@@ -93,7 +93,8 @@ def check_run_dir(out: Path, c: RunConfig, done: str = "metrics.json") -> bool:
         return False
     if not c.resume:
         state = "a finished" if (out / done).exists() else "an unfinished"
-        hint = "" if state == "a finished" else "pass --resume (resume=True) to continue it, or "
+        verb = "read it back" if state == "a finished" else "continue it"
+        hint = f"pass --resume (resume=True) to {verb}, or "
         raise ValueError(f"{out} holds {state} run; {hint}pass --force (force=True) to redo it, or choose another out")
     if not (out / "config.json").exists():
         raise ValueError(f"{out} holds run files but no config.json; pass --force (force=True) to start over")

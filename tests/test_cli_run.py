@@ -91,6 +91,7 @@ def test_rerun_needs_force_or_resume(run_dir):
     same = ["run", *TINY, "--param", "target_degree=10", "--learner-param", "lr_u=1", "--out", out]
     again = invoke(same)
     assert_one_line_error(again, "finished run", "--force")
+    assert "pass --resume to read it back" in again.output  # the README says both are named
     resumed = invoke([*same, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "reused" in resumed.stdout and (out / "metrics.json").read_bytes() == before
@@ -189,7 +190,8 @@ def test_signals_roundtrip_matches_run_metadata(run_dir):
     assert sig.meta["dataset"] == "digits" and sig.meta["confidence_pass"] == "clean"
 
 
-def test_sigterm_keeps_the_checkpoint_and_names_resume(tmp_path):
+@pytest.mark.parametrize("force", [False, True])
+def test_sigterm_keeps_the_checkpoint_and_names_resume(tmp_path, force):
     import os
     import signal
     import subprocess
@@ -199,7 +201,7 @@ def test_sigterm_keeps_the_checkpoint_and_names_resume(tmp_path):
     out = tmp_path / "run"
     code = "import sys; from robustprune.cli import main; sys.argv[0] = 'robustprune'; main()"
     args = [sys.executable, "-c", code, "run", "--subset", "300", "--warmup-epochs", "1", "--epochs", "400",
-            "--method", "uniform", "--out", str(out)]  # fmt: skip
+            "--method", "uniform", "--out", str(out)] + ["--force"] * force  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.time() + 120
     while not (out / "train.ckpt").exists() and time.time() < deadline and proc.poll() is None:
@@ -210,6 +212,9 @@ def test_sigterm_keeps_the_checkpoint_and_names_resume(tmp_path):
     assert proc.returncode == 143
     errors = [ln for ln in err.strip().splitlines() if ln.startswith("error")]  # the rest: progress lines
     assert len(errors) == 1 and errors[0].startswith("error: terminated") and "--resume" in errors[0], err
+    # the advice works as written: --resume cannot go with --force, so a --force run is told to swap them
+    advice = "--resume in place of --force" if force else "the same command plus --resume"
+    assert advice in errors[0], err
     assert err.strip().splitlines()[-1] == errors[0]
     assert (out / "train.ckpt").exists() and not (out / "metrics.json").exists()
 

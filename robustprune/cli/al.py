@@ -76,7 +76,8 @@ def al_command(**kw: Any) -> None:
                 res = run_al(cfg, al, progress=show)
         except KeyboardInterrupt as exc:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            fail(f"{what}; continue with the same command plus --resume (directory {cfg.out})", interrupt_code(exc))
+            again = "--resume in place of --force" if cfg.force else "plus --resume"
+            fail(f"{what}; continue with the same command {again} (directory {cfg.out})", interrupt_code(exc))
         s = res.summary
         con.print(
             f"final test accuracy {100 * s['final_test_accuracy']:.2f}% with {s['final_labelled']} labelled; "

@@ -312,7 +312,8 @@ def _run_and_report(cfg: RunConfig, *, model_given: bool) -> None:
     except KeyboardInterrupt as exc:
         bars.close()
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        fail(f"{what}; continue with the same command plus --resume (run directory {target})", interrupt_code(exc))
+        again = "--resume in place of --force" if cfg.force else "plus --resume"
+        fail(f"{what}; continue with the same command {again} (run directory {target})", interrupt_code(exc))
     finally:
         bars.close()
     proto = protocol_for(cfg.dataset)
