@@ -98,3 +98,26 @@ def test_a_selection_file_that_is_not_numpy_gives_one_line(tmp_path, content, su
     lines = [x for x in r.output.splitlines() if x.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and f"is not a numpy {suffix} file" in lines[0], r.output
     assert "pickle" not in r.output
+
+
+@pytest.mark.parametrize(
+    "method, param, expected",
+    [
+        ("prune4rel", "max_neighbors=abc", "option max_neighbors of method 'prune4rel' takes int | None"),
+        ("prune4rel_auto", "target_degree=abc", "option target_degree of method 'prune4rel_auto' takes float"),
+    ],
+)
+def test_text_where_a_method_option_takes_a_number_is_named(tmp_path, signals_file, method, param, expected):
+    r = CliRunner().invoke(app, ["select", "--signals", str(signals_file), "--method", method, "--param", param,
+                                 "--fraction", "0.3", "--out", str(tmp_path / "sel.npz")])  # fmt: skip
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and expected in lines[0], r.output
+    assert "not supported between" not in r.output and "could not convert" not in r.output
+
+
+def test_options_that_take_text_still_take_it(signals_file):
+    import robustprune as rp
+
+    sig = rp.Signals.load(signals_file)
+    assert rp.select("prune4rel", signals=sig, fraction=0.3, tau="auto").indices.size == 36
+    assert rp.select("uncertainty", signals=sig, fraction=0.3, kind="margin").indices.size == 36

@@ -107,6 +107,12 @@ class MethodInfo:
         if unknown:
             opts = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
             raise ValueError(f"method {self.name!r} has no option {unknown[0]!r}; its options: {opts}")
+        sig = inspect.signature(self.func).parameters
+        for key, value in params.items():  # text where the option takes a number (from a CLI --param)
+            hint = sig[key].annotation
+            hint = hint if isinstance(hint, str) else getattr(hint, "__name__", str(hint))
+            if isinstance(value, str) and hint and not any(t in hint for t in ("str", "Literal", "Any", "empty")):
+                raise ValueError(f"option {key} of method {self.name!r} takes {hint}, got the text {value!r}")
         return {**known, **params}
 
     def accepts(self, arg: str) -> bool:
