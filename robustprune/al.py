@@ -358,6 +358,9 @@ def run_al(
 
 def _open_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool):
     """The stored rounds and pool (or nothing), after checking they belong to this loop; records the config."""
+    from robustprune.rundir import refuse_foreign
+
+    refuse_foreign(out, "al")
     state = _load_state(out, c, al, resume, force)
     out.mkdir(parents=True, exist_ok=True)
     write_json(_state_paths(out)["config"], config_record(c, al))

@@ -83,11 +83,41 @@ class RunLog:
             self._fh.close()
 
 
+#: The files that mark a directory as made by one tool: a sweep, an active-learning loop or a single run.
+DIRECTORY_KINDS = (
+    ("bench", "robustprune bench sweep", ("bench.json",)),
+    ("al", "robustprune al loop", ("al_config.json", "rounds.json")),
+    ("run", "robustprune run", ("config.json", "metrics.json", "selection.npz")),
+)
+
+
+def directory_kind(out: Path) -> tuple[str, str] | None:
+    """Which tool made ``out`` (its kind and the file that says so), or None for a new or foreign folder."""
+    for kind, _what, markers in DIRECTORY_KINDS:
+        for m in markers:
+            if (out / m).is_file():
+                return kind, m
+    return None
+
+
+def refuse_foreign(out: Path, mine: str) -> None:
+    """A one-line ValueError when ``out`` was made by another tool than ``mine`` ("run", "al", "bench"):
+    its files would be mixed with theirs (--force redoes a tool's own directory, never another's)."""
+    found = directory_kind(out) if out.is_dir() else None
+    if found is not None and found[0] != mine:
+        what = dict((k, w) for k, w, _m in DIRECTORY_KINDS)
+        raise ValueError(
+            f"{out} holds a {what[found[0]]} ({found[1]}), not a {what[mine]}; choose another --out "
+            "(--force redoes a directory of the same kind only)"
+        )
+
+
 def check_run_dir(out: Path, c: RunConfig, done: str = "metrics.json") -> bool:
     """Check the run directory (nothing is changed yet); True when an earlier run there is to be resumed.
     ``done`` is the file whose presence marks the run as finished."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file; give a directory for the run")
+    refuse_foreign(out, "run")
     present = [out / a for a in ARTIFACTS if (out / a).exists()]
     if not present or c.force:
         return False

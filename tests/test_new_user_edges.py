@@ -121,3 +121,24 @@ def test_options_that_take_text_still_take_it(signals_file):
     sig = rp.Signals.load(signals_file)
     assert rp.select("prune4rel", signals=sig, fraction=0.3, tau="auto").indices.size == 36
     assert rp.select("uncertainty", signals=sig, fraction=0.3, kind="margin").indices.size == 36
+
+
+@pytest.mark.parametrize(
+    "command, mine, theirs",
+    [
+        (["run", "--subset", "200", "--epochs", "1", "--warmup-epochs", "1"], "bench.json", "robustprune bench sweep"),
+        (["al", "--rounds", "1"], "config.json", "robustprune run"),
+        (["bench", "--method", "uniform", "--fraction", "0.5", "--subset", "200"], "config.json", "robustprune run"),
+        (["run", "--subset", "200", "--force"], "al_config.json", "robustprune al loop"),
+    ],
+)
+def test_a_tool_refuses_a_directory_another_tool_made(tmp_path, command, mine, theirs):
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / mine).write_text("{}\n")
+    before = sorted(p.name for p in out.iterdir())
+    r = CliRunner().invoke(app, [*command, "--out", str(out)])
+    lines = [x for x in r.output.splitlines() if x.strip() and not x.startswith(("data ", "noise "))]
+    assert r.exit_code == 2 and lines[-1].startswith("error: ") and f"holds a {theirs}" in r.output, r.output
+    assert "choose another --out" in lines[-1]
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing mixed in

@@ -33,6 +33,7 @@ from robustprune._provenance import code_identity, now
 from robustprune._version import __version__
 from robustprune.bench.grid import BenchSpec, Cell, Group, expand
 from robustprune.runconfig import RunConfig
+from robustprune.rundir import refuse_foreign
 
 __all__ = ["BenchEvent", "BenchResult", "run_bench", "cell_dir", "cell_done", "al_rounds", "warmup_dir", "environment"]
 
@@ -301,6 +302,7 @@ def _prepare(
     removed to be recomputed, or, with ``reuse_stale``, finished ones are kept (and reported as stale); write
     bench.json. Returns which cells are finished, which groups have their warm-up signals, the stale cells
     and warm-ups to recompute, and those kept."""
+    refuse_foreign(out, "bench")
     if force and out.exists():
         for sub in ("warmup", "cells"):
             shutil.rmtree(out / sub, ignore_errors=True)
