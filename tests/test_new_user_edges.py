@@ -142,3 +142,23 @@ def test_a_tool_refuses_a_directory_another_tool_made(tmp_path, command, mine, t
     assert r.exit_code == 2 and lines[-1].startswith("error: ") and f"holds a {theirs}" in r.output, r.output
     assert "choose another --out" in lines[-1]
     assert sorted(p.name for p in out.iterdir()) == before  # nothing mixed in
+
+
+def test_a_full_disk_ends_in_one_line_and_keeps_the_previous_file(tmp_path, signals_file, monkeypatch):
+    import errno
+
+    out = tmp_path / "sel.npz"
+    args = ["select", "--signals", str(signals_file), "--method", "uniform", "--fraction", "0.3", "--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = out.read_bytes()
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    r = CliRunner().invoke(app, [*args, "--force", "--seed", "3"])
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == f"error: {out}: cannot write (No space left on device)"
+    assert out.read_bytes() == before  # the earlier selection is intact
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no half-written file left
