@@ -162,3 +162,30 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_previous_file(tmp_path, sign
     assert lines[0] == f"error: {out}: cannot write (No space left on device)"
     assert out.read_bytes() == before  # the earlier selection is intact
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no half-written file left
+
+
+TINY_BENCH = ["bench", "--dataset", "digits", "--subset", "200", "--method", "uniform", "--fraction", "0.5",
+              "--epochs", "1", "--warmup-epochs", "1", "--no-figures"]  # fmt: skip
+
+
+def test_two_sweeps_on_one_directory_the_second_is_refused_while_the_first_lives(tmp_path):
+    import json
+    import socket
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "bench.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        r = CliRunner().invoke(app, [*TINY_BENCH, "--out", str(out)])
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert r.exit_code == 2 and len(lines) == 1, r.output
+        assert f"another robustprune bench (PID {holder.pid}) is running on {out}" in lines[0]
+        assert sorted(p.name for p in out.iterdir()) == ["bench.lock"]  # nothing computed, its lock kept
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone (killed): its lock is stale and taken over; the sweep runs and releases it
+    r = CliRunner().invoke(app, [*TINY_BENCH, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "results.csv").is_file() and not (out / "bench.lock").exists()

@@ -235,6 +235,53 @@ def _cell_job(out: Path, c: Cell) -> tuple[Callable, tuple]:
     return _do_cell, (cfg,)
 
 
+LOCK = "bench.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _lock(out: Path) -> Path | None:
+    """Take ``out/bench.lock`` (this process's PID and host), or a one-line ValueError while another live
+    sweep process holds it; a lock whose process is gone (killed, crashed) is taken over."""
+    import socket
+
+    if out.exists() and not out.is_dir():
+        return None
+    refuse_foreign(out, "bench")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _attempt in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(path.read_text())
+                pid, host = int(held["pid"]), str(held["host"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pid, host = -1, me["host"]  # unreadable: a writer died mid-write; treat as stale
+            if host != me["host"]:
+                raise ValueError(f"{out} is locked by a sweep on host {host} (PID {pid}); if none runs there, delete "
+                                 f"{path}") from None  # fmt: skip
+            if pid > 0 and _alive(pid):
+                raise ValueError(f"another robustprune bench (PID {pid}) is running on {out}; wait for it to finish "
+                                 "or stop it (a killed sweep's lock is taken over)") from None  # fmt: skip
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me) + "\n")
+        return path
+    raise ValueError(f"could not take the lock {path}; another sweep is starting on {out}")
+
+
 def run_bench(
     spec: BenchSpec,
     out: str | Path,
@@ -272,16 +319,20 @@ def run_bench(
         "started_at": now(), "code": code_identity(),
         "environment": environment(), "jobs": jobs, "world_size": world.size,
     }  # fmt: skip
-    # rank 0 prepares the directory and says what is left; every rank then works through the same list
-    done, warm, stale, kept = dist.on_main(_prepare, out, groups, cells, force, reuse_stale, meta)
-
-    sweep = _Sweep(out, groups, cells, jobs, progress, done=done, warm=warm)
-    sweep.result.stale, sweep.result.stale_kept = stale, kept
-    sweep.emit("start", str(out), status=f"{len(sweep.result.cached)} cached")
-    if jobs == 1:
-        sweep.run_sequential()
-    else:
-        sweep.run_parallel(spec)
+    lock = dist.on_main(_lock, out)  # one sweep process per directory (its --jobs workers are its children)
+    try:
+        # rank 0 prepares the directory and says what is left; every rank then works through the same list
+        done, warm, stale, kept = dist.on_main(_prepare, out, groups, cells, force, reuse_stale, meta)
+        sweep = _Sweep(out, groups, cells, jobs, progress, done=done, warm=warm)
+        sweep.result.stale, sweep.result.stale_kept = stale, kept
+        sweep.emit("start", str(out), status=f"{len(sweep.result.cached)} cached")
+        if jobs == 1:
+            sweep.run_sequential()
+        else:
+            sweep.run_parallel(spec)
+    finally:
+        if lock is not None:
+            lock.unlink(missing_ok=True)
     result = sweep.result
     result.seconds = time.time() - started
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
