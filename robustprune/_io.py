@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "write_json", "file_digest", "load_array"]
+__all__ = ["atomic_write_bytes", "write_json", "file_digest", "load_array", "looks_like_numpy"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -57,6 +57,18 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def looks_like_numpy(path: str | os.PathLike) -> bool:
+    """Whether the file is what its suffix says: a zip archive for ``.npz``, a ``.npy`` header for ``.npy``
+    (numpy's own errors on other bytes speak of pickles; callers say "not a numpy file" instead)."""
+    import zipfile
+
+    p = Path(path)
+    if p.suffix == ".npz":
+        return zipfile.is_zipfile(p)
+    with open(p, "rb") as f:
+        return f.read(6) == b"\x93NUMPY"
 
 
 def load_array(path: str | os.PathLike, what: str, key: str | None = None) -> Any:

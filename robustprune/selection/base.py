@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from robustprune._io import atomic_write_bytes
+from robustprune._io import atomic_write_bytes, looks_like_numpy
 
 __all__ = ["Selection", "MethodOutput", "load_indices", "load_weights"]
 
@@ -170,7 +170,7 @@ def load_indices(path: str | Path, n: int) -> tuple[np.ndarray, str]:
         raise ValueError(f"selection file {p} does not exist")
     method = "file"
     try:
-        if p.suffix in (".npz", ".npy") and not _numpy_file(p):
+        if p.suffix in (".npz", ".npy") and not looks_like_numpy(p):
             raise ValueError(
                 f"selection file {p} is not a numpy {p.suffix} file (truncated, or another format); write it with "
                 "robustprune select, numpy.save(path, indices) or as text, one index per line"
@@ -210,16 +210,6 @@ def load_indices(path: str | Path, n: int) -> tuple[np.ndarray, str]:
     if np.unique(a).size != a.size:
         raise ValueError(f"selection file {p} holds duplicate indices")
     return a, method
-
-
-def _numpy_file(p: Path) -> bool:
-    """Whether ``p`` looks like what its suffix says: a zip archive (.npz) or a .npy header."""
-    import zipfile
-
-    if p.suffix == ".npz":
-        return zipfile.is_zipfile(p)
-    with open(p, "rb") as f:
-        return f.read(6) == b"\x93NUMPY"
 
 
 def load_weights(path: str | Path) -> np.ndarray | None:
