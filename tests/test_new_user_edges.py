@@ -189,3 +189,21 @@ def test_two_sweeps_on_one_directory_the_second_is_refused_while_the_first_lives
     r = CliRunner().invoke(app, [*TINY_BENCH, "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert (out / "results.csv").is_file() and not (out / "bench.lock").exists()
+
+
+def test_debug_may_follow_the_subcommand(tmp_path):
+    done = _cli("run", "--dataset", "nope", "--out", str(tmp_path / "r"), "--debug")
+    assert done.returncode != 0 and "Traceback" in done.stderr and "unknown dataset 'nope'" in done.stderr
+    plain = _cli("run", "--dataset", "nope", "--out", str(tmp_path / "r"))
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+
+
+def test_a_library_warning_is_one_line_without_its_source(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "arr.npz", x=rng.normal(size=(200, 5)).astype(np.float32), y=rng.integers(0, 3, 200))
+    done = _cli("run", "--dataset", "arrays", "--data-param", f"path={tmp_path / 'arr.npz'}", "--epochs", "1",
+                "--warmup-epochs", "1", "--method", "uniform", "--out", str(tmp_path / "r"))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    warned = [x for x in done.stderr.splitlines() if "has no test set" in x]
+    assert warned == [x for x in warned if x.startswith("warning: ")] and len(warned) == 1, done.stderr
+    assert "UserWarning" not in done.stderr and "return load_dataset(" not in done.stderr

@@ -59,7 +59,8 @@ def main() -> None:
     """Entry point of the ``robustprune`` console script.
 
     A usage error (an unknown option, ``--budget ten``) is one line ``error: ...`` naming the command's
-    ``--help``, exit code 2, like every other bad input."""
+    ``--help``, exit code 2, like every other bad input; a warning is one line ``warning: ...``. ``--debug``
+    may come before or after the subcommand."""
     import sys
 
     try:  # typer up to 0.2x depends on click; newer releases carry their own copy
@@ -67,8 +68,18 @@ def main() -> None:
     except ImportError:
         from typer import _click as click
 
+    import warnings
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    warnings.showwarning = one_line_warning  # a library warning is one line, without its source line
+    args = sys.argv[1:]
+    if "--debug" in args[1:] and args[0] != "--debug":  # accepted after the subcommand too
+        args.remove("--debug")
+        args.insert(0, "--debug")
     try:
-        code = app(prog_name="robustprune", standalone_mode=False)
+        code = app(args=args, prog_name="robustprune", standalone_mode=False)
     except click.exceptions.UsageError as exc:
         message = " ".join(exc.format_message().split())
         if message:  # (no arguments at all: the help was printed, nothing to add)
