@@ -195,29 +195,29 @@ def _encoder_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> Warmu
     seconds = time.perf_counter() - t0
     r.log.stage("encode", seconds, note=f"{src.encoder}, {facts['image_size']} px, cached: {facts['cached']}")
     t1 = time.perf_counter()
-    arrays: dict[str, np.ndarray] = {"features": feats, "probs": np.zeros((r.n, r.data.num_classes), np.float32)}
+    arrays: dict[str, np.ndarray] = {"features": feats}
     meta: dict[str, Any] = {"signal_source": str(src), "out_of_sample": True, "encoder": facts}
     meta.update(_probe(r, src, arrays))
-    del meta["in_sample_agreement_with_given_labels"]
     meta["agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == r.noisy))
     return WarmupSignals(arrays, meta, seconds, time.perf_counter() - t1, None)
 
 
 def _probe(r: Any, src: SignalSource, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Replace ``arrays["probs"]`` by a cross-fitted probe's on ``arrays["features"]``; its facts."""
+    """Set ``arrays["probs"]`` to a cross-fitted probe's on ``arrays["features"]`` (replacing the warm-up's
+    in-sample predictions, when there are any); its facts."""
 
     def on_progress(done: int, total: int) -> None:
         r.log.progress(ProgressInfo("probe", 0, 1, done, total))
 
-    in_sample = float(np.mean(arrays["probs"].argmax(1) == r.noisy))
-    res = dist.on_main(cross_fitted_probe, arrays["features"], r.noisy, num_classes=arrays["probs"].shape[1],
+    facts: dict[str, Any] = {}
+    if "probs" in arrays:
+        facts["in_sample_agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == r.noisy))
+    res = dist.on_main(cross_fitted_probe, arrays["features"], r.noisy, num_classes=r.data.num_classes,
                        folds=src.folds, seed=r.c.seed, progress=on_progress)  # fmt: skip
     arrays["probs"] = res.probs
-    return {
-        "probe": {"folds": src.folds, "l2": res.l2, "seconds": round(res.seconds, 4),
-                  "inner_log_loss": {f"{k:g}": v for k, v in res.inner_losses.items()}},
-        "in_sample_agreement_with_given_labels": in_sample,
-    }  # fmt: skip
+    facts["probe"] = {"folds": src.folds, "l2": res.l2, "seconds": round(res.seconds, 4),
+                      "inner_log_loss": {f"{k:g}": v for k, v in res.inner_losses.items()}}  # fmt: skip
+    return facts
 
 
 # ------------------------------------------------------------------------------------ fold warm-ups

@@ -353,7 +353,6 @@ def _prepare(
     removed to be recomputed, or, with ``reuse_stale``, finished ones are kept (and reported as stale); write
     bench.json. Returns which cells are finished, which groups have their warm-up signals, the stale cells
     and warm-ups to recompute, and those kept."""
-    refuse_foreign(out, "bench")
     if force and out.exists():
         for sub in ("warmup", "cells"):
             shutil.rmtree(out / sub, ignore_errors=True)
