@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import cleanlab
 
-    from robustprune.selection.confident import estimate_joint, label_issue_mask
+    from robustprune.selection.core.confident_learning import estimate_joint, label_issue_mask
 
     print(f"cleanlab {cleanlab.__version__}, N={args.n}, K={args.k}, seed={args.seed}")
     head = (

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from selection_speed import clustered_data  # noqa: E402
 
-from robustprune.selection.graph import normalize_rows, rescaled_cosine_graph, upper_tiles  # noqa: E402
+from robustprune.selection.core.graph import normalize_rows, rescaled_cosine_graph, upper_tiles  # noqa: E402
 
 
 def products_only(z: torch.Tensor, bs: int) -> float:

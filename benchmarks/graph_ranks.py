@@ -47,8 +47,8 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str
     from selection_speed import clustered_data
 
     import robustprune.distributed as dist
-    from robustprune.selection.geometry import auto_tau
-    from robustprune.selection.graph import BuildHandedOff, rescaled_cosine_graph, shared_build
+    from robustprune.selection.core.geometry import auto_tau
+    from robustprune.selection.core.graph import BuildHandedOff, rescaled_cosine_graph, shared_build
 
     dist.init("cpu")
     feats, _, _ = clustered_data(args.n, args.d, 10, args.clusters, args.seed)

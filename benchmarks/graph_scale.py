@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selection_speed import PeakRSS, clustered_data  # noqa: E402
 
 import robustprune as rp  # noqa: E402
-from robustprune.selection.geometry import auto_tau  # noqa: E402
-from robustprune.selection.graph import rescaled_cosine_graph  # noqa: E402
+from robustprune.selection.core.geometry import auto_tau  # noqa: E402
+from robustprune.selection.core.graph import rescaled_cosine_graph  # noqa: E402
 
 
 def cpu_model() -> str:

@@ -47,8 +47,8 @@ import numpy as np
 import torch
 
 import robustprune as rp
+from robustprune.selection.methods.submodular import SetFunction, _graph, _maximise
 from robustprune.selection.registry import get_method
-from robustprune.selection.submodular import SetFunction, _graph, _maximise
 
 APRICOT_SETUP = """apricot is not installed in this environment (it is not a robustprune dependency). To compare, run:
     python3.11 -m venv /tmp/apricot-venv

@@ -207,7 +207,7 @@ def main() -> None:
     )
 
     # the automatic threshold: one sampled pass over the similarity distribution, for the degree just built
-    from robustprune.selection.geometry import auto_tau
+    from robustprune.selection.core.geometry import auto_tau
 
     t0 = time.perf_counter()
     tau_auto = auto_tau(feats, p["mean_degree"], device=args.device)

@@ -30,9 +30,9 @@ import argparse
 import numpy as np
 
 import robustprune as rp
-from robustprune.selection.geometry import auto_tau, transform_embedding
-from robustprune.selection.graph import rescaled_cosine_graph
-from robustprune.selection.prune4rel import confidence_scores
+from robustprune.selection.core.geometry import auto_tau, transform_embedding
+from robustprune.selection.core.graph import rescaled_cosine_graph
+from robustprune.selection.methods.prune4rel import confidence_scores
 
 
 def neighbourhood_vote(graph, conf: np.ndarray, pred: np.ndarray, selected: np.ndarray, k: int) -> np.ndarray:

@@ -14,9 +14,9 @@ from a cross-fitted linear probe.
 from robustprune._version import __version__
 from robustprune.probe import cross_fitted_probe, signals_from_embeddings
 from robustprune.selection.api import select
-from robustprune.selection.base import MethodOutput, Selection
 from robustprune.selection.budget import class_quotas, select_by_scores
 from robustprune.selection.registry import MethodInfo, get_method, list_methods, register
+from robustprune.selection.result import MethodOutput, Selection
 from robustprune.signals import SCHEMA_VERSION, Signals, load_signals, save_signals
 
 __all__ = [

@@ -66,7 +66,7 @@ from robustprune.rundir import (
     run_identity,
     unlink_if_exists,
 )
-from robustprune.selection.base import Selection, load_indices
+from robustprune.selection.result import Selection, load_indices
 from robustprune.signals import Signals
 from robustprune.stages import (
     RunState,

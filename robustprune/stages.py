@@ -26,7 +26,7 @@ from robustprune._version import __version__
 from robustprune.runconfig import RunConfig, warmup_key
 from robustprune.rundir import RunLog
 from robustprune.seeding import derive_seed
-from robustprune.selection.base import Selection, load_weights
+from robustprune.selection.result import Selection, load_weights
 from robustprune.signals import Signals
 from robustprune.train.engine import ProgressInfo
 
@@ -230,12 +230,12 @@ def shared_graph_selection(method: str, main: Callable[[], T], helper: Callable[
 
     Under torchrun, for a method over the τ-graph (:data:`SHARED_GRAPH_METHODS`) and when ``join`` says that
     every rank holds the inputs, the other ranks run ``helper()`` (the same selection, writing nothing) inside
-    :func:`~robustprune.selection.graph.shared_build` meanwhile: the graph's tiles are dealt to the ranks and
+    :func:`~robustprune.selection.core.graph.shared_build` meanwhile: the graph's tiles are dealt to the ranks and
     gathered on rank 0, which alone goes on to the greedy; the helpers stop once their tiles are sent (or, when
     the method ends up without a graph, finish a selection whose result is dropped). ``join`` must be the same
     on every rank.
     """
-    from robustprune.selection.graph import shared_build
+    from robustprune.selection.core.graph import shared_build
     from robustprune.selection.registry import get_method
 
     if not (join and dist.world().distributed and get_method(method).name in SHARED_GRAPH_METHODS):

@@ -125,7 +125,7 @@ def shared_graph_work() -> dict:
     """The τ-graph built by both ranks inside shared_build (rank 0 returns it, rank 1 hands off), a Prune4ReL
     selection run the same way, and an edge budget overrun seen alike on both ranks."""
     import robustprune as rp
-    from robustprune.selection.graph import BuildHandedOff, rescaled_cosine_graph, shared_build
+    from robustprune.selection.core.graph import BuildHandedOff, rescaled_cosine_graph, shared_build
 
     x, probs, labels = graph_inputs()
     out: dict = {}

@@ -9,10 +9,7 @@ import torch
 from robustprune.seeding import stream
 from robustprune.selection.api import select
 from robustprune.selection.budget import class_quotas
-from robustprune.selection.ccs import allocate_strata
-from robustprune.selection.kcenter import kcenter_greedy_order
-from robustprune.selection.moderate import moderate_scores
-from robustprune.selection.scores import (
+from robustprune.selection.core.scores import (
     aum_scores,
     el2n_scores,
     forgetting_scores,
@@ -20,6 +17,9 @@ from robustprune.selection.scores import (
     small_loss_scores,
     uncertainty_scores,
 )
+from robustprune.selection.methods.ccs import allocate_strata
+from robustprune.selection.methods.kcenter import kcenter_greedy_order
+from robustprune.selection.methods.moderate import moderate_scores
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -342,7 +342,7 @@ def test_parallel_jobs_give_the_same_cells(tmp_path):
     import torch
 
     from robustprune.bench.runner import cell_dir, warmup_dir
-    from robustprune.selection.base import Selection
+    from robustprune.selection.result import Selection
     from robustprune.signals import Signals
 
     spec = tiny_spec()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import robustprune as rp
-from robustprune.selection.cal import cal_scores, knn_indices
+from robustprune.selection.core.knn import knn_indices
+from robustprune.selection.methods.cal import cal_scores
 
 
 def brute(p, x, labels, k):

@@ -7,7 +7,7 @@ import pytest
 
 import robustprune as rp
 from robustprune.selection.budget import class_quotas
-from robustprune.selection.confident import (
+from robustprune.selection.core.confident_learning import (
     confident_joint,
     estimate_joint,
     label_issue_mask,

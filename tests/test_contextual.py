@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import robustprune as rp
-from robustprune.selection.contextual import symmetric_kl_order
+from robustprune.selection.methods.contextual import symmetric_kl_order
 
 
 def sym_kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import robustprune as rp
-from robustprune.selection.d2 import EPSILON, d2_importance, forward_pass, knn_graph, reverse_greedy
+from robustprune.selection.methods.d2 import EPSILON, d2_importance, forward_pass, knn_graph, reverse_greedy
 
 
 def dense_neighbours(x: np.ndarray, k: int, symmetric: bool) -> tuple[list[list[int]], np.ndarray]:

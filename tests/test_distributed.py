@@ -23,7 +23,7 @@ import torch
 import torch.multiprocessing as mp
 
 import robustprune.distributed as dist
-from robustprune.selection.base import Selection
+from robustprune.selection.result import Selection
 from robustprune.train.batches import index_batches
 from tests import _distributed_workers as W
 
@@ -148,7 +148,7 @@ def test_shared_graph_build_equals_one_process(two_ranks):
     """Inside shared_build the two ranks split the tiles; rank 0 gets the one-process graph bit for bit and
     the same Prune4ReL picks; rank 1 hands off; an edge-budget overrun is the same error on both ranks."""
     import robustprune as rp
-    from robustprune.selection.graph import rescaled_cosine_graph, upper_tiles
+    from robustprune.selection.core.graph import rescaled_cosine_graph, upper_tiles
 
     _, ranks = two_ranks
     x, probs, labels = W.graph_inputs()

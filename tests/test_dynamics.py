@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import robustprune as rp
-from robustprune.selection.dynamics import dynamic_uncertainty_scores
+from robustprune.selection.methods.dynamics import dynamic_uncertainty_scores
 
 
 def loop(losses: np.ndarray, window: int) -> np.ndarray:

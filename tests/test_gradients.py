@@ -9,14 +9,14 @@ from scipy.optimize import nnls
 
 import robustprune as rp
 from robustprune.selection.budget import class_quotas
-from robustprune.selection.gradients import (
+from robustprune.selection.methods.gradients import (
     craig_group,
     glister_greedy,
     gradient_distances,
     gradient_factors,
     omp_group,
 )
-from robustprune.selection.submodular import gradient_embeddings
+from robustprune.selection.methods.submodular import gradient_embeddings
 
 K, D = 3, 5
 
@@ -82,7 +82,7 @@ def test_craig_matches_plain_greedy_gains_do_not_increase_and_weights_are_cluste
 
 
 def test_craig_on_the_fly_columns_give_the_same_picks(monkeypatch):
-    import robustprune.selection.gradients as gr
+    import robustprune.selection.methods.gradients as gr
 
     labels, probs, features = data(70)
     e, h = gradient_factors(probs, labels, features)

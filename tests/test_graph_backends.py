@@ -12,8 +12,8 @@ import scipy.sparse
 import torch
 
 import robustprune as rp
-from robustprune.selection import faiss_backend
-from robustprune.selection.graph import choose_backend, normalize_rows, rescaled_cosine_graph
+from robustprune.selection.core import faiss_backend
+from robustprune.selection.core.graph import choose_backend, normalize_rows, rescaled_cosine_graph
 
 
 def clustered(n=3000, d=24, clusters=30, spread=0.35, seed=0, dtype=np.float32):

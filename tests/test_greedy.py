@@ -1,4 +1,4 @@
-"""The shared greedy engines of selection/greedy.py, checked against each other on a facility-location
+"""The shared greedy engines of selection/core/greedy.py, checked against each other on a facility-location
 objective (monotone submodular) and against plain loops."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustprune.selection.greedy import argmax_greedy, lazy_greedy, naive_greedy, stochastic_greedy
+from robustprune.selection.core.greedy import argmax_greedy, lazy_greedy, naive_greedy, stochastic_greedy
 
 
 class FacilityLocation:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import robustprune as rp
-from robustprune.selection.herding import herding_order
+from robustprune.selection.methods.herding import herding_order
 
 
 def brute_force(x: np.ndarray, k: int) -> list[int]:

@@ -80,6 +80,52 @@ def test_the_lower_floors_never_import_the_package_root():
     assert offenders == []
 
 
+#: Inside the selection layer (docs/architecture.md): the public face (registry, result, budget) imports no
+#: machinery and no method; the machinery (``core``) imports no method; a method module imports machinery and
+#: the public face, never another method family; nothing but the package and ``api`` sit above the methods.
+_SELECTION_FACE = ("robustprune.selection.registry", "robustprune.selection.result", "robustprune.selection.budget")
+
+
+def _selection_part(module: str) -> str:
+    parts = module.split(".")
+    if module in _SELECTION_FACE:
+        return "face"
+    if len(parts) > 2 and parts[2] == "core":
+        return "core"
+    if len(parts) > 3 and parts[2] == "methods":
+        return "methods." + parts[3]  # one family (a module, or a package such as prune4rel/)
+    return "other"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("robustprune.selection.")))
+def test_selection_keeps_machinery_apart_from_methods(module):
+    mine = _selection_part(module)
+    theirs = {m: _selection_part(m) for m in GRAPH[module] if m.startswith("robustprune.selection.")}
+    if mine == "face":
+        bad = [m for m, part in theirs.items() if part != "face"]
+    elif mine == "core":
+        bad = [m for m, part in theirs.items() if part not in ("face", "core")]
+    elif mine.startswith("methods."):
+        bad = [m for m, part in theirs.items() if part.startswith("methods.") and part != mine or part == "other"]
+    else:
+        bad = []
+    assert bad == [], f"{module} ({mine}) imports {sorted(bad)}"
+
+
+def test_the_selection_layout_tells_machinery_from_methods_by_path():
+    # every registered method lives under selection/methods/, and nothing under selection/core/ registers one
+    from robustprune.selection.registry import get_method, list_methods
+
+    homes = {name: get_method(name).func.__module__ for name in list_methods()}
+    assert all(mod.startswith("robustprune.selection.methods.") for mod in homes.values()), homes
+    registering = sorted(
+        m
+        for m, path in MODULES.items()
+        if m.startswith("robustprune.selection.core") and "@register(" in path.read_text()
+    )
+    assert registering == []
+
+
 def test_no_import_cycle():
     sys.setrecursionlimit(max(10_000, sys.getrecursionlimit()))
     index: dict[str, int] = {}

@@ -16,7 +16,7 @@ from robustprune.pipeline import run
 from robustprune.protocols import PROTOCOLS, protocol_for
 from robustprune.runconfig import RunConfig, resolve_config
 from robustprune.rundir import StageDone
-from robustprune.selection.base import load_indices
+from robustprune.selection.result import load_indices
 
 TINY = dict(subset=300, warmup_epochs=2, epochs=3)
 METRIC_KEYS = {

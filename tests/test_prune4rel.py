@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import robustprune as rp
-from robustprune.selection.graph import rescaled_cosine_graph
-from robustprune.selection.prune4rel import confidence_scores, prune4rel_objective
+from robustprune.selection.core.graph import rescaled_cosine_graph
+from robustprune.selection.methods.prune4rel import confidence_scores, prune4rel_objective
 from tests.reference_prune4rel import released_prune4rel
 
 

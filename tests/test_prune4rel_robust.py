@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import robustprune as rp
-from robustprune.selection.confident import label_issue_mask
-from robustprune.selection.geometry import auto_tau, support_scale, transform_embedding
-from robustprune.selection.graph import rescaled_cosine_graph
-from robustprune.selection.prune4rel import prune4rel_objective
+from robustprune.selection.core.confident_learning import label_issue_mask
+from robustprune.selection.core.geometry import auto_tau, support_scale, transform_embedding
+from robustprune.selection.core.graph import rescaled_cosine_graph
+from robustprune.selection.methods.prune4rel import prune4rel_objective
 
 
 def clustered(n=600, k=4, d=16, noise=0.3, seed=0, offset=0.0):
@@ -246,7 +246,7 @@ def test_label_aware_options_need_labels():
 
 
 def test_prune4rel_auto_is_prune4rel_with_the_recommended_options():
-    from robustprune.selection.prune4rel import RECOMMENDED
+    from robustprune.selection.methods.prune4rel import RECOMMENDED
 
     x, labels, probs, _ = clustered(n=500)
     auto = rp.select("prune4rel_auto", probs=probs, features=x, labels=labels, fraction=0.2)

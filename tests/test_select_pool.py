@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import robustprune as rp
-from robustprune.selection.base import MethodOutput
-from robustprune.selection.graph import rescaled_cosine_graph
+from robustprune.selection.core.graph import rescaled_cosine_graph
 from robustprune.selection.registry import register, unregister
+from robustprune.selection.result import MethodOutput
 from tests.reference_prune4rel import released_prune4rel
 from tests.test_contract import N, rich_signals
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import robustprune as rp
-from robustprune.selection.graph import rescaled_cosine_graph
+from robustprune.selection.core.graph import rescaled_cosine_graph
 
 
 def data(n=150, seed=0):
@@ -98,7 +98,7 @@ def test_log_determinant_gains_match_slogdet_differences_and_avoid_redundancy():
 
 
 def test_gradient_space_uses_last_layer_gradients():
-    from robustprune.selection.submodular import gradient_embeddings
+    from robustprune.selection.methods.submodular import gradient_embeddings
 
     x, labels = data(n=40)
     rng = np.random.default_rng(5)
@@ -118,7 +118,7 @@ def test_gradient_space_uses_last_layer_gradients():
 
 @pytest.mark.parametrize("n", [1, 7, 130])
 def test_complete_graph_shortcut_equals_the_general_builder(n):
-    from robustprune.selection.submodular import _complete_graph
+    from robustprune.selection.methods.submodular import _complete_graph
 
     x = np.random.default_rng(n).normal(size=(n, 6)).astype(np.float32) + 2.0  # no opposite pairs
     fast, ref = _complete_graph(x, "cpu", block=16), rescaled_cosine_graph(x, 0.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import robustprune as rp
-from robustprune.selection.dynamics import tdds_scores
+from robustprune.selection.methods.dynamics import tdds_scores
 
 
 def _probs(rng, e, n, k, dtype=np.float64):

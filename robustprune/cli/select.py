@@ -18,8 +18,8 @@ from robustprune.cli._common import (
     user_errors,
 )
 from robustprune.selection.api import select as run_select
-from robustprune.selection.base import Selection
 from robustprune.selection.registry import SIGNAL_NAMES, get_method
+from robustprune.selection.result import Selection
 from robustprune.signals import Signals
 
 #: --param keys that are set by their own option or by the signals file, with the fix to suggest.

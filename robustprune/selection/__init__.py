@@ -1,40 +1,19 @@
 """Selection layer: pure, seeded functions of per-example signals and a budget.
 
-Importing the package registers every method: each module below decorates its functions with
-:func:`~robustprune.selection.registry.register`, and the registry itself imports none of them (no cycle).
+Where things are, by path:
 
-- :mod:`~robustprune.selection.prune4rel`: prune4rel, prune4rel_auto (objective and options; the greedy
-  engines are in :mod:`~robustprune.selection.greedy`, the geometry in :mod:`~robustprune.selection.geometry`).
-- :mod:`~robustprune.selection.scores`: uniform, full, small_loss, uncertainty, el2n, grand, forgetting, aum,
-  deepfool (score methods; the shared budget function keeps the registered end).
-- :mod:`~robustprune.selection.dynamics`: dynamic_uncertainty (windowed std of the label's probability), tdds
-  (decayed windowed variability of the per-epoch change of the softmax output).
-- :mod:`~robustprune.selection.confident`: confident_filter (confident learning, then uniform sampling).
-- :mod:`~robustprune.selection.kcenter`: kcenter_greedy (greedy, with per-pick gains).
-- :mod:`~robustprune.selection.cal`: cal (mean symmetric KL to the nearest neighbours, largest kept).
-- :mod:`~robustprune.selection.contextual`: contextual_diversity (k-center on predictions in symmetric KL).
-- :mod:`~robustprune.selection.herding`: herding (running mean tracking the mean embedding).
-- :mod:`~robustprune.selection.submodular`: submodular (facility location / graph cut; naive, lazy or
-  stochastic greedy).
-- :mod:`~robustprune.selection.gradients`: craig, gradmatch, glister (per-example last-layer gradients, in
-  factored form; craig and gradmatch return per-example weights).
-- :mod:`~robustprune.selection.moderate`: moderate (middle quantile band of class-median distances).
-- :mod:`~robustprune.selection.ccs`: ccs (cutoff plus stratified sampling).
-- :mod:`~robustprune.selection.d2`: d2_pruning (difficulty passed over a kNN graph, greedy with reverse passing).
+- the public face: :mod:`~robustprune.selection.api` (``select``), :mod:`~robustprune.selection.registry`
+  (``register`` and the :class:`~robustprune.selection.registry.MethodInfo` record holding every fact about a
+  method), :mod:`~robustprune.selection.result` (``Selection``, ``MethodOutput``) and
+  :mod:`~robustprune.selection.budget` (the one place scores become indices, class quotas);
+- :mod:`robustprune.selection.core`: machinery that methods share and that is not a method: greedy engines,
+  the τ-graph (blocked and faiss builds), kNN, embedding geometry, the confident-learning core, per-example
+  score functions;
+- :mod:`robustprune.selection.methods`: one module per method family, each registering its methods;
+  ``methods/prune4rel/`` holds Prune4ReL's objective, options and its own engines.
+
+A method module imports from ``core`` and the public face only, never another method module (tests/test_layers.py
+checks the rule). Importing this package registers every method.
 """
 
-from robustprune.selection import (  # noqa: F401  (register)
-    cal,
-    ccs,
-    confident,
-    contextual,
-    d2,
-    dynamics,
-    gradients,
-    herding,
-    kcenter,
-    moderate,
-    prune4rel,
-    scores,
-    submodular,
-)
+from robustprune.selection import methods  # noqa: F401  (registers every method)

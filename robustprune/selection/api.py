@@ -17,9 +17,9 @@ from robustprune._validation import (
     check_probs,
     check_same_examples,
 )
-from robustprune.selection.base import MethodOutput, Selection
 from robustprune.selection.budget import resolve_budget, select_by_scores
 from robustprune.selection.registry import SIGNAL_HELP, MethodInfo, get_method
+from robustprune.selection.result import MethodOutput, Selection
 
 __all__ = ["select"]
 

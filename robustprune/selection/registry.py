@@ -53,7 +53,7 @@ class MethodInfo:
         Registry key, lower case with underscores.
     func : callable
         ``kind == "score"``: returns a score per example, shape (N,); the API keeps the ``keep`` end.
-        Otherwise: returns a :class:`~robustprune.selection.base.MethodOutput` of exactly ``budget`` indices.
+        Otherwise: returns a :class:`~robustprune.selection.result.MethodOutput` of exactly ``budget`` indices.
     kind : str
         "score" (rank by a per-example score), "greedy" (sequential picks with gains) or "sampling".
     requires : tuple of str

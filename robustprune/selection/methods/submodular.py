@@ -10,7 +10,7 @@ maximised by the shared greedy engines (naive, lazy or stochastic).
   picks the most redundant points). Kept incrementally as a Cholesky factor of the chosen set (fast greedy
   MAP inference, Chen et al. 2018): O(N·|S|) per pick, one similarity row per pick, no N×N matrix.
 
-Similarities live in a sparse graph (:func:`~robustprune.selection.graph.rescaled_cosine_graph`): every pair
+Similarities live in a sparse graph (:func:`~robustprune.selection.core.graph.rescaled_cosine_graph`): every pair
 with ``tau = 0`` (exact, for small sets; the graph's ``max_edges`` guard names the fix for large ones), or the
 pairs above a threshold ``tau`` (``"auto"``: the τ giving a mean degree of ``neighbors``), which keeps large
 sets affordable and drops only the smallest similarities. The complete ``tau = 0`` graph is written straight
@@ -32,11 +32,11 @@ import time
 import numpy as np
 
 from robustprune._device import resolve_device
-from robustprune.selection.base import MethodOutput
-from robustprune.selection.geometry import auto_tau
-from robustprune.selection.graph import SimilarityGraph, normalize_rows, rescaled_cosine_graph
-from robustprune.selection.greedy import lazy_greedy, naive_greedy, per_class_greedy, stochastic_greedy
+from robustprune.selection.core.geometry import auto_tau
+from robustprune.selection.core.graph import SimilarityGraph, normalize_rows, rescaled_cosine_graph
+from robustprune.selection.core.greedy import lazy_greedy, naive_greedy, per_class_greedy, stochastic_greedy
 from robustprune.selection.registry import register
+from robustprune.selection.result import MethodOutput
 
 __all__ = ["submodular", "FUNCTIONS", "OPTIMIZERS", "SetFunction", "LogDeterminant", "gradient_embeddings"]
 

@@ -14,10 +14,10 @@ import torch
 
 from robustprune._device import resolve_device
 from robustprune.seeding import stream
-from robustprune.selection.base import MethodOutput
 from robustprune.selection.budget import class_quotas
-from robustprune.selection.greedy import argmax_greedy
+from robustprune.selection.core.greedy import argmax_greedy
 from robustprune.selection.registry import register
+from robustprune.selection.result import MethodOutput
 
 __all__ = ["kcenter_greedy_order", "kcenter_greedy"]
 

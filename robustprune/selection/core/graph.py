@@ -8,7 +8,7 @@ symmetric), and stored as CSR arrays that every greedy method can share.
 
 The blocked build is the reference. With the optional extra ``robustprune[faiss]`` the same graph can be
 found by faiss (``backend="faiss"``: exact range search, the same graph; ``backend="faiss-approx"``: an
-inverted-file index for very large N, a subset of it); see :mod:`robustprune.selection.faiss_backend` and
+inverted-file index for very large N, a subset of it); see :mod:`robustprune.selection.core.faiss_backend` and
 :func:`choose_backend` for what ``backend="auto"`` picks.
 """
 
@@ -24,9 +24,9 @@ import scipy.sparse
 import torch
 
 from robustprune._device import resolve_device
-from robustprune.selection.edges import EdgeChunks as _EdgeChunks
-from robustprune.selection.edges import rescale as _rescale
-from robustprune.selection.edges import too_many as _too_many
+from robustprune.selection.core.edges import EdgeChunks as _EdgeChunks
+from robustprune.selection.core.edges import rescale as _rescale
+from robustprune.selection.core.edges import too_many as _too_many
 
 __all__ = [
     "BuildHandedOff", "shared_build", "BACKENDS", "SimilarityGraph", "check_backend", "choose_backend",
@@ -242,7 +242,7 @@ def rescaled_cosine_graph(
     if chosen != "blocked" and max_neighbors is not None:
         raise ValueError(f"max_neighbors needs backend='blocked' (or 'auto'), got backend={backend!r}")
     if chosen != "blocked":
-        import robustprune.selection.faiss_backend as faiss_backend
+        import robustprune.selection.core.faiss_backend as faiss_backend
 
         faiss_backend.import_faiss()  # the one-line install hint before any work
         dev = torch.device("cpu")

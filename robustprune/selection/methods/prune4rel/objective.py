@@ -36,9 +36,8 @@ import numpy as np
 import torch
 
 from robustprune._device import resolve_device
-from robustprune.selection.base import MethodOutput
-from robustprune.selection.geometry import EMBEDDINGS, auto_tau, coverage, support_scale, transform_embedding
-from robustprune.selection.graph import (
+from robustprune.selection.core.geometry import EMBEDDINGS, auto_tau, coverage, support_scale, transform_embedding
+from robustprune.selection.core.graph import (
     SimilarityGraph,
     check_backend,
     choose_backend,
@@ -47,8 +46,9 @@ from robustprune.selection.graph import (
     resolve_block_size,
     tile_count,
 )
-from robustprune.selection.greedy import TIER, Neighbors, greedy_exact, greedy_self, self_gain
+from robustprune.selection.methods.prune4rel.engines import TIER, Neighbors, greedy_exact, greedy_self, self_gain
 from robustprune.selection.registry import register
+from robustprune.selection.result import MethodOutput
 
 __all__ = ["prune4rel", "prune4rel_auto", "RECOMMENDED", "confidence_scores", "self_gain", "prune4rel_objective"]
 
@@ -135,23 +135,23 @@ def prune4rel(
         afterwards picks are global.
     tau : float or "auto"
         Neighbourhood threshold on ``0.5 + 0.5·cos`` (0.95 means cos > 0.9), strict. "auto" picks the τ at
-        which the graph's mean degree is ``target_degree`` (:func:`~robustprune.selection.geometry.auto_tau`).
+        which the graph's mean degree is ``target_degree`` (:func:`~robustprune.selection.core.geometry.auto_tau`).
     eta : float or "auto"
         tanh temperature, > 0. "auto" sets it to the mean neighbourhood confidence a uniform subset of the
-        budget would give an example (:func:`~robustprune.selection.geometry.support_scale`).
+        budget would give an example (:func:`~robustprune.selection.core.geometry.support_scale`).
     confidence : {"max_prob", "margin", "entropy", "label_prob"}
         c(x): the released options, or "label_prob", the probability of the *given* label (a supporter
         counts only as far as the model agrees with its label; needs labels).
     gain : {"self", "exact"}
         Released self-gain rule, or the true marginal gain (lazy greedy).
     embedding : {"raw", "center", "whiten"}
-        The space the cosine is taken in (:func:`~robustprune.selection.geometry.transform_embedding`).
+        The space the cosine is taken in (:func:`~robustprune.selection.core.geometry.transform_embedding`).
     target_degree : float, optional
         Mean degree (self included) wanted by ``tau="auto"``; default ``4 · N / budget``, about four
         neighbourhoods' worth of overlap per pick.
     prefer : {"all", "confident"}
         Which examples may be picked first. "confident" picks only examples that confident learning does
-        not flag as label errors (:func:`~robustprune.selection.confident.label_issue_mask`), then, once
+        not flag as label errors (:func:`~robustprune.selection.methods.confident.label_issue_mask`), then, once
         those run out in a class, the flagged ones; the objective still covers every example.
     balance_by : {"given", "predicted"}
         The classes of the round-robin: the given labels (released) or the warm-up model's predictions.
@@ -326,7 +326,7 @@ def _candidate_tiers(prefer: str, labels: np.ndarray | None, probs: np.ndarray, 
     after all the others (the greedy engines' second tier); None otherwise."""
     if prefer != "confident":
         return None
-    from robustprune.selection.confident import label_issue_mask
+    from robustprune.selection.core.confident_learning import label_issue_mask
 
     flagged = label_issue_mask(labels, probs)
     info.update(flagged=int(flagged.sum()))

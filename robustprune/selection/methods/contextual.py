@@ -3,7 +3,7 @@ warm-up model's predictions, with the symmetric KL divergence ``½KL(a‖b) + ½
 
 Probabilities are clipped to ``epsilon`` first (DeepCore has none, so a zero probability gives inf or NaN).
 The running minimum divergence to the chosen centres is one length-N vector updated in O(N·K) per pick on the
-shared :func:`~robustprune.selection.greedy.argmax_greedy` engine; no N×k table.
+shared :func:`~robustprune.selection.core.greedy.argmax_greedy` engine; no N×k table.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 
 from robustprune._device import resolve_device
 from robustprune.seeding import stream
-from robustprune.selection.base import MethodOutput
-from robustprune.selection.greedy import argmax_greedy, per_class_greedy
+from robustprune.selection.core.greedy import argmax_greedy, per_class_greedy
 from robustprune.selection.registry import register
+from robustprune.selection.result import MethodOutput
 
 __all__ = ["contextual_diversity", "symmetric_kl_order"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from robustprune.selection.base import MethodOutput
 from robustprune.selection.budget import class_quotas
 from robustprune.selection.registry import register
+from robustprune.selection.result import MethodOutput
 
 __all__ = ["moderate_scores", "middle_band", "moderate"]
 

@@ -1,7 +1,7 @@
 """faiss backends for the rescaled-cosine radius graph (the optional extra ``robustprune[faiss]``).
 
 Two ways to find the pairs with ``s = 0.5 + 0.5·cos > tau`` on L2-normalised float32 rows, both behind
-:func:`~robustprune.selection.graph.rescaled_cosine_graph`'s ``backend`` option:
+:func:`~robustprune.selection.core.graph.rescaled_cosine_graph`'s ``backend`` option:
 
 - **exact** (``backend="faiss"``): faiss's exhaustive inner-product range search, block of query rows
   ``[a, b)`` against the rows ``[a, N)`` only (the upper triangle, as the blocked build), at a radius widened
@@ -140,7 +140,7 @@ def recheck(
     gives the same pair. An order that puts rows with common neighbours together (one IVF cell after
     another) keeps ``U`` small and the products dense.
     """
-    from robustprune.selection.edges import rescale as _rescale
+    from robustprune.selection.core.edges import rescale as _rescale
 
     m = lo.shape[0]
     if m == 0:
@@ -222,8 +222,8 @@ def exact_upper_edges(
     ``max_edges`` stops the build. ``progress`` is called in the blocked build's tile units
     (``nb·(nb+1)/2`` for ``nb = ceil(N / block_size)``), by pairs scanned.
     """
-    from robustprune.selection.edges import EdgeChunks as _EdgeChunks
-    from robustprune.selection.edges import too_many as _too_many
+    from robustprune.selection.core.edges import EdgeChunks as _EdgeChunks
+    from robustprune.selection.core.edges import too_many as _too_many
 
     faiss = import_faiss()
     n, d = z.shape
@@ -284,7 +284,7 @@ def approx_upper_edges(
     """
     import time
 
-    from robustprune.selection.edges import too_many as _too_many
+    from robustprune.selection.core.edges import too_many as _too_many
 
     faiss = import_faiss()
     n, d = z.shape

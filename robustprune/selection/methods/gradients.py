@@ -23,10 +23,10 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.optimize import nnls
 
-from robustprune.selection.base import MethodOutput
 from robustprune.selection.budget import class_quotas
-from robustprune.selection.greedy import lazy_greedy
+from robustprune.selection.core.greedy import lazy_greedy
 from robustprune.selection.registry import register
+from robustprune.selection.result import MethodOutput
 
 __all__ = [
     "craig",

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from robustprune._device import resolve_device
-from robustprune.selection.graph import SimilarityGraph, normalize_rows
+from robustprune.selection.core.graph import SimilarityGraph, normalize_rows
 
 __all__ = ["EMBEDDINGS", "transform_embedding", "auto_tau", "support_scale", "coverage"]
 

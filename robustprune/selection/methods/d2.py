@@ -6,7 +6,7 @@ Each example carries an importance ``s_i`` (a difficulty score: harder = more im
 1. **Hard cutoff**, as in CCS: the ``floor(cutoff · n)`` hardest examples by the cutoff key (AUM by default
    when ``margins`` are given: the lowest AUM, likely mislabelled) are set aside.
 2. **Graph**: each survivor's ``neighbors`` nearest survivors in Euclidean distance ``d`` (blocked exact kNN
-   from :func:`~robustprune.selection.cal.knn_indices`; no N×N matrix), made symmetric by default.
+   from :func:`~robustprune.selection.core.knn.knn_indices`; no N×N matrix), made symmetric by default.
 3. **Forward message passing**: ``h_i = s_i + Σ_{j∈N(i)} exp(−forward_gamma · d_ij) · s_j``.
 4. **Reverse message passing** during greedy selection: pick ``u = argmax h`` among the unpicked (ties: lowest
    index), then ``h_v ← h_v − exp(−gamma · d_uv) · h_u`` for every unpicked graph neighbour ``v`` of ``u``.
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from robustprune.seeding import stream
-from robustprune.selection.base import MethodOutput
-from robustprune.selection.cal import knn_indices
-from robustprune.selection.ccs import ccs_difficulty
-from robustprune.selection.greedy import per_class_greedy
+from robustprune.selection.core.greedy import per_class_greedy
+from robustprune.selection.core.knn import knn_indices
+from robustprune.selection.core.scores import ccs_difficulty
 from robustprune.selection.registry import register
+from robustprune.selection.result import MethodOutput
 
 __all__ = [
     "D2_SCORES",
@@ -67,7 +67,7 @@ def d2_importance(score: str, signals: dict[str, Any], option: str = "score") ->
     - ``"auto"``: the first of aum, forgetting, el2n whose signals are present (AUM is the released key for
       ImageNet, forgetting for CIFAR).
 
-    The difficulty itself comes from :func:`~robustprune.selection.ccs.ccs_difficulty` (one definition per
+    The difficulty itself comes from :func:`~robustprune.selection.core.scores.ccs_difficulty` (one definition per
     score); only the shift to non-negative values is added here.
 
     Parameters

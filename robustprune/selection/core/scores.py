@@ -1,11 +1,8 @@
-"""Per-example score baselines: uniform, full, small-loss, uncertainty, EL2N, GraNd, forgetting, AUM, DeepFool.
+"""Per-example score functions, each stating its direction on its first docstring line.
 
-Every method here is registered with ``kind="score"``: it returns one number per example and the registry's
-``keep`` says which end the API keeps (through :func:`robustprune.selection.budget.select_by_scores`, which
-also applies class-balanced quotas). Nothing here does top-k or quotas itself.
-
-Each ``*_scores`` function states its direction on its first docstring line. Inputs are trusted (the public
-API validates them); the functions upcast to float64 so scores do not depend on the input precision.
+The registered score methods (:mod:`robustprune.selection.methods.scores`) are thin wrappers over these; CCS
+and D2 rank by :func:`ccs_difficulty`, one definition per difficulty name. Inputs are trusted (the public API
+validates them); the functions upcast to float64 so scores do not depend on the input precision.
 """
 
 from __future__ import annotations
@@ -13,29 +10,21 @@ from __future__ import annotations
 import numpy as np
 
 from robustprune.seeding import stream
-from robustprune.selection.registry import register
 
 __all__ = [
-    "uniform_scores",
-    "full_scores",
-    "small_loss_scores",
-    "uncertainty_scores",
-    "el2n_scores",
-    "grand_scores",
-    "forgetting_scores",
-    "aum_scores",
-    "deepfool_scores",
-    "UNCERTAINTY_KINDS",
-]
+    "uniform_scores", "full_scores", "small_loss_scores", "uncertainty_scores", "el2n_scores", "grand_scores",
+    "forgetting_scores", "aum_scores", "deepfool_scores", "UNCERTAINTY_KINDS", "CCS_SCORES", "ccs_difficulty",
+]  # fmt: skip
 
 #: Valid values of the ``kind`` option of :func:`uncertainty_scores`.
 UNCERTAINTY_KINDS = ("least_confidence", "entropy", "margin")
 
+
 # Signals any of which tells a signal-free method (uniform, full) the number of examples.
-_ANY_SIGNAL = ("labels", "probs", "features", "correct", "losses", "margins")
+ANY_SIGNAL = ("labels", "probs", "features", "correct", "losses", "margins")
 
 
-def _num_examples(**arrays: np.ndarray | None) -> int:
+def num_examples(**arrays: np.ndarray | None) -> int:
     for name in ("labels", "probs", "features"):
         if arrays.get(name) is not None:
             return int(np.shape(arrays[name])[0])
@@ -58,11 +47,6 @@ def _residual_norm(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0.0))
 
 
-# ------------------------------------------------------------------------------------------------
-# uniform and full
-# ------------------------------------------------------------------------------------------------
-
-
 def uniform_scores(n: int, seed: int = 0) -> np.ndarray:
     """Higher = kept; i.i.d. uniform random numbers in [0, 1) from the stream ``stream(seed, "uniform")``.
 
@@ -82,28 +66,6 @@ def uniform_scores(n: int, seed: int = 0) -> np.ndarray:
     return stream(seed, "uniform").random(n)
 
 
-@register(
-    "uniform",
-    kind="score",
-    optional=_ANY_SIGNAL,
-    keep="high",
-    description="random subset (seeded); class-balanced quotas come from the shared budget function",
-)
-def uniform(
-    *,
-    labels: np.ndarray | None = None,
-    probs: np.ndarray | None = None,
-    features: np.ndarray | None = None,
-    correct: np.ndarray | None = None,
-    losses: np.ndarray | None = None,
-    margins: np.ndarray | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """Uniform random selection; any signal only serves to tell the number of examples."""
-    n = _num_examples(labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins)
-    return uniform_scores(n, seed)
-
-
 def full_scores(n: int) -> np.ndarray:
     """Higher = kept; all zeros, so ties keep the lowest indices (index order).
 
@@ -114,32 +76,6 @@ def full_scores(n: int) -> np.ndarray:
     ndarray of float64, shape (N,)
     """
     return np.zeros(n, dtype=np.float64)
-
-
-@register(
-    "full",
-    kind="score",
-    optional=_ANY_SIGNAL,
-    keep="high",
-    description="the whole dataset in index order (use with fraction=1; smaller budgets keep a prefix)",
-)
-def full(
-    *,
-    labels: np.ndarray | None = None,
-    probs: np.ndarray | None = None,
-    features: np.ndarray | None = None,
-    correct: np.ndarray | None = None,
-    losses: np.ndarray | None = None,
-    margins: np.ndarray | None = None,
-) -> np.ndarray:
-    """Keep everything (constant scores; the budget function breaks ties by lowest index)."""
-    n = _num_examples(labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins)
-    return full_scores(n)
-
-
-# ------------------------------------------------------------------------------------------------
-# small loss
-# ------------------------------------------------------------------------------------------------
 
 
 def small_loss_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -161,27 +97,6 @@ def small_loss_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     ndarray of float64, shape (N,)
     """
     return -np.log(np.maximum(_given_label_probs(probs, labels), 1e-12))
-
-
-@register(
-    "small_loss",
-    kind="score",
-    requires=("probs", "labels"),
-    keep="low",
-    description="smallest cross-entropy on the given label after warm-up (likely-clean examples)",
-)
-def small_loss(*, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """SmallLoss (Prune4ReL's baseline): keep the lowest loss.
-
-    The loss is computed from ``probs`` (the warm-up model's predictions), exactly as the released code
-    does with one eval-mode pass; the per-epoch ``losses`` record is not used.
-    """
-    return small_loss_scores(probs, labels)
-
-
-# ------------------------------------------------------------------------------------------------
-# uncertainty
-# ------------------------------------------------------------------------------------------------
 
 
 def uncertainty_scores(probs: np.ndarray, kind: str = "entropy") -> np.ndarray:
@@ -212,26 +127,6 @@ def uncertainty_scores(probs: np.ndarray, kind: str = "entropy") -> np.ndarray:
     return -(top2[:, 1] - top2[:, 0])
 
 
-@register(
-    "uncertainty",
-    kind="score",
-    requires=("probs",),
-    keep="high",
-    description="most uncertain predictions (kind: least_confidence, entropy or margin)",
-)
-def uncertainty(*, probs: np.ndarray, kind: str = "entropy") -> np.ndarray:
-    """Uncertainty sampling: keep the MOST uncertain examples (balanced or not).
-
-    ``kind`` defaults to "entropy", DeepCore's command-line default.
-    """
-    return uncertainty_scores(probs, kind)
-
-
-# ------------------------------------------------------------------------------------------------
-# EL2N and GraNd
-# ------------------------------------------------------------------------------------------------
-
-
 def el2n_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Higher = harder / more important (kept); EL2N = ‖p − onehot(y)‖₂.
 
@@ -250,18 +145,6 @@ def el2n_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     ndarray of float64, shape (N,)
     """
     return _residual_norm(probs, labels)
-
-
-@register(
-    "el2n",
-    kind="score",
-    requires=("probs", "labels"),
-    keep="high",
-    description="largest error-vector norm ||p - onehot(y)|| (hardest examples), single-model estimate",
-)
-def el2n(*, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """EL2N (Paul et al., 2021): keep the highest error-vector norms."""
-    return el2n_scores(probs, labels)
 
 
 def grand_scores(probs: np.ndarray, labels: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -285,23 +168,6 @@ def grand_scores(probs: np.ndarray, labels: np.ndarray, features: np.ndarray) ->
     """
     h = np.asarray(features, dtype=np.float64)
     return _residual_norm(probs, labels) * np.sqrt(1.0 + np.einsum("ij,ij->i", h, h))
-
-
-@register(
-    "grand",
-    kind="score",
-    requires=("probs", "labels", "features"),
-    keep="high",
-    description="largest last-layer per-sample gradient norm ||p - y|| * sqrt(1 + ||h||^2)",
-)
-def grand(*, probs: np.ndarray, labels: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """GraNd, last-layer closed form (as DeepCore): keep the largest per-sample gradient norms."""
-    return grand_scores(probs, labels, features)
-
-
-# ------------------------------------------------------------------------------------------------
-# training dynamics: forgetting and AUM
-# ------------------------------------------------------------------------------------------------
 
 
 def forgetting_scores(correct: np.ndarray) -> np.ndarray:
@@ -329,18 +195,6 @@ def forgetting_scores(correct: np.ndarray) -> np.ndarray:
     return events
 
 
-@register(
-    "forgetting",
-    kind="score",
-    requires=("correct",),
-    keep="high",
-    description="most forgetting events during warm-up; never-learned examples count as hardest (+inf)",
-)
-def forgetting(*, correct: np.ndarray) -> np.ndarray:
-    """Forgetting (Toneva et al., 2019): keep the most-forgotten examples, never-learned first."""
-    return forgetting_scores(correct)
-
-
 def aum_scores(margins: np.ndarray) -> np.ndarray:
     """Higher = easier / more likely correctly labelled (kept); AUM = mean margin over epochs.
 
@@ -363,18 +217,6 @@ def aum_scores(margins: np.ndarray) -> np.ndarray:
     return m.mean(axis=0)
 
 
-@register(
-    "aum",
-    kind="score",
-    requires=("margins",),
-    keep="high",
-    description="highest area under the margin (drops low-AUM, likely-mislabeled examples)",
-)
-def aum(*, margins: np.ndarray) -> np.ndarray:
-    """Area Under the Margin (Pleiss et al., 2020): keep the highest AUM (likely clean)."""
-    return aum_scores(margins)
-
-
 def deepfool_scores(deepfool: np.ndarray) -> np.ndarray:
     """Lower = closer to the decision boundary (kept); the DeepFool minimal-perturbation norm ‖r‖.
 
@@ -393,15 +235,67 @@ def deepfool_scores(deepfool: np.ndarray) -> np.ndarray:
     return np.asarray(deepfool, dtype=np.float64).reshape(-1)
 
 
-@register(
-    "deepfool",
-    kind="score",
-    requires=("deepfool",),
-    keep="low",
-    default_class_balanced=True,
-    description="DeepFool: smallest minimal-perturbation norm (closest to the warmed-up model's decision boundary)",
-)
-def deepfool(*, deepfool: np.ndarray) -> np.ndarray:
-    """DeepFool (Ducoffe & Precioso, 2018): keep the examples closest to the decision boundary, per class by
-    default (the released command line's ``--balance`` default)."""
-    return deepfool_scores(deepfool)
+#: Valid values of the ``score`` option of :func:`ccs`.
+CCS_SCORES = ("auto", "aum", "el2n", "forgetting", "small_loss", "loss")
+
+
+# score -> signals it needs; "auto" tries them in this order
+_NEEDS = {
+    "aum": ("margins",),
+    "el2n": ("probs", "labels"),
+    "forgetting": ("correct",),
+    "small_loss": ("probs", "labels"),
+    "loss": ("losses",),
+}
+
+
+_AUTO_ORDER = ("aum", "el2n", "forgetting", "loss")
+
+
+def ccs_difficulty(score: str, signals: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
+    """Higher = harder (pruned first by the cutoff); the difficulty score CCS ranks by.
+
+    - ``"aum"``: −AUM (mean margin over epochs; low AUM = hard or mislabeled).
+    - ``"el2n"``: ‖p − onehot(y)‖₂ from ``probs``.
+    - ``"forgetting"``: forgetting events, +inf for never-learned examples.
+    - ``"small_loss"``: cross-entropy −log p_y from ``probs``.
+    - ``"loss"``: mean of the per-epoch ``losses``.
+    - ``"auto"``: the first of aum, el2n, forgetting, loss whose signals are present.
+
+    Parameters
+    ----------
+    score : str
+        One of :data:`CCS_SCORES`.
+    signals : dict of str to ndarray
+        Available signals (``None`` values count as absent).
+
+    Returns
+    -------
+    name : str
+        The score actually used ("auto" resolved).
+    difficulty : ndarray of float64, shape (N,)
+    """
+    if score not in CCS_SCORES:
+        raise ValueError(f"ccs score must be one of {CCS_SCORES}, got {score!r}")
+    have = {k for k, v in signals.items() if v is not None}
+    if score == "auto":
+        found = [s for s in _AUTO_ORDER if set(_NEEDS[s]) <= have]
+        if not found:
+            raise ValueError(
+                "ccs needs a difficulty signal: pass margins (AUM), probs and labels (EL2N), "
+                "correct (forgetting) or losses"
+            )
+        score = found[0]
+    missing = [s for s in _NEEDS[score] if s not in have]
+    if missing:
+        raise ValueError(f"ccs score={score!r} needs the signal {missing[0]!r}; pass it or choose another score")
+    if score == "aum":
+        return score, -aum_scores(signals["margins"])
+    if score == "el2n":
+        return score, el2n_scores(signals["probs"], signals["labels"])
+    if score == "forgetting":
+        return score, forgetting_scores(signals["correct"])
+    if score == "small_loss":
+        return score, small_loss_scores(signals["probs"], signals["labels"])
+    losses = np.asarray(signals["losses"], dtype=np.float64)
+    return score, (losses[None, :] if losses.ndim == 1 else losses).mean(axis=0)

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from robustprune._device import resolve_device
-from robustprune.selection.base import MethodOutput
-from robustprune.selection.greedy import argmax_greedy, per_class_greedy
+from robustprune.selection.core.greedy import argmax_greedy, per_class_greedy
 from robustprune.selection.registry import register
+from robustprune.selection.result import MethodOutput
 
 __all__ = ["herding", "herding_order"]
 
@@ -23,7 +23,7 @@ __all__ = ["herding", "herding_order"]
 def herding_order(features: np.ndarray, k: int, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """The first ``k`` herding picks of ``features`` (N, D) and each pick's distance to its target.
 
-    Runs as :func:`~robustprune.selection.greedy.argmax_greedy` over the negated squared distance to the
+    Runs as :func:`~robustprune.selection.core.greedy.argmax_greedy` over the negated squared distance to the
     target, updated in O(N·D) per pick (no host synchronisation on a GPU). Ties go to the lowest index.
     """
     n = features.shape[0]

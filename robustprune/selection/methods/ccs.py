@@ -19,74 +19,12 @@ from typing import Any
 import numpy as np
 
 from robustprune.seeding import stream
-from robustprune.selection.base import MethodOutput
 from robustprune.selection.budget import class_quotas
+from robustprune.selection.core.scores import ccs_difficulty
 from robustprune.selection.registry import register
-from robustprune.selection.scores import aum_scores, el2n_scores, forgetting_scores, small_loss_scores
+from robustprune.selection.result import MethodOutput
 
-__all__ = ["CCS_SCORES", "ccs_difficulty", "allocate_strata", "ccs"]
-
-#: Valid values of the ``score`` option of :func:`ccs`.
-CCS_SCORES = ("auto", "aum", "el2n", "forgetting", "small_loss", "loss")
-
-# score -> signals it needs; "auto" tries them in this order
-_NEEDS = {
-    "aum": ("margins",),
-    "el2n": ("probs", "labels"),
-    "forgetting": ("correct",),
-    "small_loss": ("probs", "labels"),
-    "loss": ("losses",),
-}
-_AUTO_ORDER = ("aum", "el2n", "forgetting", "loss")
-
-
-def ccs_difficulty(score: str, signals: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
-    """Higher = harder (pruned first by the cutoff); the difficulty score CCS ranks by.
-
-    - ``"aum"``: −AUM (mean margin over epochs; low AUM = hard or mislabeled).
-    - ``"el2n"``: ‖p − onehot(y)‖₂ from ``probs``.
-    - ``"forgetting"``: forgetting events, +inf for never-learned examples.
-    - ``"small_loss"``: cross-entropy −log p_y from ``probs``.
-    - ``"loss"``: mean of the per-epoch ``losses``.
-    - ``"auto"``: the first of aum, el2n, forgetting, loss whose signals are present.
-
-    Parameters
-    ----------
-    score : str
-        One of :data:`CCS_SCORES`.
-    signals : dict of str to ndarray
-        Available signals (``None`` values count as absent).
-
-    Returns
-    -------
-    name : str
-        The score actually used ("auto" resolved).
-    difficulty : ndarray of float64, shape (N,)
-    """
-    if score not in CCS_SCORES:
-        raise ValueError(f"ccs score must be one of {CCS_SCORES}, got {score!r}")
-    have = {k for k, v in signals.items() if v is not None}
-    if score == "auto":
-        found = [s for s in _AUTO_ORDER if set(_NEEDS[s]) <= have]
-        if not found:
-            raise ValueError(
-                "ccs needs a difficulty signal: pass margins (AUM), probs and labels (EL2N), "
-                "correct (forgetting) or losses"
-            )
-        score = found[0]
-    missing = [s for s in _NEEDS[score] if s not in have]
-    if missing:
-        raise ValueError(f"ccs score={score!r} needs the signal {missing[0]!r}; pass it or choose another score")
-    if score == "aum":
-        return score, -aum_scores(signals["margins"])
-    if score == "el2n":
-        return score, el2n_scores(signals["probs"], signals["labels"])
-    if score == "forgetting":
-        return score, forgetting_scores(signals["correct"])
-    if score == "small_loss":
-        return score, small_loss_scores(signals["probs"], signals["labels"])
-    losses = np.asarray(signals["losses"], dtype=np.float64)
-    return score, (losses[None, :] if losses.ndim == 1 else losses).mean(axis=0)
+__all__ = ["allocate_strata", "ccs"]
 
 
 def allocate_strata(sizes: np.ndarray, budget: int) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Edge helpers shared by the radius-graph builders (:mod:`~robustprune.selection.graph`, blocked; and
-:mod:`~robustprune.selection.faiss_backend`): the similarity rescaling, the edge budget and the chunked edge
+"""Edge helpers shared by the radius-graph builders (:mod:`~robustprune.selection.core.graph`, blocked; and
+:mod:`~robustprune.selection.core.faiss_backend`): the similarity rescaling, the edge budget and the chunked edge
 buffer."""
 
 from __future__ import annotations
