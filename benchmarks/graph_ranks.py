@@ -1,10 +1,10 @@
-"""Prune4ReL's τ-graph built by several processes together (``shared_build``), against one process.
+"""Prune4ReL's τ-graph built by several processes together (``SharedBuild``), against one process.
 
 Each world size runs in fresh processes joined by a gloo process group (as torchrun would start them), every
 process with ONE torch thread, so that the comparison is of processes and not of threads: on N GPUs or N
 cores each rank would own one. Every rank generates the same clustered embeddings
 (``selection_speed.clustered_data``), τ comes from ``auto_tau`` for a mean degree of ``--degree``, and the
-ranks call ``rescaled_cosine_graph`` inside ``shared_build()``: the tiles are dealt round-robin, each rank
+ranks call ``rescaled_cosine_graph`` with a ``SharedBuild``: the tiles are dealt round-robin, each rank
 builds its own, the edges are gathered on rank 0, which assembles the CSR graph. Printed per world size: the
 build's wall time on rank 0 (tiles, gather and CSR packing), the speed-up against one process, and whether
 the graph equals the one-process graph bit for bit.
@@ -48,18 +48,17 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str
 
     import robustprune.distributed as dist
     from robustprune.selection.core.geometry import auto_tau
-    from robustprune.selection.core.graph import BuildHandedOff, rescaled_cosine_graph, shared_build
+    from robustprune.selection.core.graph import BuildHandedOff, SharedBuild, rescaled_cosine_graph
 
     dist.init("cpu")
     feats, _, _ = clustered_data(args.n, args.d, 10, args.clusters, args.seed)
     tau = auto_tau(feats, args.degree, seed=args.seed, device="cpu")
     dist.barrier()
     t0 = time.perf_counter()
-    with shared_build():
-        try:
-            g = rescaled_cosine_graph(feats, tau, device="cpu")
-        except BuildHandedOff:
-            g = None
+    try:
+        g = rescaled_cosine_graph(feats, tau, device="cpu", shared=SharedBuild())
+    except BuildHandedOff:
+        g = None
     seconds = time.perf_counter() - t0
     if g is not None:
         np.savez(out, indptr=g.indptr, indices=g.indices, weights=g.weights, seconds=seconds, tau=tau)

@@ -367,15 +367,19 @@ def _open_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool
     return state
 
 
-def _query(c: RunConfig, labels, probs, feats, extra, pool: np.ndarray, n: int, n_query: int, r: int):
-    """One round's acquisition: ``n_query`` picks among the unlabelled examples, the pool as the start."""
+def _query(
+    c: RunConfig, labels, probs, feats, extra, pool: np.ndarray, n: int, n_query: int, r: int, shared_build=None
+):
+    """One round's acquisition: ``n_query`` picks among the unlabelled examples, the pool as the start
+    (``shared_build``: the ranks' shared τ-graph build under torchrun)."""
     from robustprune.selection.api import select
     from robustprune.signals import Signals
 
     sig = Signals(labels=labels, probs=probs, features=feats, **extra)
     free = np.setdiff1d(np.arange(n), pool)
     sel = select(c.method, signals=sig, budget=n_query, candidates=free, start=pool,
-                 class_balanced=c.class_balanced, seed=derive_seed(c.seed, "al", r), **c.params)  # fmt: skip
+                 class_balanced=c.class_balanced, seed=derive_seed(c.seed, "al", r), shared_build=shared_build,
+                 **c.params)  # fmt: skip
     q = np.asarray(sel.indices, dtype=np.int64)
     if np.intersect1d(q, pool).size or np.unique(q).size != q.size:
         raise RuntimeError(f"method {c.method} queried a labelled or repeated example")

@@ -33,6 +33,7 @@ from robustprune.train.engine import ProgressInfo
 if TYPE_CHECKING:  # annotations only: the stages import these lazily
     from robustprune.data import ArrayDataset
     from robustprune.noise import NoiseRecord
+    from robustprune.selection.core.graph import SharedBuild
     from robustprune.train import Learner, TrainConfig, TrainData
 
 __all__ = ["RunState", "load_run_data", "signals_stage", "selection_stage", "train_stage", "evaluate_stage"]
@@ -112,11 +113,6 @@ def _load_dataset(c: RunConfig) -> ArrayDataset:
     return load_dataset(c.dataset, c.data_dir, subset=c.subset, test_subset=c.test_subset, **c.dataset_params)
 
 
-def _labels_only(method: str) -> bool:
-    """Whether ``method`` uses nothing beyond the given labels."""
-    return method in ("full", "uniform")
-
-
 def on_demand_signals(c: RunConfig) -> tuple[str, ...]:
     """The on-demand signals (:data:`~robustprune.signals.ON_DEMAND_SIGNALS`) a run computes: those its method
     requires or uses, plus the config's ``extra_signals``."""
@@ -133,19 +129,18 @@ def on_demand_signals(c: RunConfig) -> tuple[str, ...]:
 def signals_stage(r: RunState) -> Signals:
     """The warm-up(s) and signals passes of :mod:`robustprune.warmup` (or the stored signals.npz). The
     per-epoch probabilities and the DeepFool norms are computed only when :func:`on_demand_signals` asks."""
+    from robustprune.selection.registry import get_method
     from robustprune.warmup import DEEPFOOL_ATTACK, compute_signals, remove_checkpoints
 
     c, path = r.c, r.path("signals.npz")
     if r.resuming and dist.on_main(path.exists):
         return dist.main_only(_stored_signals, r, path)  # only rank 0 selects, so only it needs them
     extra = on_demand_signals(c)
-    if c.warmup_epochs == 0 and _labels_only(c.method) and not extra:
+    if c.warmup_epochs == 0 and get_method(c.method).labels_only and not extra:
         return _labels_only_signals(r, path)
     if "epoch_probs" in extra and c.warmup_epochs == 0:
         raise ValueError("epoch_probs are recorded during the warm-up; set warmup_epochs to at least 1 (tdds: 3)")
     if str(c.signal_source).startswith("encoder") and c.selection is None:
-        from robustprune.selection.registry import get_method
-
         trained = sorted(set(get_method(c.method).requires) - {"labels", "probs", "features"})
         if trained:
             raise ValueError(
@@ -209,9 +204,6 @@ def _labels_only_signals(r: RunState, path: Path | None) -> Signals:
 
 T = TypeVar("T")
 
-#: Methods whose similarity graph the ranks of a torchrun job build together (see :func:`selection_stage`).
-SHARED_GRAPH_METHODS = ("prune4rel", "prune4rel_auto")
-
 
 def selection_stage(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> Selection:
     """The subset: stored selection.npz, the given selection file, or the configured method (on rank 0, which
@@ -221,35 +213,46 @@ def selection_stage(r: RunState, sig: Signals | None, given: tuple[np.ndarray, s
     stored = dist.on_main(lambda: bool(r.resuming and r.path("selection.npz").exists()))
     everywhere = int(dist.all_reduce(torch.tensor([0 if sig is None else 1]), "min")[0]) == 1
     return shared_graph_selection(
-        r.c.method, lambda: _selection(r, sig, given), lambda: _method_selection(r, sig), everywhere and not stored
+        r.c.method,
+        lambda shared: _selection(r, sig, given, shared),
+        lambda shared: _method_selection(r, sig, shared),
+        everywhere and not stored,
     )
 
 
-def shared_graph_selection(method: str, main: Callable[[], T], helper: Callable[[], Any], join: bool) -> T:
-    """``main()`` on rank 0, its result (or error) handed to every rank.
+def shared_graph_selection(
+    method: str,
+    main: Callable[[SharedBuild | None], T],
+    helper: Callable[[SharedBuild | None], Any],
+    join: bool,
+) -> T:
+    """``main(shared)`` on rank 0, its result (or error) handed to every rank.
 
-    Under torchrun, for a method over the τ-graph (:data:`SHARED_GRAPH_METHODS`) and when ``join`` says that
-    every rank holds the inputs, the other ranks run ``helper()`` (the same selection, writing nothing) inside
-    :func:`~robustprune.selection.core.graph.shared_build` meanwhile: the graph's tiles are dealt to the ranks and
-    gathered on rank 0, which alone goes on to the greedy; the helpers stop once their tiles are sent (or, when
-    the method ends up without a graph, finish a selection whose result is dropped). ``join`` must be the same
-    on every rank.
+    Under torchrun, for a method that can share its τ-graph's build (:attr:`MethodInfo.shares_graph`) and when
+    ``join`` says that every rank holds the inputs, each rank makes a
+    :class:`~robustprune.selection.core.graph.SharedBuild` and the other ranks run ``helper(shared)`` (the same
+    selection, writing nothing) meanwhile: the graph's tiles are dealt to the ranks and gathered on rank 0,
+    which alone goes on to the greedy; the helpers stop once their tiles are sent (or, when the method ends up
+    without a graph, finish a selection whose result is dropped). ``join`` must be the same on every rank.
+    Otherwise ``shared`` is None.
     """
-    from robustprune.selection.core.graph import shared_build
+    from robustprune.selection.core.graph import SharedBuild
     from robustprune.selection.registry import get_method
 
-    if not (join and dist.world().distributed and get_method(method).name in SHARED_GRAPH_METHODS):
-        return dist.on_main(main)
-    with shared_build():
-        if not dist.is_main():
-            try:
-                helper()
-            except Exception:  # noqa: BLE001 - BuildHandedOff (its tiles went to rank 0), or an error rank 0
-                pass  # meets as well and hands to every rank just below
-        return dist.on_main(main)
+    if not (join and dist.world().distributed and get_method(method).shares_graph):
+        return dist.on_main(main, None)
+    shared = SharedBuild()
+    if not dist.is_main():
+        try:
+            helper(shared)
+        except Exception:  # noqa: BLE001 - BuildHandedOff (its tiles went to rank 0), or an error rank 0
+            pass  # meets as well and hands to every rank just below
+    return dist.on_main(main, shared)
 
 
-def _selection(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None) -> Selection:
+def _selection(
+    r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] | None, shared: SharedBuild | None = None
+) -> Selection:
 
     c, path = r.c, r.path("selection.npz")
     if r.resuming and path.exists():
@@ -266,15 +269,15 @@ def _selection(r: RunState, sig: Signals | None, given: tuple[np.ndarray, str] |
         weights = load_weights(c.selection) if c.params.get("weighted", True) is not False else None
         sel = Selection(idx, None, None, origin, params, r.n, elapsed=time.perf_counter() - t0, weights=weights)
     else:
-        sel = _method_selection(r, sig)
+        sel = _method_selection(r, sig, shared)
     if path is not None:
         sel.save(path)
     r.log.stage("select", sel.elapsed, note=f"{sel.method}: {sel.budget} of {r.n}")
     return sel
 
 
-def _method_selection(r: RunState, sig: Signals | None) -> Selection:
-    """The configured method on the signals (every rank runs this inside a shared graph build)."""
+def _method_selection(r: RunState, sig: Signals | None, shared: SharedBuild | None = None) -> Selection:
+    """The configured method on the signals (every rank runs this with its ``shared`` graph build)."""
     from robustprune.selection.api import select
 
     def on_progress(done: int, total: int) -> None:
@@ -283,7 +286,7 @@ def _method_selection(r: RunState, sig: Signals | None) -> Selection:
     c = r.c
     return select(
         c.method, signals=sig, fraction=c.fraction, class_balanced=c.class_balanced, seed=c.seed,
-        progress=on_progress, **c.params,
+        progress=on_progress, shared_build=shared, **c.params,
     )  # fmt: skip
 
 
@@ -374,14 +377,12 @@ def _signal_facts(sig: Signals | None) -> dict[str, Any] | None:
     return facts or None
 
 
-#: Facts a method reports about its own run that a reader of the results wants beside the accuracy.
-_SELECTION_FACTS = ("tau", "target_degree", "eta", "mean_degree", "coverage", "flagged", "topped_up", "embedding",
-                    "gain", "confidence", "prefer")  # fmt: skip
-
-
 def _selection_facts(sel: Selection) -> dict[str, Any]:
-    """The chosen neighbourhood threshold, temperature, graph degree, coverage etc. of the selection."""
-    facts = {k: sel.params[k] for k in _SELECTION_FACTS if k in sel.params}
+    """The facts the method declares in its registry entry (:attr:`MethodInfo.facts`: Prune4ReL's τ, η, degree,
+    coverage, ...), and the per-example weights the subset is trained with."""
+    from robustprune.selection.registry import get_method, list_methods
+
+    facts = get_method(sel.method).run_facts(sel.params) if sel.method in list_methods() else {}
     if sel.weights is not None:  # trained with per-example loss weights (craig, gradmatch)
         w = sel.weights
         facts["weights"] = {"min": float(w.min()), "max": float(w.max()), "mean": float(w.mean())}

@@ -122,29 +122,30 @@ def graph_inputs():
 
 
 def shared_graph_work() -> dict:
-    """The τ-graph built by both ranks inside shared_build (rank 0 returns it, rank 1 hands off), a Prune4ReL
-    selection run the same way, and an edge budget overrun seen alike on both ranks."""
+    """The τ-graph built by both ranks with a SharedBuild (rank 0 returns it, rank 1 hands off), a Prune4ReL
+    selection run the same way, an edge budget overrun seen alike on both ranks, and a second build with the
+    same SharedBuild (rank 0's alone: the other rank has left)."""
     import robustprune as rp
-    from robustprune.selection.core.graph import BuildHandedOff, rescaled_cosine_graph, shared_build
+    from robustprune.selection.core.graph import BuildHandedOff, SharedBuild, rescaled_cosine_graph
 
     x, probs, labels = graph_inputs()
     out: dict = {}
-    with shared_build():
-        try:
-            g = rescaled_cosine_graph(x, 0.95, device="cpu", block_size=512)
-            out["shared_graph"] = (g.indptr, g.indices, g.weights, g.backend)
-        except BuildHandedOff:
-            out["shared_graph"] = "handed off"
-    with shared_build():
-        try:
-            sel = rp.select("prune4rel", probs=probs, features=x, labels=labels, budget=600, tau=0.95, gain="exact",
-                            block_size=512, device="cpu")  # fmt: skip
-            out["shared_select"] = (sel.indices, sel.params["graph_backend"])
-        except BuildHandedOff:
-            out["shared_select"] = "handed off"
-    with shared_build():
-        try:
-            rescaled_cosine_graph(x, 0.5, device="cpu", block_size=512, max_edges=1000)
-        except ValueError as exc:
-            out["shared_overflow"] = str(exc)
+    shared = SharedBuild()
+    try:
+        g = rescaled_cosine_graph(x, 0.95, device="cpu", block_size=512, shared=shared)
+        out["shared_graph"] = (g.indptr, g.indices, g.weights, g.backend)
+        # the build is spent: a second one is rank 0's alone (a collective here would wait for rank 1 forever)
+        out["second_build"] = rescaled_cosine_graph(x, 0.95, device="cpu", block_size=512, shared=shared).backend
+    except BuildHandedOff:
+        out["shared_graph"] = "handed off"
+    try:
+        sel = rp.select("prune4rel", probs=probs, features=x, labels=labels, budget=600, tau=0.95, gain="exact",
+                        block_size=512, device="cpu", shared_build=SharedBuild())  # fmt: skip
+        out["shared_select"] = (sel.indices, sel.params["graph_backend"])
+    except BuildHandedOff:
+        out["shared_select"] = "handed off"
+    try:
+        rescaled_cosine_graph(x, 0.5, device="cpu", block_size=512, max_edges=1000, shared=SharedBuild())
+    except ValueError as exc:
+        out["shared_overflow"] = str(exc)
     return out

@@ -145,8 +145,9 @@ def test_checkpoint_from_two_ranks_resumes_in_one_process(two_ranks):
 
 
 def test_shared_graph_build_equals_one_process(two_ranks):
-    """Inside shared_build the two ranks split the tiles; rank 0 gets the one-process graph bit for bit and
-    the same Prune4ReL picks; rank 1 hands off; an edge-budget overrun is the same error on both ranks."""
+    """With a SharedBuild the two ranks split the tiles; rank 0 gets the one-process graph bit for bit and
+    the same Prune4ReL picks; rank 1 hands off; an edge-budget overrun is the same error on both ranks; a
+    second build with a spent SharedBuild is rank 0's alone."""
     import robustprune as rp
     from robustprune.selection.core.graph import rescaled_cosine_graph, upper_tiles
 
@@ -159,6 +160,7 @@ def test_shared_graph_build_equals_one_process(two_ranks):
     np.testing.assert_array_equal(indices, ref.indices)
     np.testing.assert_array_equal(weights, ref.weights)
     assert backend == "blocked (2 ranks)" and ranks[1]["shared_graph"] == "handed off"
+    assert ranks[0]["second_build"] == "blocked" and "second_build" not in ranks[1]
     want = rp.select("prune4rel", probs=probs, features=x, labels=labels, budget=600, tau=0.95, gain="exact",
                      block_size=512, device="cpu")  # fmt: skip
     picks, used = ranks[0]["shared_select"]

@@ -344,16 +344,17 @@ def _al_table(data: dict[str, Any], where: _Where) -> dict[str, Any] | None:
 
 
 def _check_al(al: dict[str, Any], methods: list[MethodSpec], run: dict[str, Any], where: _Where) -> None:
-    """An active-learning grid's methods must query something (not 'full'), and its pool must fit a given subset."""
+    """An active-learning grid's methods must query something (not a method that keeps every example, as
+    'full'), and its pool must fit a given subset."""
     from robustprune.al import ALConfig
     from robustprune.selection.registry import get_method
 
     for m in methods:
         info = get_method(m.method)
-        if info.name == "full":
+        if info.fixed_fraction == 1.0:
             raise where.error(
-                "method 'full' keeps every example and queries nothing; an active-learning grid's methods are "
-                "acquisition functions",
+                f"method {info.name!r} keeps every example and queries nothing; an active-learning grid's methods "
+                "are acquisition functions",
                 "methods",
                 m.label,
             )
@@ -435,6 +436,8 @@ def _on_demand(spec: BenchSpec, given: Any) -> Any:
 
 def expand(spec: BenchSpec) -> tuple[list[Group], list[Cell]]:
     """Groups (one warm-up each) and cells, in a stable order: group by group, method by method."""
+    from robustprune.selection.registry import get_method
+
     groups: list[Group] = []
     cells: list[Cell] = []
     base = {k: v for k, v in spec.run.items() if k in RUN_OPTIONS}
@@ -449,7 +452,8 @@ def expand(spec: BenchSpec) -> tuple[list[Group], list[Cell]]:
                 for seed in spec.seeds:
                     by_key: dict[str, Group] = {}  # one warm-up per distinct warm-up key
                     for m in spec.methods:
-                        fracs = (1.0,) if m.method == "full" else spec.fractions
+                        fixed = get_method(m.method).fixed_fraction
+                        fracs = spec.fractions if fixed is None else (fixed,)
                         for f in fracs:
                             cfg = RunConfig(
                                 dataset=dataset, noise=noise, learner=learner,

@@ -83,6 +83,13 @@ class _Bars:
         self.bar.close()
 
 
+def _method_rows(method: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary rows the method's registry entry makes of its recorded facts (none for a selection file)."""
+    from robustprune.selection.registry import get_method, list_methods
+
+    return get_method(method).summary_rows(facts) if method in list_methods() else []
+
+
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{100.0 * v:.1f}%"
 
@@ -107,20 +114,8 @@ def _summary(result: RunResult, model_note: str = "") -> None:
     warm = "no warm-up (a pretrained encoder)" if src.startswith("encoder:") else f"warm-up {m['warmup_epochs']}"
     row("learner", f"{m['learner']} on {m['model']}{model_note}, {warm} + {m['epochs']} epochs")
     row("selection", f"{m['method']}: {m['budget']} of {m['num_train']} ({_pct(m['fraction'])})")
-    facts = m.get("selection") or {}
-    if "tau" in facts:
-        hood = f"τ {facts['tau']:.4g}"
-        if facts.get("target_degree") is not None:
-            hood += f" (auto, for mean degree {facts['target_degree']:.3g})"
-        if facts.get("mean_degree") is not None:
-            hood += f", mean degree {facts['mean_degree']:.1f}"
-        hood += f", η {facts['eta']:.3g}"
-        if facts.get("coverage") is not None:
-            hood += f"; the subset covers {_pct(facts['coverage'])} of all examples"
-        row("neighbourhoods", hood)
-    if facts.get("flagged") is not None:
-        topped = f", {facts['topped_up']} of them picked to fill the budget" if facts.get("topped_up") else ""
-        row("label filter", f"{facts['flagged']} examples flagged as likely label errors{topped}")
+    for name, text in _method_rows(m["method"], m.get("selection") or {}):
+        row(name, text)
     acc = f"{_pct(m['test_accuracy'])} (last epoch)"
     if m.get("best_epoch") is not None:
         acc += f"; {_pct(m['test_accuracy_at_best_val'])} at epoch {m['best_epoch']} (best on validation)"

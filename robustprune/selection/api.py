@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from robustprune._validation import (
 from robustprune.selection.budget import resolve_budget, select_by_scores
 from robustprune.selection.registry import SIGNAL_HELP, MethodInfo, get_method
 from robustprune.selection.result import MethodOutput, Selection
+
+if TYPE_CHECKING:
+    from robustprune.selection.core.graph import SharedBuild
 
 __all__ = ["select"]
 
@@ -43,6 +46,7 @@ def select(
     candidates: Any = None,
     start: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    shared_build: SharedBuild | None = None,
     **params: Any,
 ) -> Selection:
     """Choose a subset of ``budget`` examples (or ``round(fraction * N)``) with a registered method.
@@ -87,6 +91,11 @@ def select(
         given S0; the others ignore it, and ``params["start_used"]`` says which happened.
     progress : callable (done, total), optional
         Called from long-running methods to report progress.
+    shared_build : SharedBuild, optional
+        Under torchrun, lets the ranks build the method's τ-graph together (methods with
+        :attr:`MethodInfo.shares_graph`; see :class:`~robustprune.selection.core.graph.SharedBuild`). Every
+        rank then calls ``select`` with the same arguments; ranks other than 0 raise ``BuildHandedOff`` once
+        their part is sent.
     **params
         Method options (see ``robustprune methods`` or ``get_method(name).options``).
 
@@ -133,7 +142,7 @@ def select(
             call["pool"] = pool
         if info.honours_start:
             call["start"] = s0
-    for name, value in (("seed", int(seed)), ("progress", progress)):
+    for name, value in (("seed", int(seed)), ("progress", progress), ("shared_build", shared_build), ("n", n)):
         if info.accepts(name):
             call[name] = value
 
@@ -258,9 +267,11 @@ def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.nda
     check_same_examples({k: raw.get(k) for k in ("labels", *wanted) if k in raw})
     out: dict[str, np.ndarray] = {}
     n = None
-    for name in ("probs", "features", "labels", "correct", "losses", "margins", "epoch_probs", "deepfool"):
-        if name not in raw or (name not in wanted and name != "labels"):
-            continue
+    order = ("probs", "features", "labels", "correct", "losses", "margins", "epoch_probs", "deepfool")
+    checked = [s for s in order if s in raw and (s in wanted or s == "labels")]
+    if not checked:  # a method that reads no signal (uniform, full): the first one given tells N
+        checked = [s for s in order if s in raw][:1]
+    for name in checked:
         v = raw[name]
         if name == "probs":
             arr = check_probs(v, n)

@@ -14,7 +14,7 @@ from typing import Any
 
 from robustprune._registry import Registry
 
-__all__ = ["MethodInfo", "register", "unregister", "get_method", "list_methods", "SIGNAL_NAMES", "SIGNAL_HELP"]
+__all__ = ["MethodInfo", "Fact", "register", "unregister", "get_method", "list_methods", "SIGNAL_NAMES", "SIGNAL_HELP"]
 
 #: Every per-example signal a method may ask for, in the vocabulary of :class:`robustprune.Signals`.
 SIGNAL_NAMES = ("labels", "probs", "features", "correct", "losses", "margins", "epoch_probs", "deepfool")
@@ -40,7 +40,40 @@ BALANCES = ("proportional", "round_robin", "none")
 #: Arguments the API supplies itself; everything else in a method's signature is a user option. ``start`` (the
 #: starting set S0, int64 indices, ascending) and ``pool`` (the candidates, int64 indices, ascending) are passed
 #: only to methods whose signature accepts them (see :attr:`MethodInfo.honours_start`).
-_API_ARGS = frozenset({"budget", "class_balanced", "seed", "progress", "start", "pool", *SIGNAL_NAMES})
+_API_ARGS = frozenset(
+    {"budget", "class_balanced", "seed", "progress", "start", "pool", "n", "shared_build", *SIGNAL_NAMES}
+)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One fact a method reports about its own run: a key of its ``MethodOutput.info`` (or one of its options),
+    recorded in a run's ``metrics.json`` under ``selection`` and printed in the run's summary.
+
+    Attributes
+    ----------
+    key : str
+        The key in the selection's ``params`` (its options and ``info`` together).
+    text : str or None
+        How the summary prints it: a format of the value, e.g. ``", η {:.3g}"``. The facts of one ``row`` are
+        printed one after the other in the order declared; the leading separator (``", "``, ``"; "``, ``" "``)
+        of the row's first printed fact is dropped. None: recorded, not printed.
+    row : str
+        The summary row it belongs to.
+    skip : tuple
+        Values that are not printed (None always).
+    """
+
+    key: str
+    text: str | None = None
+    row: str = "selection facts"
+    skip: tuple[Any, ...] = ()
+
+    def render(self, value: Any) -> str | None:
+        """The fact as the summary prints it, or None when it is not printed."""
+        if self.text is None or value is None or value in self.skip:
+            return None
+        return self.text.format(value)
 
 
 @dataclass(frozen=True)
@@ -70,6 +103,15 @@ class MethodInfo:
         Used when the caller passes ``class_balanced=None``.
     description : str
         One line for ``robustprune methods``.
+    facts : tuple of Fact
+        What the method reports about its run: recorded in ``metrics.json`` and printed in the run summary
+        (:meth:`summary_rows`).
+    fixed_fraction : float, optional
+        The share of examples the method always keeps (``full``: 1.0); sweeps run it at that fraction only.
+
+    Whether the method needs anything beyond the given labels (:attr:`labels_only`), can share its τ-graph's
+    build across torchrun ranks (:attr:`shares_graph`) or honours a starting set (:attr:`honours_start`) is
+    read from its signals and its signature, never from a list kept elsewhere.
 
     Candidates and a starting set (``select(..., candidates=..., start=...)``, for active learning): a method
     declares what it handles by its signature. One that accepts ``start`` honours a starting set S0 (its choice
@@ -88,6 +130,27 @@ class MethodInfo:
     balance: str
     default_class_balanced: bool
     description: str
+    facts: tuple[Fact, ...] = ()
+    fixed_fraction: float | None = None
+
+    @property
+    def labels_only(self) -> bool:
+        """Whether the method reads nothing beyond the given labels (a run then needs no warm-up)."""
+        return set(self.requires) | set(self.optional) <= {"labels"}
+
+    def run_facts(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The declared :attr:`facts` found in a selection's ``params``."""
+        return {f.key: params[f.key] for f in self.facts if f.key in params}
+
+    def summary_rows(self, facts: dict[str, Any]) -> list[tuple[str, str]]:
+        """(row name, text) for a run's printed summary, from the recorded facts, rows in declared order."""
+        rows: dict[str, str] = {}
+        for f in self.facts:
+            text = f.render(facts.get(f.key))
+            if text is None:
+                continue
+            rows[f.row] = rows[f.row] + text if f.row in rows else text.lstrip(",; ")
+        return list(rows.items())
 
     @property
     def options(self) -> dict[str, Any]:
@@ -119,6 +182,13 @@ class MethodInfo:
         return arg in inspect.signature(self.func).parameters
 
     @property
+    def shares_graph(self) -> bool:
+        """Whether the ranks of a torchrun job can build the method's τ-graph together: its signature accepts
+        ``shared_build`` (a :class:`~robustprune.selection.core.graph.SharedBuild`) and hands it to the graph
+        builder."""
+        return self.accepts("shared_build")
+
+    @property
     def honours_start(self) -> bool:
         """Whether the method takes a starting set S0 into account (its signature accepts ``start``)."""
         return self.accepts("start")
@@ -137,6 +207,8 @@ def register(
     balance: str = "proportional",
     default_class_balanced: bool = False,
     description: str,
+    facts: tuple[Fact, ...] = (),
+    fixed_fraction: float | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a selection method under ``name`` (a decorator)."""
     if kind not in KINDS:
@@ -166,6 +238,8 @@ def register(
             balance=balance,
             default_class_balanced=default_class_balanced,
             description=description,
+            facts=tuple(facts),
+            fixed_fraction=fixed_fraction,
         ))  # fmt: skip
         return func
 

@@ -15,8 +15,7 @@ inverted-file index for very large N, a subset of it); see :mod:`robustprune.sel
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ from robustprune.selection.core.edges import rescale as _rescale
 from robustprune.selection.core.edges import too_many as _too_many
 
 __all__ = [
-    "BuildHandedOff", "shared_build", "BACKENDS", "SimilarityGraph", "check_backend", "choose_backend",
+    "BuildHandedOff", "SharedBuild", "BACKENDS", "SimilarityGraph", "check_backend", "choose_backend",
     "normalize_rows", "rescaled_cosine_graph",
     "resolve_block_size", "tile_count", "upper_tiles",
 ]  # fmt: skip
@@ -39,37 +38,32 @@ BACKENDS = ("auto", "blocked", "faiss", "faiss-approx")
 
 
 class BuildHandedOff(Exception):
-    """Raised on a rank other than 0 inside :func:`shared_build` once its part of the graph went to rank 0
+    """Raised on a rank other than 0 by a :class:`SharedBuild` build once its part of the graph went to rank 0
     (which alone goes on to select)."""
 
 
-_SHARED = False
+class SharedBuild:
+    """The ranks of a torchrun job building a τ-graph together, handed to :func:`rescaled_cosine_graph` by the
+    caller (a run's selection stage; ``select(..., shared_build=...)`` passes it to the methods that accept it).
 
-
-@contextmanager
-def shared_build() -> Iterator[None]:
-    """Share graph builds between the ranks of a torchrun job.
-
-    Inside it, with several processes, :func:`rescaled_cosine_graph` is a collective: every rank must call
-    it with the same arguments (run the same selection on the same signals). The blocked build deals its
-    tiles round-robin to the ranks, each builds its own, and the edges are gathered; rank 0 assembles the
-    graph and returns it, every other rank raises :class:`BuildHandedOff` (it has nothing left to do for the
-    selection); later builds inside the same block are rank 0's alone. The graph equals the one-process
-    build bit for bit: every tile is the same product on the same rows wherever it is computed, and the CSR
-    packing sorts the edges. The other backends and capped rows are built by rank 0 alone. A no-op in one
-    process.
+    Every rank makes its own and runs the same selection on the same signals with it: the first blocked build
+    is then a collective. Its tiles are dealt round-robin to the ranks, each builds its own, and the edges are
+    gathered; rank 0 assembles the graph and returns it, every other rank raises :class:`BuildHandedOff` (it
+    has nothing left to do for the selection), and any later build is rank 0's alone (:attr:`done`). The graph
+    equals the one-process build bit for bit: every tile is the same product on the same rows wherever it is
+    computed, and the CSR packing sorts the edges. The other backends and capped rows are built by rank 0
+    alone. In one process it changes nothing.
     """
-    global _SHARED
-    before, _SHARED = _SHARED, True
-    try:
-        yield
-    finally:
-        _SHARED = before
 
+    def __init__(self) -> None:
+        self.done = False
 
-def _one_shared_build_done() -> None:
-    global _SHARED
-    _SHARED = False
+    @property
+    def active(self) -> bool:
+        """Whether the next build is shared: several processes, and no shared build yet."""
+        import robustprune.distributed as dist
+
+        return not self.done and dist.world().distributed
 
 
 @dataclass(frozen=True)
@@ -183,6 +177,7 @@ def rescaled_cosine_graph(
     nprobe: int = 16,
     nlist: int | None = None,
     seed: int = 0,
+    shared: SharedBuild | None = None,
 ) -> SimilarityGraph:
     """Radius graph of ``s = 0.5 + 0.5·cos`` with strict threshold ``s > tau`` (self-weight exactly 1).
 
@@ -220,6 +215,9 @@ def rescaled_cosine_graph(
         IVF cells probed per query, and cells in all (default ``4·√N``); "faiss-approx" only.
     seed : int
         Seeds the IVF k-means (training sample and initial centroids); "faiss-approx" only.
+    shared : SharedBuild, optional
+        Under torchrun, the ranks build this graph together (see :class:`SharedBuild`); every rank must then
+        call with the same arguments.
 
     Returns
     -------
@@ -248,7 +246,7 @@ def rescaled_cosine_graph(
         dev = torch.device("cpu")
     import robustprune.distributed as dist
 
-    sharing = _SHARED and dist.world().distributed
+    sharing = shared is not None and shared.active
     if sharing and not (chosen == "blocked" and max_neighbors is None) and not dist.is_main():
         raise BuildHandedOff  # built by rank 0 alone
     z = normalize_rows(features, dev)
@@ -260,7 +258,7 @@ def rescaled_cosine_graph(
         del z
         if not dist.is_main():
             raise BuildHandedOff
-        _one_shared_build_done()  # the other ranks have left: any later build is rank 0's alone
+        shared.done = True  # the other ranks have left: any later build is rank 0's alone
         graph = _to_csr(*_mirror(r, c, w, n if self_in else 0), n, symmetric=True)
         chosen = f"blocked ({dist.world().size} ranks)"
     elif chosen == "faiss":

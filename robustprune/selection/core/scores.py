@@ -20,20 +20,6 @@ __all__ = [
 UNCERTAINTY_KINDS = ("least_confidence", "entropy", "margin")
 
 
-# Signals any of which tells a signal-free method (uniform, full) the number of examples.
-ANY_SIGNAL = ("labels", "probs", "features", "correct", "losses", "margins")
-
-
-def num_examples(**arrays: np.ndarray | None) -> int:
-    for name in ("labels", "probs", "features"):
-        if arrays.get(name) is not None:
-            return int(np.shape(arrays[name])[0])
-    for name in ("correct", "losses", "margins"):
-        if arrays.get(name) is not None:
-            return int(np.shape(arrays[name])[-1])
-    raise ValueError("pass at least one signal (for example labels=...) so the number of examples is known")
-
-
 def _given_label_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.take_along_axis(np.asarray(probs, dtype=np.float64), np.asarray(labels)[:, None], axis=1)[:, 0]
 

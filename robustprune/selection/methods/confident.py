@@ -9,7 +9,7 @@ import numpy as np
 from robustprune.seeding import stream
 from robustprune.selection.budget import class_quotas, rank_by_score
 from robustprune.selection.core.confident_learning import label_issues
-from robustprune.selection.registry import register
+from robustprune.selection.registry import Fact, register
 from robustprune.selection.result import MethodOutput
 
 __all__ = ["confident_filter", "QUOTA_BASES"]
@@ -55,6 +55,11 @@ def _take_per_class(ranked: np.ndarray, ranked_labels: np.ndarray, quota: np.nda
     balance="proportional",
     default_class_balanced=True,
     description="confident learning: drop likely label errors (prune by noise rate), then sample the rest uniformly",
+    facts=(
+        Fact("flagged", "{} examples flagged as likely label errors", row="label filter"),
+        Fact("topped_up", ", {} of them picked to fill the budget", row="label filter", skip=(0,)),
+        Fact("estimated_noise_rate", "; estimated noise rate {:.1%}", row="label filter"),
+    ),
 )
 def confident_filter(
     *,

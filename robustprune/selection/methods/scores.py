@@ -12,14 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from robustprune.selection.core.scores import (
-    ANY_SIGNAL,
     aum_scores,
     deepfool_scores,
     el2n_scores,
     forgetting_scores,
     full_scores,
     grand_scores,
-    num_examples,
     small_loss_scores,
     uncertainty_scores,
     uniform_scores,
@@ -37,43 +35,23 @@ __all__ = ["uniform", "full", "small_loss", "uncertainty", "el2n", "grand", "for
 @register(
     "uniform",
     kind="score",
-    optional=ANY_SIGNAL,
     keep="high",
     description="random subset (seeded); class-balanced quotas come from the shared budget function",
 )
-def uniform(
-    *,
-    labels: np.ndarray | None = None,
-    probs: np.ndarray | None = None,
-    features: np.ndarray | None = None,
-    correct: np.ndarray | None = None,
-    losses: np.ndarray | None = None,
-    margins: np.ndarray | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """Uniform random selection; any signal only serves to tell the number of examples."""
-    n = num_examples(labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins)
+def uniform(*, n: int, seed: int = 0) -> np.ndarray:
+    """Uniform random selection of the ``n`` examples (the API counts them from whatever signal is given)."""
     return uniform_scores(n, seed)
 
 
 @register(
     "full",
     kind="score",
-    optional=ANY_SIGNAL,
     keep="high",
     description="the whole dataset in index order (use with fraction=1; smaller budgets keep a prefix)",
+    fixed_fraction=1.0,
 )
-def full(
-    *,
-    labels: np.ndarray | None = None,
-    probs: np.ndarray | None = None,
-    features: np.ndarray | None = None,
-    correct: np.ndarray | None = None,
-    losses: np.ndarray | None = None,
-    margins: np.ndarray | None = None,
-) -> np.ndarray:
+def full(*, n: int) -> np.ndarray:
     """Keep everything (constant scores; the budget function breaks ties by lowest index)."""
-    n = num_examples(labels=labels, probs=probs, features=features, correct=correct, losses=losses, margins=margins)
     return full_scores(n)
 
 

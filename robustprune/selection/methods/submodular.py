@@ -33,7 +33,7 @@ import numpy as np
 
 from robustprune._device import resolve_device
 from robustprune.selection.core.geometry import auto_tau
-from robustprune.selection.core.graph import SimilarityGraph, normalize_rows, rescaled_cosine_graph
+from robustprune.selection.core.graph import SharedBuild, SimilarityGraph, normalize_rows, rescaled_cosine_graph
 from robustprune.selection.core.greedy import lazy_greedy, naive_greedy, per_class_greedy, stochastic_greedy
 from robustprune.selection.registry import register
 from robustprune.selection.result import MethodOutput
@@ -194,13 +194,15 @@ def _maximise(
     return stochastic_greedy(fn.gains_of, fn.add, n, k, epsilon=0.01, seed=seed, candidates=cand)
 
 
-def _graph(features: np.ndarray, tau: float | str, neighbors: int, device: str, seed: int) -> SimilarityGraph:
+def _graph(
+    features: np.ndarray, tau: float | str, neighbors: int, device: str, seed: int, shared: SharedBuild | None = None
+) -> SimilarityGraph:
     t = auto_tau(features, float(neighbors), seed=seed, device=device) if tau == "auto" else float(tau)
     if t == 0.0:
         complete = _complete_graph(features, device)
         if complete is not None:
             return complete
-    return rescaled_cosine_graph(features, t, device=device)
+    return rescaled_cosine_graph(features, t, device=device, shared=shared)
 
 
 #: Largest N for which ``tau = 0`` stores the dense N×N similarity (the graph's default ``max_edges``).
@@ -265,6 +267,7 @@ def submodular(
     seed: int = 0,
     start: np.ndarray | None = None,
     pool: np.ndarray | None = None,
+    shared_build: SharedBuild | None = None,
 ) -> MethodOutput:
     """Greedy maximisation of a submodular function of the selected set, per class when balanced.
 
@@ -288,6 +291,9 @@ def submodular(
         Active learning: the function starts from the starting set S0 (each class from S0's members of it
         when balanced; quotas split over the candidates' labels) and only candidates are picked. An empty S0
         and no pool is pruning (identical picks).
+    shared_build
+        Under torchrun, the ranks build the similarity graph together (see
+        :class:`~robustprune.selection.core.graph.SharedBuild`).
 
     Returns
     -------
@@ -330,7 +336,7 @@ def submodular(
         if function == "log_determinant":
             fn: SetFunction | LogDeterminant = LogDeterminant(x[members], k + (0 if s0 is None else s0.shape[0]))
         else:
-            graph = _graph(x[members], tau, neighbors, device, seed)
+            graph = _graph(x[members], tau, neighbors, device, seed, shared_build)
             edges += graph.nnz
             fn = SetFunction(graph, function, cut_weight)
         return _maximise(fn, members.shape[0], k, optimizer, seed, s0, cand)

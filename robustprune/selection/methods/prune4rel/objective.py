@@ -38,6 +38,7 @@ import torch
 from robustprune._device import resolve_device
 from robustprune.selection.core.geometry import EMBEDDINGS, auto_tau, coverage, support_scale, transform_embedding
 from robustprune.selection.core.graph import (
+    SharedBuild,
     SimilarityGraph,
     check_backend,
     choose_backend,
@@ -47,10 +48,25 @@ from robustprune.selection.core.graph import (
     tile_count,
 )
 from robustprune.selection.methods.prune4rel.engines import TIER, Neighbors, greedy_exact, greedy_self, self_gain
-from robustprune.selection.registry import register
+from robustprune.selection.registry import Fact, register
 from robustprune.selection.result import MethodOutput
 
 __all__ = ["prune4rel", "prune4rel_auto", "RECOMMENDED", "confidence_scores", "self_gain", "prune4rel_objective"]
+
+#: What a Prune4ReL run reports about its neighbourhoods and its label filter (``prefer="confident"``).
+FACTS = (
+    Fact("tau", "τ {:.4g}", row="neighbourhoods"),
+    Fact("target_degree", " (auto, for mean degree {:.3g})", row="neighbourhoods"),
+    Fact("mean_degree", ", mean degree {:.1f}", row="neighbourhoods"),
+    Fact("eta", ", η {:.3g}", row="neighbourhoods"),
+    Fact("coverage", "; the subset covers {:.1%} of all examples", row="neighbourhoods"),
+    Fact("flagged", "{} examples flagged as likely label errors", row="label filter"),
+    Fact("topped_up", ", {} of them picked to fill the budget", row="label filter", skip=(0,)),
+    Fact("embedding"),
+    Fact("gain"),
+    Fact("confidence"),
+    Fact("prefer"),
+)
 
 #: Valid values of ``confidence``.
 CONFIDENCES = ("max_prob", "least_confidence", "margin", "entropy", "label_prob")
@@ -94,6 +110,7 @@ def prune4rel_objective(
     balance="round_robin",
     default_class_balanced=True,
     description="Prune4ReL: greedy max of total neighbourhood confidence (re-labeling aware; NeurIPS'23)",
+    facts=FACTS,
 )
 def prune4rel(
     *,
@@ -120,6 +137,7 @@ def prune4rel(
     progress: Callable[[int, int], None] | None = None,
     start: np.ndarray | None = None,
     pool: np.ndarray | None = None,
+    shared_build: SharedBuild | None = None,
 ) -> MethodOutput:
     """Prune4ReL selection.
 
@@ -179,6 +197,9 @@ def prune4rel(
         covers every example. The "auto" rules size for the final set: ``target_degree`` defaults to
         ``4·N/(|S0| + budget)`` and η to the support of a uniform subset of ``|S0| + budget``. An empty S0 is
         pruning (identical picks).
+    shared_build
+        Under torchrun, the ranks build the τ-graph together (see
+        :class:`~robustprune.selection.core.graph.SharedBuild`).
 
     Returns
     -------
@@ -229,7 +250,19 @@ def prune4rel(
     t0 = time.perf_counter()
     needs_graph = gain == "exact" or eta == "auto"
     graph, neighbors = _neighbourhoods(
-        z, tau, engine, needs_graph, max_neighbors, max_edges, block_size, device, graph_progress, info, backend, seed
+        z,
+        tau,
+        engine,
+        needs_graph,
+        max_neighbors,
+        max_edges,
+        block_size,
+        device,
+        graph_progress,
+        info,
+        backend,
+        seed,
+        shared_build,
     )
     if eta == "auto":
         eta = support_scale(graph, c, final / n) or 1.0
@@ -298,6 +331,7 @@ def _neighbourhoods(
     info: dict,
     backend: str = "auto",
     seed: int = 0,
+    shared_build: SharedBuild | None = None,
 ) -> tuple[SimilarityGraph | None, Neighbors]:
     """The τ-graph (engine "graph", or "auto" while it fits ``max_edges``) or the released per-pick column."""
     graph = None
@@ -305,7 +339,7 @@ def _neighbourhoods(
         try:
             graph = rescaled_cosine_graph(
                 z, tau, block_size=block_size, device=device, max_neighbors=max_neighbors, max_edges=max_edges,
-                progress=progress, backend=backend, seed=seed,
+                progress=progress, backend=backend, seed=seed, shared=shared_build,
             )  # fmt: skip
         except ValueError as exc:
             if engine == "graph" or needs_graph or "max_edges" not in str(exc):
@@ -428,6 +462,7 @@ prune4rel_auto = register(
     balance="round_robin",
     default_class_balanced=True,
     description="Prune4ReL, robust setting: auto tau/eta, whitened space, exact gain, label-aware confidence",
+    facts=FACTS,
 )(
     _with_defaults(
         prune4rel,
