@@ -9,15 +9,15 @@ depends on, so runs (and sweep cells) that agree on it can share one warm-up's s
 from __future__ import annotations
 
 import json
+import numbers
 import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from robustprune._device import resolve_device
 from robustprune.protocols import protocol_for
-from robustprune.selection.budget import check_fraction
 from robustprune.signals import ON_DEMAND_SIGNALS, parse_signal_source
 
 __all__ = [
@@ -50,12 +50,69 @@ WARMUP_SECTIONS = ("data", "training")
 RUNTIME_SECTION = "runtime"
 
 
-def opt(default: Any, section: str, help: str, flag: Flag | None = None, *, grid: bool = True) -> Any:
-    """A RunConfig field declared once: its default, its section, its help text, its command-line flag and
-    whether a bench grid may set it in its ``[run]`` table. ``default`` may be a factory (``dict``)."""
+@dataclass(frozen=True)
+class Check:
+    """A field's constraint, declared on its :func:`opt`: ``test(value)`` must hold for any value but None,
+    else ``ValueError("<field> must be <phrase>, got <value>")``."""
+
+    test: Callable[[Any], bool]
+    phrase: str
+
+    def __call__(self, name: str, value: Any) -> None:
+        if value is not None and not self.test(value):
+            raise ValueError(f"{name} must be {self.phrase}, got {value!r}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def integer(low: int | None = None) -> Check:
+    """An integer, at least ``low`` when given."""
+    if low is None:
+        return Check(_is_int, "an integer")
+    return Check(lambda v: _is_int(v) and v >= low, f"an integer >= {low}")
+
+
+def positive_number() -> Check:
+    return Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a positive number")
+
+
+def one_of(*values: str) -> Check:
+    return Check(lambda v: v in values, " or ".join(repr(x) for x in values))
+
+
+def share(*, closed_low: bool, closed_high: bool, note: str = "") -> Check:
+    """A number in an interval of [0, 1] (``note`` says what it is)."""
+    lo, hi = ("[" if closed_low else "("), ("]" if closed_high else ")")
+
+    def test(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            return False
+        return (v >= 0 if closed_low else v > 0) and (v <= 1 if closed_high else v < 1)
+
+    return Check(test, f"in {lo}0, 1{hi}" + (f" ({note})" if note else ""))
+
+
+def text() -> Check:
+    return Check(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string")
+
+
+def options() -> Check:
+    return Check(
+        lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v), "a dict of option name to value"
+    )
+
+
+def opt(
+    default: Any, section: str, help: str, flag: Flag | None = None, *, grid: bool = True, check: Check | None = None
+) -> Any:
+    """A RunConfig field declared once: its default, its section, its help text, its command-line flag,
+    whether a bench grid may set it in its ``[run]`` table, and its constraint (``check``, applied to every
+    value but None when a config is made). ``default`` may be a factory (``dict``)."""
     if section not in SECTIONS:
         raise ValueError(f"section must be one of {SECTIONS}, got {section!r}")
-    meta = {"section": section, "help": help, "flag": flag, "grid": grid}
+    meta = {"section": section, "help": help, "flag": flag, "grid": grid, "check": check}
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -75,44 +132,33 @@ def run_options(cls: type) -> tuple[str, ...]:
 class RunConfig:
     """Everything a run depends on. ``None`` = from the dataset protocol (see :func:`resolve_config`).
 
-    Data: ``dataset``, ``data_dir``, ``dataset_params`` (loader options, e.g. ``cifar_n=PATH`` for the
-    CIFAR-N human labels, ``path=FILE`` for ``arrays``), ``subset`` / ``test_subset`` (fixed seeded
-    stratified subsets for CPU-sized runs), ``noise`` (a spec of :func:`robustprune.noise.parse_noise`)
-    and ``noise_seed`` (default ``seed``), ``val_fraction`` (a held-out split of the training set, with
-    its given labels, used to pick the best epoch; 0 = report the last epoch only).
-    Learning: ``learner`` (ce, sop, dividemix, elr) and its ``learner_params``, ``model``,
-    ``warmup_epochs``, ``epochs`` (also the cosine schedule length), ``batch_size``, ``lr``,
-    ``eval_every`` (test / validation accuracy every so many epochs; the last epoch always),
-    ``confidence_pass`` ("clean" inputs for the signals, or "strong": one strong augmentation per example
-    as released), ``signal_source`` (:func:`~robustprune.signals.parse_signal_source`: in-sample warm-up
-    predictions, a temporal ensemble, or out-of-sample ones from a cross-fitted probe or K fold warm-ups).
-    Selection: ``method`` with ``params`` (method options), ``fraction`` (kept share), ``class_balanced``
-    (None = the method's default) — or ``selection``, a file of indices chosen elsewhere (a ``select``
-    output ``.npz``, or ``.npy`` / text indices, or a boolean ``.npy`` mask), which skips warm-up and
-    selection. ``signals``: a signals bundle of an earlier warm-up on the same training set (its labels
-    must equal this run's noisy labels), which skips the warm-up; :func:`make_signals` writes one.
-    ``extra_signals``: signals computed only on demand (``epoch_probs``, recorded during the warm-up, and
-    ``deepfool``, an attack after it) to add to the signals bundle beyond those the method requires, which a
-    run always computes; a warm-up shared by several methods (``make_signals``, a bench group) lists them here.
-    Runtime (not compared on resume): ``device`` (None = CUDA when available), ``out`` (run directory;
-    None = write nothing), ``force`` (redo a run found in ``out``), ``resume`` (continue it).
+    Each field is declared once, with :func:`opt`: its default, its section (the data and training sections
+    decide a warm-up; runtime fields never change a result), its help text (the command line's too), its flag
+    and its constraint. The list of fields below is made from those declarations.
     """
 
     # data: what the training set and its noisy labels are (shared by a warm-up)
     dataset: str = opt(
-        "digits", "data", "Dataset: {datasets}; digits needs no files.", Flag(("--dataset", "-d"), "NAME"), grid=False
+        "digits",
+        "data",
+        "Dataset: {datasets}; digits needs no files.",
+        Flag(("--dataset", "-d"), "NAME"),
+        grid=False,
+        check=text(),
     )
     dataset_params: dict[str, Any] = opt(
         dict,
         "data",
         "Dataset loader option KEY=VALUE (repeatable), e.g. cifar_n=FILE (CIFAR-N labels).",
         Flag(("--data-param",), "KEY=VALUE", "pairs", "cifar_n=CIFAR-10_human.pt"),
+        check=options(),
     )
     subset: int | None = opt(
         None,
         "data",
         "Use a fixed seeded stratified subset of N training examples (CPU-sized runs).",
         Flag(("--subset",), "N"),
+        check=integer(2),
     )
     noise: str = opt(
         "sym:0.4",
@@ -120,16 +166,23 @@ class RunConfig:
         "Label noise: none, sym:R, asym:R, asym-pairs:R, instance:R, matrix:FILE, human[:NAME].",
         Flag(("--noise",), "SPEC"),
         grid=False,
+        check=text(),
     )
-    noise_seed: int | None = opt(None, "data", "Seed of the noise (default: seed).", grid=False)
+    noise_seed: int | None = opt(None, "data", "Seed of the noise (default: seed).", grid=False, check=integer())
     val_fraction: float = opt(
         0.0,
         "data",
         "Hold out this share of the training set (given labels) to pick the best epoch; 0 reports the last epoch only.",
         Flag(("--val-fraction",), "F"),
+        check=share(closed_low=True, closed_high=False, note="0 = no validation split"),
     )
     seed: int = opt(
-        0, "data", "Seed of the noise, the selection and training.", Flag(("--seed", "-s"), "S"), grid=False
+        0,
+        "data",
+        "Seed of the noise, the selection and training.",
+        Flag(("--seed", "-s"), "S"),
+        grid=False,
+        check=integer(),
     )
     # training: the learner and its schedule (shared by a warm-up)
     learner: str = opt(
@@ -138,6 +191,7 @@ class RunConfig:
         "Re-labeling learner: ce, sop (SOP+), dividemix, elr.",
         Flag(("--learner", "-l"), "NAME"),
         grid=False,
+        check=text(),
     )
     learner_params: dict[str, Any] = opt(
         dict,
@@ -145,6 +199,7 @@ class RunConfig:
         "Learner option KEY=VALUE (repeatable), e.g. lr_u=1 (defaults: the dataset protocol).",
         Flag(("--learner-param",), "KEY=VALUE", "pairs", "lr_u=1"),
         grid=False,
+        check=options(),
     )
     model: str | None = opt(
         None,
@@ -157,20 +212,27 @@ class RunConfig:
         "training",
         "Warm-up epochs on the full noisy set before selection (default: the dataset's).",
         Flag(("--warmup-epochs",), "E"),
+        check=integer(0),
     )
     epochs: int | None = opt(
         None,
         "training",
         "Training epochs on the subset, also the cosine schedule length (default: the dataset's).",
         Flag(("--epochs", "-e"), "E"),
+        check=integer(1),
     )
-    batch_size: int | None = opt(None, "training", "Batch size (default 128).", Flag(("--batch-size",), "B"))
-    lr: float | None = opt(None, "training", "SGD learning rate (default: the dataset's).", Flag(("--lr",), "LR"))
+    batch_size: int | None = opt(
+        None, "training", "Batch size (default 128).", Flag(("--batch-size",), "B"), check=integer(1)
+    )
+    lr: float | None = opt(
+        None, "training", "SGD learning rate (default: the dataset's).", Flag(("--lr",), "LR"), check=positive_number()
+    )
     confidence_pass: str = opt(
         "clean",
         "training",
         "Inputs of the signals pass: clean, or strong (one strong augmentation per example, as released).",
         Flag(("--confidence-pass",), "VIEW"),
+        check=one_of("clean", "strong"),
     )
     signal_source: str = opt(
         "probe:5",
@@ -189,6 +251,7 @@ class RunConfig:
         "Selection method (see: robustprune methods).",
         Flag(("--method", "-m"), "NAME"),
         grid=False,
+        check=text(),
     )
     params: dict[str, Any] = opt(
         dict,
@@ -196,6 +259,7 @@ class RunConfig:
         "Method option KEY=VALUE (repeatable), e.g. tau=0.95; see robustprune methods NAME.",
         Flag(("--param", "-p"), "KEY=VALUE", "params"),
         grid=False,
+        check=options(),
     )
     fraction: float | None = opt(
         0.5,
@@ -203,6 +267,7 @@ class RunConfig:
         "Share of training examples kept, in (0, 1] (default {default}).",
         Flag(("--fraction", "-f"), "F", "unless_selection"),
         grid=False,
+        check=share(closed_low=False, closed_high=True, note="the share of examples kept"),
     )
     class_balanced: bool | None = opt(
         None,
@@ -238,17 +303,22 @@ class RunConfig:
         None, "inputs", "Folder holding the dataset files.", Flag(("--data-dir",), "DIR", "path")
     )
     test_subset: int | None = opt(
-        None, "evaluation", "Evaluate on a fixed stratified subset of N test examples.", Flag(("--test-subset",), "N")
+        None,
+        "evaluation",
+        "Evaluate on a fixed stratified subset of N test examples.",
+        Flag(("--test-subset",), "N"),
+        check=integer(1),
     )
     eval_every: int = opt(
         1,
         "evaluation",
         "Evaluate test (and validation) accuracy every E epochs; the last epoch always.",
         Flag(("--eval-every",), "E"),
+        check=integer(1),
     )
     # runtime: where and how, never what
     device: str | None = opt(None, "runtime", "cpu or cuda (default: cuda when available).", Flag(("--device",), "DEV"))
-    eval_batch_size: int = opt(1024, "runtime", "Batch size of evaluation and prediction passes.")
+    eval_batch_size: int = opt(1024, "runtime", "Batch size of evaluation and prediction passes.", check=integer(1))
     out: str | None = opt(
         None,
         "runtime",
@@ -272,40 +342,18 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("dataset", "noise", "learner", "method"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
-        for name, low in (("subset", 2), ("test_subset", 1), ("epochs", 1), ("batch_size", 1),
-                          ("warmup_epochs", 0), ("eval_every", 1), ("eval_batch_size", 1)):  # fmt: skip
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-        for name in ("seed", "noise_seed"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-                raise ValueError(f"{name} must be an integer, got {v!r}")
-        f = self.fraction
-        if f is not None:
-            check_fraction(f)
-        if f is None and self.selection is None:
+        for f in fields(self):  # each field's own constraint, declared on its opt(...)
+            if f.metadata.get("check") is not None:
+                f.metadata["check"](f.name, getattr(self, f.name))
+        # constraints between fields
+        if self.fraction is None and self.selection is None:
             raise ValueError("fraction is required unless a selection file is given")
-        v = self.val_fraction
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-            raise ValueError(f"val_fraction must be in [0, 1) (0 = no validation split), got {v!r}")
-        if self.lr is not None and (not isinstance(self.lr, (int, float)) or not self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         object.__setattr__(self, "signal_source", str(parse_signal_source(self.signal_source)))
-        if self.confidence_pass not in ("clean", "strong"):
-            raise ValueError(f"confidence_pass must be 'clean' or 'strong', got {self.confidence_pass!r}")
         if self.epochs is not None and self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
             raise ValueError(
                 f"warmup_epochs ({self.warmup_epochs}) must not exceed epochs ({self.epochs}): the warm-up "
                 "walks the first steps of the training schedule"
             )
-        for name in ("dataset_params", "learner_params", "params"):
-            d = getattr(self, name)
-            if not isinstance(d, Mapping) or not all(isinstance(k, str) for k in d):
-                raise ValueError(f"{name} must be a dict of option name to value")
         extra = self.extra_signals
         if isinstance(extra, str) or not isinstance(extra, (list, tuple)):
             raise ValueError(f"extra_signals must be a list of signal names, got {extra!r}")
@@ -340,6 +388,34 @@ class RunConfig:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
+def _fields_doc(cls: type) -> str:
+    """The Attributes section of ``cls``'s docstring, from its fields' :func:`opt` declarations."""
+    lines = ["", "    Attributes", "    ----------"]
+    for f in fields(cls):
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        helptext = f.metadata["help"].replace("{default}", repr(default)).replace("{datasets}", "a registered dataset")
+        lines += [f"    {f.name} : {f.metadata['section']}", f"        {helptext}"]
+    return "\n".join(lines) + "\n"
+
+
+RunConfig.__doc__ = (RunConfig.__doc__ or "") + _fields_doc(RunConfig)
+
+
+def _selection_file_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The one option a selection file takes: ``weighted`` (train with the weights the file holds, as craig and
+    gradmatch write them; default true)."""
+    unknown = sorted(set(params) - {"weighted"})
+    if unknown:
+        raise ValueError(
+            f"a selection file takes only the option weighted (true: train with its per-example weights, if it has "
+            f"any), not {unknown[0]!r}; method options apply to --method"
+        )
+    weighted = params.get("weighted", True)
+    if not isinstance(weighted, bool):
+        raise ValueError(f"weighted must be true or false, got {weighted!r}")
+    return {"weighted": weighted} if "weighted" in params else {}
+
+
 def resolve_config(config: RunConfig) -> RunConfig:
     """Fill every ``None`` from the dataset protocol and canonicalise names; ValueError for unknown names
     or options (dataset, learner, model, method, noise spec, learner / method options).
@@ -361,16 +437,13 @@ def resolve_config(config: RunConfig) -> RunConfig:
         raise ValueError(f"dataset {c.dataset!r} has no option {unknown[0]!r}; valid: {valid}")
     learner_cls = get_learner_class(c.learner)
     lparams = {**proto.learner_params.get(learner_cls.name, {}), **c.learner_params}
-    known = [f.name for f in fields(learner_cls.Options)]
-    unknown = sorted(set(lparams) - set(known))
-    if unknown:
-        raise ValueError(f"learner {learner_cls.name!r} has no option {unknown[0]!r}; valid: {', '.join(known)}")
-    learner_cls.Options(**lparams)  # value checks
+    learner_cls.check_options(lparams)
     device = resolve_device(c.device)
     default_model = proto.cpu_model if proto.cpu_model is not None and device.type == "cpu" else proto.model
     model = get_model_info(c.model if c.model is not None else default_model).name
     if c.selection is not None:
-        method, params, fraction, selection = "file", {}, None, str(Path(c.selection).expanduser().resolve())
+        method, fraction, selection = "file", None, str(Path(c.selection).expanduser().resolve())
+        params = _selection_file_params(c.params)
     else:
         info = get_method(c.method)
         if c.class_balanced and info.balance == "none":

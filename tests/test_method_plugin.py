@@ -110,3 +110,23 @@ def test_a_sweep_runs_a_fixed_fraction_method_once(plugins):
     _, cells = expand(spec)
     fractions = sorted((c.config.method, c.config.fraction) for c in cells)
     assert fractions == [("plugin_all", 1.0), ("uniform", 0.2), ("uniform", 0.5)]
+
+
+def test_a_learner_is_one_class_and_its_registration():
+    from robustprune.runconfig import resolve_config
+    from robustprune.train.learners import CELearner, build_learner, list_learners
+    from robustprune.train.learners.registry import _LEARNERS, register_learner
+
+    @register_learner("plain")
+    class PlainLearner(CELearner):
+        name = "plain_ce"
+
+    try:
+        assert "plain_ce" in list_learners()
+        assert resolve_config(RunConfig(dataset="digits", learner="PLAIN", device="cpu")).learner == "plain_ce"
+        with pytest.raises(ValueError, match="learner 'plain_ce' has no option 'lr_u'; valid: none"):
+            resolve_config(RunConfig(dataset="digits", learner="plain", learner_params={"lr_u": 1.0}))
+        learner = build_learner("plain_ce", lambda: __import__("torch").nn.Linear(4, 3), 3, 10)
+        assert isinstance(learner, PlainLearner)
+    finally:
+        _LEARNERS.remove("plain_ce")

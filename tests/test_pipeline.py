@@ -403,3 +403,10 @@ def test_weighted_methods_train_with_their_weights_unless_turned_off(tiny_run, t
     given = run(RunConfig(out=str(tmp_path / "g"), selection=str(tmp_path / "w" / "selection.npz"), **TINY))
     assert given.metrics["selection"]["weights"] == weighted.metrics["selection"]["weights"]
     assert [h["loss"] for h in given.metrics["history"]] == [h["loss"] for h in weighted.metrics["history"]]
+    # the documented way to train on a weighted file without its weights (it used to be dropped silently)
+    wfile = str(tmp_path / "w" / "selection.npz")
+    unweighted = run(RunConfig(out=str(tmp_path / "u"), selection=wfile, params={"weighted": False}, **TINY))
+    assert "weights" not in unweighted.metrics["selection"]
+    assert [h["loss"] for h in unweighted.metrics["history"]] == [h["loss"] for h in plain.metrics["history"]]
+    with pytest.raises(ValueError, match="a selection file takes only the option weighted.*not 'tau'"):
+        run(RunConfig(selection=wfile, params={"tau": 0.5}, **TINY))

@@ -102,7 +102,7 @@ def test_ce_loop_reduces_training_loss_and_leaves_global_rng_alone():
     assert result.history[0]["lr"] == pytest.approx(0.05)
 
 
-@pytest.mark.parametrize("name", ["ce", "sop", "dividemix", "elr"])
+@pytest.mark.parametrize("name", list_learners())
 def test_each_learner_reduces_loss_on_separable_data(name):
     data = _tabular()
     learner = _learner(name, epochs=4)
@@ -136,9 +136,9 @@ def test_nan_loss_raises_divergence_error():
 def test_bad_arguments_give_one_line_errors():
     with pytest.raises(ValueError, match="unknown learner 'nope'; known learners: ce, dividemix, elr, sop"):
         build_learner("nope", _mlp, K, N)
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="learner 'elr' has no option 'gamma'; valid: "):
         _learner("elr", gamma=1.0)
-    assert list_learners() == ["ce", "dividemix", "elr", "sop"]
+    assert {"ce", "dividemix", "elr", "sop"} <= set(list_learners())
     with pytest.raises(ValueError, match="cosine schedule"):
         _learner("ce").warmup(_tabular(), epochs=5)
 
@@ -179,7 +179,7 @@ def test_eval_accuracy_logs_every_epoch():
 # --------------------------------------------------------------------------------------- checkpoint
 
 
-@pytest.mark.parametrize("name", ["ce", "sop", "dividemix", "elr"])
+@pytest.mark.parametrize("name", list_learners())
 def test_resume_matches_uninterrupted_run_bit_for_bit(tmp_path, name):
     data = _tabular()
     subset = np.arange(N - 10)
@@ -288,7 +288,7 @@ def test_elr_targets_update_only_for_trained_samples():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("name", ["ce", "sop", "dividemix", "elr"])
+@pytest.mark.parametrize("name", list_learners())
 def test_learners_on_cuda_with_bf16_and_channels_last(name):
     rng = np.random.default_rng(0)
     n = 256

@@ -80,6 +80,16 @@ class Learner:
     #: per-sample state computed identically on every rank (not gathered by :meth:`sync_state`)
     shared_state: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> Any:
+        """The learner's ``Options`` built from ``options``: the one check of a learner's option names and
+        values (a learner, run configs and sweeps all call it). ValueError naming the valid options."""
+        known = [f.name for f in fields(cls.Options)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"learner {cls.name!r} has no option {unknown[0]!r}; valid: {', '.join(known) or 'none'}")
+        return cls.Options(**options)
+
     def __init__(
         self,
         model_fn: Callable[[], nn.Module],
@@ -94,13 +104,7 @@ class Learner:
         self.config = config if config is not None else TrainConfig()
         if not isinstance(self.config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(self.config).__name__}")
-        known = [f.name for f in fields(self.Options)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {', '.join(unknown)} for learner {self.name!r}; valid: {', '.join(known) or 'none'}"
-            )
-        self.options = self.Options(**options)
+        self.options = self.check_options(options)
         self.num_classes, self.num_samples = num_classes, num_samples
         self.device = dist.rank_device(resolve_device(self.config.device))
         cl = self.device.type == "cuda" and self.config.channels_last is not False

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from robustprune.train.engine import EpochContext
 from robustprune.train.learners.base import Learner, NoOptions
+from robustprune.train.learners.registry import register_learner
 
 __all__ = ["CELearner"]
 
 
+@register_learner("standard", "cross_entropy")
 class CELearner(Learner):
     """Cross-entropy on the weak (flip + crop) view; warm-up and training use the same loss."""
 

@@ -39,6 +39,7 @@ import robustprune.distributed as dist
 from robustprune.train.engine import EpochContext
 from robustprune.train.inference import eval_outputs
 from robustprune.train.learners.base import Learner, one_hot
+from robustprune.train.learners.registry import register_learner
 
 __all__ = ["DivideMixLearner", "DivideMixOptions", "gmm_clean_prob", "co_divide"]
 
@@ -111,6 +112,7 @@ def _sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
     return pt / pt.sum(1, keepdim=True)
 
 
+@register_learner("divide_mix")
 class DivideMixLearner(Learner):
     """Two networks with co-divide and MixMatch; per-sample clean probabilities are kept per network."""
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from robustprune.train.engine import EpochContext
 from robustprune.train.learners.base import Learner
+from robustprune.train.learners.registry import register_learner
 
 __all__ = ["ELRLearner", "ELROptions", "elr_loss"]
 
@@ -58,6 +59,7 @@ def elr_loss(
     return mean(ce, weights) + opts.lam * reg, ce
 
 
+@register_learner()
 class ELRLearner(Learner):
     """Cross-entropy plus the ELR regulariser on the weak view; warm-up uses the same loss."""
 

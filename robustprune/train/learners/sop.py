@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from robustprune.train.engine import EpochContext
 from robustprune.train.learners.base import Learner, one_hot
+from robustprune.train.learners.registry import register_learner
 
 __all__ = ["SOPLearner", "SOPOptions", "sop_loss"]
 
@@ -83,6 +84,7 @@ def sop_loss(
     return loss, ce
 
 
+@register_learner("sop+")
 class SOPLearner(Learner):
     """SOP+ on weak (+ strong when ``rc > 0``) views; u and v are per-sample tensors outside the network."""
 
