@@ -149,3 +149,38 @@ def shared_graph_work() -> dict:
     except ValueError as exc:
         out["shared_overflow"] = str(exc)
     return out
+
+
+def peer_loss_worker(rank: int, world: int, port: int, out_dir: str, case: str) -> None:
+    """Rank 0 waits in a collective for rank 1, which does not come: it sleeps past the 2-second timeout
+    ("timeout"), ends without a word ("crash": ``os._exit``, as a SIGKILL would) or leaves on an error with
+    its note ("error"). Rank 0 records the PeerFailure it gets, and what the next collective does."""
+    import json
+    import time
+
+    os.environ["ROBUSTPRUNE_DIST_TIMEOUT"] = "2"
+    _join(rank, world, port)
+    from robustprune import distributed as dist
+
+    out = Path(out_dir)
+    if rank == 1:
+        (out / "rank1.pid").write_text(str(os.getpid()))
+        if case == "timeout":
+            time.sleep(3)
+            dist.leave("done")
+        elif case == "crash":
+            os._exit(0)
+        else:
+            dist.leave("error")
+        return
+    res: dict = {}
+    for attempt in ("first", "again"):
+        t0 = time.monotonic()
+        try:
+            dist.all_reduce(torch.ones(1))
+            res[attempt] = None
+        except dist.PeerFailure as exc:
+            res[attempt] = {"message": str(exc), "ranks": list(exc.ranks), "seconds": time.monotonic() - t0}
+    res["lost"] = dist.lost_peer()
+    (out / "rank0.json").write_text(json.dumps(res))
+    dist.leave("done")  # as the command line does: a broken group left alive may abort the exit

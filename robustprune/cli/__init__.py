@@ -60,7 +60,8 @@ def main() -> None:
 
     A usage error (an unknown option, ``--budget ten``) is one line ``error: ...`` naming the command's
     ``--help``, exit code 2, like every other bad input; a warning is one line ``warning: ...``. ``--debug``
-    may come before or after the subcommand."""
+    may come before or after the subcommand. Under torchrun a rank that stopped is one line naming it (exit
+    code 1) on each rank that survived it."""
     import sys
 
     try:  # typer up to 0.2x depends on click; newer releases carry their own copy
@@ -89,7 +90,27 @@ def main() -> None:
     except click.exceptions.ClickException as exc:
         print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:  # (click's form of a KeyboardInterrupt, SIGTERM included)
+        _exit_if_peer_lost(exc)
         print("error: aborted", file=sys.stderr)
         sys.exit(1)
+    except BaseException as exc:
+        _exit_if_peer_lost(exc)
+        raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _exit_if_peer_lost(exc: BaseException) -> None:
+    """One line and exit code 1 when ``exc`` tells that another torchrun rank stopped (outside a command's own
+    handler: a last collective, or torchrun's SIGTERM after a peer died)."""
+    import sys
+
+    from robustprune.cli._common import PEER_LOST
+
+    dist = sys.modules.get("robustprune.distributed")
+    failure = dist.peer_failure(exc) if dist is not None else None
+    if failure is None or STATE.debug:
+        return
+    print(f"error: {failure}; run the same command again to continue (with --resume for run and al)",
+          file=sys.stderr)  # fmt: skip
+    sys.exit(PEER_LOST)

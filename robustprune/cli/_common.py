@@ -2,7 +2,9 @@
 
 Every subcommand runs its library calls inside :func:`user_errors`. Bad input raises ``ValueError`` /
 ``TypeError`` / ``OSError`` in the library; here it becomes one line ``error: ...`` on stderr and exit code 2,
-with no traceback unless the global ``--debug`` option was given.
+with no traceback unless the global ``--debug`` option was given. An interrupt (Ctrl-C, SIGTERM) or, under
+torchrun, a rank that stopped (:class:`robustprune.distributed.PeerFailure`) ends a long command through
+:func:`stopped`: one line saying what happened and how to continue.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "Terminated",
     "sigterm_as_interrupt",
     "interrupt_code",
+    "stopped",
     "parse_value",
     "parse_key_values",
 ]
@@ -54,6 +57,8 @@ __all__ = [
 USAGE_ERROR = 2
 #: Exit code for a missing optional dependency or another environment problem.
 ENV_ERROR = 1
+#: Exit code when another rank of a torchrun job stopped.
+PEER_LOST = 1
 
 
 @dataclass
@@ -166,18 +171,43 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
+        if not _peer_lost():  # else torchrun's agent stopping the survivors: this rank is already on its way out
+            raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    finally:  # (after a lost peer, a SIGTERM must not cut the one line this rank is about to print)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if _peer_lost() else previous)
+
+
+def _peer_lost() -> bool:
+    dist = sys.modules.get("robustprune.distributed")  # (not imported: no process group, nothing lost)
+    return dist is not None and dist.lost_peer()
 
 
 def interrupt_code(exc: KeyboardInterrupt) -> int:
     """The shell's exit status for a stop by SIGTERM (143) or SIGINT (130)."""
     return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def stopped(exc: BaseException, advice: str) -> None:
+    """For ``except BaseException`` around a long command: when ``exc`` is an interrupt or a lost torchrun peer,
+    end the command with one line ``error: WHAT; ADVICE`` (``advice``: how to continue) and the exit code that
+    says so; return otherwise (the caller re-raises).
+
+    A lost peer is :class:`robustprune.distributed.PeerFailure`, a collective's communication error, or a
+    SIGTERM that torchrun's agent sent because a peer died (the line names the peer, not the SIGTERM); with
+    ``--debug`` it is re-raised with its traceback."""
+    dist = sys.modules.get("robustprune.distributed")
+    failure = dist.peer_failure(exc) if dist is not None else None
+    if failure is not None:
+        if STATE.debug:
+            raise exc
+        fail(f"{failure}; {advice}", PEER_LOST)
+    if isinstance(exc, KeyboardInterrupt):
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        fail(f"{what}; {advice}", interrupt_code(exc))
 
 
 def parse_value(text: str) -> Any:

@@ -12,11 +12,10 @@ from typing import Any
 from robustprune.al import ALConfig, default_al_name, run_al
 from robustprune.cli._common import (
     ProgressBar,
-    Terminated,
     fail,
-    interrupt_code,
     sigterm_as_interrupt,
     stdout_console,
+    stopped,
     user_errors,
 )
 from robustprune.cli.run import config_parameter, config_values
@@ -74,10 +73,10 @@ def al_command(**kw: Any) -> None:
         try:
             with sigterm_as_interrupt(), ProgressBar(delay=0.5) as bar:
                 res = run_al(cfg, al, progress=show)
-        except KeyboardInterrupt as exc:
-            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        except BaseException as exc:  # an interrupt, or under torchrun a rank that stopped: one line
             again = "--resume in place of --force" if cfg.force else "plus --resume"
-            fail(f"{what}; continue with the same command {again} (directory {cfg.out})", interrupt_code(exc))
+            stopped(exc, f"continue with the same command {again} (directory {cfg.out})")
+            raise
         s = res.summary
         con.print(
             f"final test accuracy {100 * s['final_test_accuracy']:.2f}% with {s['final_labelled']} labelled; "

@@ -18,12 +18,11 @@ from rich.text import Text
 from robustprune.bench.report import format_hms
 from robustprune.cli._common import (
     ProgressBar,
-    Terminated,
     fail,
-    interrupt_code,
     parse_key_values,
     sigterm_as_interrupt,
     stdout_console,
+    stopped,
     user_errors,
 )
 from robustprune.cli.run import config_parameter, config_values
@@ -262,10 +261,10 @@ def _sweep(spec: Any, out: Path, jobs: int, force: bool, no_figures: bool, reuse
         with sigterm_as_interrupt():
             result = run_bench(spec, out, jobs=jobs, force=force, reuse_stale=reuse_stale, command=command,
                                progress=bars)  # fmt: skip
-    except KeyboardInterrupt as exc:
+    except BaseException as exc:  # an interrupt, or under torchrun a rank that stopped: one line
         bars.close()
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        fail(f"{what}; run the same command again to continue (finished cells are kept in {out})", interrupt_code(exc))
+        stopped(exc, f"run the same command again to continue (finished cells are kept in {out})")
+        raise
     finally:
         bars.close()
     import robustprune.distributed as dist

@@ -14,12 +14,11 @@ from rich.text import Text
 
 from robustprune.cli._common import (
     ProgressBar,
-    Terminated,
     fail,
-    interrupt_code,
     parse_key_values,
     sigterm_as_interrupt,
     stdout_console,
+    stopped,
     user_errors,
 )
 from robustprune.cli.select import parse_params
@@ -304,11 +303,11 @@ def _run_and_report(cfg: RunConfig, *, model_given: bool) -> None:
     except DivergenceError as exc:
         bars.close()
         fail(f"{exc} (then rerun with --force)", 1)
-    except KeyboardInterrupt as exc:
+    except BaseException as exc:  # an interrupt, or under torchrun a rank that stopped: one line
         bars.close()
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         again = "--resume in place of --force" if cfg.force else "plus --resume"
-        fail(f"{what}; continue with the same command {again} (run directory {target})", interrupt_code(exc))
+        stopped(exc, f"continue with the same command {again} (run directory {target})")
+        raise
     finally:
         bars.close()
     proto = protocol_for(cfg.dataset)

@@ -22,8 +22,11 @@ each rank trains on its share (``index_batches``: no padding, no example twice),
 in ``DistributedDataParallel`` (gradients averaged, so one step equals one step on the whole global batch).
 Per-example state outside the networks is updated on each rank's own rows and gathered at the end of every
 epoch (:meth:`Learner.sync_state <robustprune.train.learners.base.Learner.sync_state>`); the epoch loss is
-averaged over ranks and a divergence anywhere stops every rank. Rank 0 alone writes checkpoints; on resume
-it reads the checkpoint and hands it to the others, so a run resumes with any world size.
+averaged over ranks and a divergence anywhere stops every rank. Rank 0 alone writes checkpoints (atomically,
+after each epoch); on resume it reads the checkpoint and hands it to the others, so a run resumes with any
+world size. A rank that dies mid-epoch makes the others stop with
+:class:`~robustprune.distributed.PeerFailure` (from the gradient all-reduce too); the last checkpoint is the
+one of the last finished epoch.
 """
 
 from __future__ import annotations
@@ -440,7 +443,8 @@ def run_epochs(
             cb.on_epoch_start(epoch)
         ctx = EpochContext(run, epoch, learner.config, callbacks, progress)
         lr = learner.optimizers[0].param_groups[0]["lr"] if learner.optimizers else None
-        with torch.random.fork_rng(devices=cuda_devices):
+        # a peer lost in DDP's gradient all-reduce is a PeerFailure naming it, as in the other collectives
+        with torch.random.fork_rng(devices=cuda_devices), dist.peer_errors():
             torch.manual_seed(derive_seed(learner.config.seed, stage, "torch", epoch, *rank_key(world.rank)))
             learner.run_epoch(ctx)
         logs = ctx.finish()
