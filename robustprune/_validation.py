@@ -23,21 +23,19 @@ __all__ = [
     "check_same_examples",
 ]
 
-#: Signals whose examples run along the second axis (one row per warm-up epoch): (E, N) or (E, N, K).
-_PER_EPOCH = frozenset({"correct", "losses", "margins", "epoch_probs"})
-
-
-def check_same_examples(arrays: dict[str, Any]) -> None:
+def check_same_examples(arrays: dict[str, Any], axes: dict[str, tuple[int, int]]) -> None:
     """Raise if the given signals disagree on the number of examples, naming the array(s) that differ from
-    the majority (labels win a tie). ``None`` entries are skipped; shapes are read without converting."""
+    the majority (labels win a tie). ``axes[name]`` is (the axis that indexes examples, the array's number of
+    dimensions); ``None`` entries are skipped; shapes are read without converting."""
     counts: dict[str, int] = {}
     for name, value in arrays.items():
         if value is None:
             continue
         shape = np.shape(value)
-        if not shape or (name in _PER_EPOCH and len(shape) < (3 if name == "epoch_probs" else 2)):
+        axis, ndim = axes[name]
+        if not shape or (axis > 0 and len(shape) < ndim):
             continue  # a malformed array: its own check names the problem
-        counts[name] = int(shape[1] if name in _PER_EPOCH else shape[0])
+        counts[name] = int(shape[axis])
     if len(set(counts.values())) <= 1:
         return
     tally: dict[int, int] = {}

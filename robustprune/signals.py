@@ -32,6 +32,7 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -50,19 +51,108 @@ from robustprune._validation import (
 )
 
 __all__ = [
-    "Signals", "SCHEMA_VERSION", "ON_DEMAND_SIGNALS", "load_signals", "save_signals", "SignalSource",
+    "Signals", "SignalSpec", "SIGNALS", "SIGNAL_NAMES", "check_signals", "example_axis", "SCHEMA_VERSION",
+    "ON_DEMAND_SIGNALS", "load_signals", "save_signals", "SignalSource",
     "parse_signal_source", "SIGNAL_SOURCES",
 ]  # fmt: skip
 
 SCHEMA_VERSION = 1
-_ARRAY_KEYS = ("labels", "probs", "features", "correct", "losses", "margins", "epoch_probs", "deepfool", "true_labels")
-#: Per-epoch arrays: examples run along axis 1.
-_PER_EPOCH_KEYS = ("correct", "losses", "margins", "epoch_probs")
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """One named per-example array: how it is shaped, what it means and how it is checked.
+
+    :data:`SIGNALS` is the one table of them: :class:`Signals`, the method registry (which signals a method may
+    ask for), ``select``'s validation and its error messages, and the README's table all read it.
+    """
+
+    name: str
+    shape: str  # e.g. "(E, N, K) float"
+    meaning: str
+    example_axis: int  # the axis that indexes examples
+    ndim: int
+    check: Callable[[Any, int | None], np.ndarray]  # (value, N or None) -> the validated array
+    class_axis: int | None = None  # the axis whose length is the number of classes K
+    on_demand: bool = False  # computed by a run only when asked (large or slow)
+    note: str = ""  # how it is produced, when that needs saying
+    method_input: bool = True  # False: carried by a bundle, never given to a method (true_labels)
+
+
+#: Every array a signals bundle may hold, in the order they are checked (labels first: the others are
+#: compared with it).
+SIGNALS: tuple[SignalSpec, ...] = (
+    SignalSpec("labels", "(N,) int", "the given (possibly noisy) class index of each example", 0, 1,
+               lambda v, n: check_labels(v, n)),
+    SignalSpec("probs", "(N, K) float", "softmax outputs of a warmed-up model on each training example", 0, 2,
+               lambda v, n: check_probs(v, n), class_axis=1),
+    SignalSpec("features", "(N, D) float", "penultimate-layer embeddings of each training example (float16 is "
+               "fine)", 0, 2, lambda v, n: check_features(v, n)),
+    SignalSpec("correct", "(E, N) bool", "per warm-up epoch: the prediction equals the given label", 1, 2,
+               lambda v, n: check_dynamics(v, "correct", n, boolean=True)),
+    SignalSpec("losses", "(E, N) float", "per warm-up epoch: cross-entropy on the given label", 1, 2,
+               lambda v, n: check_dynamics(v, "losses", n)),
+    SignalSpec("margins", "(E, N) float", "per warm-up epoch: AUM margin (given-label logit minus the largest "
+               "other logit)", 1, 2, lambda v, n: check_dynamics(v, "margins", n)),
+    SignalSpec("epoch_probs", "(E, N, K) float", "per-epoch softmax outputs of the warm-up's training passes "
+               "(float16)", 1, 3, lambda v, n: check_epoch_probs(v, n), class_axis=2, on_demand=True,
+               note="recorded only on demand: a run records it when its method needs it, make_signals when "
+               "extra_signals=['epoch_probs']"),
+    SignalSpec("deepfool", "(N,) float", "DeepFool minimal-perturbation norm (not squared) of each example under "
+               "the warmed-up model", 0, 1, lambda v, n: check_distances(v, "deepfool", n), on_demand=True,
+               note="computed only on demand: a run computes it when its method needs it, make_signals when "
+               "extra_signals=['deepfool']"),
+    SignalSpec("true_labels", "(N,) int", "clean labels, known only when the noise was injected", 0, 1,
+               lambda v, n: check_labels(v, n), method_input=False),
+)  # fmt: skip
+_SPECS = {s.name: s for s in SIGNALS}
+_ARRAY_KEYS = tuple(_SPECS)
+_AXES = {s.name: (s.example_axis, s.ndim) for s in SIGNALS}
+
+#: The signals a selection method may ask for.
+SIGNAL_NAMES = tuple(s.name for s in SIGNALS if s.method_input)
 
 #: Signals a run computes only when asked, because they are large (``epoch_probs`` is E·N·K) or slow
 #: (``deepfool`` runs an attack): when the run's method requires them, or when a config lists them in
 #: ``extra_signals`` (see :class:`robustprune.runconfig.RunConfig`).
-ON_DEMAND_SIGNALS = ("epoch_probs", "deepfool")
+ON_DEMAND_SIGNALS = tuple(s.name for s in SIGNALS if s.on_demand)
+
+
+def example_axis(name: str) -> int:
+    """The axis of signal ``name`` that indexes examples."""
+    return _SPECS[name].example_axis
+
+
+def check_signals(arrays: dict[str, Any], *, trusted: frozenset[str] | set[str] = frozenset()) -> dict[str, np.ndarray]:
+    """The one validation of named signal arrays, by :data:`SIGNALS`: each array by its own check (except those
+    in ``trusted``, already checked, e.g. by a :class:`Signals`), every array with the same number of examples,
+    every class axis of the same length K, and labels below K. ``None`` entries are skipped. Returns the
+    validated arrays (cast as each check casts), in the table's order."""
+    present = {k: v for k, v in arrays.items() if v is not None}
+    check_same_examples(present, _AXES)
+    out: dict[str, np.ndarray] = {}
+    n = None
+    for spec in SIGNALS:
+        if spec.name not in present:
+            continue
+        value = present[spec.name]
+        arr = value if spec.name in trusted else spec.check(value, n)
+        n = int(arr.shape[spec.example_axis])
+        out[spec.name] = arr
+    classes = [
+        (s.name, int(out[s.name].shape[s.class_axis])) for s in SIGNALS if s.class_axis is not None and s.name in out
+    ]
+    if len({k for _, k in classes}) > 1:
+        (a, ka), (b, kb) = classes[0], classes[1]
+        raise ValueError(f"{b} has {kb} classes but {a} has {ka}")
+    if classes:
+        name, k = classes[0]
+        for lab in ("labels", "true_labels"):
+            if lab in out and int(out[lab].max()) >= k:
+                raise ValueError(
+                    f"{lab} must be < the number of classes ({k}) given by {name}, found {int(out[lab].max())}"
+                )
+    return out
 
 
 @dataclass
@@ -85,34 +175,10 @@ class Signals:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_same_examples({name: getattr(self, name) for name in _ARRAY_KEYS})
-        self.labels = check_labels(self.labels)
-        n = self.labels.shape[0]
-        if self.probs is not None:
-            self.probs = check_probs(self.probs, n)
-            k = self.probs.shape[1]
-            if self.labels.max() >= k:
-                raise ValueError(f"labels contain class {int(self.labels.max())} but probs has only {k} columns")
-        if self.features is not None:
-            self.features = check_features(self.features, n)
-        if self.correct is not None:
-            self.correct = check_dynamics(self.correct, "correct", n, boolean=True)
-        if self.losses is not None:
-            self.losses = check_dynamics(self.losses, "losses", n)
-        if self.margins is not None:
-            self.margins = check_dynamics(self.margins, "margins", n)
-        if self.epoch_probs is not None:
-            k = None if self.probs is None else self.probs.shape[1]
-            self.epoch_probs = check_epoch_probs(self.epoch_probs, n, k)
-            if self.labels.max() >= self.epoch_probs.shape[2]:
-                raise ValueError(
-                    f"labels contain class {int(self.labels.max())} but epoch_probs has only "
-                    f"{self.epoch_probs.shape[2]} classes"
-                )
-        if self.deepfool is not None:
-            self.deepfool = check_distances(self.deepfool, "deepfool", n)
-        if self.true_labels is not None:
-            self.true_labels = check_labels(self.true_labels, n)
+        if self.labels is None:
+            raise ValueError("labels are required: the given class index of each example")
+        for name, arr in check_signals({k: getattr(self, k) for k in _ARRAY_KEYS}).items():
+            setattr(self, name, arr)
         if not isinstance(self.meta, dict):
             raise ValueError("meta must be a dict of JSON-serialisable values")
 
@@ -153,7 +219,7 @@ class Signals:
         kw: dict[str, Any] = {}
         for k in self.available():
             a = getattr(self, k)
-            kw[k] = a[:, idx] if k in _PER_EPOCH_KEYS else a[idx]
+            kw[k] = np.take(a, idx, axis=_SPECS[k].example_axis)
         return Signals(**kw, meta=dict(self.meta))
 
     def save(self, path: str | os.PathLike, *, compress: bool = False) -> Path:

@@ -8,18 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robustprune._validation import (
-    check_distances,
-    check_dynamics,
-    check_epoch_probs,
-    check_features,
-    check_labels,
-    check_probs,
-    check_same_examples,
-)
 from robustprune.selection.budget import resolve_budget, select_by_scores
-from robustprune.selection.registry import SIGNAL_HELP, MethodInfo, get_method
+from robustprune.selection.registry import SIGNAL_HELP, SIGNAL_NAMES, MethodInfo, get_method
 from robustprune.selection.result import MethodOutput, Selection
+from robustprune.signals import check_signals, example_axis
 
 if TYPE_CHECKING:
     from robustprune.selection.core.graph import SharedBuild
@@ -198,10 +190,6 @@ def select(
     )
 
 
-#: The axis that indexes examples in each signal (0 unless listed).
-_EXAMPLE_AXIS = {"correct": 1, "losses": 1, "margins": 1, "epoch_probs": 1}
-
-
 def _index_set(value: Any, n: int, name: str) -> np.ndarray:
     """Example indices (ascending int64) from an index array or a boolean mask of length ``n``, checked."""
     a = np.asarray(value)
@@ -245,17 +233,20 @@ def _pool_and_start(n: int, candidates: Any, start: Any) -> tuple[np.ndarray | N
 
 
 def _slice(arrays: dict[str, np.ndarray], pool: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: np.take(v, pool, axis=_EXAMPLE_AXIS.get(name, 0)) for name, v in arrays.items()}
+    return {name: np.take(v, pool, axis=example_axis(name)) for name, v in arrays.items()}
 
 
 def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.ndarray]:
+    """The signals the method reads (and the labels whenever given: for class balance and N), validated once by
+    :func:`~robustprune.signals.check_signals`; arrays of a :class:`~robustprune.signals.Signals` bundle were
+    checked when it was made and are only compared with the others."""
     raw: dict[str, Any] = {}
     if signals is not None:
         if not hasattr(signals, "arrays"):
             raise TypeError("signals must be a robustprune.Signals (use Signals.load(path) for a file)")
         raw.update(signals.arrays())
-    raw.update({k: v for k, v in explicit.items() if v is not None})
-    wanted = (*info.requires, *info.optional)
+    given = {k: v for k, v in explicit.items() if v is not None}
+    raw.update(given)
     missing = [s for s in info.requires if s not in raw]
     if missing:
         s = missing[0]
@@ -263,53 +254,18 @@ def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.nda
             f"method {info.name!r} needs the signal {s!r} ({SIGNAL_HELP[s]}); give a signals file that "
             f"has the array {s!r} (robustprune run writes one after warm-up) or pass {s}=... in Python"
         )
-    # Validate every array the method will see, plus labels whenever given (for balance and N checks).
-    check_same_examples({k: raw.get(k) for k in ("labels", *wanted) if k in raw})
-    out: dict[str, np.ndarray] = {}
-    n = None
-    order = ("probs", "features", "labels", "correct", "losses", "margins", "epoch_probs", "deepfool")
-    checked = [s for s in order if s in raw and (s in wanted or s == "labels")]
-    if not checked:  # a method that reads no signal (uniform, full): the first one given tells N
-        checked = [s for s in order if s in raw][:1]
-    for name in checked:
-        v = raw[name]
-        if name == "probs":
-            arr = check_probs(v, n)
-            n = arr.shape[0]
-        elif name == "features":
-            arr = check_features(v, n)
-            n = arr.shape[0]
-        elif name == "labels":
-            arr = check_labels(v, n, out["probs"].shape[1] if "probs" in out else None)
-            n = arr.shape[0]
-        elif name == "epoch_probs":
-            arr = check_epoch_probs(v, n, out["probs"].shape[1] if "probs" in out else None)
-            n = arr.shape[1]
-            if "labels" in out and out["labels"].max() >= arr.shape[2]:
-                raise ValueError(
-                    f"labels must be < the number of classes ({arr.shape[2]}) given by epoch_probs, "
-                    f"found {int(out['labels'].max())}"
-                )
-        elif name == "deepfool":
-            arr = check_distances(v, name, n)
-            n = arr.shape[0]
-        else:
-            arr = check_dynamics(v, name, n, boolean=(name == "correct"))
-            n = arr.shape[1]
-        out[name] = arr
-    if not out:
+    wanted = {*info.requires, *info.optional, "labels"}
+    use = [s for s in SIGNAL_NAMES if s in raw and s in wanted]
+    if not use:  # a method that reads no signal (uniform, full): the first one given tells N
+        use = [s for s in SIGNAL_NAMES if s in raw][:1]
+    if not use:
         raise ValueError("pass at least labels (or another signal) so the number of examples is known")
-    return out
+    return check_signals({s: raw[s] for s in use}, trusted=set(use) - set(given))
 
 
 def _n_of(arrays: dict[str, np.ndarray]) -> int:
-    for name in ("labels", "probs", "features", "deepfool"):
-        if name in arrays:
-            return int(arrays[name].shape[0])
-    for name in ("correct", "losses", "margins", "epoch_probs"):
-        if name in arrays:
-            return int(arrays[name].shape[1])
-    raise AssertionError("unreachable: _gather guarantees one signal")
+    name = next(iter(arrays))  # _gather guarantees one signal
+    return int(arrays[name].shape[example_axis(name)])
 
 
 def _check_result(name: str, indices: np.ndarray, k: int, n: int) -> None:

@@ -13,24 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from robustprune._registry import Registry
+from robustprune.signals import SIGNAL_NAMES as _SIGNAL_NAMES
+from robustprune.signals import SIGNALS
 
 __all__ = ["MethodInfo", "Fact", "register", "unregister", "get_method", "list_methods", "SIGNAL_NAMES", "SIGNAL_HELP"]
 
-#: Every per-example signal a method may ask for, in the vocabulary of :class:`robustprune.Signals`.
-SIGNAL_NAMES = ("labels", "probs", "features", "correct", "losses", "margins", "epoch_probs", "deepfool")
-
-#: How each signal is produced, for error messages.
+#: Every per-example signal a method may ask for, and how each is produced (for error messages): read from
+#: the one table of signals, :data:`robustprune.signals.SIGNALS`.
+SIGNAL_NAMES = _SIGNAL_NAMES
 SIGNAL_HELP = {
-    "labels": "the given (possibly noisy) class index of each example, shape (N,)",
-    "probs": "softmax outputs of a warmed-up model on each training example, shape (N, K)",
-    "features": "penultimate-layer embeddings of each training example, shape (N, D)",
-    "correct": "per-epoch flags 'prediction equals the given label' recorded during warm-up, shape (E, N)",
-    "losses": "per-epoch cross-entropy on the given label recorded during warm-up, shape (E, N)",
-    "margins": "per-epoch AUM margins (given-label logit minus largest other logit), shape (E, N)",
-    "epoch_probs": "per-epoch softmax outputs of the warm-up's training passes, shape (E, N, K), recorded only on "
-    "demand: a run records it when its method needs it, make_signals when extra_signals=['epoch_probs']",
-    "deepfool": "DeepFool minimal-perturbation norm of each example under the warmed-up model, shape (N,), computed "
-    "only on demand: a run computes it when its method needs it, make_signals when extra_signals=['deepfool']",
+    s.name: f"{s.meaning}, shape {s.shape.rsplit(' ', 1)[0]}" + (f", {s.note}" if s.note else "")
+    for s in SIGNALS
+    if s.method_input
 }
 
 KINDS = ("score", "greedy", "sampling")
