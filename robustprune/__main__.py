@@ -29,7 +29,9 @@ def _main() -> None:
 
 def _leave(ok: bool) -> None:
     """Leave the process group if one was joined: after a barrier when this rank succeeded (a failed rank
-    does not wait for peers that may never arrive)."""
+    does not wait for peers that may never arrive). A command that never imported torch joined none."""
+    if "torch.distributed" not in sys.modules:
+        return
     import torch.distributed as tdist
 
     if not (tdist.is_available() and tdist.is_initialized()):

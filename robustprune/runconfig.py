@@ -15,9 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from robustprune._device import resolve_device
 from robustprune.protocols import protocol_for
-from robustprune.selection.budget import check_fraction
 from robustprune.signals import ON_DEMAND_SIGNALS, parse_signal_source
 
 __all__ = [
@@ -286,6 +284,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be an integer, got {v!r}")
         f = self.fraction
         if f is not None:
+            from robustprune.selection.budget import check_fraction  # here: the command line's help needs none
+
             check_fraction(f)
         if f is None and self.selection is None:
             raise ValueError("fraction is required unless a selection file is given")
@@ -346,6 +346,7 @@ def resolve_config(config: RunConfig) -> RunConfig:
 
     Needs no data: whether a user dataset is tabular (which picks its default model) is read from the
     dataset's metadata (:meth:`~robustprune.data.DatasetInfo.is_tabular`)."""
+    from robustprune._device import resolve_device
     from robustprune.data import get_dataset_info
     from robustprune.models import get_model_info
     from robustprune.noise import parse_noise

@@ -207,3 +207,53 @@ def test_a_library_warning_is_one_line_without_its_source(tmp_path):
     warned = [x for x in done.stderr.splitlines() if "has no test set" in x]
     assert warned == [x for x in warned if x.startswith("warning: ")] and len(warned) == 1, done.stderr
     assert "UserWarning" not in done.stderr and "return load_dataset(" not in done.stderr
+
+
+# ------------------------------------------------------------------ start-up: no torch for the command line itself
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["--help"],
+        ["run", "--help"],
+        ["select", "--help"],
+        ["al", "--help"],
+        ["bench", "--help"],
+        ["signals", "--help"],
+        ["methods", "--help"],
+        ["report", "--help"],
+    ],  # fmt: skip
+)
+def test_the_command_line_starts_without_torch(argv):
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['robustprune', *{argv!r}]\n"
+        "try:\n    runpy.run_module('robustprune', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'matplotlib', 'scipy', 'sklearn'})\n"
+        "sel = sorted(m for m in sys.modules if m.startswith('robustprune.selection'))\n"
+        "print('HEAVY', heavy, sel)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "HEAVY [] []", done.stdout[-500:]
+
+
+def test_the_package_root_loads_its_public_names_on_first_use():
+    code = (
+        "import sys, robustprune as rp\n"
+        "assert 'torch' not in sys.modules and 'robustprune.selection' not in sys.modules\n"
+        "assert rp.__all__ == ['__version__', 'select', 'Selection', 'MethodOutput', 'MethodInfo', 'list_methods',"
+        " 'get_method', 'register', 'class_quotas', 'select_by_scores', 'Signals', 'load_signals', 'save_signals',"
+        " 'SCHEMA_VERSION', 'signals_from_embeddings', 'cross_fitted_probe']\n"
+        "from robustprune import select, Signals, signals_from_embeddings\n"
+        "from robustprune.selection.api import select as s2\n"
+        "assert select is s2 and callable(rp.get_method) and rp.selection.registry.get_method is rp.get_method\n"
+        "ns = {}\nexec('from robustprune import *', ns)\nassert set(rp.__all__) <= set(ns)\n"
+        "try:\n    rp.nope\nexcept AttributeError as exc:\n    print('OK', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "OK module 'robustprune' has no attribute 'nope'", (
+        done.stdout + done.stderr[-2000:]
+    )

@@ -15,7 +15,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from robustprune.bench.report import format_hms
 from robustprune.cli._common import (
     ProgressBar,
     Terminated,
@@ -69,6 +68,8 @@ class _BenchBars:
                 line += f" in {ev.seconds:.1f} s"
             line += f"  [{ev.done}/{ev.total} cells"
             if not self.bar.enabled:  # piped: the bar's elapsed and remaining time go on the line instead
+                from robustprune.bench.report import format_hms
+
                 line += f", {format_hms(time.perf_counter() - self.t0)} elapsed, {_eta(ev.eta)}"
             self.bar.line(line + "]")
             if self.stage_name:

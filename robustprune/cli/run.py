@@ -6,7 +6,7 @@ import time
 import typing
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,11 +25,24 @@ from robustprune.cli._common import (
 from robustprune.cli.select import parse_params
 from robustprune.data import dataset_names_help
 from robustprune.explain import explain_config
-from robustprune.pipeline import RunResult, run
 from robustprune.protocols import protocol_for
 from robustprune.runconfig import Flag, RunConfig, default_run_name, resolve_config
-from robustprune.rundir import ARTIFACTS, StageDone
-from robustprune.train.engine import DivergenceError, ProgressInfo
+
+if TYPE_CHECKING:  # the pipeline, the run directory and the engine import torch: loaded when a run starts
+    from robustprune.pipeline import RunResult
+    from robustprune.rundir import StageDone
+    from robustprune.train.engine import ProgressInfo
+
+
+def __getattr__(name: str) -> Any:
+    """``run``, the pipeline's entry point, imported on first use (it imports torch; ``--help`` needs none)."""
+    if name == "run":
+        from robustprune.pipeline import run
+
+        globals()["run"] = run
+        return run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _LABELS = {
     "data": "data",
@@ -51,7 +64,9 @@ class _Bars:
         self.bar = bar if bar is not None else ProgressBar(delay=0.0)
         self._started: dict[str, float] = {}
 
-    def __call__(self, info: ProgressInfo | StageDone) -> None:
+    def __call__(self, info: "ProgressInfo | StageDone") -> None:
+        from robustprune.rundir import StageDone
+
         label = _LABELS.get(info.stage, info.stage)
         if isinstance(info, StageDone):
             self.bar.remove(info.stage)
@@ -91,7 +106,9 @@ def _pct(v: Any) -> str:
 _STATE_NAMES = {"u": "u²", "v": "v²", "clean_prob": "clean posterior"}
 
 
-def _summary(result: RunResult, model_note: str = "") -> None:
+def _summary(result: "RunResult", model_note: str = "") -> None:
+    from robustprune.rundir import ARTIFACTS
+
     m = result.metrics
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -300,8 +317,11 @@ def build_run_command(config_cls: type[RunConfig] = RunConfig) -> Any:
 
 
 def _run_and_report(cfg: RunConfig, *, model_given: bool) -> None:
+    from robustprune.train.engine import DivergenceError
+
     target = Path(cfg.out) if cfg.out is not None else _default_out(cfg)
     cfg = replace(cfg, out=str(target))
+    run = globals().get("run") or __getattr__("run")  # (a test may have replaced it)
     bars = _Bars()
     try:
         with sigterm_as_interrupt():
