@@ -209,6 +209,19 @@ def test_a_library_warning_is_one_line_without_its_source(tmp_path):
     assert "UserWarning" not in done.stderr and "return load_dataset(" not in done.stderr
 
 
+# ------------------------------------------------------------------ help texts
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["bench"], ["al"], ["select"], ["signals"], ["methods"], ["report"]])
+def test_help_shows_no_value_type_for_a_flag(command):
+    r = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "--help" in r.stdout
+    assert "<bool>" not in r.stdout and "bool" not in r.stdout.lower().replace("boolean", ""), r.stdout
+    if command == ["run"]:  # the flags themselves are still there, and options with values keep theirs
+        flags = [x for x in r.stdout.splitlines() if "--force" in x or "--no-class-balanced" in x or "--dry-run" in x]
+        assert len(flags) == 3 and any("NAME" in x for x in r.stdout.splitlines() if "--dataset" in x)
+
+
 # ------------------------------------------------------------------ start-up: no torch for the command line itself
 
 
