@@ -222,6 +222,28 @@ def test_help_shows_no_value_type_for_a_flag(command):
         assert len(flags) == 3 and any("NAME" in x for x in r.stdout.splitlines() if "--dataset" in x)
 
 
+# ------------------------------------------------------------------ al's default acquisition
+
+
+def test_al_queries_with_runs_method_by_default_and_its_help_says_why():
+    from dataclasses import fields
+
+    from robustprune.cli.al import DEFAULT_METHOD
+    from robustprune.runconfig import RunConfig
+
+    run_default = next(f.default for f in fields(RunConfig) if f.name == "method")
+    assert DEFAULT_METHOD == run_default == "prune4rel_auto"
+    text = " ".join(CliRunner().invoke(app, ["al", "--help"], env={"COLUMNS": "400"}).stdout.replace("│", " ").split())
+    method = text[text.index("--method -m") : text.index("--param -p")]  # its row in the options panel
+    assert "[default: prune4rel_auto]" in method and "noisy oracle" in method and "docs/results.md" in method
+    assert "--method uncertainty --param kind=margin" in method  # what to pass with a clean oracle
+    assert "runs/al-<dataset>" in text  # al's own directory name, not run's
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "Without `--method` the loop queries with `prune4rel_auto`" in readme
+
+
 # ------------------------------------------------------------------ start-up: no torch for the command line itself
 
 
