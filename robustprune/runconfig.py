@@ -370,8 +370,9 @@ def resolve_config(config: RunConfig) -> RunConfig:
     device = resolve_device(c.device)
     default_model = proto.cpu_model if proto.cpu_model is not None and device.type == "cpu" else proto.model
     model = get_model_info(c.model if c.model is not None else default_model).name
-    if c.selection is not None:
-        method, params, fraction, selection = "file", {}, None, str(Path(c.selection).expanduser().resolve())
+    if c.selection is not None:  # of the method options only weighted=false applies: train without its weights
+        params = {"weighted": False} if c.params.get("weighted") is False else {}
+        method, fraction, selection = "file", None, str(Path(c.selection).expanduser().resolve())
     else:
         info = get_method(c.method)
         if c.class_balanced and info.balance == "none":

@@ -244,6 +244,33 @@ def test_al_queries_with_runs_method_by_default_and_its_help_says_why():
     assert "Without `--method` the loop queries with `prune4rel_auto`" in readme
 
 
+# ------------------------------------------------------------------ weights written by select
+
+
+def test_select_says_where_the_weights_of_a_weighted_method_went(tmp_path, signals_file):
+    out = tmp_path / "sel.npz"
+    r = CliRunner().invoke(app, ["select", "--signals", str(signals_file), "--method", "craig", "--fraction", "0.3",
+                                 "--out", str(out)], env={"COLUMNS": "400"})  # fmt: skip
+    assert r.exit_code == 0, r.output
+    row = next(x for x in r.stdout.splitlines() if x.startswith("weights "))
+    w = np.load(out)["weights"]
+    for fact in (f"min {w.min():.3g}", f"mean {w.mean():.3g}", f"max {w.max():.3g}", f"in {out};",
+                 f"robustprune run --selection {out} trains with them", "--param weighted=false"):  # fmt: skip
+        assert fact in row, (fact, row)
+    plain = CliRunner().invoke(app, ["select", "--signals", str(signals_file), "--method", "uniform", "--fraction",
+                                     "0.3", "--out", str(tmp_path / "u.npz")])  # fmt: skip
+    assert plain.exit_code == 0 and "weights" not in plain.stdout
+
+
+def test_run_with_a_selection_file_keeps_weighted_false(tmp_path):
+    from robustprune.runconfig import RunConfig, resolve_config
+
+    sel = str(tmp_path / "sel.npz")
+    off = resolve_config(RunConfig(selection=sel, fraction=None, params={"weighted": False}))
+    assert off.method == "file" and off.params == {"weighted": False}  # what the training stage reads
+    assert resolve_config(RunConfig(selection=sel, fraction=None)).params == {}
+
+
 # ------------------------------------------------------------------ start-up: no torch for the command line itself
 
 

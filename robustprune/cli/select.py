@@ -68,7 +68,7 @@ def _histogram(counts: np.ndarray) -> str:
     )
 
 
-def _summary(sel: "Selection", sig: "Signals", written: list[Path]) -> None:
+def _summary(sel: "Selection", sig: "Signals", written: list[Path], out_npz: Path) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -98,6 +98,14 @@ def _summary(sel: "Selection", sig: "Signals", written: list[Path]) -> None:
                 "warm-up prediction correct",
                 f"{100.0 * right[mask].mean():.1f}% in the subset vs {100.0 * right.mean():.1f}% overall",
             )
+    if sel.weights is not None:  # craig, gradmatch: one loss weight per kept example, saved beside the indices
+        w = np.asarray(sel.weights, dtype=np.float64)
+        row(
+            "weights",
+            f"one loss weight per kept example (min {w.min():.3g}, mean {w.mean():.3g}, max {w.max():.3g}), "
+            f"in {out_npz}; robustprune run --selection {out_npz} trains with them, add --param weighted=false "
+            "to train without them",
+        )
     row("wrote", ", ".join(str(p) for p in written))
     stdout_console().print(grid)
 
@@ -186,4 +194,4 @@ def select_command(
         if save_signals is not None:
             written.append(sig.save(save_signals))
         written.extend(sel.save(out_npz))
-    _summary(sel, sig, written)
+    _summary(sel, sig, written, out_npz)
