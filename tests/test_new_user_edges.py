@@ -271,6 +271,34 @@ def test_run_with_a_selection_file_keeps_weighted_false(tmp_path):
     assert resolve_config(RunConfig(selection=sel, fraction=None)).params == {}
 
 
+# ------------------------------------------------------------------ a corrupt cell under report
+
+
+def test_report_names_a_corrupt_cell_file_and_how_to_recompute_it(tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(sys, "argv", ["robustprune", *TINY_BENCH, "--out", str(out)])  # what bench.json records
+    assert CliRunner().invoke(app, [*TINY_BENCH, "--out", str(out)]).exit_code == 0
+    cell = next(out.glob("cells/*/*/metrics.json"))
+    written = {p: p.read_bytes() for p in out.glob("*") if p.is_file()}
+    for content in (b"\xff\xfe{", b"[1, 2]\n", b'{"test_accuracy": 0.'):  # not text, not an object, truncated
+        cell.write_bytes(content)
+        r = CliRunner().invoke(app, ["report", str(out), "--no-figures"])
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+        assert f"cannot read the cell metrics {cell} (" in lines[0] and "Traceback" not in r.output
+        assert (
+            f"delete its cell directory {cell.parent} and run the sweep's command (robustprune bench --dataset"
+            in (lines[0])
+        )
+        assert {p: p.read_bytes() for p in out.glob("*") if p.is_file()} == written  # nothing else is lost
+    import shutil
+
+    shutil.rmtree(cell.parent)  # as the message says; the sweep recomputes that cell alone
+    again = CliRunner().invoke(app, [*TINY_BENCH, "--out", str(out)])
+    assert again.exit_code == 0 and "1 cells computed, 0 reused" in again.stdout, again.output
+    assert CliRunner().invoke(app, ["report", str(out), "--no-figures"]).exit_code == 0
+
+
 # ------------------------------------------------------------------ start-up: no torch for the command line itself
 
 
