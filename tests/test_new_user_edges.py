@@ -271,6 +271,35 @@ def test_run_with_a_selection_file_keeps_weighted_false(tmp_path):
     assert resolve_config(RunConfig(selection=sel, fraction=None)).params == {}
 
 
+# ------------------------------------------------------------------ the flags' names in errors
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["select", "--fraction", "0"], "error: --fraction must be in (0, 1]"),
+        (["select", "--fraction", "1.5"], "error: --fraction must be in (0, 1]"),
+        (
+            ["select", "--budget", "500"],
+            "error: --budget 500 exceeds the number of examples (120); use at most 120 or --fraction 1",
+        ),  # fmt: skip
+        (["select", "--budget", "0"], "error: --budget must be at least 1, got 0"),
+        (["run", "--fraction", "0"], "error: --fraction must be in (0, 1]"),
+        (["run", "--fraction", "1.5"], "error: --fraction must be in (0, 1]"),
+        (["bench", "--fraction", "0.5,2"], "error: --fraction 2 is outside (0, 1]"),
+    ],
+)
+def test_a_bad_fraction_or_budget_is_named_by_its_flag(tmp_path, signals_file, args, expected):
+    command, *rest = args
+    base = {"select": ["--signals", str(signals_file), "--method", "uniform", "--out", str(tmp_path / "s.npz")],
+            "run": ["--out", str(tmp_path / "r")], "bench": ["--out", str(tmp_path / "b")]}[command]  # fmt: skip
+    r = CliRunner().invoke(app, [command, *rest, *base])
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(expected), r.output
+    assert "fraction=" not in lines[0] and " fraction must" not in lines[0] and not lines[0].startswith("error: budget")
+    assert not [p for p in tmp_path.iterdir() if p.name != signals_file.name]  # nothing written
+
+
 # ------------------------------------------------------------------ a corrupt cell under report
 
 

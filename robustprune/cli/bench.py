@@ -39,9 +39,18 @@ def _split(text: str | None, flag: str, kind: type = str) -> list | None:
     if kind is str:
         return items
     try:
-        return [kind(t) for t in items]
+        values = [kind(t) for t in items]
     except ValueError:
         fail(f"{flag} must be a comma-separated list of {'numbers' if kind is float else 'integers'}, got {text!r}")
+    if flag == "--fraction":  # the grid's own check names no flag: the same rule, in the command's words
+        from robustprune.selection.budget import check_fraction
+
+        for f in values:
+            try:
+                check_fraction(f)
+            except ValueError:
+                fail(f"--fraction {f:g} is outside (0, 1] (the share of examples kept)")
+    return values
 
 
 def _eta(seconds: float | None) -> str:

@@ -297,7 +297,7 @@ def build_run_command(config_cls: type[RunConfig] = RunConfig) -> Any:
         if kw.get("selection") is not None and kw.get("fraction") is not None:
             fail("give --fraction or --selection, not both (a selection file fixes the subset)")
         values = config_values(config_cls, kw)
-        with user_errors():
+        with user_errors("--fraction"):
             cfg = config_cls(**values)
             if dry_run:
                 _print_resolved(cfg, _given(ctx, config_cls))

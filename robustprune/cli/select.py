@@ -167,7 +167,7 @@ def select_command(
         fail("give exactly one of --fraction (share kept, 0 < F <= 1) or --budget (number of examples)")
     params = parse_params(param)
 
-    with user_errors():
+    with user_errors("--fraction", "--budget"):
         get_method(method)  # an unknown method fails before any expensive work
         out_npz = selection_path(out)
         targets = [out_npz, out_npz.with_name(out_npz.name + ".json")]
