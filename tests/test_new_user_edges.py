@@ -209,6 +209,70 @@ def test_a_library_warning_is_one_line_without_its_source(tmp_path):
     assert "UserWarning" not in done.stderr and "return load_dataset(" not in done.stderr
 
 
+# ------------------------------------------------------------------ a resumed run: time left and the run's times
+
+
+def test_time_left_after_a_resume_counts_only_the_epochs_trained_since(monkeypatch):
+    from robustprune.cli import run as cli_run
+    from robustprune.cli._common import ProgressBar
+    from robustprune.train.engine import ProgressInfo
+
+    clock = [100.0]
+    monkeypatch.setattr(cli_run.time, "perf_counter", lambda: clock[0])
+    bar = ProgressBar()
+    bar.enabled = False  # piped: one plain line per epoch
+    lines: list[str] = []
+    monkeypatch.setattr(bar, "line", lines.append)
+    bars = cli_run._Bars(bar)
+    for epoch in range(30, 40):  # resumed after epoch 30 of 40; every epoch takes 2 s
+        bars(ProgressInfo("train", epoch, 40, 1, 10))
+        clock[0] += 2.0
+        bars(ProgressInfo("train", epoch, 40, 10, 10, {"loss": 1.0}))
+    assert lines[0].startswith("training    epoch 31/40") and lines[0].endswith("2.0 s, about 18 s left"), lines
+    assert lines[4].endswith("10.0 s, about 10 s left") and lines[-1].endswith("20.0 s, about 0 s left"), lines
+
+
+def _time_row(stdout: str) -> dict[str, float]:
+    """The run summary's ``time`` row: {"warm-up": s, "signals": s, "selection": s, "training": s, "all": s}."""
+    import re
+
+    row = next(x for x in stdout.splitlines() if x.startswith("time "))
+    return {name: float(v) for name, v in re.findall(r"(warm-up|signals|selection|training|all) ([\d.]+) s", row)}
+
+
+def test_a_resumed_run_reports_times_that_add_up(tmp_path):
+    import json
+    import signal
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "robustprune", "run", "--subset", "300", "--warmup-epochs", "1", "--epochs", "100",
+            "--method", "uniform", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stderr:  # stopped near the end: most of the training lies before the resume
+            if line.startswith("training    epoch") and int(line.split()[2].split("/")[0]) >= 90:
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and (out / "train.ckpt").exists()
+    done = subprocess.run([*args, "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    epochs = [x for x in done.stderr.splitlines() if x.startswith("training    epoch")]
+    resumed_at = int(epochs[0].split()[2].split("/")[0]) - 1
+    assert 80 < resumed_at < 100, epochs
+    m = json.loads((out / "metrics.json").read_text())
+    t = m["timings"]
+    before = sum(h["seconds"] for h in m["history"][:resumed_at])
+    assert t["earlier"] >= before + t["warmup"] + t["signals"] - 1e-3  # reused stages and the earlier epochs
+    assert t["wall"] + t["earlier"] >= t["total"] - 1e-3  # the whole is at least the sum of its stages
+    row = _time_row(done.stdout)
+    assert len(row) == 5 and row["all"] >= max(row.values()) and row["all"] > row["training"], done.stdout
+    assert "s in this process" in done.stdout and "s before it)" in done.stdout
+
+
 # ------------------------------------------------------------------ help texts
 
 

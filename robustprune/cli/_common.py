@@ -319,8 +319,8 @@ class ProgressBar:
                 transient=True,
             )
             self._progress.start()
-        if key not in self._tasks:
-            self._tasks[key] = self._progress.add_task(description, total=max(total, 1), info="")
+        if key not in self._tasks:  # created at ``completed`` (a resumed stage), which is not progress made now
+            self._tasks[key] = self._progress.add_task(description, total=max(total, 1), completed=completed, info="")
         fields = {"info": info} if info else {}
         self._progress.update(self._tasks[key], completed=completed, total=max(total, 1), **fields)
 

@@ -62,7 +62,7 @@ class _Bars:
 
     def __init__(self, bar: ProgressBar | None = None) -> None:
         self.bar = bar if bar is not None else ProgressBar(delay=0.0)
-        self._started: dict[str, float] = {}
+        self._started: dict[str, tuple[float, int]] = {}  # per stage: when and at which epoch this process began
 
     def __call__(self, info: "ProgressInfo | StageDone") -> None:
         from robustprune.rundir import StageDone
@@ -75,7 +75,7 @@ class _Bars:
             return
         logs = info.logs or {}
         now = time.perf_counter()
-        start = self._started.setdefault(info.stage, now)
+        start, first = self._started.setdefault(info.stage, (now, info.epoch))
         epochs = info.stage in ("warmup", "train")
         text = ""
         if info.logs is not None and epochs:
@@ -84,7 +84,8 @@ class _Bars:
             text = "  ".join(parts)
             if not self.bar.enabled:
                 done = info.epoch + 1
-                left = (now - start) / done * (info.epochs - done)
+                # the pace of the epochs trained here: a resumed stage begins at its checkpoint's epoch
+                left = (now - start) / max(done - first, 1) * (info.epochs - done)
                 self.bar.line(
                     f"{label:<11} epoch {done}/{info.epochs}  {text}  {now - start:.1f} s, about {left:.0f} s left"
                 )
@@ -178,9 +179,13 @@ def _summary(result: "RunResult", model_note: str = "") -> None:
             f"max {max(counts)}")  # fmt: skip
     t = m["timings"]
     wall = t.get("wall", t.get("total", 0))
+    earlier = t.get("earlier", 0.0)  # stages and epochs done before a resume, or reused signals
     first = "encoding" if src.startswith("encoder:") else "warm-up"
+    whole = f"all {wall + earlier:.1f} s" + (
+        f" ({wall:.1f} s in this process, {earlier:.1f} s before it)" if earlier else ""
+    )
     row("time", f"{first} {t.get('warmup', 0):.1f} s, signals {t.get('signals', 0):.1f} s, selection "
-        f"{t.get('selection', 0):.2f} s, training {t.get('train', 0):.1f} s, all {wall:.1f} s")  # fmt: skip
+        f"{t.get('selection', 0):.2f} s, training {t.get('train', 0):.1f} s, {whole}")  # fmt: skip
     if result.reused:
         row("reused", ", ".join(result.reused))
     if result.out is not None:
