@@ -35,7 +35,9 @@ _REASONS = {0: "done", None: "done", 130: "interrupted", 143: "terminated"}
 def _leave(code: object) -> None:
     """Leave the process group if one was joined: after a barrier when this rank succeeded (a failed rank
     does not wait for peers that may never arrive), with a note saying why. A peer lost at that barrier is
-    one line and exit code 1 (this rank's work was done)."""
+    one line and exit code 1 (this rank's work was done). A command that never imported torch joined none."""
+    if "torch.distributed" not in sys.modules:
+        return
     import torch.distributed as tdist
 
     if not (tdist.is_available() and tdist.is_initialized()):

@@ -23,6 +23,7 @@ __all__ = [
     "check_same_examples",
 ]
 
+
 def check_same_examples(arrays: dict[str, Any], axes: dict[str, tuple[int, int]]) -> None:
     """Raise if the given signals disagree on the number of examples, naming the array(s) that differ from
     the majority (labels win a tie). ``axes[name]`` is (the axis that indexes examples, the array's number of

@@ -196,6 +196,7 @@ def _reuse_signals(r: RunState, sig: Signals) -> Signals:
     """Account for a given signals bundle: its warm-up and signal times are reported, not spent again."""
     r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
     r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
+    r.earlier += r.times["warmup"] + r.times["signals"]
     r.reused.append("signals")
     r.log.stage("warmup", r.times["warmup"], reused=True, note=f"signals from {r.c.signals}")
     r.log.stage("signals", r.times["signals"], reused=True)
@@ -226,7 +227,7 @@ def run(config: RunConfig, *, progress: Callable[[RunEvent], None] | None = None
         sel = selection_stage(r, sig, s.given)
         learner, history = train_stage(r, sel)
         metrics = evaluate_stage(r, learner, sel, sig, history, s.rec)
-        metrics["timings"]["wall"] = round(time.perf_counter() - s.t0, 4)
+        metrics["timings"]["wall"] = round(time.perf_counter() - s.t0, 4)  # this process; + earlier: the run's
         metrics["reused"] = list(r.reused)
         if out is not None and dist.is_main():
             write_json(out / "metrics.json", metrics)

@@ -16,7 +16,6 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from robustprune._device import resolve_device
 from robustprune.protocols import protocol_for
 from robustprune.signals import ON_DEMAND_SIGNALS, parse_signal_source
 
@@ -422,6 +421,7 @@ def resolve_config(config: RunConfig) -> RunConfig:
 
     Needs no data: whether a user dataset is tabular (which picks its default model) is read from the
     dataset's metadata (:meth:`~robustprune.data.DatasetInfo.is_tabular`)."""
+    from robustprune._device import resolve_device
     from robustprune.data import get_dataset_info
     from robustprune.models import get_model_info
     from robustprune.noise import parse_noise

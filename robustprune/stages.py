@@ -56,6 +56,10 @@ class RunState:
     log: RunLog
     times: dict[str, float] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
+    #: Seconds of ``times`` spent before this process: stages and epochs finished before a resume, and signals
+    #: reused from an earlier warm-up (``timings.earlier`` in metrics.json; the run's whole time is
+    #: ``wall`` + ``earlier``).
+    earlier: float = 0.0
 
     @property
     def n(self) -> int:
@@ -179,6 +183,7 @@ def _stored_signals(r: RunState, path: Path) -> Signals:
         raise ValueError(f"{path} does not match this run's training labels; pass --force to redo the run")
     r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
     r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
+    r.earlier += r.times["warmup"] + r.times["signals"]
     r.reused.append("signals")
     remove_checkpoints(r)  # left over when a run stopped right after writing the signals
     r.log.stage("warmup", r.times["warmup"], reused=True)
@@ -260,6 +265,7 @@ def _selection(
         if sel.n != r.n:
             raise ValueError(f"{path} was made from {sel.n} examples, not {r.n}; pass --force to redo the run")
         r.reused.append("selection")
+        r.earlier += sel.elapsed
         r.log.stage("select", sel.elapsed, reused=True)
         return sel
     t0 = time.perf_counter()
@@ -309,7 +315,8 @@ def train_stage(r: RunState, sel: Selection) -> tuple[Learner, list[dict[str, An
         resume=r.resuming,
         weights=sel.weights,
     )
-    r.times["train"] = float(sum(h["seconds"] for h in res.history))
+    r.times["train"] = float(sum(h["seconds"] for h in res.history))  # the epochs before a resume included
+    r.earlier += float(sum(h["seconds"] for h in res.history[: res.resumed_from or 0]))
     note = "" if res.resumed_from is None else f"resumed after epoch {res.resumed_from}"
     r.log.stage("train", r.times["train"], note=note)
     return learner, res.history
@@ -329,6 +336,7 @@ def evaluate_stage(
     times["selection"] = sel.elapsed
     times["evaluate"] = time.perf_counter() - t0
     times["total"] = sum(times[s] for s in ("warmup", "signals", "selection", "train", "evaluate"))
+    times["earlier"] = r.earlier
     metrics = {
         **summary,
         **report,

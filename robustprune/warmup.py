@@ -142,7 +142,8 @@ def _full_warmup(r: Any, *, record: bool, record_probs: bool) -> tuple[Any, Any,
         r.data, epochs=c.warmup_epochs, callbacks=[recorder] if recorder is not None else [],
         progress=r.log.progress, checkpoint=r.path("warmup.ckpt"), resume=r.resuming,
     )  # fmt: skip
-    seconds = float(sum(h["seconds"] for h in res.history))
+    seconds = float(sum(h["seconds"] for h in res.history))  # the epochs before a resume included
+    r.earlier += float(sum(h["seconds"] for h in res.history[: res.resumed_from or 0]))
     return learner, recorder, seconds
 
 

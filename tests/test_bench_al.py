@@ -192,7 +192,7 @@ def test_cli_al_flags_make_or_override_an_al_grid(tmp_path, monkeypatch):
     invoke(app, ["bench", "--al-rounds", "3", "--al-n-query", "40", "--out", str(tmp_path)])
     spec = seen.pop("spec")
     assert spec.al == {"rounds": 3, "n_query": 40} and spec.fractions == ()
-    assert [m.method for m in spec.methods] == ["uncertainty"]  # robustprune al's default acquisition
+    assert [m.method for m in spec.methods] == ["prune4rel_auto"]  # robustprune al's default acquisition (run's)
     invoke(app, ["bench", "--al", "--method", "uniform,kcenter_greedy", "--out", str(tmp_path)])
     assert seen.pop("spec").al == {}
     p = tmp_path / "g.toml"

@@ -207,3 +207,236 @@ def test_a_library_warning_is_one_line_without_its_source(tmp_path):
     warned = [x for x in done.stderr.splitlines() if "has no test set" in x]
     assert warned == [x for x in warned if x.startswith("warning: ")] and len(warned) == 1, done.stderr
     assert "UserWarning" not in done.stderr and "return load_dataset(" not in done.stderr
+
+
+# ------------------------------------------------------------------ a resumed run: time left and the run's times
+
+
+def test_time_left_after_a_resume_counts_only_the_epochs_trained_since(monkeypatch):
+    from robustprune.cli import run as cli_run
+    from robustprune.cli._common import ProgressBar
+    from robustprune.train.engine import ProgressInfo
+
+    clock = [100.0]
+    monkeypatch.setattr(cli_run.time, "perf_counter", lambda: clock[0])
+    bar = ProgressBar()
+    bar.enabled = False  # piped: one plain line per epoch
+    lines: list[str] = []
+    monkeypatch.setattr(bar, "line", lines.append)
+    bars = cli_run._Bars(bar)
+    for epoch in range(30, 40):  # resumed after epoch 30 of 40; every epoch takes 2 s
+        bars(ProgressInfo("train", epoch, 40, 1, 10))
+        clock[0] += 2.0
+        bars(ProgressInfo("train", epoch, 40, 10, 10, {"loss": 1.0}))
+    assert lines[0].startswith("training    epoch 31/40") and lines[0].endswith("2.0 s, about 18 s left"), lines
+    assert lines[4].endswith("10.0 s, about 10 s left") and lines[-1].endswith("20.0 s, about 0 s left"), lines
+
+
+def _time_row(stdout: str) -> dict[str, float]:
+    """The run summary's ``time`` row: {"warm-up": s, "signals": s, "selection": s, "training": s, "all": s}."""
+    import re
+
+    row = next(x for x in stdout.splitlines() if x.startswith("time "))
+    return {name: float(v) for name, v in re.findall(r"(warm-up|signals|selection|training|all) ([\d.]+) s", row)}
+
+
+def test_a_resumed_run_reports_times_that_add_up(tmp_path):
+    import json
+    import signal
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "robustprune", "run", "--subset", "300", "--warmup-epochs", "1", "--epochs", "100",
+            "--method", "uniform", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stderr:  # stopped near the end: most of the training lies before the resume
+            if line.startswith("training    epoch") and int(line.split()[2].split("/")[0]) >= 90:
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and (out / "train.ckpt").exists()
+    done = subprocess.run([*args, "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    epochs = [x for x in done.stderr.splitlines() if x.startswith("training    epoch")]
+    resumed_at = int(epochs[0].split()[2].split("/")[0]) - 1
+    assert 80 < resumed_at < 100, epochs
+    m = json.loads((out / "metrics.json").read_text())
+    t = m["timings"]
+    before = sum(h["seconds"] for h in m["history"][:resumed_at])
+    assert t["earlier"] >= before + t["warmup"] + t["signals"] - 1e-3  # reused stages and the earlier epochs
+    assert t["wall"] + t["earlier"] >= t["total"] - 1e-3  # the whole is at least the sum of its stages
+    row = _time_row(done.stdout)
+    assert len(row) == 5 and row["all"] >= max(row.values()) and row["all"] > row["training"], done.stdout
+    assert "s in this process" in done.stdout and "s before it)" in done.stdout
+
+
+# ------------------------------------------------------------------ help texts
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["bench"], ["al"], ["select"], ["signals"], ["methods"], ["report"]])
+def test_help_shows_no_value_type_for_a_flag(command):
+    r = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "--help" in r.stdout
+    assert "<bool>" not in r.stdout and "bool" not in r.stdout.lower().replace("boolean", ""), r.stdout
+    if command == ["run"]:  # the flags themselves are still there, and options with values keep theirs
+        flags = [x for x in r.stdout.splitlines() if "--force" in x or "--no-class-balanced" in x or "--dry-run" in x]
+        assert len(flags) == 3 and any("NAME" in x for x in r.stdout.splitlines() if "--dataset" in x)
+
+
+# ------------------------------------------------------------------ al's default acquisition
+
+
+def test_al_queries_with_runs_method_by_default_and_its_help_says_why():
+    from dataclasses import fields
+
+    from robustprune.cli.al import DEFAULT_METHOD
+    from robustprune.runconfig import RunConfig
+
+    run_default = next(f.default for f in fields(RunConfig) if f.name == "method")
+    assert DEFAULT_METHOD == run_default == "prune4rel_auto"
+    text = " ".join(CliRunner().invoke(app, ["al", "--help"], env={"COLUMNS": "400"}).stdout.replace("│", " ").split())
+    method = text[text.index("--method -m") : text.index("--param -p")]  # its row in the options panel
+    assert "[default: prune4rel_auto]" in method and "noisy oracle" in method and "docs/results.md" in method
+    assert "--method uncertainty --param kind=margin" in method  # what to pass with a clean oracle
+    assert "runs/al-<dataset>" in text  # al's own directory name, not run's
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "Without `--method` the loop queries with `prune4rel_auto`" in readme
+
+
+# ------------------------------------------------------------------ weights written by select
+
+
+def test_select_says_where_the_weights_of_a_weighted_method_went(tmp_path, signals_file):
+    out = tmp_path / "sel.npz"
+    r = CliRunner().invoke(app, ["select", "--signals", str(signals_file), "--method", "craig", "--fraction", "0.3",
+                                 "--out", str(out)], env={"COLUMNS": "400"})  # fmt: skip
+    assert r.exit_code == 0, r.output
+    row = next(x for x in r.stdout.splitlines() if x.startswith("weights "))
+    w = np.load(out)["weights"]
+    for fact in (f"min {w.min():.3g}", f"mean {w.mean():.3g}", f"max {w.max():.3g}", f"in {out};",
+                 f"robustprune run --selection {out} trains with them", "--param weighted=false"):  # fmt: skip
+        assert fact in row, (fact, row)
+    plain = CliRunner().invoke(app, ["select", "--signals", str(signals_file), "--method", "uniform", "--fraction",
+                                     "0.3", "--out", str(tmp_path / "u.npz")])  # fmt: skip
+    assert plain.exit_code == 0 and "weights" not in plain.stdout
+
+
+def test_run_with_a_selection_file_keeps_weighted_false(tmp_path):
+    from robustprune.runconfig import RunConfig, resolve_config
+
+    sel = str(tmp_path / "sel.npz")
+    off = resolve_config(RunConfig(selection=sel, fraction=None, params={"weighted": False}))
+    assert off.method == "file" and off.params == {"weighted": False}  # what the training stage reads
+    assert resolve_config(RunConfig(selection=sel, fraction=None)).params == {}
+
+
+# ------------------------------------------------------------------ the flags' names in errors
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["select", "--fraction", "0"], "error: --fraction must be in (0, 1]"),
+        (["select", "--fraction", "1.5"], "error: --fraction must be in (0, 1]"),
+        (
+            ["select", "--budget", "500"],
+            "error: --budget 500 exceeds the number of examples (120); use at most 120 or --fraction 1",
+        ),  # fmt: skip
+        (["select", "--budget", "0"], "error: --budget must be at least 1, got 0"),
+        (["run", "--fraction", "0"], "error: --fraction must be in (0, 1]"),
+        (["run", "--fraction", "1.5"], "error: --fraction must be in (0, 1]"),
+        (["bench", "--fraction", "0.5,2"], "error: --fraction 2 is outside (0, 1]"),
+    ],
+)
+def test_a_bad_fraction_or_budget_is_named_by_its_flag(tmp_path, signals_file, args, expected):
+    command, *rest = args
+    base = {"select": ["--signals", str(signals_file), "--method", "uniform", "--out", str(tmp_path / "s.npz")],
+            "run": ["--out", str(tmp_path / "r")], "bench": ["--out", str(tmp_path / "b")]}[command]  # fmt: skip
+    r = CliRunner().invoke(app, [command, *rest, *base])
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(expected), r.output
+    assert "fraction=" not in lines[0] and " fraction must" not in lines[0] and not lines[0].startswith("error: budget")
+    assert not [p for p in tmp_path.iterdir() if p.name != signals_file.name]  # nothing written
+
+
+# ------------------------------------------------------------------ a corrupt cell under report
+
+
+def test_report_names_a_corrupt_cell_file_and_how_to_recompute_it(tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(sys, "argv", ["robustprune", *TINY_BENCH, "--out", str(out)])  # what bench.json records
+    assert CliRunner().invoke(app, [*TINY_BENCH, "--out", str(out)]).exit_code == 0
+    cell = next(out.glob("cells/*/*/metrics.json"))
+    written = {p: p.read_bytes() for p in out.glob("*") if p.is_file()}
+    for content in (b"\xff\xfe{", b"[1, 2]\n", b'{"test_accuracy": 0.'):  # not text, not an object, truncated
+        cell.write_bytes(content)
+        r = CliRunner().invoke(app, ["report", str(out), "--no-figures"])
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+        assert f"cannot read the cell metrics {cell} (" in lines[0] and "Traceback" not in r.output
+        assert (
+            f"delete its cell directory {cell.parent} and run the sweep's command (robustprune bench --dataset"
+            in (lines[0])
+        )
+        assert {p: p.read_bytes() for p in out.glob("*") if p.is_file()} == written  # nothing else is lost
+    import shutil
+
+    shutil.rmtree(cell.parent)  # as the message says; the sweep recomputes that cell alone
+    again = CliRunner().invoke(app, [*TINY_BENCH, "--out", str(out)])
+    assert again.exit_code == 0 and "1 cells computed, 0 reused" in again.stdout, again.output
+    assert CliRunner().invoke(app, ["report", str(out), "--no-figures"]).exit_code == 0
+
+
+# ------------------------------------------------------------------ start-up: no torch for the command line itself
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["--help"],
+        ["run", "--help"],
+        ["select", "--help"],
+        ["al", "--help"],
+        ["bench", "--help"],
+        ["signals", "--help"],
+        ["methods", "--help"],
+        ["report", "--help"],
+    ],  # fmt: skip
+)
+def test_the_command_line_starts_without_torch(argv):
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['robustprune', *{argv!r}]\n"
+        "try:\n    runpy.run_module('robustprune', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'matplotlib', 'scipy', 'sklearn'})\n"
+        "sel = sorted(m for m in sys.modules if m.startswith('robustprune.selection'))\n"
+        "print('HEAVY', heavy, sel)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "HEAVY [] []", done.stdout[-500:]
+
+
+def test_the_package_root_loads_its_public_names_on_first_use():
+    code = (
+        "import sys, robustprune as rp\n"
+        "assert 'torch' not in sys.modules and 'robustprune.selection' not in sys.modules\n"
+        "assert rp.__all__ == ['__version__', 'select', 'Selection', 'MethodOutput', 'MethodInfo', 'list_methods',"
+        " 'get_method', 'register', 'class_quotas', 'select_by_scores', 'Signals', 'load_signals', 'save_signals',"
+        " 'SCHEMA_VERSION', 'signals_from_embeddings', 'cross_fitted_probe']\n"
+        "from robustprune import select, Signals, signals_from_embeddings\n"
+        "from robustprune.selection.api import select as s2\n"
+        "assert select is s2 and callable(rp.get_method) and rp.selection.registry.get_method is rp.get_method\n"
+        "ns = {}\nexec('from robustprune import *', ns)\nassert set(rp.__all__) <= set(ns)\n"
+        "try:\n    rp.nope\nexcept AttributeError as exc:\n    print('OK', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "OK module 'robustprune' has no attribute 'nope'", (
+        done.stdout + done.stderr[-2000:]
+    )

@@ -90,10 +90,7 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
         if not path.is_file():
             missing += 1
             continue
-        try:
-            m = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read {path}: {exc}; rerun the sweep to recompute that cell") from None
+        m = _cell_metrics(path, meta)
         t = m.get("timings", {})
         class_noise = [r for r in m.get("class_noise_rates") or [] if r is not None]
         prov = m.get("provenance") or {}
@@ -124,14 +121,32 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
     return meta, records, missing
 
 
+def _cell_metrics(path: Path, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A finished cell's ``metrics.json``; a file that is not a JSON object (truncated, not text, edited) is a
+    ValueError naming it and how to recompute that cell (a sweep never recomputes a cell that has one)."""
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        why = None if isinstance(m, dict) else f"it holds a JSON {type(m).__name__}, not the cell's metrics"
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 text
+        why = " ".join(str(exc).split()) or type(exc).__name__
+    if why is None:
+        return m
+    command = meta.get("command") or "robustprune bench"
+    raise ValueError(
+        f"cannot read the cell metrics {path} ({why}); delete its cell directory {path.parent} and run the "
+        f"sweep's command ({command}) again, which recomputes that cell and keeps the others"
+    )
+
+
 def _fit_wrong_labels(cell: Path, cache: dict[str, float | None]) -> float | None:
     """Share of the wrongly labelled training examples whose signals predict the given (wrong) label: how far
     the signals a cell was selected from believe the noise (read from its signals file, which holds the true
     labels when the dataset's noise was injected; None when it does not or is gone)."""
     try:
-        src = (json.loads((cell / "config.json").read_text()) or {}).get("signals")
-    except (OSError, json.JSONDecodeError):
+        config = json.loads((cell / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not JSON, or not text: the figure is left out
         return None
+    src = config.get("signals") if isinstance(config, dict) else None
     if not src:
         return None
     parts = Path(src).parts

@@ -8,6 +8,7 @@ shows the traceback instead.
 from typing import Annotated
 
 import typer
+import typer.core
 
 from robustprune._version import __version__
 from robustprune.cli._common import STATE
@@ -20,7 +21,28 @@ from robustprune.cli.signals import signals_command
 
 __all__ = ["app", "main"]
 
+
+class _FlagsShowNoType:
+    """A flag takes no value, so its help row shows no value type (typer would print ``<bool>`` there)."""
+
+    def get_params(self, ctx: typer.Context) -> list:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:  # the command's options and its --help
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsShowNoType, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_FlagsShowNoType, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     name="robustprune",
     help="Robust data pruning under label noise: choose a subset that a noise-robust learner trains well on.",
     no_args_is_help=True,
@@ -46,13 +68,13 @@ def _root(
     STATE.debug = debug
 
 
-app.command("methods")(methods_command)
-app.command("select")(select_command)
-app.command("signals")(signals_command)
-app.command("run")(run_command)
-app.command("al")(al_cli)
-app.command("bench")(bench_command)
-app.command("report")(report_command)
+app.command("methods", cls=_Command)(methods_command)
+app.command("select", cls=_Command)(select_command)
+app.command("signals", cls=_Command)(signals_command)
+app.command("run", cls=_Command)(run_command)
+app.command("al", cls=_Command)(al_cli)
+app.command("bench", cls=_Command)(bench_command)
+app.command("report", cls=_Command)(report_command)
 
 
 def main() -> None:

@@ -130,9 +130,24 @@ _FLAG_NAMES = (
 )
 
 
-def cli_words(message: str) -> str:
-    """``message`` with the Python argument names of the library replaced by the CLI's flags."""
-    for pattern, flag in _FLAG_NAMES:
+#: The budget function's messages (``fraction must be in (0, 1]``, ``budget (N) exceeds ...``) in the words of
+#: a command that has the flag: reworded only where the user gave it (``user_errors("--fraction")``).
+_OPTION_WORDS = {
+    "--fraction": (
+        (re.compile(r"^fraction must be\b"), "--fraction must be"),
+        (re.compile(r"\bor fraction=1\b"), "or --fraction 1"),
+    ),
+    "--budget": (
+        (re.compile(r"^budget must be\b"), "--budget must be"),
+        (re.compile(r"^budget \((\d+)\) exceeds\b"), r"--budget \1 exceeds"),
+    ),
+}
+
+
+def cli_words(message: str, options: tuple[str, ...] = ()) -> str:
+    """``message`` with the Python argument names of the library replaced by the CLI's flags (``options``:
+    the command's flags among :data:`_OPTION_WORDS`, e.g. ``--fraction``)."""
+    for pattern, flag in _FLAG_NAMES + tuple(p for o in options for p in _OPTION_WORDS[o]):
         message = pattern.sub(flag, message)
     return message
 
@@ -144,14 +159,17 @@ def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn library input errors into a one-line message and a non-zero exit (re-raise with ``--debug``)."""
+def user_errors(*options: str) -> Iterator[None]:
+    """Turn library input errors into a one-line message and a non-zero exit (re-raise with ``--debug``).
+
+    ``options``: the command's flags whose library names the message should name instead (``"--fraction"``,
+    ``"--budget"``)."""
     try:
         yield
     except (ValueError, TypeError, OSError) as exc:
         if STATE.debug:
             raise
-        fail(cli_words(_one_line(exc)), USAGE_ERROR)
+        fail(cli_words(_one_line(exc), options), USAGE_ERROR)
     except ImportError as exc:
         if STATE.debug:
             raise
@@ -331,8 +349,8 @@ class ProgressBar:
                 transient=True,
             )
             self._progress.start()
-        if key not in self._tasks:
-            self._tasks[key] = self._progress.add_task(description, total=max(total, 1), info="")
+        if key not in self._tasks:  # created at ``completed`` (a resumed stage), which is not progress made now
+            self._tasks[key] = self._progress.add_task(description, total=max(total, 1), completed=completed, info="")
         fields = {"info": info} if info else {}
         self._progress.update(self._tasks[key], completed=completed, total=max(total, 1), **fields)
 

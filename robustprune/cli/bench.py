@@ -15,7 +15,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from robustprune.bench.report import format_hms
 from robustprune.cli._common import (
     ProgressBar,
     fail,
@@ -39,9 +38,18 @@ def _split(text: str | None, flag: str, kind: type = str) -> list | None:
     if kind is str:
         return items
     try:
-        return [kind(t) for t in items]
+        values = [kind(t) for t in items]
     except ValueError:
         fail(f"{flag} must be a comma-separated list of {'numbers' if kind is float else 'integers'}, got {text!r}")
+    if flag == "--fraction":  # the grid's own check names no flag: the same rule, in the command's words
+        from robustprune.selection.budget import check_fraction
+
+        for f in values:
+            try:
+                check_fraction(f)
+            except ValueError:
+                fail(f"--fraction {f:g} is outside (0, 1] (the share of examples kept)")
+    return values
 
 
 def _eta(seconds: float | None) -> str:
@@ -68,6 +76,8 @@ class _BenchBars:
                 line += f" in {ev.seconds:.1f} s"
             line += f"  [{ev.done}/{ev.total} cells"
             if not self.bar.enabled:  # piped: the bar's elapsed and remaining time go on the line instead
+                from robustprune.bench.report import format_hms
+
                 line += f", {format_hms(time.perf_counter() - self.t0)} elapsed, {_eta(ev.eta)}"
             self.bar.line(line + "]")
             if self.stage_name:

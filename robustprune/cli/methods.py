@@ -1,31 +1,36 @@
-"""``robustprune methods``: a table of every registered selection method."""
+"""``robustprune methods``: a table of every registered selection method.
 
-from typing import Annotated
+The registry is imported when the command runs, not with the command line: registering the methods imports
+each method module, and with them torch."""
+
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from robustprune.cli._common import stdout_console, user_errors
-from robustprune.selection.registry import MethodInfo, get_method, list_methods
+
+if TYPE_CHECKING:
+    from robustprune.selection.registry import MethodInfo
 
 
-def _signals(info: MethodInfo) -> str:
+def _signals(info: "MethodInfo") -> str:
     parts = list(info.requires) + [f"[{s}]" for s in info.optional]
     return ", ".join(parts) or "-"
 
 
-def _balance(info: MethodInfo) -> str:
+def _balance(info: "MethodInfo") -> str:
     if info.balance == "none":
         return "none"
     return f"{info.balance} ({'on' if info.default_class_balanced else 'off'} by default)"
 
 
-def _options(info: MethodInfo) -> str:
+def _options(info: "MethodInfo") -> str:
     return "\n".join(f"{k}={v!r}" for k, v in info.options.items()) or "-"
 
 
-def _protocol_overrides(info: MethodInfo) -> str:
+def _protocol_overrides(info: "MethodInfo") -> str:
     """Which dataset protocols set which of the method's options in ``robustprune run`` / ``bench``."""
     from robustprune.protocols import PROTOCOLS
 
@@ -44,6 +49,8 @@ def methods_command(
     ] = None,
 ) -> None:
     """List the selection methods (signals needed, kept end), or one method's options in full."""
+    from robustprune.selection.registry import get_method, list_methods
+
     with user_errors():
         infos = [get_method(name)] if name else [get_method(n) for n in list_methods()]
     console = stdout_console()

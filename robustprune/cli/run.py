@@ -6,7 +6,7 @@ import time
 import typing
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,11 +24,24 @@ from robustprune.cli._common import (
 from robustprune.cli.select import parse_params
 from robustprune.data import dataset_names_help
 from robustprune.explain import explain_config
-from robustprune.pipeline import RunResult, run
 from robustprune.protocols import protocol_for
 from robustprune.runconfig import Flag, RunConfig, default_run_name, resolve_config
-from robustprune.rundir import ARTIFACTS, StageDone
-from robustprune.train.engine import DivergenceError, ProgressInfo
+
+if TYPE_CHECKING:  # the pipeline, the run directory and the engine import torch: loaded when a run starts
+    from robustprune.pipeline import RunResult
+    from robustprune.rundir import StageDone
+    from robustprune.train.engine import ProgressInfo
+
+
+def __getattr__(name: str) -> Any:
+    """``run``, the pipeline's entry point, imported on first use (it imports torch; ``--help`` needs none)."""
+    if name == "run":
+        from robustprune.pipeline import run
+
+        globals()["run"] = run
+        return run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _LABELS = {
     "data": "data",
@@ -48,9 +61,11 @@ class _Bars:
 
     def __init__(self, bar: ProgressBar | None = None) -> None:
         self.bar = bar if bar is not None else ProgressBar(delay=0.0)
-        self._started: dict[str, float] = {}
+        self._started: dict[str, tuple[float, int]] = {}  # per stage: when and at which epoch this process began
 
-    def __call__(self, info: ProgressInfo | StageDone) -> None:
+    def __call__(self, info: "ProgressInfo | StageDone") -> None:
+        from robustprune.rundir import StageDone
+
         label = _LABELS.get(info.stage, info.stage)
         if isinstance(info, StageDone):
             self.bar.remove(info.stage)
@@ -59,7 +74,7 @@ class _Bars:
             return
         logs = info.logs or {}
         now = time.perf_counter()
-        start = self._started.setdefault(info.stage, now)
+        start, first = self._started.setdefault(info.stage, (now, info.epoch))
         epochs = info.stage in ("warmup", "train")
         text = ""
         if info.logs is not None and epochs:
@@ -68,7 +83,8 @@ class _Bars:
             text = "  ".join(parts)
             if not self.bar.enabled:
                 done = info.epoch + 1
-                left = (now - start) / done * (info.epochs - done)
+                # the pace of the epochs trained here: a resumed stage begins at its checkpoint's epoch
+                left = (now - start) / max(done - first, 1) * (info.epochs - done)
                 self.bar.line(
                     f"{label:<11} epoch {done}/{info.epochs}  {text}  {now - start:.1f} s, about {left:.0f} s left"
                 )
@@ -97,7 +113,9 @@ def _pct(v: Any) -> str:
 _STATE_NAMES = {"u": "u²", "v": "v²", "clean_prob": "clean posterior"}
 
 
-def _summary(result: RunResult, model_note: str = "") -> None:
+def _summary(result: "RunResult", model_note: str = "") -> None:
+    from robustprune.rundir import ARTIFACTS
+
     m = result.metrics
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -155,9 +173,13 @@ def _summary(result: RunResult, model_note: str = "") -> None:
             f"max {max(counts)}")  # fmt: skip
     t = m["timings"]
     wall = t.get("wall", t.get("total", 0))
+    earlier = t.get("earlier", 0.0)  # stages and epochs done before a resume, or reused signals
     first = "encoding" if src.startswith("encoder:") else "warm-up"
+    whole = f"all {wall + earlier:.1f} s" + (
+        f" ({wall:.1f} s in this process, {earlier:.1f} s before it)" if earlier else ""
+    )
     row("time", f"{first} {t.get('warmup', 0):.1f} s, signals {t.get('signals', 0):.1f} s, selection "
-        f"{t.get('selection', 0):.2f} s, training {t.get('train', 0):.1f} s, all {wall:.1f} s")  # fmt: skip
+        f"{t.get('selection', 0):.2f} s, training {t.get('train', 0):.1f} s, {whole}")  # fmt: skip
     if result.reused:
         row("reused", ", ".join(result.reused))
     if result.out is not None:
@@ -274,7 +296,7 @@ def build_run_command(config_cls: type[RunConfig] = RunConfig) -> Any:
         if kw.get("selection") is not None and kw.get("fraction") is not None:
             fail("give --fraction or --selection, not both (a selection file fixes the subset)")
         values = config_values(config_cls, kw)
-        with user_errors():
+        with user_errors("--fraction"):
             cfg = config_cls(**values)
             if dry_run:
                 _print_resolved(cfg, _given(ctx, config_cls))
@@ -294,8 +316,11 @@ def build_run_command(config_cls: type[RunConfig] = RunConfig) -> Any:
 
 
 def _run_and_report(cfg: RunConfig, *, model_given: bool) -> None:
+    from robustprune.train.engine import DivergenceError
+
     target = Path(cfg.out) if cfg.out is not None else _default_out(cfg)
     cfg = replace(cfg, out=str(target))
+    run = globals().get("run") or __getattr__("run")  # (a test may have replaced it)
     bars = _Bars()
     try:
         with sigterm_as_interrupt():

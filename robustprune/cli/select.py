@@ -1,7 +1,7 @@
 """``robustprune select``: choose a subset from a signals file (or a bundled example) and save it."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -17,10 +17,10 @@ from robustprune.cli._common import (
     stdout_console,
     user_errors,
 )
-from robustprune.selection.api import select as run_select
-from robustprune.selection.registry import SIGNAL_NAMES, get_method
-from robustprune.selection.result import Selection
-from robustprune.signals import Signals
+
+if TYPE_CHECKING:  # the selection layer imports torch and every method: loaded when a command runs
+    from robustprune.selection.result import Selection
+    from robustprune.signals import Signals
 
 #: --param keys that are set by their own option or by the signals file, with the fix to suggest.
 _RESERVED = {
@@ -31,7 +31,6 @@ _RESERVED = {
     "progress": "the CLI supplies the progress callback",
     "method": "use --method",
     "signals": "use --signals",
-    **{s: "signals come from --signals or --example" for s in SIGNAL_NAMES},
 }
 
 _DEFAULT_NOISE_RATE = 0.4
@@ -39,11 +38,15 @@ _DEFAULT_NOISE_RATE = 0.4
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
     """``--param`` items (``["k=v", ...]``) as a dict of parsed values; a malformed item is a usage error."""
-    return parse_key_values(items, "--param", "k=10", reserved=_RESERVED)
+    from robustprune.selection.registry import SIGNAL_NAMES
+
+    reserved = {**_RESERVED, **{s: "signals come from --signals or --example" for s in SIGNAL_NAMES}}
+    return parse_key_values(items, "--param", "k=10", reserved=reserved)
 
 
-def _load_signals(signals: Path | None, example: str | None, noise_rate: float | None) -> Signals:
+def _load_signals(signals: Path | None, example: str | None, noise_rate: float | None) -> "Signals":
     from robustprune.examples import EXAMPLES
+    from robustprune.signals import Signals
 
     if example is not None:
         if example not in EXAMPLES:
@@ -65,7 +68,7 @@ def _histogram(counts: np.ndarray) -> str:
     )
 
 
-def _summary(sel: Selection, sig: Signals, written: list[Path]) -> None:
+def _summary(sel: "Selection", sig: "Signals", written: list[Path], out_npz: Path) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -95,6 +98,14 @@ def _summary(sel: Selection, sig: Signals, written: list[Path]) -> None:
                 "warm-up prediction correct",
                 f"{100.0 * right[mask].mean():.1f}% in the subset vs {100.0 * right.mean():.1f}% overall",
             )
+    if sel.weights is not None:  # craig, gradmatch: one loss weight per kept example, saved beside the indices
+        w = np.asarray(sel.weights, dtype=np.float64)
+        row(
+            "weights",
+            f"one loss weight per kept example (min {w.min():.3g}, mean {w.mean():.3g}, max {w.max():.3g}), "
+            f"in {out_npz}; robustprune run --selection {out_npz} trains with them, add --param weighted=false "
+            "to train without them",
+        )
     row("wrote", ", ".join(str(p) for p in written))
     stdout_console().print(grid)
 
@@ -145,6 +156,9 @@ def select_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
 ) -> None:
     """Select a subset with a registered method and write it (indices .npz and a JSON sidecar)."""
+    from robustprune.selection.api import select as run_select
+    from robustprune.selection.registry import get_method
+
     if (signals is None) == (example is None):
         fail("give exactly one of --signals PATH or --example NAME")
     if example is None and (save_signals is not None or noise_rate is not None):
@@ -153,7 +167,7 @@ def select_command(
         fail("give exactly one of --fraction (share kept, 0 < F <= 1) or --budget (number of examples)")
     params = parse_params(param)
 
-    with user_errors():
+    with user_errors("--fraction", "--budget"):
         get_method(method)  # an unknown method fails before any expensive work
         out_npz = selection_path(out)
         targets = [out_npz, out_npz.with_name(out_npz.name + ".json")]
@@ -180,4 +194,4 @@ def select_command(
         if save_signals is not None:
             written.append(sig.save(save_signals))
         written.extend(sel.save(out_npz))
-    _summary(sel, sig, written)
+    _summary(sel, sig, written, out_npz)

@@ -13,12 +13,14 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from robustprune.seeding import stream
+
+if TYPE_CHECKING:  # annotations only: torch is imported where tensors are made (the CLI's help needs none)
+    import torch
 
 __all__ = [
     "ArrayDataset",
@@ -72,6 +74,8 @@ class ArrayDataset:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        import torch
+
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
@@ -122,6 +126,8 @@ class ArrayDataset:
 
     def select_train(self, indices: Any, *, note: str | None = None) -> ArrayDataset:
         """A copy whose training split (and ``label_sets``) keeps only ``indices``; stats are recomputed."""
+        import torch
+
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         info = dict(self.info)
         if note:
@@ -140,6 +146,8 @@ class ArrayDataset:
 
     def select_test(self, indices: Any, *, note: str | None = None) -> ArrayDataset:
         """A copy whose test split keeps only ``indices``."""
+        import torch
+
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         info = dict(self.info)
         if note:
@@ -163,6 +171,8 @@ def channel_stats(x: torch.Tensor, *, chunk: int = 4096) -> tuple[tuple[float, .
     ``uint8`` data is measured on the 0..1 scale (divided by 255). A zero deviation is reported as 1 so that
     normalising never divides by zero.
     """
+    import torch
+
     c = int(x.shape[1])
     n = int(x.shape[0])
     if n == 0:
@@ -209,6 +219,7 @@ def make_dataset(
 
     Images must already be (N, C, H, W); ``uint8`` is kept, anything else becomes ``float32``.
     """
+    import torch
 
     def _t(a: Any) -> torch.Tensor:
         if isinstance(a, torch.Tensor):
