@@ -21,7 +21,7 @@ from typing import Any
 
 from robustprune._io import atomic_write_bytes
 from robustprune.al import ROUND_KEYS, area_under_curve
-from robustprune.bench.grid import BenchSpec, expand
+from robustprune.bench.expansion import expand
 from robustprune.bench.report import (
     collect,
     format_hms,
@@ -35,6 +35,7 @@ from robustprune.bench.report import (
     write_report,
 )
 from robustprune.bench.runner import al_rounds
+from robustprune.bench.spec import BenchSpec
 
 __all__ = ["collect_al", "curve_aggregate", "summary_aggregate", "render_al_markdown", "write_al_report"]
 

@@ -23,8 +23,9 @@ import numpy as np
 
 from robustprune._io import atomic_write_bytes
 from robustprune._provenance import short_code
-from robustprune.bench.grid import BenchSpec, expand
+from robustprune.bench.expansion import expand
 from robustprune.bench.runner import cell_dir
+from robustprune.bench.spec import BenchSpec
 
 __all__ = [
     "collect", "aggregate", "mean_std", "render_markdown", "write_report", "cost_summary", "METRICS", "VAL_METRIC",

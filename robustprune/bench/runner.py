@@ -31,7 +31,8 @@ from typing import Any
 from robustprune._io import write_json
 from robustprune._provenance import code_identity, now
 from robustprune._version import __version__
-from robustprune.bench.grid import BenchSpec, Cell, Group, expand
+from robustprune.bench.expansion import expand
+from robustprune.bench.spec import BenchSpec, Cell, Group
 from robustprune.runconfig import RunConfig
 from robustprune.rundir import refuse_foreign
 
