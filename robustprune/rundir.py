@@ -3,7 +3,8 @@
 A run directory holds :data:`ARTIFACTS`. :func:`check_run_dir` decides, before anything is written, whether an
 earlier run there is refused, redone (``force``) or resumed (``resume``); :func:`check_same_run` refuses to
 resume a directory whose stored config differs (input files compared by content through
-:func:`cached_file_digest`); :class:`RunLog` appends to ``run.log`` and forwards progress events.
+:func:`cached_file_digest`); :func:`changed_fields` is the one comparison of a stored config with a new one;
+:class:`RunLog` appends to ``run.log`` and forwards progress events.
 """
 
 from __future__ import annotations

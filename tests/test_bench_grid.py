@@ -1,5 +1,8 @@
 """Benchmark grids: the identities of groups and cells (the sweep cache's keys) stay what they were."""
 
+import ast
+from pathlib import Path
+
 from robustprune.bench import build_spec, expand
 
 TINY_RUN = {"subset": 200, "test_subset": 200, "warmup_epochs": 1, "epochs": 2}
@@ -46,3 +49,21 @@ def test_active_learning_cell_keys_are_pinned():
     # variant's run options play no part (a loop has no warm-up)
     assert {c.fraction for c in cells} == {1.0} and {c.config.fraction for c in cells} == {0.5}
     assert cells[1].config.warmup_epochs == 1 and cells[1].al.rounds == 2
+
+
+def test_bench_modules_import_the_grid_from_where_it_lives():
+    # grid.py only re-exports for importers outside bench/; inside, each part is imported from its module,
+    # and the types import no other part of bench
+    bench = Path(__file__).resolve().parents[1] / "robustprune" / "bench"
+
+    def bench_imports(name: str) -> set[str]:
+        tree = ast.parse((bench / name).read_text())
+        found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        return {m for m in found if m.startswith("robustprune.bench")}
+
+    users = [
+        p.name for p in bench.glob("*.py") if p.name != "grid.py" and "robustprune.bench.grid" in bench_imports(p.name)
+    ]
+    assert users == []
+    assert bench_imports("spec.py") == set()
+    assert bench_imports("config_file.py") == {"robustprune.bench.spec"}

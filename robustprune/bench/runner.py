@@ -39,7 +39,7 @@ from robustprune.rundir import changed_fields, identity_differences, refuse_fore
 __all__ = ["BenchEvent", "BenchResult", "run_bench", "cell_dir", "cell_done", "al_rounds", "warmup_dir", "environment"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BenchEvent:
     """A progress event: ``kind`` is "start", "warmup", "cell", "epoch" or "done"; ``done``/``total`` count
     cells (cached ones included); ``eta`` is the estimated seconds left (None until one cell ran)."""
@@ -440,7 +440,7 @@ class _Sweep:
 
     def emit(self, kind: str, label: str, **kw: Any) -> None:
         if self.progress is not None:
-            self.progress(BenchEvent(kind, label, self.done, self.total, self.eta(), **kw))
+            self.progress(BenchEvent(kind=kind, label=label, done=self.done, total=self.total, eta=self.eta(), **kw))
 
     def epoch_event(self, info: Any) -> None:
         self.emit("epoch", "", info=info)
