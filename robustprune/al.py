@@ -160,7 +160,7 @@ def config_record(c: RunConfig, al: ALConfig) -> dict[str, Any]:
 
 
 def _load_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool):
-    from robustprune.rundir import identity_differences
+    from robustprune.rundir import changed_fields, identity_differences
 
     p = _state_paths(out)
     if not p["rounds"].exists() and not p["pool"].exists():
@@ -172,10 +172,8 @@ def _load_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool
     stored = json.loads(p["config"].read_text()) if p["config"].exists() else {}
     mine = config_record(c, al)
     for part in ("run", "al"):
-        theirs = stored.get(part, {})
-        diff = sorted(k for k in set(theirs) | set(mine[part]) if theirs.get(k) != mine[part].get(k))
-        if part == "al":
-            diff = [k for k in diff if k != "rounds"]  # a loop may be extended by more rounds
+        # a loop may be extended by more rounds
+        diff = changed_fields(stored.get(part, {}), mine[part], ignore=("rounds",) if part == "al" else ())
         if diff:
             raise ValueError(f"{out} was made with other settings ({', '.join(diff)} differ); pass --force to redo it")
     why = identity_differences(stored.get("identity"), mine["identity"])

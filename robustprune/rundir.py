@@ -3,7 +3,8 @@
 A run directory holds :data:`ARTIFACTS`. :func:`check_run_dir` decides, before anything is written, whether an
 earlier run there is refused, redone (``force``) or resumed (``resume``); :func:`check_same_run` refuses to
 resume a directory whose stored config differs (input files compared by content through
-:func:`cached_file_digest`); :class:`RunLog` appends to ``run.log`` and forwards progress events.
+:func:`cached_file_digest`); :func:`changed_fields` is the one comparison of a stored config with a new one;
+:class:`RunLog` appends to ``run.log`` and forwards progress events.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from robustprune.train.engine import ProgressInfo
 __all__ = [
     "ARTIFACTS", "INPUT_FILES", "RunLog", "StageDone", "RunEvent", "check_run_dir", "open_run_dir", "check_same_run",
     "cached_file_digest", "input_digests", "unlink_if_exists", "run_identity", "identity_differences",
-    "stored_identity",
+    "stored_identity", "changed_fields",
 ]  # fmt: skip
 
 #: Files a run directory may hold (``force`` removes exactly these).
@@ -112,16 +113,16 @@ def refuse_foreign(out: Path, mine: str) -> None:
         )
 
 
-def check_run_dir(out: Path, c: RunConfig, done: str = "metrics.json") -> bool:
+def check_run_dir(out: Path, config: RunConfig, done: str = "metrics.json") -> bool:
     """Check the run directory (nothing is changed yet); True when an earlier run there is to be resumed.
     ``done`` is the file whose presence marks the run as finished."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file; give a directory for the run")
     refuse_foreign(out, "run")
     present = [out / a for a in ARTIFACTS if (out / a).exists()]
-    if not present or c.force:
+    if not present or config.force:
         return False
-    if not c.resume:
+    if not config.resume:
         state = "a finished" if (out / done).exists() else "an unfinished"
         verb = "read it back" if state == "a finished" else "continue it"
         hint = f"pass --resume (resume=True) to {verb}, or "
@@ -131,24 +132,24 @@ def check_run_dir(out: Path, c: RunConfig, done: str = "metrics.json") -> bool:
     return True
 
 
-def open_run_dir(out: Path, c: RunConfig, resuming: bool) -> None:
+def open_run_dir(out: Path, config: RunConfig, resuming: bool) -> None:
     """Create the run directory; with ``force`` (and not resuming) remove an earlier run's files."""
     out.mkdir(parents=True, exist_ok=True)
-    if c.force and not resuming:
+    if config.force and not resuming:
         for a in ARTIFACTS:
             unlink_if_exists(out / a)
 
 
-def run_identity(c: RunConfig, *, warmup_only: bool = False, resolved: list | None = None) -> dict[str, Any]:
-    """Everything that can change the result of the run ``c``: every resolved value (method and learner options
+def run_identity(config: RunConfig, *, warmup_only: bool = False, resolved: list | None = None) -> dict[str, Any]:
+    """Everything that can change the result of the run ``config``: every resolved value (method and learner options
     with their defaults and the dataset protocol's values included; runtime fields excluded), the digests of
     its input files, and the code (:func:`robustprune._provenance.source_digest`). ``warmup_only``: only what
     a warm-up depends on (the warm-up fields and the learner's options), for a shared warm-up's directory.
-    ``resolved`` saves resolving ``c`` again (:func:`robustprune.explain.explain_config` rows)."""
+    ``resolved`` saves resolving ``config`` again (:func:`robustprune.explain.explain_config` rows)."""
     from robustprune.explain import explain_config
     from robustprune.runconfig import RUNTIME_FIELDS, WARMUP_FIELDS
 
-    rows = resolved if resolved is not None else explain_config(c)
+    rows = resolved if resolved is not None else explain_config(config)
     skip = set(RUNTIME_FIELDS) | set(INPUT_FILES)
 
     def wanted(key: str) -> bool:
@@ -157,7 +158,7 @@ def run_identity(c: RunConfig, *, warmup_only: bool = False, resolved: list | No
         return not warmup_only or key in WARMUP_FIELDS or key.startswith("learner_params.")
 
     values = json.loads(json.dumps({k: v for k, v, _ in rows if wanted(k)}, default=str))
-    inputs = {} if warmup_only else input_digests(c)
+    inputs = {} if warmup_only else input_digests(config)
     return {"resolved": values, "inputs": inputs, "code": source_digest()}
 
 
@@ -169,26 +170,36 @@ def stored_identity(out: Path) -> dict[str, Any] | None:
         return None
 
 
+def changed_fields(
+    old: Mapping[str, Any], new: Mapping[str, Any], *, ignore: Collection[str] = (), unset: Any = None
+) -> list[str]:
+    """The fields whose values differ between a stored config (or record) ``old`` and a new one, sorted; a
+    field one side lacks holds ``unset`` there. Every comparison of a stored config with a new one goes
+    through here: resuming a run (:func:`check_same_run`), run identities (:func:`identity_differences`) and a
+    sweep's active-learning cells."""
+    return sorted(
+        key for key in set(old) | set(new) if key not in ignore and old.get(key, unset) != new.get(key, unset)
+    )
+
+
 def identity_differences(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     """What differs between two run identities, one short phrase each (empty: the same run)."""
     if not old:
         return ["no identity recorded (made by an older robustprune)"]
-    out = []
-    a, b = old.get("resolved", {}), new.get("resolved", {})
-    for key in sorted(set(a) | set(b)):
-        if a.get(key, "<unset>") != b.get(key, "<unset>"):
-            out.append(f"{key} {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}")
-    ia, ib = old.get("inputs", {}), new.get("inputs", {})
-    for key in sorted(set(ia) | set(ib)):
-        if ia.get(key) != ib.get(key):
-            out.append(f"{key} file changed")
+    unset = "<unset>"
+    resolved_old, resolved_new = old.get("resolved", {}), new.get("resolved", {})
+    out = [
+        f"{key} {resolved_old.get(key, unset)!r} -> {resolved_new.get(key, unset)!r}"
+        for key in changed_fields(resolved_old, resolved_new, unset=unset)
+    ]
+    out += [f"{key} file changed" for key in changed_fields(old.get("inputs", {}), new.get("inputs", {}))]
     if old.get("code") != new.get("code"):
         out.append(f"code changed (source {str(old.get('code'))[:8]} -> {str(new.get('code'))[:8]})")
     return out
 
 
-def check_same_run(out: Path, c: RunConfig, identity: dict[str, Any] | None = None) -> None:
-    """Refuse to resume a run directory whose stored config differs from ``c`` (runtime fields aside), or
+def check_same_run(out: Path, config: RunConfig, identity: dict[str, Any] | None = None) -> None:
+    """Refuse to resume a run directory whose stored config differs from ``config`` (runtime fields aside), or
     whose recorded identity (:func:`run_identity`: defaults, protocol values, inputs, code) differs from
     ``identity`` when that is given.
 
@@ -197,14 +208,14 @@ def check_same_run(out: Path, c: RunConfig, identity: dict[str, Any] | None = No
     """
     stored = json.loads((out / "config.json").read_text())
     old = RunConfig.from_dict(stored).fingerprint()
-    new = c.fingerprint()
+    new = config.fingerprint()
     digests = stored.get("inputs_sha256") or {}
-    for key in INPUT_FILES:
-        path = new.get(key)
-        if key in digests and path is not None and digests[key] == cached_file_digest(path):
-            old.pop(key, None)
-            new.pop(key, None)
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    same_content = [
+        key
+        for key in INPUT_FILES
+        if key in digests and new.get(key) is not None and digests[key] == cached_file_digest(new[key])
+    ]
+    diff = changed_fields(old, new, ignore=same_content)
     if diff:
         raise ValueError(
             f"cannot resume {out}: its run differs in {', '.join(diff)}; pass --force to redo it or choose another out"
@@ -246,8 +257,9 @@ def cached_file_digest(path: str | Path) -> str | None:
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-def input_digests(c: RunConfig) -> dict[str, str]:
-    found = {k: cached_file_digest(getattr(c, k)) for k in INPUT_FILES if getattr(c, k) is not None}
+def input_digests(config: RunConfig) -> dict[str, str]:
+    """SHA-256 of each input file ``config`` names (:data:`INPUT_FILES`) that can be read."""
+    found = {k: cached_file_digest(getattr(config, k)) for k in INPUT_FILES if getattr(config, k) is not None}
     return {k: v for k, v in found.items() if v is not None}
 
 

@@ -455,7 +455,7 @@ def test_cli_bench_errors(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml")), ids=str)
 def test_every_shipped_config_loads(path):
-    from robustprune.bench.grid import build_spec, expand, load_config
+    from robustprune.bench import build_spec, expand, load_config
 
     cfg = load_config(path)
     run_table = cfg["data"].get("run", {})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robustprune.bench.grid import build_spec, expand
+from robustprune.bench import build_spec, expand
 from robustprune.cli.run import _method_rows
 from robustprune.pipeline import run
 from robustprune.runconfig import RunConfig

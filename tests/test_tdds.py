@@ -169,7 +169,7 @@ def test_a_tdds_run_records_epoch_probs_and_a_shared_warmup_asks_for_both(tmp_pa
 
 
 def test_a_bench_group_warms_up_once_for_every_on_demand_signal_its_methods_need():
-    from robustprune.bench.grid import build_spec, expand
+    from robustprune.bench import build_spec, expand
 
     spec = build_spec(
         {"datasets": ["digits"], "noises": ["sym:0.2"], "learners": ["ce"], "seeds": [0],

@@ -10,10 +10,8 @@ report uses the first ``rounds + 1`` rows of each (a loop run with more rounds i
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,20 +19,30 @@ from typing import Any
 
 from robustprune._io import atomic_write_bytes
 from robustprune.al import ROUND_KEYS, area_under_curve
-from robustprune.bench.grid import BenchSpec, expand
+from robustprune.bench.expansion import expand
 from robustprune.bench.report import (
+    block_heading,
+    block_of,
+    cell_record,
     collect,
     format_hms,
     format_mean_std,
     mean_std,
     method_styles,
+    panels,
     read_meta,
+    render_counts,
+    render_figures,
+    render_grid,
     render_methods,
     render_setting,
     report_blocks,
+    save_panels,
+    write_csv,
     write_report,
 )
 from robustprune.bench.runner import al_rounds
+from robustprune.bench.spec import BenchSpec
 
 __all__ = ["collect_al", "curve_aggregate", "summary_aggregate", "render_al_markdown", "write_al_report"]
 
@@ -57,8 +65,8 @@ def collect_al(out: Path, spec: BenchSpec) -> tuple[list[dict[str, Any]], int]:
     al = spec.al_config()
     _groups, cells = expand(spec)
     records, missing = [], 0
-    for c in cells:
-        rows = al_rounds(out, c)
+    for cell in cells:
+        rows = al_rounds(out, cell)
         if rows is None or len(rows) < al.rounds + 1:
             missing += 1
             continue
@@ -66,9 +74,7 @@ def collect_al(out: Path, spec: BenchSpec) -> tuple[list[dict[str, Any]], int]:
         labelled = [r["labelled"] for r in rows]
         acc = [r["test_accuracy"] for r in rows]
         records.append({
-            "dataset": c.group.dataset, "noise": c.group.noise, "learner": c.group.learner, "seed": c.group.seed,
-            "method": c.method.label, "method_name": c.method.method,
-            "params": json.dumps(c.method.params, sort_keys=True), "cell": c.key, "rounds": rows,
+            **cell_record(cell), "cell": cell.key, "rounds": rows,
             "auc": area_under_curve(labelled, acc), "final_test_accuracy": acc[-1], "final_labelled": labelled[-1],
             "final_pool_noise_rate": rows[-1].get("pool_noise_rate"),
             "final_relabel_accuracy": rows[-1].get("relabel_accuracy"),
@@ -79,16 +85,12 @@ def collect_al(out: Path, spec: BenchSpec) -> tuple[list[dict[str, Any]], int]:
     return records, missing
 
 
-def _block(r: Mapping[str, Any]) -> Block:
-    return (r["dataset"], r["noise"], r["learner"])
-
-
 def curve_aggregate(records: Sequence[Mapping[str, Any]]) -> dict[tuple, tuple[float, float, int]]:
     """(dataset, noise, learner, method, labelled) -> (mean, std, count) of the test accuracy over seeds."""
     groups: dict[tuple, list[float]] = defaultdict(list)
     for r in records:
         for row in r["rounds"]:
-            groups[(*_block(r), r["method"], int(row["labelled"]))].append(row["test_accuracy"])
+            groups[(*block_of(r), r["method"], int(row["labelled"]))].append(row["test_accuracy"])
     return {k: mean_std(v) for k, v in groups.items()}
 
 
@@ -97,7 +99,7 @@ def summary_aggregate(records: Sequence[Mapping[str, Any]], key: str) -> dict[tu
     groups: dict[tuple, list[float]] = defaultdict(list)
     for r in records:
         if r.get(key) is not None:
-            groups[(*_block(r), r["method"])].append(r[key])
+            groups[(*block_of(r), r["method"])].append(r[key])
     return {k: mean_std(v) for k, v in groups.items()}
 
 
@@ -110,16 +112,16 @@ def _table(methods: Sequence[str], columns: Sequence[tuple[str, Callable[[str], 
         vals = [round(100 * a[0], 1) for a in map(get, methods) if a is not None and a[2] > 0]
         best.append((max(vals) if higher else min(vals)) if vals else None)
     for m in methods:
-        cells = []
+        row = []
         for (_, get, _), b in zip(columns, best, strict=True):
             a = get(m)
             if a is None or a[2] == 0:
-                cells.append("–")
+                row.append("–")
                 continue
             text = format_mean_std(*a)
-            cells.append(f"**{text}**" if round(100 * a[0], 1) == b else text)
-        if any(c != "–" for c in cells):
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            row.append(f"**{text}**" if round(100 * a[0], 1) == b else text)
+        if any(entry != "–" for entry in row):
+            lines.append(f"| {m} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -135,11 +137,7 @@ def render_al_markdown(
     w = out.write
     w("# Active-learning report\n\n")
     render_setting(w, meta)
-    w(
-        f"- grid: datasets {', '.join(spec.datasets)}; noise {', '.join(spec.noises)}; learners "
-        f"{', '.join(spec.learners)}; seeds {', '.join(map(str, spec.seeds))}; acquisition methods "
-        f"{', '.join(methods)}\n"
-    )
+    render_grid(w, spec, f"acquisition methods {', '.join(methods)}")
     final = al.initial_size + al.rounds * al.n_query
     w(
         f"- active learning: {al.initial_size} examples labelled at random (class-balanced) in round 0, then "
@@ -147,9 +145,7 @@ def render_al_markdown(
         "trains on the labelled pool every round; the oracle answers with the noisy labels of the noise spec\n"
     )
     render_methods(w, spec)
-    w(f"- cells finished: {len(records)}; not finished: {missing}\n")
-    if meta.get("failed"):
-        w(f"- failed cells: {len(meta['failed'])} (see bench.json)\n")
+    render_counts(w, meta, records, missing)
     w(
         "\nValues are percentages, mean ± sample standard deviation over seeds (one value: that seed only); "
         "the best mean of each column is in bold. The numbered columns are the test accuracy (last epoch) of "
@@ -169,10 +165,6 @@ def render_al_markdown(
     summaries = {key: summary_aggregate(records, key) for key, _, _ in SUMMARY}
     blocks = report_blocks(spec, records)
 
-    def heading(block: Block) -> str:
-        seeds = sorted({r["seed"] for r in records if _block(r) == block})
-        return f"\n### {block[0]}, noise {block[1]}, learner {block[2]} (seeds {', '.join(map(str, seeds))})\n\n"
-
     def summary_column(key: str, title: str, higher: bool, block: Block) -> tuple[str, Callable, bool]:
         return (title, lambda m: summaries[key].get((*block, m)), higher)
 
@@ -181,18 +173,16 @@ def render_al_markdown(
         sizes = sorted({k[4] for k in curve if k[:3] == block})
         columns = [(f"{n:,}", lambda m, n=n, b=block: curve.get((*b, m, n)), True) for n in sizes]
         columns += [summary_column(k, t, h, block) for k, t, h in SUMMARY[:2]]
-        w(heading(block) + _table(methods, columns) + "\n")
+        w(block_heading(records, block) + _table(methods, columns) + "\n")
     w(
         "\n## Labelled pool after the last round\n\nShare of the labelled pool whose oracle label is wrong, and "
         "share of it the last learner predicts correctly (re-labeling accuracy); the lowest noise rate and the "
         "highest re-labeling accuracy are in bold.\n"
     )
     for block in blocks:
-        w(heading(block) + _table(methods, [summary_column(k, t, h, block) for k, t, h in SUMMARY[2:]]) + "\n")
-    if figures:
-        w("\n## Figures\n\n")
-        for name, caption in figures:
-            w(f"![{caption}]({name})\n\n*{caption}*\n\n")
+        columns = [summary_column(k, t, h, block) for k, t, h in SUMMARY[2:]]
+        w(block_heading(records, block) + _table(methods, columns) + "\n")
+    render_figures(w, figures)
     return out.getvalue()
 
 
@@ -207,9 +197,7 @@ def _figure(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) ->
     colours, markers = method_styles(plt, methods)
     curve = curve_aggregate(records)
     blocks = report_blocks(spec, records)
-    ncol = min(len(blocks), 2)
-    nrow = math.ceil(len(blocks) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 4.2 * nrow), squeeze=False)
+    fig, axes = panels(plt, len(blocks))
     for ax, block in zip(axes.flat, blocks, strict=False):
         for m in methods:
             pts = sorted((k[4], v) for k, v in curve.items() if k[:3] == block and k[3] == m)
@@ -226,23 +214,8 @@ def _figure(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) ->
         ax.set_xlabel("labelled examples")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(blocks) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
-    plt.close(fig)
+    save_panels(plt, fig, axes, len(blocks), out / "curves.png")
     return [("curves.png", "test accuracy vs. labelled examples per acquisition method (mean ± std over seeds)")]
-
-
-def _write_csv(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
-    wr.writeheader()
-    for r in records:
-        for row in r["rounds"]:
-            wr.writerow({**r, **row})
-    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def _rows(agg: Mapping[tuple, tuple[float, float, int]], names: Sequence[str]) -> list[dict[str, Any]]:
@@ -260,7 +233,7 @@ def write_al_report(
 ) -> Path:
     """Write report.md, results.csv, results.json and curves.png of an active-learning sweep into ``out``."""
     figs = _figure(out, spec, records) if figures and records else []
-    _write_csv(out / "results.csv", records)
+    write_csv(out / "results.csv", CSV_FIELDS, ({**r, **row} for r in records for row in r["rounds"]))
     block = ("dataset", "noise", "learner", "method")
     payload = {
         "command": meta.get("command"), "environment": meta.get("environment"), "spec": meta["spec"],

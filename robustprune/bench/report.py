@@ -23,8 +23,9 @@ import numpy as np
 
 from robustprune._io import atomic_write_bytes
 from robustprune._provenance import short_code
-from robustprune.bench.grid import BenchSpec, expand
+from robustprune.bench.expansion import expand
 from robustprune.bench.runner import cell_dir
+from robustprune.bench.spec import BenchSpec, Cell
 
 __all__ = [
     "collect", "aggregate", "mean_std", "render_markdown", "write_report", "cost_summary", "METRICS", "VAL_METRIC",
@@ -60,9 +61,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     n = len(vals)
     if n == 0:
         return math.nan, math.nan, 0
-    m = sum(vals) / n
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
-    return m, sd, n
+    mean = sum(vals) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+    return mean, sd, n
 
 
 def read_meta(out: Path) -> tuple[dict[str, Any], BenchSpec]:
@@ -77,6 +78,21 @@ def read_meta(out: Path) -> tuple[dict[str, Any], BenchSpec]:
         raise ValueError(f"cannot read {meta_path}: {exc}") from None
 
 
+def cell_record(cell: Cell) -> dict[str, Any]:
+    """The fields that name a cell in a record: its block, seed and method (label, registered name, options)."""
+    group = cell.group
+    return {
+        "dataset": group.dataset, "noise": group.noise, "learner": group.learner, "seed": group.seed,
+        "method": cell.method.label, "method_name": cell.method.method,
+        "params": json.dumps(cell.method.params, sort_keys=True),
+    }  # fmt: skip
+
+
+def block_of(record: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The report block of a record: (dataset, noise, learner); seeds are aggregated."""
+    return (record["dataset"], record["noise"], record["learner"])
+
+
 def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
     """A pruning sweep's ``bench.json``, one record per finished cell, and the number of cells not finished
     (:func:`robustprune.bench.al_report.collect_sweep` also reads active-learning sweeps)."""
@@ -85,38 +101,38 @@ def collect(out: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]
     _groups, cells = expand(spec)
     records, missing = [], 0
     fits: dict[str, float | None] = {}
-    for c in cells:
-        path = cell_dir(out, c) / "metrics.json"
+    for cell in cells:
+        path = cell_dir(out, cell) / "metrics.json"
         if not path.is_file():
             missing += 1
             continue
-        m = _cell_metrics(path, meta)
-        t = m.get("timings", {})
-        class_noise = [r for r in m.get("class_noise_rates") or [] if r is not None]
-        prov = m.get("provenance") or {}
+        metrics = _cell_metrics(path, meta)
+        timings = metrics.get("timings", {})
+        class_noise = [r for r in metrics.get("class_noise_rates") or [] if r is not None]
+        prov = metrics.get("provenance") or {}
         host = prov.get("host") or {}
         records.append({
-            "dataset": c.group.dataset, "noise": c.group.noise, "learner": c.group.learner, "seed": c.group.seed,
-            "method": c.method.label, "method_name": c.method.method,
-            "params": json.dumps(c.method.params, sort_keys=True), "signal_source": c.config.signal_source,
-            "fraction": c.fraction, "budget": m.get("budget"), "num_train": m.get("num_train"),
-            "num_val": m.get("num_val"), "val_accuracy": m.get("val_accuracy_last"),
-            "test_accuracy": m.get("test_accuracy"), "test_accuracy_at_best_val": m.get("test_accuracy_at_best_val"),
-            "relabel_accuracy": m.get("relabel_accuracy"), "relabel_accuracy_all": m.get("relabel_accuracy_all"),
-            "subset_noise_rate": m.get("subset_noise_rate"),
-            "subset_noise_worst_class": max(class_noise) if class_noise else None, "noise_rate": m.get("noise_rate"),
-            "warmup_test_accuracy": m.get("warmup_test_accuracy"),
+            **cell_record(cell), "signal_source": cell.config.signal_source,
+            "fraction": cell.fraction, "budget": metrics.get("budget"), "num_train": metrics.get("num_train"),
+            "num_val": metrics.get("num_val"), "val_accuracy": metrics.get("val_accuracy_last"),
+            "test_accuracy": metrics.get("test_accuracy"),
+            "test_accuracy_at_best_val": metrics.get("test_accuracy_at_best_val"),
+            "relabel_accuracy": metrics.get("relabel_accuracy"),
+            "relabel_accuracy_all": metrics.get("relabel_accuracy_all"),
+            "subset_noise_rate": metrics.get("subset_noise_rate"),
+            "subset_noise_worst_class": max(class_noise) if class_noise else None,
+            "noise_rate": metrics.get("noise_rate"), "warmup_test_accuracy": metrics.get("warmup_test_accuracy"),
             "signals_fit_wrong_labels": _fit_wrong_labels(path.parent, fits),
-            "signals_agreement": (m.get("signals") or {}).get("agreement_with_given_labels"),
-            "learner_state": json.dumps(m.get("sample_state") or {}, sort_keys=True),
-            "time_warmup": t.get("warmup", 0.0), "time_signals": t.get("signals", 0.0),
-            "time_selection": t.get("selection", 0.0), "time_train": t.get("train", 0.0),
-            "time_evaluate": t.get("evaluate", 0.0), "cell": c.key,
-            "class_counts": m.get("class_counts"), "class_counts_true": m.get("class_counts_true"),
-            "warmup_group": c.group.name, "warmup_tag": c.group.tag,
+            "signals_agreement": (metrics.get("signals") or {}).get("agreement_with_given_labels"),
+            "learner_state": json.dumps(metrics.get("sample_state") or {}, sort_keys=True),
+            "time_warmup": timings.get("warmup", 0.0), "time_signals": timings.get("signals", 0.0),
+            "time_selection": timings.get("selection", 0.0), "time_train": timings.get("train", 0.0),
+            "time_evaluate": timings.get("evaluate", 0.0), "cell": cell.key,
+            "class_counts": metrics.get("class_counts"), "class_counts_true": metrics.get("class_counts_true"),
+            "warmup_group": cell.group.name, "warmup_tag": cell.group.tag,
             "code": short_code(prov.get("code")), "computed_at": prov.get("computed_at"),
             "host": f"{host.get('cpu', '?')}, {host.get('torch_threads', '?')} threads" if host else None,
-            "gpu": host.get("gpu"), "stale": "; ".join((meta.get("stale_kept") or {}).get(c.key, [])) or None,
+            "gpu": host.get("gpu"), "stale": "; ".join((meta.get("stale_kept") or {}).get(cell.key, [])) or None,
         })  # fmt: skip
     return meta, records, missing
 
@@ -171,7 +187,7 @@ def aggregate(records: Iterable[Mapping[str, Any]], key: str) -> dict[tuple, tup
     groups: dict[tuple, list[float]] = defaultdict(list)
     for r in records:
         if r.get(key) is not None:
-            groups[(r["dataset"], r["noise"], r["learner"], r["method"], float(r["fraction"]))].append(r[key])
+            groups[(*block_of(r), r["method"], float(r["fraction"]))].append(r[key])
     return {k: mean_std(v) for k, v in groups.items()}
 
 
@@ -211,11 +227,11 @@ def render_table(
     lines = ["| method | " + " | ".join(f"{f:g}" for f in fr) + " |", "|---|" + "---:|" * len(fr)]
     bold = {f: leaders({m: agg[(*block, m, f)] for m in methods if (*block, m, f) in agg}, higher_better) for f in fr}
     for m in methods:
-        cells = []
+        row = []
         for f in fr:
             a = agg.get((*block, m, f))
             if a is None or a[2] == 0:
-                cells.append("–")
+                row.append("–")
                 continue
             text = format_mean_std(*a)
             text = f"**{text}**" if m in bold[f] else text
@@ -223,9 +239,9 @@ def render_table(
                 text += f" (n={a[2]})"
             if stale and stale.get((*block, m, f)):
                 text += " ‡"
-            cells.append(text + " †" if chosen and chosen.get((*block, f)) == m else text)
-        if any(c != "–" for c in cells):
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            row.append(text + " †" if chosen and chosen.get((*block, f)) == m else text)
+        if any(entry != "–" for entry in row):
+            lines.append(f"| {m} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -370,7 +386,7 @@ def _iso(stamp: Any) -> str | None:
 def report_blocks(spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     """The (dataset, noise, learner) blocks with records, in the grid's dataset order."""
     return sorted(
-        {(r["dataset"], r["noise"], r["learner"]) for r in records},
+        {block_of(r) for r in records},
         key=lambda b: (spec.datasets.index(b[0]) if b[0] in spec.datasets else 99, b[1], b[2]),
     )
 
@@ -386,15 +402,9 @@ def render_markdown(
     w = out.write
     w("# Benchmark report\n\n")
     render_setting(w, meta)
-    w(
-        f"- grid: datasets {', '.join(spec.datasets)}; noise {', '.join(spec.noises)}; learners "
-        f"{', '.join(spec.learners)}; seeds {', '.join(map(str, spec.seeds))}; fractions "
-        f"{', '.join(f'{f:g}' for f in spec.fractions)}\n"
-    )
+    render_grid(w, spec, f"fractions {', '.join(f'{f:g}' for f in spec.fractions)}")
     render_methods(w, spec)
-    w(f"- cells finished: {len(records)}; not finished: {missing}\n")
-    if meta.get("failed"):
-        w(f"- failed cells: {len(meta['failed'])} (see bench.json)\n")
+    render_counts(w, meta, records, missing)
     w(
         "\nValues are percentages, mean ± sample standard deviation over seeds (one value: that seed only); "
         "the best mean of each column is in bold (lowest for the subset noise rate), and so is every mean within "
@@ -403,17 +413,17 @@ def render_markdown(
     if records:
         render_provenance(w, meta, records)
     if records:
-        c = cost_summary(records)
+        cost = cost_summary(records)
         w("\n## Compute cost\n\n")
         w("| part | time |\n|---|---:|\n")
-        w(f"| warm-up + signals ({c['warmups']} shared warm-ups) | {format_hms(c['warmup'])} |\n")
-        w(f"| selection ({c['cells']} cells) | {format_hms(c['selection'])} |\n")
-        w(f"| training + evaluation ({c['cells']} cells) | {format_hms(c['train'])} |\n")
-        w(f"| **total** | **{format_hms(c['total'])}** |\n\n")
-        share = c["saved"] / c["total_per_cell_warmup"] if c["total_per_cell_warmup"] else 0.0
+        w(f"| warm-up + signals ({cost['warmups']} shared warm-ups) | {format_hms(cost['warmup'])} |\n")
+        w(f"| selection ({cost['cells']} cells) | {format_hms(cost['selection'])} |\n")
+        w(f"| training + evaluation ({cost['cells']} cells) | {format_hms(cost['train'])} |\n")
+        w(f"| **total** | **{format_hms(cost['total'])}** |\n\n")
+        share = cost["saved"] / cost["total_per_cell_warmup"] if cost["total_per_cell_warmup"] else 0.0
         w(
             f"Re-running the warm-up for every cell, as the released scripts do, would have cost "
-            f"{format_hms(c['total_per_cell_warmup'])}; sharing it saved {format_hms(c['saved'])} "
+            f"{format_hms(cost['total_per_cell_warmup'])}; sharing it saved {format_hms(cost['saved'])} "
             f"({100 * share:.0f}% of that).\n"
         )
         costs = warmup_costs(records)
@@ -436,17 +446,42 @@ def render_markdown(
             w("\n† the method with the best mean validation accuracy in that column (the choice a user makes "
               "without the test set).\n")  # fmt: skip
         for block in blocks:
-            seeds = sorted({r["seed"] for r in records if (r["dataset"], r["noise"], r["learner"]) == block})
-            w(f"\n### {block[0]}, noise {block[1]}, learner {block[2]} (seeds {', '.join(map(str, seeds))})\n\n")
+            w(block_heading(records, block))
             marks = chosen if key == "test_accuracy" else None
-            stale = {(r["dataset"], r["noise"], r["learner"], r["method"], float(r["fraction"])): True
-                     for r in records if r.get("stale")}  # fmt: skip
+            stale = {(*block_of(r), r["method"], float(r["fraction"])): True for r in records if r.get("stale")}
             w(render_table(agg, block, methods, fractions, higher, marks, len(spec.seeds), stale) + "\n")
+    render_figures(w, figures)
+    return out.getvalue()
+
+
+def render_grid(w: Any, spec: BenchSpec, last: str) -> None:
+    """The grid's line: its datasets, noise specs, learners and seeds, then ``last`` (its fractions, or its
+    acquisition methods)."""
+    w(
+        f"- grid: datasets {', '.join(spec.datasets)}; noise {', '.join(spec.noises)}; learners "
+        f"{', '.join(spec.learners)}; seeds {', '.join(map(str, spec.seeds))}; {last}\n"
+    )
+
+
+def render_counts(w: Any, meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]], missing: int) -> None:
+    """How many cells finished, did not, and failed."""
+    w(f"- cells finished: {len(records)}; not finished: {missing}\n")
+    if meta.get("failed"):
+        w(f"- failed cells: {len(meta['failed'])} (see bench.json)\n")
+
+
+def block_heading(records: Sequence[Mapping[str, Any]], block: tuple[str, str, str]) -> str:
+    """A block's heading, with the seeds its records come from."""
+    seeds = sorted({r["seed"] for r in records if block_of(r) == block})
+    return f"\n### {block[0]}, noise {block[1]}, learner {block[2]} (seeds {', '.join(map(str, seeds))})\n\n"
+
+
+def render_figures(w: Any, figures: Sequence[tuple[str, str]]) -> None:
+    """The figures section: each file with its caption (nothing when there are none)."""
     if figures:
         w("\n## Figures\n\n")
         for name, caption in figures:
             w(f"![{caption}]({name})\n\n*{caption}*\n\n")
-    return out.getvalue()
 
 
 def report_metrics(records: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str, bool], ...]:
@@ -456,12 +491,13 @@ def report_metrics(records: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str
     return ((VAL_METRIC,) if has_val else ()) + METRICS
 
 
-def _write_csv(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+def write_csv(path: Path, fields: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """``rows`` as CSV with the columns ``fields`` (other keys left out), written atomically."""
     buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
-    wr.writeheader()
-    for r in records:
-        wr.writerow(r)
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
@@ -474,15 +510,13 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
     import matplotlib.pyplot as plt
 
     made = []
-    blocks = sorted({(r["dataset"], r["noise"], r["learner"]) for r in records})
+    blocks = sorted({block_of(r) for r in records})
     methods = [m.label for m in spec.methods]
     colours, markers = method_styles(plt, methods)
     for key, fname, label in (("test_accuracy", "accuracy.png", "test accuracy"),
                               ("relabel_accuracy", "relabel.png", "re-labeling accuracy")):  # fmt: skip
         agg = aggregate(records, key)
-        ncol = min(len(blocks), 2)
-        nrow = math.ceil(len(blocks) / ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 4.2 * nrow), squeeze=False)
+        fig, axes = panels(plt, len(blocks))
         for ax, block in zip(axes.flat, blocks, strict=False):
             for m in methods:
                 pts = sorted((f, v) for (d, n, lr, mm, f), v in agg.items() if (d, n, lr) == block and mm == m)
@@ -500,16 +534,28 @@ def _figures(out: Path, spec: BenchSpec, records: Sequence[Mapping[str, Any]]) -
             ax.set_xlabel("fraction kept")
             ax.set_ylabel(f"{label} (%)")
             ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(blocks) :]:
-            ax.axis("off")
-        axes.flat[0].legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
-        plt.close(fig)
+        save_panels(plt, fig, axes, len(blocks), out / fname)
         made.append((fname, f"{label} vs. fraction kept, per method (mean ± std over seeds)"))
     if blocks:
         made += _class_histogram(plt, out, records, blocks[0], colours)
     return made
+
+
+def panels(plt: Any, count: int) -> tuple[Any, Any]:
+    """A figure of ``count`` panels, two a row."""
+    ncol = min(count, 2)
+    nrow = math.ceil(count / ncol)
+    return plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 4.2 * nrow), squeeze=False)
+
+
+def save_panels(plt: Any, fig: Any, axes: Any, count: int, path: Path) -> None:
+    """Blank the panels after the first ``count``, put the legend on the first, write ``path`` and close."""
+    for ax in list(axes.flat)[count:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def method_styles(plt: Any, methods: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -523,7 +569,7 @@ def method_styles(plt: Any, methods: Sequence[str]) -> tuple[dict[str, Any], dic
 def _class_histogram(plt: Any, out: Path, records: Sequence[Mapping[str, Any]], block: tuple, colours: dict) -> list:
     """class_histogram.png: true-class counts of each method's subset at the smallest fraction (first block
     and seed); nothing when the records hold no true classes."""
-    rows = [r for r in records if (r["dataset"], r["noise"], r["learner"]) == block and r["class_counts_true"]]
+    rows = [r for r in records if block_of(r) == block and r["class_counts_true"]]
     if not rows:
         return []
     seed = min(r["seed"] for r in rows)
@@ -554,7 +600,7 @@ def write_report(out: str | Path, *, figures: bool = True) -> Path:
     meta, records, missing = collect(out)
     spec = BenchSpec.from_dict(meta["spec"])
     figs = _figures(out, spec, records) if figures and records else []
-    _write_csv(out / "results.csv", records)
+    write_csv(out / "results.csv", CSV_FIELDS, records)
     payload = {
         "command": meta.get("command"), "environment": meta.get("environment"), "spec": meta["spec"],
         "missing": missing, "failed": meta.get("failed", {}),

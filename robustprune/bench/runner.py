@@ -31,14 +31,15 @@ from typing import Any
 from robustprune._io import write_json
 from robustprune._provenance import code_identity, now
 from robustprune._version import __version__
-from robustprune.bench.grid import BenchSpec, Cell, Group, expand
+from robustprune.bench.expansion import expand
+from robustprune.bench.spec import BenchSpec, Cell, Group
 from robustprune.runconfig import RunConfig
-from robustprune.rundir import refuse_foreign
+from robustprune.rundir import changed_fields, identity_differences, refuse_foreign, run_identity, stored_identity
 
 __all__ = ["BenchEvent", "BenchResult", "run_bench", "cell_dir", "cell_done", "al_rounds", "warmup_dir", "environment"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BenchEvent:
     """A progress event: ``kind`` is "start", "warmup", "cell", "epoch" or "done"; ``done``/``total`` count
     cells (cached ones included); ``eta`` is the estimated seconds left (None until one cell ran)."""
@@ -130,35 +131,37 @@ def _init_worker(threads: int, slots: Any) -> None:
         _WORKER_DEVICE = slots.get()
 
 
-def _with_device(cfg: dict[str, Any]) -> RunConfig:
-    c = RunConfig(**cfg)
-    if _WORKER_DEVICE is not None and (c.device is None or c.device.startswith("cuda")):
-        c = replace(c, device=_WORKER_DEVICE)
-    return c
+def _with_device(values: dict[str, Any]) -> RunConfig:
+    """A job's config from its values, on this worker's GPU where the pool gave it one."""
+    config = RunConfig(**values)
+    if _WORKER_DEVICE is not None and (config.device is None or config.device.startswith("cuda")):
+        config = replace(config, device=_WORKER_DEVICE)
+    return config
 
 
-def _do_warmup(cfg: dict[str, Any], progress: Callable | None = None) -> float:
+def _timed(fn: Callable, *args: Any, **kwargs: Any) -> float:
+    """The seconds ``fn(*args, **kwargs)`` took."""
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def _do_warmup(config: dict[str, Any], progress: Callable | None = None) -> float:
     from robustprune.pipeline import make_signals
 
-    t0 = time.perf_counter()
-    make_signals(_with_device(cfg), progress=progress)
-    return time.perf_counter() - t0
+    return _timed(make_signals, _with_device(config), progress=progress)
 
 
-def _do_cell(cfg: dict[str, Any], progress: Callable | None = None) -> float:
+def _do_cell(config: dict[str, Any], progress: Callable | None = None) -> float:
     from robustprune.pipeline import run
 
-    t0 = time.perf_counter()
-    run(_with_device(cfg), progress=progress)
-    return time.perf_counter() - t0
+    return _timed(run, _with_device(config), progress=progress)
 
 
-def _do_al_cell(cfg: dict[str, Any], al: dict[str, Any], progress: Callable | None = None) -> float:
+def _do_al_cell(config: dict[str, Any], al: dict[str, Any], progress: Callable | None = None) -> float:
     from robustprune.al import ALConfig, run_al
 
-    t0 = time.perf_counter()
-    run_al(_with_device(cfg), ALConfig(**al), engine_progress=progress)
-    return time.perf_counter() - t0
+    return _timed(run_al, _with_device(config), ALConfig(**al), engine_progress=progress)
 
 
 # -------------------------------------------------------------------------------------------- sweep
@@ -169,70 +172,72 @@ def find_stale(out: Path, groups: list[Group], cells: list[Cell]) -> tuple[dict[
     grid gives them now (:func:`robustprune.rundir.run_identity`: every resolved value, defaults and dataset
     protocol values included, the input files and the code), each with the reasons; a cell whose warm-up is
     stale is stale too. Directories without a config.json are not stale (nothing was computed there)."""
-    from robustprune.rundir import identity_differences, run_identity, stored_identity
-
     warm: dict[str, list[str]] = {}
-    for g in groups:
-        path = warmup_dir(out, g)
+    for group in groups:
+        path = warmup_dir(out, group)
         if (path / "config.json").exists():
-            why = identity_differences(stored_identity(path), run_identity(_group_config(out, g), warmup_only=True))
+            why = _identity_changes(path, _group_config(out, group), warmup_only=True)
             if why:
-                warm[g.name] = why
+                warm[group.name] = why
     stale: dict[str, list[str]] = {}
-    for c in cells:
-        path = cell_dir(out, c)
+    for cell in cells:
+        path = cell_dir(out, cell)
         if not (path / "config.json").exists() and not (path / "al_config.json").exists():
             continue
-        if c.al is not None:
-            why = _al_differs(out, c)
-        elif c.group.name in warm:
-            why = ["its warm-up is stale: " + "; ".join(warm[c.group.name])]
+        if cell.al is not None:
+            why = _al_differs(out, cell)
+        elif cell.group.name in warm:
+            why = ["its warm-up is stale: " + "; ".join(warm[cell.group.name])]
         else:
-            why = identity_differences(stored_identity(path), run_identity(_cell_config(out, c)))
+            why = _identity_changes(path, _cell_config(out, cell))
         if why:
-            stale[c.key] = why
+            stale[cell.key] = why
     return warm, stale
 
 
-def _al_differs(out: Path, c: Cell) -> list[str]:
+def _identity_changes(path: Path, config: RunConfig, *, warmup_only: bool = False) -> list[str]:
+    """How the identity recorded in ``path/config.json`` differs from that of ``config`` now."""
+    return identity_differences(stored_identity(path), run_identity(config, warmup_only=warmup_only))
+
+
+def _al_differs(out: Path, cell: Cell) -> list[str]:
     """How an active-learning cell's stored loop differs from the grid's (more or fewer rounds are not a
     difference: a loop is extended, or reported up to the grid's rounds), one phrase each."""
     from robustprune.al import config_record
-    from robustprune.rundir import identity_differences
 
-    path = cell_dir(out, c) / "al_config.json"
+    path = cell_dir(out, cell) / "al_config.json"
     if not path.exists():
         return []
     try:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return []
-    new = config_record(c.config, c.al)
-    diff = []
-    for part in ("run", "al"):
-        theirs, mine = old.get(part, {}), new[part]
-        keys = sorted(set(theirs) | set(mine))
-        diff += [f"{k} differs" for k in keys if theirs.get(k) != mine.get(k) and k != "rounds"]
+    new = config_record(cell.config, cell.al)
+    diff = [
+        f"{key} differs"
+        for part in ("run", "al")
+        for key in changed_fields(old.get(part, {}), new[part], ignore=("rounds",))
+    ]
     return diff or identity_differences(old.get("identity"), new["identity"])
 
 
-def _group_config(out: Path, g: Group) -> RunConfig:
-    return replace(g.config, out=str(warmup_dir(out, g)), resume=True)
+def _group_config(out: Path, group: Group) -> RunConfig:
+    return replace(group.config, out=str(warmup_dir(out, group)), resume=True)
 
 
-def _cell_config(out: Path, c: Cell) -> RunConfig:
-    if c.al is not None:  # an active-learning loop trains its own learner every round: no warm-up
-        return replace(c.config, out=str(cell_dir(out, c)), resume=True)
-    signals = str((warmup_dir(out, c.group) / "signals.npz").resolve())
-    return replace(c.config, out=str(cell_dir(out, c)), signals=signals, resume=True)
+def _cell_config(out: Path, cell: Cell) -> RunConfig:
+    if cell.al is not None:  # an active-learning loop trains its own learner every round: no warm-up
+        return replace(cell.config, out=str(cell_dir(out, cell)), resume=True)
+    signals = str((warmup_dir(out, cell.group) / "signals.npz").resolve())
+    return replace(cell.config, out=str(cell_dir(out, cell)), signals=signals, resume=True)
 
 
-def _cell_job(out: Path, c: Cell) -> tuple[Callable, tuple]:
+def _cell_job(out: Path, cell: Cell) -> tuple[Callable, tuple]:
     """The worker function of a cell and its picklable arguments (before the progress callback)."""
-    cfg = _cell_config(out, c).to_dict()
-    if c.al is not None:
-        return _do_al_cell, (cfg, asdict(c.al))
-    return _do_cell, (cfg,)
+    config = _cell_config(out, cell).to_dict()
+    if cell.al is not None:
+        return _do_al_cell, (config, asdict(cell.al))
+    return _do_cell, (config,)
 
 
 LOCK = "bench.lock"
@@ -359,23 +364,23 @@ def _prepare(
     warm, stale = find_stale(out, groups, cells) if out.exists() else ({}, {})
     kept: dict[str, list[str]] = {}
     if reuse_stale:  # finished cells stay (marked in the report); unfinished ones and their warm-ups are redone
-        for c in cells:
-            if c.key in stale and cell_done(out, c):
-                kept[c.key] = stale.pop(c.key)
-        needed = {c.group.name for c in cells if c.key in stale or not cell_done(out, c)}
+        for cell in cells:
+            if cell.key in stale and cell_done(out, cell):
+                kept[cell.key] = stale.pop(cell.key)
+        needed = {cell.group.name for cell in cells if cell.key in stale or not cell_done(out, cell)}
         warm = {name: why for name, why in warm.items() if name in needed}
-    for g in groups:
-        if g.name in warm:
-            shutil.rmtree(warmup_dir(out, g), ignore_errors=True)
-    for c in cells:
-        if c.key in stale:
-            shutil.rmtree(cell_dir(out, c), ignore_errors=True)
+    for group in groups:
+        if group.name in warm:
+            shutil.rmtree(warmup_dir(out, group), ignore_errors=True)
+    for cell in cells:
+        if cell.key in stale:
+            shutil.rmtree(cell_dir(out, cell), ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     recomputed = {**{f"warmup/{k}": v for k, v in warm.items()}, **stale}
     meta["stale_recomputed"], meta["stale_kept"] = recomputed, kept
     write_json(out / "bench.json", meta)
-    done = [cell_done(out, c) for c in cells]
-    return done, [(warmup_dir(out, g) / "signals.npz").exists() for g in groups], recomputed, kept
+    done = [cell_done(out, cell) for cell in cells]
+    return done, [(warmup_dir(out, group) / "signals.npz").exists() for group in groups], recomputed, kept
 
 
 def _call(fn: Callable, *args: Any) -> tuple[Any, BaseException | None]:
@@ -404,18 +409,20 @@ class _Sweep:
         self.out, self.groups, self.jobs, self.progress = out, groups, jobs, progress
         self.result = BenchResult(out)
         self.total = len(cells)
-        self.pending: dict[str, list[Cell]] = {g.name: [] for g in groups}
+        self.pending: dict[str, list[Cell]] = {group.name: [] for group in groups}
         self.done = 0
-        has_signals = {g.name: w for g, w in zip(groups, warm, strict=True)}
-        for c, finished in zip(cells, done, strict=True):
+        has_signals = {group.name: signals for group, signals in zip(groups, warm, strict=True)}
+        for cell, finished in zip(cells, done, strict=True):
             if finished:
-                self.result.cached.append(c.key)
+                self.result.cached.append(cell.key)
                 self.done += 1
             else:
-                self.pending[c.group.name].append(c)
-        no_warmup = {c.group.name for c in cells if c.al is not None}  # active-learning groups
+                self.pending[cell.group.name].append(cell)
+        no_warmup = {cell.group.name for cell in cells if cell.al is not None}  # active-learning groups
         self.need_warmup = [
-            g for g in groups if self.pending[g.name] and g.name not in no_warmup and not has_signals[g.name]
+            group
+            for group in groups
+            if self.pending[group.name] and group.name not in no_warmup and not has_signals[group.name]
         ]
         # remaining-time estimate: cell time scales with the kept fraction; warm-ups by their own mean
         self.cell_rate: list[tuple[float, float]] = []  # (seconds, fraction) of cells computed now
@@ -426,57 +433,57 @@ class _Sweep:
         if not self.cell_rate:
             return None
         per_frac = sum(s for s, _ in self.cell_rate) / max(sum(f for _, f in self.cell_rate), 1e-9)
-        left = sum(c.fraction for cs in self.pending.values() for c in cs) * per_frac
+        left = sum(cell.fraction for pending in self.pending.values() for cell in pending) * per_frac
         mean_warm = sum(self.warm_times) / len(self.warm_times) if self.warm_times else 0.0
-        left += sum(1 for g in self.need_warmup if g.name not in self.warmed) * mean_warm
+        left += sum(1 for group in self.need_warmup if group.name not in self.warmed) * mean_warm
         return left / self.jobs
 
     def emit(self, kind: str, label: str, **kw: Any) -> None:
         if self.progress is not None:
-            self.progress(BenchEvent(kind, label, self.done, self.total, self.eta(), **kw))
+            self.progress(BenchEvent(kind=kind, label=label, done=self.done, total=self.total, eta=self.eta(), **kw))
 
     def epoch_event(self, info: Any) -> None:
         self.emit("epoch", "", info=info)
 
-    def warmup_finished(self, g: Group, seconds: float | None, exc: BaseException | None) -> bool:
-        self.warmed.add(g.name)
+    def warmup_finished(self, group: Group, seconds: float | None, exc: BaseException | None) -> bool:
+        self.warmed.add(group.name)
         if exc is not None:
             msg = _message(exc)
-            for c in self.pending[g.name]:
-                self.result.failed[c.key] = f"warm-up failed: {msg}"
+            for cell in self.pending[group.name]:
+                self.result.failed[cell.key] = f"warm-up failed: {msg}"
                 self.done += 1
-            self.pending[g.name] = []
-            self.emit("warmup", g.name, status="failed")
+            self.pending[group.name] = []
+            self.emit("warmup", group.name, status="failed")
             return False
         self.warm_times.append(seconds)
-        self.result.warmups_computed.append(g.name)
-        self.emit("warmup", g.name, status="computed", seconds=seconds)
+        self.result.warmups_computed.append(group.name)
+        self.emit("warmup", group.name, status="computed", seconds=seconds)
         return True
 
-    def cell_finished(self, c: Cell, seconds: float | None, exc: BaseException | None) -> None:
-        self.pending[c.group.name].remove(c)
+    def cell_finished(self, cell: Cell, seconds: float | None, exc: BaseException | None) -> None:
+        self.pending[cell.group.name].remove(cell)
         self.done += 1
         if exc is not None:
-            self.result.failed[c.key] = _message(exc)
-            self.emit("cell", c.key, status="failed")
+            self.result.failed[cell.key] = _message(exc)
+            self.emit("cell", cell.key, status="failed")
         else:
-            self.cell_rate.append((seconds, c.fraction))
-            self.result.computed.append(c.key)
-            self.emit("cell", c.key, status="computed", seconds=seconds)
+            self.cell_rate.append((seconds, cell.fraction))
+            self.result.computed.append(cell.key)
+            self.emit("cell", cell.key, status="computed", seconds=seconds)
 
     def run_sequential(self) -> None:
         """``jobs=1``: group by group in this process, with per-epoch progress."""
-        for g in self.groups:
-            if not self.pending[g.name]:
+        for group in self.groups:
+            if not self.pending[group.name]:
                 continue
-            if g in self.need_warmup:
-                seconds, exc = _call(_do_warmup, _group_config(self.out, g).to_dict(), self.epoch_event)
-                if not self.warmup_finished(g, seconds, exc):
+            if group in self.need_warmup:
+                seconds, exc = _call(_do_warmup, _group_config(self.out, group).to_dict(), self.epoch_event)
+                if not self.warmup_finished(group, seconds, exc):
                     continue
-            for c in list(self.pending[g.name]):
-                fn, args = _cell_job(self.out, c)
+            for cell in list(self.pending[group.name]):
+                fn, args = _cell_job(self.out, cell)
                 seconds, exc = _call(fn, *args, self.epoch_event)
-                self.cell_finished(c, seconds, exc)
+                self.cell_finished(cell, seconds, exc)
 
     def run_parallel(self, spec: BenchSpec) -> None:
         """``jobs>1``: a process pool; a group's cells are queued as soon as its warm-up is done."""
@@ -496,19 +503,19 @@ class _Sweep:
                                    initargs=(threads, slots))  # fmt: skip
         running: dict[Future, tuple[str, Any]] = {}
 
-        def submit_cells(g: Group) -> None:
-            for c in self.pending[g.name]:
-                fn, args = _cell_job(self.out, c)
-                running[pool.submit(fn, *args)] = ("cell", c)
+        def submit_cells(group: Group) -> None:
+            for cell in self.pending[group.name]:
+                fn, args = _cell_job(self.out, cell)
+                running[pool.submit(fn, *args)] = ("cell", cell)
 
         try:
-            for g in self.groups:
-                if not self.pending[g.name]:
+            for group in self.groups:
+                if not self.pending[group.name]:
                     continue
-                if g in self.need_warmup:
-                    running[pool.submit(_do_warmup, _group_config(self.out, g).to_dict())] = ("warmup", g)
+                if group in self.need_warmup:
+                    running[pool.submit(_do_warmup, _group_config(self.out, group).to_dict())] = ("warmup", group)
                 else:
-                    submit_cells(g)
+                    submit_cells(group)
             while running:
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in finished:

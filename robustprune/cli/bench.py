@@ -103,7 +103,8 @@ _NOT_IN_AL = frozenset({"fraction", "warmup_epochs", "selection", "signals", "ex
 
 def _print_dry_run(spec: Any) -> None:
     """``bench --dry-run``: the grid's size and the first cell's resolved values with their origins."""
-    from robustprune.bench.grid import RUN_OPTIONS, expand
+    from robustprune.bench.expansion import expand
+    from robustprune.bench.spec import RUN_OPTIONS
     from robustprune.explain import explain_config
 
     groups, cells = expand(spec)
@@ -241,7 +242,7 @@ def _grid(config: Path | None, overrides: dict[str, Any]) -> Any:
     """The grid: a config file with the command line's values laid over it, or the command line alone (each
     axis not given defaulting to robustprune run's default; robustprune al's method for an active-learning grid)."""
     from robustprune.bench import build_spec, load_config
-    from robustprune.bench.grid import merge
+    from robustprune.bench.config_file import merge
 
     if config is not None:
         loaded = load_config(config)
