@@ -123,12 +123,12 @@ class ALResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def default_al_name(c: RunConfig, al: ALConfig) -> str:
+def default_al_name(cfg: RunConfig, al: ALConfig) -> str:
     """A directory name from the loop's main choices, e.g. ``al-digits-sym0.4-sop-uncertainty-i100q100x5-s0``."""
     from robustprune.runconfig import safe_name
 
     what = f"i{al.initial_size}q{al.n_query}x{al.rounds}"
-    return safe_name(f"al-{c.dataset}-{c.noise}-{c.learner}-{c.method}-{what}-s{c.seed}")
+    return safe_name(f"al-{cfg.dataset}-{cfg.noise}-{cfg.learner}-{cfg.method}-{what}-s{cfg.seed}")
 
 
 def _initial_pool(noisy: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -148,18 +148,18 @@ def _state_paths(out: Path) -> dict[str, Path]:
 _NOT_AL = ("out", "resume", "force", "device", "eval_batch_size", "signal_source")
 
 
-def config_record(c: RunConfig, al: ALConfig) -> dict[str, Any]:
+def config_record(cfg: RunConfig, al: ALConfig) -> dict[str, Any]:
     """What a loop depends on: its run and AL settings as given, and its identity (every resolved value,
     defaults included, and the code; :func:`robustprune.rundir.run_identity`), compared on resume."""
     from robustprune.rundir import run_identity
 
-    run = {k: v for k, v in c.to_dict().items() if k not in _NOT_AL}
-    ident = run_identity(c)
+    run = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_AL}
+    ident = run_identity(cfg)
     ident["resolved"] = {k: v for k, v in ident["resolved"].items() if k not in _NOT_AL}
     return {"run": json.loads(json.dumps(run, default=str)), "al": asdict(al), "identity": ident}
 
 
-def _load_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool):
+def _load_state(out: Path, cfg: RunConfig, al: ALConfig, resume: bool, force: bool):
     from robustprune.rundir import changed_fields, identity_differences
 
     p = _state_paths(out)
@@ -170,7 +170,7 @@ def _load_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool
     if not resume:
         raise ValueError(f"{out} holds an active-learning loop; pass --resume to continue it or --force to redo it")
     stored = json.loads(p["config"].read_text()) if p["config"].exists() else {}
-    mine = config_record(c, al)
+    mine = config_record(cfg, al)
     for part in ("run", "al"):
         # a loop may be extended by more rounds
         diff = changed_fields(stored.get(part, {}), mine[part], ignore=("rounds",) if part == "al" else ())
@@ -255,16 +255,14 @@ def run_al(
     import robustprune.distributed as dist
     from robustprune.rundir import RunLog
     from robustprune.selection.registry import get_method
-    from robustprune.stages import RunState, load_run_data, shared_graph_selection
-    from robustprune.train import TrainConfig, TrainData, predict
-    from robustprune.warmup import deepfool_signal
+    from robustprune.stages import RunState, load_run_data
 
-    c = resolve_config(config)
-    get_method(c.method)  # an unknown method fails before any data is read
-    dist.init(c.device)  # a no-op unless torchrun started several processes
+    cfg = resolve_config(config)
+    get_method(cfg.method)  # an unknown method fails before any data is read
+    dist.init(cfg.device)  # a no-op unless torchrun started several processes
     main = dist.is_main()
     out = Path(config.out).expanduser() if config.out is not None else None
-    ds, noisy, _rec, x_val, y_val = load_run_data(c)
+    ds, noisy, _rec, x_val, y_val = load_run_data(cfg)
     n = int(ds.num_train)
     total = al.initial_size + al.rounds * al.n_query
     if total > n:
@@ -275,73 +273,23 @@ def run_al(
     rows: list[dict[str, Any]] = []
     pool = added = None
     if out is not None:
-        rows, pool, added = dist.on_main(_open_state, out, c, al, bool(config.resume), bool(config.force))
+        rows, pool, added = dist.on_main(_open_state, out, cfg, al, bool(config.resume), bool(config.force))
     if pool is None:
         rows = []
-        pool = _initial_pool(noisy, al.initial_size, c.seed)
+        pool = _initial_pool(noisy, al.initial_size, cfg.seed)
         added = np.zeros(pool.shape[0], dtype=np.int64)
-    true = ds.y_train.numpy()
-    data = TrainData.from_dataset(ds, labels=noisy, device=c.device)
-    tc = TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=float(c.lr), seed=c.seed, device=c.device,
-                     eval_batch_size=c.eval_batch_size)  # fmt: skip
     log = RunLog(out / "al.log" if out is not None else None, engine_progress)
-    state = RunState(c, ds, data, noisy, true, x_val, y_val, tc, out, False, log)
-    wanted = _method_signals(c.method)
-    dynamics = tuple(k for k in wanted if k in DYNAMICS_SIGNALS)
+    state = RunState.create(cfg, ds, noisy, x_val=x_val, y_val=y_val, out=out, resuming=False, log=log)
+    wanted = _method_signals(cfg.method)
     try:
-        for r in range(len(rows), al.rounds + 1):
-            querying = r < al.rounds
-            t0 = time.perf_counter()
-            learner = state.new_learner()
-            recorder = None
-            if dynamics and querying:
-                from robustprune.train.recorders import EpochPredictions
-
-                recorder = EpochPredictions(count=al.dynamics_epochs)
-            learner.fit(data, pool, epochs=c.epochs, progress=engine_progress, callbacks=[recorder] if recorder else [])
-            train_s = time.perf_counter() - t0
-            test_acc = ev.accuracy(learner.predict(ds.x_test, transform=data.clean)[0], ds.y_test)
-            t1 = time.perf_counter()
-            probs, feats = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=data.clean)
-            probs_np = probs.numpy()
-            pred = probs_np.argmax(1)
-            report = ev.subset_report(pool, noisy, true_labels=true, predictions=pred, num_classes=ds.num_classes)
-            row: dict[str, Any] = {
-                "round": r,
-                "labelled": int(pool.shape[0]),
-                "test_accuracy": float(test_acc),
-                "pool_noise_rate": report["subset_noise_rate"],
-                "relabel_accuracy": report["relabel_accuracy"],
-                "class_counts": report["class_counts"],
-                "train_seconds": round(train_s, 4),
-            }
-            if querying:
-                labels = pred.astype(np.int64)
-                labels[pool] = noisy[pool]  # the oracle's answers where we have them
-                extra: dict[str, Any] = {}
-                if "deepfool" in wanted:
-                    extra["deepfool"] = deepfool_signal(learner.scoring_model, data, tc.eval_batch_size)
-                if recorder is not None:
-                    from robustprune.train.recorders import dynamics_from_log_probs
-
-                    extra.update(dynamics_from_log_probs(recorder.log_probs, labels, dynamics))
-                    row["dynamics_epochs"] = len(recorder.epochs)
-                row["signals_seconds"] = round(time.perf_counter() - t1, 4)
-                query = functools.partial(_query, c, labels, probs_np, feats.numpy(), extra, pool, n, al.n_query, r)
-                # rank 0 queries; for the τ-graph methods the other ranks help build the graph
-                sel = shared_graph_selection(c.method, query, query, True)
-                q = np.asarray(sel.indices, dtype=np.int64)
-                row["queried"] = int(q.shape[0])
-                row["queried_noise_rate"] = float(np.mean(noisy[q] != true[q]))
-                row["select_seconds"] = round(sel.elapsed, 4)
-                row["start_used"] = sel.params.get("start_used", True)
-                if "graph_backend" in sel.params:  # Prune4ReL: how its τ-graph was built
-                    row["graph_backend"] = sel.params["graph_backend"]
-                pool = np.concatenate([pool, q])
-                added = np.concatenate([added, np.full(q.shape[0], r + 1, dtype=np.int64)])
+        for round_no in range(len(rows), al.rounds + 1):
+            row, queried = _round(state, al, pool, round_no, wanted, engine_progress)
+            if queried is not None:
+                pool = np.concatenate([pool, queried])
+                added = np.concatenate([added, np.full(queried.shape[0], round_no + 1, dtype=np.int64)])
             rows.append(row)
             log.write(
-                f"round {r}: {row['labelled']} labelled, test accuracy {row['test_accuracy']:.4f}, "
+                f"round {round_no}: {row['labelled']} labelled, test accuracy {row['test_accuracy']:.4f}, "
                 f"pool noise {row['pool_noise_rate']:.4f}"
             )
             if out is not None and main:
@@ -351,22 +299,100 @@ def run_al(
     finally:
         log.close()
     # the last round queries nothing: the pool is what it trained on
-    return ALResult(c, al, rows, pool, added, out, _summary(rows))
+    return ALResult(cfg, al, rows, pool, added, out, _summary(rows))
 
 
-def _open_state(out: Path, c: RunConfig, al: ALConfig, resume: bool, force: bool):
+def _round(
+    state: Any,
+    al: ALConfig,
+    pool: np.ndarray,
+    round_no: int,
+    wanted: tuple[str, ...],
+    engine_progress: Callable[[Any], None] | None,
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """One round of the loop: a fresh learner trained on the labelled ``pool``, evaluated, and (except in the
+    last round) its signals and the method's query of ``al.n_query`` new examples. Returns the round's row and
+    the queried indices (None in the last round)."""
+    from robustprune.stages import shared_graph_selection
+    from robustprune.train import predict
+    from robustprune.warmup import deepfool_signal
+
+    cfg, ds, data, noisy, true = state.cfg, state.ds, state.data, state.noisy, state.true
+    eval_batch = state.train_config.eval_batch_size
+    querying = round_no < al.rounds
+    dynamics = tuple(k for k in wanted if k in DYNAMICS_SIGNALS)
+    t0 = time.perf_counter()
+    learner = state.new_learner()
+    recorder = None
+    if dynamics and querying:
+        from robustprune.train.recorders import EpochPredictions
+
+        recorder = EpochPredictions(count=al.dynamics_epochs)
+    learner.fit(data, pool, epochs=cfg.epochs, progress=engine_progress, callbacks=[recorder] if recorder else [])
+    train_s = time.perf_counter() - t0
+    test_acc = ev.accuracy(learner.predict(ds.x_test, transform=data.clean)[0], ds.y_test)
+    t1 = time.perf_counter()
+    probs, feats = predict(learner.scoring_model, data.x, eval_batch, transform=data.clean)
+    probs_np = probs.numpy()
+    pred = probs_np.argmax(1)
+    report = ev.subset_report(pool, noisy, true_labels=true, predictions=pred, num_classes=ds.num_classes)
+    row: dict[str, Any] = {
+        "round": round_no,
+        "labelled": int(pool.shape[0]),
+        "test_accuracy": float(test_acc),
+        "pool_noise_rate": report["subset_noise_rate"],
+        "relabel_accuracy": report["relabel_accuracy"],
+        "class_counts": report["class_counts"],
+        "train_seconds": round(train_s, 4),
+    }
+    if not querying:  # the last round queries nothing: the pool is what it trained on
+        return row, None
+    labels = pred.astype(np.int64)
+    labels[pool] = noisy[pool]  # the oracle's answers where we have them
+    extra: dict[str, Any] = {}
+    if "deepfool" in wanted:
+        extra["deepfool"] = deepfool_signal(learner.scoring_model, data, eval_batch)
+    if recorder is not None:
+        from robustprune.train.recorders import dynamics_from_log_probs
+
+        extra.update(dynamics_from_log_probs(recorder.log_probs, labels, dynamics))
+        row["dynamics_epochs"] = len(recorder.epochs)
+    row["signals_seconds"] = round(time.perf_counter() - t1, 4)
+    query = functools.partial(_query, cfg, labels, probs_np, feats.numpy(), extra, pool, state.n, al.n_query, round_no)
+    # rank 0 queries; for the τ-graph methods the other ranks help build the graph
+    sel = shared_graph_selection(cfg.method, query, query, True)
+    queried = np.asarray(sel.indices, dtype=np.int64)
+    row["queried"] = int(queried.shape[0])
+    row["queried_noise_rate"] = float(np.mean(noisy[queried] != true[queried]))
+    row["select_seconds"] = round(sel.elapsed, 4)
+    row["start_used"] = sel.params.get("start_used", True)
+    if "graph_backend" in sel.params:  # Prune4ReL: how its τ-graph was built
+        row["graph_backend"] = sel.params["graph_backend"]
+    return row, queried
+
+
+def _open_state(out: Path, cfg: RunConfig, al: ALConfig, resume: bool, force: bool):
     """The stored rounds and pool (or nothing), after checking they belong to this loop; records the config."""
     from robustprune.rundir import refuse_foreign
 
     refuse_foreign(out, "al")
-    state = _load_state(out, c, al, resume, force)
+    state = _load_state(out, cfg, al, resume, force)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(_state_paths(out)["config"], config_record(c, al))
+    write_json(_state_paths(out)["config"], config_record(cfg, al))
     return state
 
 
 def _query(
-    c: RunConfig, labels, probs, feats, extra, pool: np.ndarray, n: int, n_query: int, r: int, shared_build=None
+    cfg: RunConfig,
+    labels,
+    probs,
+    feats,
+    extra,
+    pool: np.ndarray,
+    n: int,
+    n_query: int,
+    round_no: int,
+    shared_build=None,
 ):
     """One round's acquisition: ``n_query`` picks among the unlabelled examples, the pool as the start
     (``shared_build``: the ranks' shared τ-graph build under torchrun)."""
@@ -375,12 +401,12 @@ def _query(
 
     sig = Signals(labels=labels, probs=probs, features=feats, **extra)
     free = np.setdiff1d(np.arange(n), pool)
-    sel = select(c.method, signals=sig, budget=n_query, candidates=free, start=pool,
-                 class_balanced=c.class_balanced, seed=derive_seed(c.seed, "al", r), shared_build=shared_build,
-                 **c.params)  # fmt: skip
+    sel = select(cfg.method, signals=sig, budget=n_query, candidates=free, start=pool,
+                 class_balanced=cfg.class_balanced, seed=derive_seed(cfg.seed, "al", round_no),
+                 shared_build=shared_build, **cfg.params)  # fmt: skip
     q = np.asarray(sel.indices, dtype=np.int64)
     if np.intersect1d(q, pool).size or np.unique(q).size != q.size:
-        raise RuntimeError(f"method {c.method} queried a labelled or repeated example")
+        raise RuntimeError(f"method {cfg.method} queried a labelled or repeated example")
     return sel
 
 

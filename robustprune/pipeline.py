@@ -9,7 +9,7 @@
     result.metrics["test_accuracy"], result.metrics["relabel_accuracy"]
 
 Every field of :class:`~robustprune.runconfig.RunConfig` has a default; ``None`` means "from the dataset's
-protocol" (:data:`robustprune.runconfig.PROTOCOLS`: the Prune4ReL scripts' settings for CIFAR, CPU-sized ones
+protocol" (:data:`robustprune.protocols.PROTOCOLS`: the Prune4ReL scripts' settings for CIFAR, CPU-sized ones
 for digits and (Fashion-)MNIST).
 With ``out`` set, a run directory receives, each written atomically as its stage finishes:
 
@@ -53,8 +53,7 @@ import robustprune.evaluate as ev
 from robustprune._io import write_json
 from robustprune._provenance import code_identity, host_identity, now
 from robustprune._version import __version__
-from robustprune.explain import explain_config
-from robustprune.runconfig import RunConfig, resolve_config
+from robustprune.runconfig import Resolved, RunConfig, resolve
 from robustprune.rundir import (
     RunEvent,
     RunLog,
@@ -69,6 +68,7 @@ from robustprune.rundir import (
 from robustprune.selection.result import Selection, load_indices
 from robustprune.signals import Signals
 from robustprune.stages import (
+    RunMetrics,
     RunState,
     evaluate_stage,
     load_run_data,
@@ -89,7 +89,7 @@ class RunResult:
     """What :func:`run` returns: the resolved config, metrics (as in ``metrics.json``) and artifacts."""
 
     config: RunConfig
-    metrics: dict[str, Any]
+    metrics: RunMetrics
     selection: Selection
     signals: Signals | None = None
     out: Path | None = None
@@ -99,11 +99,11 @@ class RunResult:
 # ---------------------------------------------------------------------------------------------- run
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Setup:
     """What :func:`_prepare` hands to :func:`run` and :func:`make_signals`."""
 
-    c: RunConfig
+    cfg: RunConfig
     out: Path | None
     resuming: bool
     finished: bool
@@ -119,30 +119,35 @@ class _Setup:
     identity: dict[str, Any] = field(default_factory=dict)
 
 
-def _prepare(config: RunConfig, done: str) -> _Setup:
-    """Resolve the config, check the run directory and load the data, the noise and any given selection or
-    signals file; nothing is written here, so bad input leaves an existing directory untouched."""
-    c = resolve_config(config)  # once; names and options fail here, before any data is read
+def _prepare(config: RunConfig | Resolved, done: str) -> _Setup:
+    """Resolve the config (unless the caller did: a :class:`~robustprune.runconfig.Resolved`), check the run
+    directory and load the data, the noise and any given selection or signals file; nothing is written here,
+    so bad input leaves an existing directory untouched."""
+    res = config if isinstance(config, Resolved) else resolve(config)  # names and options fail here
+    config, cfg = res.given, res.config
     out = Path(config.out).expanduser() if config.out is not None else None
-    dist.init(c.device)  # a no-op unless torchrun started several processes
+    dist.init(cfg.device)  # a no-op unless torchrun started several processes
     resuming = dist.on_main(check_run_dir, out, config, done) if out is not None else False
     t0 = time.perf_counter()
-    resolved = explain_config(config, resolved=c)
-    identity = run_identity(c, warmup_only=done == "signals.npz", resolved=resolved)
-    ds, noisy, rec, x_val, y_val = load_run_data(c)
-    given = load_indices(c.selection, int(ds.num_train)) if c.selection is not None else None
-    given_signals = _given_signals(c.signals, noisy) if c.signals is not None else None
-    if resuming and dist.on_main(_resumable_finished, out, c, done, identity):
-        return _Setup(c, out, True, True, t0)
+    resolved = res.rows()
+    identity = run_identity(cfg, warmup_only=done == "signals.npz", resolved=resolved)
+    ds, noisy, rec, x_val, y_val = load_run_data(cfg)
+    given = load_indices(cfg.selection, int(ds.num_train)) if cfg.selection is not None else None
+    given_signals = _given_signals(cfg.signals, noisy) if cfg.signals is not None else None
+    if resuming and dist.on_main(_resumable_finished, out, cfg, done, identity):
+        return _Setup(cfg=cfg, out=out, resuming=True, finished=True, t0=t0)
     if out is not None and dist.is_main():
-        open_run_dir(out, c, resuming)
-    return _Setup(c, out, resuming, False, t0, ds, noisy, rec, x_val, y_val, given, given_signals, resolved, identity)
+        open_run_dir(out, cfg, resuming)
+    return _Setup(
+        cfg=cfg, out=out, resuming=resuming, finished=False, t0=t0, ds=ds, noisy=noisy, rec=rec, x_val=x_val,
+        y_val=y_val, given=given, given_signals=given_signals, resolved=resolved, identity=identity,
+    )  # fmt: skip
 
 
-def _resumable_finished(out: Path, c: RunConfig, done: str, identity: dict[str, Any]) -> bool:
+def _resumable_finished(out: Path, cfg: RunConfig, done: str, identity: dict[str, Any]) -> bool:
     """Refuse to resume another run's directory, or one made by other code or defaults; True when the run
     there has finished."""
-    check_same_run(out, c, identity)
+    check_same_run(out, cfg, identity)
     return (out / done).exists()
 
 
@@ -159,9 +164,7 @@ def _given_signals(path: str, noisy: np.ndarray) -> Signals:
 
 
 def _start(s: _Setup, progress: Callable[[RunEvent], None] | None) -> tuple[RunState, RunLog]:
-    from robustprune.train import TrainConfig, TrainData
-
-    c, out, ds = s.c, s.out, s.ds
+    cfg, out, ds = s.cfg, s.out, s.ds
     log = RunLog(out / "run.log" if out is not None else None, progress)
     log.write(f"{'resume' if s.resuming else 'start'} robustprune {__version__}")
     if out is not None and dist.is_main():
@@ -169,41 +172,20 @@ def _start(s: _Setup, progress: Callable[[RunEvent], None] | None) -> tuple[RunS
             "robustprune_version": __version__,
             # what the result depends on (compared on resume and by a sweep's cache) and what made it
             "identity": s.identity,
-            "provenance": {"code": code_identity(), "host": host_identity(c.device), "started": now()},
-            "inputs_sha256": input_digests(c),
+            "provenance": {"code": code_identity(), "host": host_identity(cfg.device), "started": now()},
+            "inputs_sha256": input_digests(cfg),
             # every value the run uses, method and learner options included, with where it came from
             "resolved": {key: {"value": value, "from": origin} for key, value, origin in s.resolved},
         }
-        write_json(out / "config.json", {**c.to_dict(), **meta})
-    data = TrainData.from_dataset(ds, labels=s.noisy, device=c.device)
-    tc = TrainConfig(
-        epochs=c.epochs,
-        batch_size=c.batch_size,
-        lr=float(c.lr),
-        seed=c.seed,
-        device=c.device,
-        eval_batch_size=c.eval_batch_size,
-    )
-    true = ds.y_train.numpy()
-    r = RunState(c, ds, data, s.noisy, true, s.x_val, s.y_val, tc, out, s.resuming, log)
-    r.times.update(warmup=0.0, signals=0.0)
-    note = f"{ds.describe()}; noise {c.noise}, realised {ev.noise_rate(s.noisy, true):.4f}"
+        write_json(out / "config.json", {**cfg.to_dict(), **meta})
+    state = RunState.create(cfg, ds, s.noisy, x_val=s.x_val, y_val=s.y_val, out=out, resuming=s.resuming, log=log)
+    state.times.update(warmup=0.0, signals=0.0)
+    note = f"{ds.describe()}; noise {cfg.noise}, realised {ev.noise_rate(s.noisy, state.true):.4f}"
     log.stage("data", time.perf_counter() - s.t0, note=note)
-    return r, log
+    return state, log
 
 
-def _reuse_signals(r: RunState, sig: Signals) -> Signals:
-    """Account for a given signals bundle: its warm-up and signal times are reported, not spent again."""
-    r.times["warmup"] = float(sig.meta.get("warmup_seconds", 0.0))
-    r.times["signals"] = float(sig.meta.get("signals_seconds", 0.0))
-    r.earlier += r.times["warmup"] + r.times["signals"]
-    r.reused.append("signals")
-    r.log.stage("warmup", r.times["warmup"], reused=True, note=f"signals from {r.c.signals}")
-    r.log.stage("signals", r.times["signals"], reused=True)
-    return sig
-
-
-def run(config: RunConfig, *, progress: Callable[[RunEvent], None] | None = None) -> RunResult:
+def run(config: RunConfig | Resolved, *, progress: Callable[[RunEvent], None] | None = None) -> RunResult:
     """Run noise -> warm-up -> signals -> select -> train on the subset -> evaluate (see module docs).
 
     ``progress`` receives the training engine's :class:`~robustprune.train.ProgressInfo` events (stages
@@ -215,24 +197,19 @@ def run(config: RunConfig, *, progress: Callable[[RunEvent], None] | None = None
     s = _prepare(config, "metrics.json")
     if s.finished:
         return dist.on_main(_finished, s.out, progress)
-    r, log = _start(s, progress)
-    c, out = s.c, s.out
+    state, log = _start(s, progress)
+    cfg, out = s.cfg, s.out
     try:
-        if c.selection is not None:
-            sig = None
-        elif s.given_signals is not None:
-            sig = _reuse_signals(r, s.given_signals)
-        else:
-            sig = signals_stage(r)
-        sel = selection_stage(r, sig, s.given)
-        learner, history = train_stage(r, sel)
-        metrics = evaluate_stage(r, learner, sel, sig, history, s.rec)
+        sig = signals_stage(state, s.given_signals)
+        sel = selection_stage(state, sig, s.given)
+        learner, history = train_stage(state, sel)
+        metrics = evaluate_stage(state, learner, sel, sig, history, s.rec)
         metrics["timings"]["wall"] = round(time.perf_counter() - s.t0, 4)  # this process; + earlier: the run's
-        metrics["reused"] = list(r.reused)
+        metrics["reused"] = list(state.reused)
         if out is not None and dist.is_main():
             write_json(out / "metrics.json", metrics)
-            unlink_if_exists(r.path("train.ckpt"))
-        return RunResult(c, metrics, sel, sig, out, tuple(r.reused))
+            unlink_if_exists(state.path("train.ckpt"))
+        return RunResult(cfg, metrics, sel, sig, out, tuple(state.reused))
     except BaseException as exc:
         log.write(f"stopped: {type(exc).__name__}: {' '.join(str(exc).split())}")
         raise
@@ -240,7 +217,7 @@ def run(config: RunConfig, *, progress: Callable[[RunEvent], None] | None = None
         log.close()
 
 
-def make_signals(config: RunConfig, *, progress: Callable[[RunEvent], None] | None = None) -> Signals:
+def make_signals(config: RunConfig | Resolved, *, progress: Callable[[RunEvent], None] | None = None) -> Signals:
     """Only the warm-up and the signals pass of :func:`run` (no selection, no training).
 
     With ``out`` set, the directory receives ``config.json``, ``run.log`` and ``signals.npz`` (finished when
@@ -248,14 +225,15 @@ def make_signals(config: RunConfig, *, progress: Callable[[RunEvent], None] | No
     :func:`warmup_key` can then pass ``signals=out/signals.npz`` and skip the warm-up; the signals' meta
     records the key.
     """
-    if config.selection is not None or config.signals is not None:
+    given = config.given if isinstance(config, Resolved) else config
+    if given.selection is not None or given.signals is not None:
         raise ValueError("make_signals computes a warm-up; drop selection / signals from the config")
     s = _prepare(config, "signals.npz")
     if s.finished:
         return dist.on_main(Signals.load, s.out / "signals.npz")
-    r, log = _start(s, progress)
+    state, log = _start(s, progress)
     try:
-        return signals_stage(r)
+        return signals_stage(state)
     except BaseException as exc:
         log.write(f"stopped: {type(exc).__name__}: {' '.join(str(exc).split())}")
         raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import numbers
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,8 @@ from robustprune.protocols import protocol_for
 from robustprune.signals import ON_DEMAND_SIGNALS, parse_signal_source
 
 __all__ = [
-    "RunConfig", "resolve_config", "default_run_name", "safe_name", "warmup_key", "WARMUP_FIELDS", "RUNTIME_FIELDS",
-    "Flag", "opt", "SECTIONS", "section_fields", "run_options", "tabular_data",
+    "RunConfig", "Resolved", "resolve", "resolve_config", "default_run_name", "safe_name", "warmup_key",
+    "WARMUP_FIELDS", "RUNTIME_FIELDS", "Flag", "opt", "SECTIONS", "section_fields", "run_options", "tabular_data",
 ]  # fmt: skip
 
 
@@ -415,12 +415,78 @@ def _selection_file_params(params: dict[str, Any]) -> dict[str, Any]:
     return {"weighted": weighted} if "weighted" in params else {}
 
 
-def resolve_config(config: RunConfig) -> RunConfig:
-    """Fill every ``None`` from the dataset protocol and canonicalise names; ValueError for unknown names
-    or options (dataset, learner, model, method, noise spec, learner / method options).
+#: RunConfig fields whose ``None`` the dataset protocol fills.
+_FROM_PROTOCOL = ("model", "epochs", "warmup_epochs", "batch_size", "lr")
 
-    Needs no data: whether a user dataset is tabular (which picks its default model) is read from the
-    dataset's metadata (:meth:`~robustprune.data.DatasetInfo.is_tabular`)."""
+
+@dataclass(frozen=True)
+class Resolved:
+    """A run's config as given, as resolved, and where each resolved value came from: the one decision of every
+    value a run uses (:func:`resolve`); ``run --dry-run``, ``config.json``'s ``resolved`` and the run summary
+    read it, nothing decides again.
+
+    Attributes
+    ----------
+    given : RunConfig
+        The config as the caller made it (``None`` = from the dataset protocol).
+    config : RunConfig
+        Every value filled in and every name canonical.
+    origins : dict
+        Where each value came from, by field name and by ``learner_params.KEY`` / ``params.KEY`` for the
+        learner's and the method's options (defaults included): "given", "dataset protocol" (with a note for
+        the CPU default model), the learner's or the method's default, "seed", "auto (...)" or "default".
+    """
+
+    given: RunConfig
+    config: RunConfig
+    origins: dict[str, str]
+
+    def rows(self) -> list[tuple[str, Any, str]]:
+        """Every value the run uses with its origin, as ``(key, value, origin)``, in declaration order."""
+        c = self.config
+        defaults = _option_defaults(c)
+        out: list[tuple[str, Any, str]] = []
+        for key, origin in self.origins.items():
+            if key.startswith("learner_params."):
+                value = c.learner_params.get(key.split(".", 1)[1], defaults.get(key))
+            elif key.startswith("params."):
+                value = c.params.get(key.split(".", 1)[1], defaults.get(key))
+            else:
+                value = getattr(c, key)
+            out.append((key, value, origin))
+        return out
+
+    def with_runtime(self, **changes: Any) -> Resolved:
+        """The same resolution with runtime fields (``out``, ``force``, ``resume``, ...) changed on both configs;
+        they never change a result, so nothing is decided again."""
+        bad = sorted(set(changes) - set(section_fields(RunConfig, RUNTIME_SECTION)))
+        if bad:
+            raise ValueError(f"with_runtime changes runtime fields only, not {bad[0]!r}")
+        return replace(self, given=replace(self.given, **changes), config=replace(self.config, **changes))
+
+
+def _option_defaults(c: RunConfig) -> dict[str, Any]:
+    """The learner's and the method's option defaults, keyed as in :attr:`Resolved.origins`."""
+    from robustprune.selection.registry import get_method
+    from robustprune.train.learners import get_learner_class
+
+    out: dict[str, Any] = {}
+    for f in fields(get_learner_class(c.learner).Options):
+        out[f"learner_params.{f.name}"] = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    if c.selection is None:
+        out.update({f"params.{k}": v for k, v in get_method(c.method).options.items()})
+    return out
+
+
+def resolve(config: RunConfig, given: Collection[str] | None = None) -> Resolved:
+    """Fill every ``None`` from the dataset protocol and canonicalise names, recording where each value came
+    from; ValueError for unknown names or options (dataset, learner, model, method, noise spec, learner /
+    method options).
+
+    ``given`` names the fields the user set by a flag or a config file (None: those that differ from
+    RunConfig's defaults); learner and method options count as given when they are in ``learner_params`` /
+    ``params``. Needs no data: whether a user dataset is tabular (which picks its default model) is read from
+    the dataset's metadata (:meth:`~robustprune.data.DatasetInfo.is_tabular`)."""
     from robustprune._device import resolve_device
     from robustprune.data import get_dataset_info
     from robustprune.models import get_model_info
@@ -429,6 +495,9 @@ def resolve_config(config: RunConfig) -> RunConfig:
     from robustprune.train.learners import get_learner_class
 
     c = config
+    if given is None:
+        default = type(config)()
+        given = {f.name for f in fields(config) if getattr(config, f.name) != getattr(default, f.name)}
     proto = protocol_for(c.dataset, tabular=tabular_data(c))
     loader_options = get_dataset_info(c.dataset).options
     unknown = sorted(set(c.dataset_params) - set(loader_options))
@@ -439,8 +508,8 @@ def resolve_config(config: RunConfig) -> RunConfig:
     lparams = {**proto.learner_params.get(learner_cls.name, {}), **c.learner_params}
     learner_cls.check_options(lparams)
     device = resolve_device(c.device)
-    default_model = proto.cpu_model if proto.cpu_model is not None and device.type == "cpu" else proto.model
-    model = get_model_info(c.model if c.model is not None else default_model).name
+    on_cpu_default = c.model is None and proto.cpu_model is not None and device.type == "cpu"
+    model = get_model_info(c.model if c.model is not None else proto.cpu_model if on_cpu_default else proto.model).name
     if c.selection is not None:
         method, fraction, selection = "file", None, str(Path(c.selection).expanduser().resolve())
         params = _selection_file_params(c.params)
@@ -455,7 +524,7 @@ def resolve_config(config: RunConfig) -> RunConfig:
     warmup = c.warmup_epochs if c.warmup_epochs is not None else min(proto.warmup_epochs, epochs)
     if warmup > epochs:
         raise ValueError(f"warmup_epochs ({warmup}) must not exceed epochs ({epochs})")
-    return replace(
+    resolved = replace(
         c, dataset=get_dataset_info(c.dataset).name, noise=str(parse_noise(c.noise)),
         noise_seed=c.seed if c.noise_seed is None else c.noise_seed, learner=learner_cls.name,
         learner_params=lparams, model=model, method=method, params=params, fraction=fraction,
@@ -465,6 +534,45 @@ def resolve_config(config: RunConfig) -> RunConfig:
         data_dir=None if c.data_dir is None else str(Path(c.data_dir).expanduser()),
         device=str(device),
     )  # fmt: skip
+
+    origins: dict[str, str] = {}
+    for f in fields(config):
+        if f.name in ("params", "learner_params", "out", "force", "resume"):
+            continue
+        if f.name in given:
+            origins[f.name] = "given"
+        elif f.name in _FROM_PROTOCOL and getattr(config, f.name) is None:
+            origins[f.name] = "dataset protocol"
+            if f.name == "model" and on_cpu_default and proto.cpu_model != proto.model:
+                origins[f.name] = f"dataset protocol (CPU default; {proto.model} on a GPU)"
+        elif f.name == "device" and config.device is None:
+            origins[f.name] = "auto (CUDA when available)"
+        elif f.name == "noise_seed" and config.noise_seed is None:
+            origins[f.name] = "seed"
+        else:
+            origins[f.name] = "default"
+    for f in fields(learner_cls.Options):
+        key = f"learner_params.{f.name}"
+        in_proto = f.name in proto.learner_params.get(learner_cls.name, {})
+        origins[key] = (
+            "given"
+            if f.name in config.learner_params
+            else "dataset protocol"
+            if in_proto
+            else (f"{learner_cls.name} default")
+        )
+    if selection is None:
+        for key in info.options:
+            in_proto = key in proto.method_params.get(info.name, {})
+            origins[f"params.{key}"] = (
+                "given" if key in config.params else "dataset protocol" if in_proto else (f"{info.name} default")
+            )
+    return Resolved(given=config, config=resolved, origins=origins)
+
+
+def resolve_config(config: RunConfig) -> RunConfig:
+    """The resolved config alone (see :func:`resolve`, which also says where each value came from)."""
+    return resolve(config).config
 
 
 #: RunConfig fields a warm-up depends on: runs that agree on all of them can share one warm-up's signals.

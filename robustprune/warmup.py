@@ -67,12 +67,12 @@ def deepfool_signal(model: torch.nn.Module, data: Any, eval_batch_size: int, row
     return dist.all_gather_cat(norms).numpy()
 
 
-def confidence_view(c: Any, data: Any, *keys: int | str) -> Callable[[torch.Tensor], torch.Tensor]:
+def confidence_view(cfg: Any, data: Any, *keys: int | str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The inputs of a signals pass: the clean view, or (``confidence_pass="strong"``) one seeded strong
     augmentation per example, as released."""
-    if c.confidence_pass != "strong":
+    if cfg.confidence_pass != "strong":
         return data.clean
-    seed = derive_seed(c.seed, "signals", "strong", *keys, *rank_key(dist.world().rank))
+    seed = derive_seed(cfg.seed, "signals", "strong", *keys, *rank_key(dist.world().rank))
     gen = torch.Generator(device=data.x.device).manual_seed(seed)
 
     def view(xb: torch.Tensor) -> torch.Tensor:
@@ -104,60 +104,60 @@ class WarmupSignals:
     warmup_test_accuracy: float | None = None
 
 
-def compute_signals(r: Any, extra: tuple[str, ...]) -> WarmupSignals:
+def compute_signals(state: Any, extra: tuple[str, ...]) -> WarmupSignals:
     """The signals of the run ``r`` (a :class:`robustprune.stages.RunState`) from its ``signal_source``,
     with the on-demand signals ``extra`` (``epoch_probs``, ``deepfool``)."""
-    src = parse_signal_source(r.c.signal_source)
+    src = parse_signal_source(state.cfg.signal_source)
     if src.kind == "encoder":
-        return _encoder_signals(r, src, extra)
-    if r.c.warmup_epochs == 0 and src.kind != "warmup":
+        return _encoder_signals(state, src, extra)
+    if state.cfg.warmup_epochs == 0 and src.kind != "warmup":
         raise ValueError(
             f"signal_source {src} needs a warm-up; set warmup_epochs to at least 1, or signal_source to warmup "
             "(the predictions of the untrained network)"
         )
     if src.kind == "folds":
-        return _fold_signals(r, src, extra)
-    return _full_signals(r, src, extra)
+        return _fold_signals(state, src, extra)
+    return _full_signals(state, src, extra)
 
 
-def remove_checkpoints(r: Any) -> None:
+def remove_checkpoints(state: Any) -> None:
     """Delete the warm-up checkpoints of ``r`` once its signals are written."""
-    unlink_if_exists(r.path("warmup.ckpt"))
-    if r.out is not None:
-        for p in r.out.glob("warmup-fold*.ckpt"):
+    unlink_if_exists(state.path("warmup.ckpt"))
+    if state.out is not None:
+        for p in state.out.glob("warmup-fold*.ckpt"):
             unlink_if_exists(p)
 
 
 # ------------------------------------------------------------------------------------- one warm-up
 
 
-def _full_warmup(r: Any, *, record: bool, record_probs: bool) -> tuple[Any, Any, float]:
+def _full_warmup(state: Any, *, record: bool, record_probs: bool) -> tuple[Any, Any, float]:
     """The warm-up on every training example (learner, its dynamics recorder or None, seconds)."""
     from robustprune.train import DynamicsRecorder
 
-    c = r.c
-    learner = r.new_learner()
-    recorder = DynamicsRecorder(probs=record_probs) if record and c.warmup_epochs else None
+    cfg = state.cfg
+    learner = state.new_learner()
+    recorder = DynamicsRecorder(probs=record_probs) if record and cfg.warmup_epochs else None
     res = learner.warmup(
-        r.data, epochs=c.warmup_epochs, callbacks=[recorder] if recorder is not None else [],
-        progress=r.log.progress, checkpoint=r.path("warmup.ckpt"), resume=r.resuming,
+        state.data, epochs=cfg.warmup_epochs, callbacks=[recorder] if recorder is not None else [],
+        progress=state.log.progress, checkpoint=state.path("warmup.ckpt"), resume=state.resuming,
     )  # fmt: skip
     seconds = float(sum(h["seconds"] for h in res.history))  # the epochs before a resume included
-    r.earlier += float(sum(h["seconds"] for h in res.history[: res.resumed_from or 0]))
+    state.earlier += float(sum(h["seconds"] for h in res.history[: res.resumed_from or 0]))
     return learner, recorder, seconds
 
 
-def _full_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSignals:
+def _full_signals(state: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSignals:
     from robustprune.train import predict
 
-    c, data, tc = r.c, r.data, r.train_config
-    learner, recorder, seconds = _full_warmup(r, record=True, record_probs="epoch_probs" in extra or
+    cfg, data, tc = state.cfg, state.data, state.train_config
+    learner, recorder, seconds = _full_warmup(state, record=True, record_probs="epoch_probs" in extra or
                                               src.kind == "ensemble")  # fmt: skip
-    r.log.stage("warmup", seconds)
+    state.log.stage("warmup", seconds)
     t0 = time.perf_counter()
-    probs, feats = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=confidence_view(c, data),
+    probs, feats = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=confidence_view(cfg, data),
                            amp=tc.amp)  # fmt: skip
-    warm_acc = ev.accuracy(learner.predict(r.ds.x_test, transform=data.clean)[0], r.ds.y_test)
+    warm_acc = ev.accuracy(learner.predict(state.ds.x_test, transform=data.clean)[0], state.ds.y_test)
     arrays: dict[str, np.ndarray] = {"probs": probs.numpy(), "features": feats.numpy()}
     if "deepfool" in extra:
         arrays["deepfool"] = deepfool_signal(learner.scoring_model, data, tc.eval_batch_size)
@@ -169,15 +169,15 @@ def _full_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSi
         arrays["probs"] = ens / ens.sum(1, keepdims=True)
         if "epoch_probs" not in extra:
             del arrays["epoch_probs"]
-        meta["ensemble_epochs"] = int(c.warmup_epochs)
+        meta["ensemble_epochs"] = int(cfg.warmup_epochs)
     elif src.kind == "probe":
-        meta.update(_probe(r, src, arrays))
+        meta.update(_probe(state, src, arrays))
         meta["out_of_sample"] = True
-    meta["agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == r.noisy))
+    meta["agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == state.noisy))
     return WarmupSignals(arrays, meta, seconds, time.perf_counter() - t0, warm_acc)
 
 
-def _encoder_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSignals:
+def _encoder_signals(state: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSignals:
     """No warm-up: a pretrained encoder embeds the training images, and a cross-fitted probe on those
     embeddings gives ``probs`` (:mod:`robustprune.encoders`)."""
     from robustprune.encoders import encode_images
@@ -189,32 +189,32 @@ def _encoder_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> Warmu
         )
 
     def on_progress(done: int, total: int) -> None:
-        r.log.progress(ProgressInfo("encode", 0, 1, done, total))
+        state.log.progress(ProgressInfo("encode", 0, 1, done, total))
 
     t0 = time.perf_counter()
-    feats, facts = dist.on_main(encode_images, r.data.x.cpu(), src.encoder, progress=on_progress)
+    feats, facts = dist.on_main(encode_images, state.data.x.cpu(), src.encoder, progress=on_progress)
     seconds = time.perf_counter() - t0
-    r.log.stage("encode", seconds, note=f"{src.encoder}, {facts['image_size']} px, cached: {facts['cached']}")
+    state.log.stage("encode", seconds, note=f"{src.encoder}, {facts['image_size']} px, cached: {facts['cached']}")
     t1 = time.perf_counter()
     arrays: dict[str, np.ndarray] = {"features": feats}
     meta: dict[str, Any] = {"signal_source": str(src), "out_of_sample": True, "encoder": facts}
-    meta.update(_probe(r, src, arrays))
-    meta["agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == r.noisy))
+    meta.update(_probe(state, src, arrays))
+    meta["agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == state.noisy))
     return WarmupSignals(arrays, meta, seconds, time.perf_counter() - t1, None)
 
 
-def _probe(r: Any, src: SignalSource, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def _probe(state: Any, src: SignalSource, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """Set ``arrays["probs"]`` to a cross-fitted probe's on ``arrays["features"]`` (replacing the warm-up's
     in-sample predictions, when there are any); its facts."""
 
     def on_progress(done: int, total: int) -> None:
-        r.log.progress(ProgressInfo("probe", 0, 1, done, total))
+        state.log.progress(ProgressInfo("probe", 0, 1, done, total))
 
     facts: dict[str, Any] = {}
     if "probs" in arrays:
-        facts["in_sample_agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == r.noisy))
-    res = dist.on_main(cross_fitted_probe, arrays["features"], r.noisy, num_classes=r.data.num_classes,
-                       folds=src.folds, seed=r.c.seed, progress=on_progress)  # fmt: skip
+        facts["in_sample_agreement_with_given_labels"] = float(np.mean(arrays["probs"].argmax(1) == state.noisy))
+    res = dist.on_main(cross_fitted_probe, arrays["features"], state.noisy, num_classes=state.data.num_classes,
+                       folds=src.folds, seed=state.cfg.seed, progress=on_progress)  # fmt: skip
     arrays["probs"] = res.probs
     facts["probe"] = {"folds": src.folds, "l2": res.l2, "seconds": round(res.seconds, 4),
                       "inner_log_loss": {f"{k:g}": v for k, v in res.inner_losses.items()}}  # fmt: skip
@@ -225,7 +225,7 @@ def _probe(r: Any, src: SignalSource, arrays: dict[str, np.ndarray]) -> dict[str
 
 
 def _fold_job(
-    r: Any, k: int, fold: np.ndarray, keys: tuple[str, ...], *, deepfool: bool, features: bool, writer: bool
+    state: Any, k: int, fold: np.ndarray, keys: tuple[str, ...], *, deepfool: bool, features: bool, writer: bool
 ) -> dict:
     """Fold model ``k``: warm up on the other folds, predict the held-out fold (probabilities, per-epoch
     log-probabilities, DeepFool norms) and, with ``features``, embed every example. Only the ``writer`` (rank
@@ -233,27 +233,27 @@ def _fold_job(
     from robustprune.train import predict
     from robustprune.train.recorders import EpochPredictions, dynamics_from_log_probs
 
-    c, data, tc = r.c, r.data, r.train_config
+    cfg, data, tc = state.cfg, state.data, state.train_config
     t0 = time.perf_counter()
     held = np.flatnonzero(fold == k)
     held_t = torch.from_numpy(held).to(data.x.device)
-    learner = r.new_learner(seed=fold_seed(c.seed, k))
+    learner = state.new_learner(seed=fold_seed(cfg.seed, k))
     snaps = EpochPredictions(data.x[held_t], transform=data.clean)
     folds = int(fold.max()) + 1
 
     def on_progress(info: ProgressInfo) -> None:
-        r.log.progress(replace(info, stage=f"warmup fold {k + 1}/{folds}"))
+        state.log.progress(replace(info, stage=f"warmup fold {k + 1}/{folds}"))
 
     res = learner.warmup(
-        data, np.flatnonzero(fold != k), epochs=c.warmup_epochs, callbacks=[snaps], progress=on_progress,
-        checkpoint=r.path(f"warmup-fold{k}.ckpt") if writer else None, resume=r.resuming,
+        data, np.flatnonzero(fold != k), epochs=cfg.warmup_epochs, callbacks=[snaps], progress=on_progress,
+        checkpoint=state.path(f"warmup-fold{k}.ckpt") if writer else None, resume=state.resuming,
     )  # fmt: skip
     probs, _ = predict(learner.scoring_model, data.x[held_t], tc.eval_batch_size,
-                       transform=confidence_view(c, data, "fold", k), amp=tc.amp)  # fmt: skip
+                       transform=confidence_view(cfg, data, "fold", k), amp=tc.amp)  # fmt: skip
     out: dict[str, Any] = {
         "fold": k, "rows": held, "probs": probs.numpy(),
-        "dynamics": dynamics_from_log_probs(snaps.log_probs, r.noisy[held], keys),
-        "test_accuracy": ev.accuracy(learner.predict(r.ds.x_test, transform=data.clean)[0], r.ds.y_test),
+        "dynamics": dynamics_from_log_probs(snaps.log_probs, state.noisy[held], keys),
+        "test_accuracy": ev.accuracy(learner.predict(state.ds.x_test, transform=data.clean)[0], state.ds.y_test),
         "train_seconds": float(sum(h["seconds"] for h in res.history)),
     }  # fmt: skip
     if deepfool:
@@ -265,19 +265,19 @@ def _fold_job(
     return out
 
 
-def _fold_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSignals:
+def _fold_signals(state: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSignals:
     from robustprune.train import predict
 
-    c, data, tc = r.c, r.data, r.train_config
-    n, k_folds = r.n, src.folds
-    fold = stratified_folds(r.noisy, k_folds, c.seed)
+    cfg, data, tc = state.cfg, state.data, state.train_config
+    n, k_folds = state.n, src.folds
+    fold = stratified_folds(state.noisy, k_folds, cfg.seed)
     keys = _DYNAMICS + (("epoch_probs",) if "epoch_probs" in extra else ())
     seconds, warm_acc, feats = 0.0, None, None
     if src.features == "full":  # the embedding space: a warm-up on every example
-        learner, _, seconds = _full_warmup(r, record=False, record_probs=False)
+        learner, _, seconds = _full_warmup(state, record=False, record_probs=False)
         feats = predict(learner.scoring_model, data.x, tc.eval_batch_size, transform=data.clean, amp=tc.amp)[1]
         feats = feats.numpy()
-        warm_acc = ev.accuracy(learner.predict(r.ds.x_test, transform=data.clean)[0], r.ds.y_test)
+        warm_acc = ev.accuracy(learner.predict(state.ds.x_test, transform=data.clean)[0], state.ds.y_test)
         del learner
     w = dist.world()
     spread = spread_folds(k_folds, w.size)
@@ -287,10 +287,10 @@ def _fold_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSi
     for k in range(k_folds):
         job = {"deepfool": "deepfool" in extra, "features": src.features == "fold" and k == 0, "writer": writer}
         if not spread:
-            results[k] = _fold_job(r, k, fold, keys, **job)
+            results[k] = _fold_job(state, k, fold, keys, **job)
         elif dist.owner_of(k, w) == w.rank:
             with dist.alone():
-                results[k] = _fold_job(r, k, fold, keys, **job)
+                results[k] = _fold_job(state, k, fold, keys, **job)
     if spread:
         results = [dist.broadcast_object(results[k], src=dist.owner_of(k, w)) for k in range(k_folds)]
     fold_wall = time.perf_counter() - t0
@@ -324,8 +324,8 @@ def _fold_signals(r: Any, src: SignalSource, extra: tuple[str, ...]) -> WarmupSi
                   "features": "a warm-up on every example" if src.features == "full" else "fold 0 model",
                   "dynamics": "held-out predictions after every warm-up epoch (eval mode, clean view)"},
         "full_warmup_seconds": round(seconds, 4),
-        "agreement_with_given_labels": float(np.mean(probs.argmax(1) == r.noisy)),
+        "agreement_with_given_labels": float(np.mean(probs.argmax(1) == state.noisy)),
     }  # fmt: skip
     total = seconds + sum(float(res["seconds"]) for res in results)
-    r.log.stage("warmup", total, note=f"{k_folds} fold warm-ups" + (" + 1 on every example" if seconds else ""))
+    state.log.stage("warmup", total, note=f"{k_folds} fold warm-ups" + (" + 1 on every example" if seconds else ""))
     return WarmupSignals(arrays, meta, total, time.perf_counter() - t1, warm_acc)

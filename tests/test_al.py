@@ -129,7 +129,7 @@ def _manual_round_signals(tmp_path, method, al, epochs=3):
     EpochPredictions callback, its per-epoch log-probabilities and the loop's labels."""
     from robustprune.al import _initial_pool
     from robustprune.stages import RunState, load_run_data
-    from robustprune.train import TrainConfig, TrainData, predict
+    from robustprune.train import predict
     from robustprune.train.recorders import EpochPredictions
 
     c = RunConfig(method=method, **{**BASE, "epochs": epochs})
@@ -137,10 +137,8 @@ def _manual_round_signals(tmp_path, method, al, epochs=3):
 
     c = resolve_config(c)
     ds, noisy, _rec, xv, yv = load_run_data(c)
-    data = TrainData.from_dataset(ds, labels=noisy, device=c.device)
-    tc = TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=float(c.lr), seed=c.seed, device=c.device,
-                     eval_batch_size=c.eval_batch_size)  # fmt: skip
-    state = RunState(c, ds, data, noisy, ds.y_train.numpy(), xv, yv, tc, None, False, None)
+    state = RunState.create(c, ds, noisy, x_val=xv, y_val=yv, out=None, resuming=False, log=None)
+    data, tc = state.data, state.train_config
     pool = _initial_pool(noisy, al.initial_size, c.seed)
     rec = EpochPredictions(count=al.dynamics_epochs)
     learner = state.new_learner()

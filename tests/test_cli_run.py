@@ -310,3 +310,26 @@ def test_a_config_field_is_declared_once():
         "dataset", "dataset_params", "subset", "noise", "noise_seed", "learner", "learner_params", "model",
         "warmup_epochs", "epochs", "batch_size", "lr", "confidence_pass", "signal_source", "val_fraction", "seed",
     }  # fmt: skip
+
+
+def test_a_run_resolves_its_config_once_and_says_where_the_model_came_from(tmp_path, monkeypatch):
+    # the directory name, the run and the summary's note all read one resolution (it used to be made twice)
+    import robustprune.cli.run as cli_mod
+    import robustprune.pipeline as pipeline_mod
+
+    calls = []
+    real = cli_mod.resolve
+
+    def counting(config, given=None):
+        calls.append(config)
+        return real(config, given)
+
+    monkeypatch.setattr(cli_mod, "resolve", counting)
+    monkeypatch.setattr(pipeline_mod, "resolve", counting)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["run", "--dataset", "fashion-mnist", "--subset", "200", "--test-subset", "100",
+                     "--warmup-epochs", "1", "--epochs", "1", "--device", "cpu", "--method", "uniform"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    assert "sop on lenet (this dataset's CPU default; small_cnn elsewhere, or pass --model)" in result.output
+    assert (tmp_path / "runs" / "fashion-mnist-sym0.4-sop-uniform-f0.5-s0" / "metrics.json").exists()

@@ -14,6 +14,7 @@ from robustprune.runconfig import RunConfig
 from robustprune.selection.core.graph import SharedBuild, rescaled_cosine_graph
 from robustprune.selection.registry import Fact, get_method, list_methods, register, unregister
 from robustprune.selection.result import MethodOutput
+from robustprune.stages import RunMetrics
 
 TINY = dict(dataset="digits", subset=200, warmup_epochs=1, epochs=1, device="cpu")
 
@@ -61,6 +62,7 @@ def test_the_registry_entry_says_what_the_run_needs(plugins):
 
 def test_a_plugin_methods_facts_reach_metrics_and_the_summary(plugins):
     res = run(RunConfig(method="plugin_cover", fraction=0.3, params={"tau": 0.8}, **TINY))
+    assert set(res.metrics) <= set(RunMetrics.__annotations__)  # metrics.json holds only declared keys
     facts = res.metrics["selection"]
     assert facts["edges"] == res.selection.params["edges"] > 200 and facts["tau"] == 0.8
     assert _method_rows("plugin_cover", facts) == [("plugin graph", f"{facts['edges']} edges at τ 0.80")]
@@ -130,3 +132,13 @@ def test_a_learner_is_one_class_and_its_registration():
         assert isinstance(learner, PlainLearner)
     finally:
         _LEARNERS.remove("plain_ce")
+
+
+def test_the_run_summary_reads_only_declared_metrics():
+    import re
+    from pathlib import Path
+
+    import robustprune.cli.run as cli_run
+
+    read = set(re.findall(r"\bm(?:\[|\.get\()\"(\w+)\"", Path(cli_run.__file__).read_text()))
+    assert len(read) > 10 and read <= set(RunMetrics.__annotations__), read - set(RunMetrics.__annotations__)

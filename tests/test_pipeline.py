@@ -381,8 +381,8 @@ def test_a_run_resolves_its_config_once_and_reads_tabular_arrays_from_metadata(t
     assert resolve_config(RunConfig(dataset="arrays", dataset_params={"path": "missing.npz"})).model == "small_cnn"
 
     calls = []
-    real = pipeline_mod.resolve_config
-    monkeypatch.setattr(pipeline_mod, "resolve_config", lambda c: calls.append(c) or real(c))
+    real = pipeline_mod.resolve
+    monkeypatch.setattr(pipeline_mod, "resolve", lambda c, given=None: calls.append(c) or real(c, given))
     res = run(RunConfig(dataset="arrays", dataset_params={"path": str(rows)}, method="uniform", warmup_epochs=1,
                         epochs=1, out=str(tmp_path / "r")))  # fmt: skip
     assert len(calls) == 1 and res.metrics["model"] == "mlp"

@@ -101,7 +101,6 @@ def test_a_changed_method_default_recomputes_exactly_that_methods_cells(swept, m
 
 
 def test_a_changed_protocol_value_recomputes_exactly_the_cells_that_use_it(swept, monkeypatch):
-    import robustprune.explain as explain
     import robustprune.runconfig as runconfig
 
     s, out = swept
@@ -112,8 +111,7 @@ def test_a_changed_protocol_value_recomputes_exactly_the_cells_that_use_it(swept
         params = {**p.method_params, "prune4rel": {**p.method_params.get("prune4rel", {}), "tau": 0.9}}
         return dataclasses.replace(p, method_params=params)
 
-    monkeypatch.setattr(runconfig, "protocol_for", protocol)
-    monkeypatch.setattr(explain, "protocol_for", protocol)
+    monkeypatch.setattr(runconfig, "protocol_for", protocol)  # the one place a protocol value is read
     again = run_bench(s, out)
     assert _recomputed(again) == ["prune4rel_f0.3"] and len(again.cached) == 2
     (why,) = again.stale.values()

@@ -4,7 +4,7 @@ directory (config.json, signals.npz, selection.npz, metrics.json, run.log)."""
 import inspect
 import time
 import typing
-from dataclasses import MISSING, fields, replace
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,8 +24,7 @@ from robustprune.cli._common import (
 from robustprune.cli.select import parse_params
 from robustprune.data import dataset_names_help
 from robustprune.explain import explain_config
-from robustprune.protocols import protocol_for
-from robustprune.runconfig import Flag, RunConfig, default_run_name, resolve_config
+from robustprune.runconfig import Flag, Resolved, RunConfig, default_run_name, resolve, resolve_config
 
 if TYPE_CHECKING:  # the pipeline, the run directory and the engine import torch: loaded when a run starts
     from robustprune.pipeline import RunResult
@@ -213,7 +212,7 @@ def _print_resolved(cfg: RunConfig, given: set[str]) -> None:
     con.print(Text("dry run: nothing was run or written; drop --dry-run to run it"))
 
 
-def _default_out(cfg: RunConfig) -> Path:
+def _default_out(cfg: RunConfig) -> Path:  # (kept for callers that hold no resolution)
     """``runs/<name>``, under the same rule as an explicit ``--out``: a run found there is not redone
     unless ``--force``, and ``--resume`` continues it."""
     return Path("runs") / default_run_name(resolve_config(cfg))
@@ -301,7 +300,7 @@ def build_run_command(config_cls: type[RunConfig] = RunConfig) -> Any:
             if dry_run:
                 _print_resolved(cfg, _given(ctx, config_cls))
                 return
-            _run_and_report(cfg, model_given=values.get("model") is not None)
+            _run_and_report(resolve(cfg, _given(ctx, config_cls) if ctx is not None else None))
 
     run_command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     run_command.__annotations__ = {p.name: p.annotation for p in params}
@@ -315,16 +314,18 @@ def build_run_command(config_cls: type[RunConfig] = RunConfig) -> Any:
     return run_command
 
 
-def _run_and_report(cfg: RunConfig, *, model_given: bool) -> None:
+def _run_and_report(res: Resolved) -> None:
+    """Run the config resolved once (the directory name, the run and the summary's model note all read it)."""
     from robustprune.train.engine import DivergenceError
 
-    target = Path(cfg.out) if cfg.out is not None else _default_out(cfg)
-    cfg = replace(cfg, out=str(target))
+    cfg = res.given
+    target = Path(cfg.out) if cfg.out is not None else Path("runs") / default_run_name(res.config)
+    res = res.with_runtime(out=str(target))
     run = globals().get("run") or __getattr__("run")  # (a test may have replaced it)
     bars = _Bars()
     try:
         with sigterm_as_interrupt():
-            result = run(cfg, progress=bars)
+            result = run(res, progress=bars)
     except DivergenceError as exc:
         bars.close()
         fail(f"{exc} (then rerun with --force)", 1)
@@ -335,10 +336,11 @@ def _run_and_report(cfg: RunConfig, *, model_given: bool) -> None:
         raise
     finally:
         bars.close()
-    proto = protocol_for(cfg.dataset)
     note = ""
-    if not model_given and proto.cpu_model is not None and result.metrics.get("model") == proto.cpu_model:
-        note = f" (this dataset's CPU default; {proto.model} elsewhere, or pass --model)"
+    model_origin = res.origins.get("model", "")
+    if model_origin.startswith("dataset protocol (CPU default"):  # "...; <model> on a GPU)"
+        elsewhere = model_origin.split("; ", 1)[1].split(" on a GPU", 1)[0]
+        note = f" (this dataset's CPU default; {elsewhere} elsewhere, or pass --model)"
     _summary(result, note)
 
 
