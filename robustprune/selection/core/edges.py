@@ -4,8 +4,12 @@ buffer."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["rescale", "too_many", "EdgeChunks"]
 

@@ -18,7 +18,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from robustprune.selection.core.graph import SimilarityGraph
 from robustprune.selection.core.greedy import RoundRobin, lazy_greedy
@@ -34,6 +33,8 @@ TIER = 4.0
 
 def _tanh32(x: np.ndarray) -> np.ndarray:
     # torch's float32 tanh, as the released code evaluates it (numpy's differs in the last bit)
+    import torch
+
     return torch.tanh(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 

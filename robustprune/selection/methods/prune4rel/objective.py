@@ -33,9 +33,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
-from robustprune._device import resolve_device
 from robustprune.selection.core.geometry import EMBEDDINGS, auto_tau, coverage, support_scale, transform_embedding
 from robustprune.selection.core.graph import (
     SharedBuild,
@@ -234,6 +232,8 @@ def prune4rel(
         raise ValueError(f"block_size must be positive, got {block_size}")
     tiles = 0
     if engine != "dense":
+        from robustprune._device import resolve_device
+
         dev = resolve_device(device)
         chosen = choose_backend(backend, n, dev, max_neighbors)
         block_size = resolve_block_size(block_size, dev, chosen)
@@ -422,6 +422,10 @@ def _check_options(
 
 def _dense_neighbors(features: np.ndarray, tau: float, device: str) -> Neighbors:
     """The released per-pick similarity column: all j with 0.5 + 0.5·cos(z_j, z_p) > tau."""
+    import torch
+
+    from robustprune._device import resolve_device
+
     dev = resolve_device(device)
     z = normalize_rows(features, dev)
     tau32 = torch.tensor(tau, dtype=torch.float32, device=dev)
