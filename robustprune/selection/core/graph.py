@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from robustprune.selection.core.edges import EdgeChunks as _EdgeChunks
+from robustprune.selection.core.edges import ChunkedColumns
 from robustprune.selection.core.edges import rescale as _rescale
 from robustprune.selection.core.edges import too_many as _too_many
 
@@ -361,7 +361,7 @@ def _upper_edges(
     max_edges: int | None,
     progress: Callable[[int, int], None] | None,
     tiles: list[tuple[int, int]] | None = None,
-) -> _EdgeChunks:
+) -> ChunkedColumns:
     """Edges (i, j, s) with i < j and s > tau from the upper triangle of tiles (or the ``tiles`` given).
 
     Each tile is one fused pass: the product goes into a reused buffer, the cosine prefilter into a reused
@@ -374,7 +374,8 @@ def _upper_edges(
 
     n = z.shape[0]
     tiles = upper_tiles(n, bs) if tiles is None else tiles
-    edges = _EdgeChunks(np.int32 if n < 2**31 else np.int64)
+    index_dtype = np.int32 if n < 2**31 else np.int64
+    edges = ChunkedColumns(index_dtype, index_dtype, np.float32)
     tau_d = tau32.to(z.device)
     cos_lo = _cosine_prefilter(tau32, z.device)
     idt = torch.int32 if n < 2**31 else torch.int64
