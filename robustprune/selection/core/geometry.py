@@ -134,8 +134,8 @@ def support_scale(graph: SimilarityGraph, confidences: np.ndarray, fraction: flo
     """
     if graph.nnz == 0:
         return 0.0
-    c = np.asarray(confidences, dtype=np.float64)
-    total = float(np.dot(graph.weights.astype(np.float64), c[graph.indices]))
+    conf = np.asarray(confidences, dtype=np.float64)
+    total = float(np.dot(graph.weights.astype(np.float64), conf[graph.indices]))
     return fraction * total / graph.n
 
 

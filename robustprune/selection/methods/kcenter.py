@@ -100,9 +100,9 @@ def kcenter_greedy_order(
         mind.masked_fill_(torch.as_tensor(~np.asarray(allowed, dtype=bool), device=xt.device), float("-inf"))
 
     def update(cur: torch.Tensor) -> None:
-        # one O(N·D) update: ||x - c||² = ||x||² − 2 x·c + ||c||²
-        c = xt.index_select(1, cur)[:, 0]
-        d = torch.addmv(sq, xt.t(), c, alpha=-2.0).add_(sq.index_select(0, cur))
+        # one O(N·D) update: ||x - c||² = ||x||² − 2 x·c + ||c||² for the new centre c
+        centre = xt.index_select(1, cur)[:, 0]
+        d = torch.addmv(sq, xt.t(), centre, alpha=-2.0).add_(sq.index_select(0, cur))
         torch.minimum(mind, d, out=mind)
         mind.index_fill_(0, cur, float("-inf"))
 

@@ -17,12 +17,15 @@ Two greedy rules are offered:
   with lazy (CELF) evaluation, which is exact because F is monotone submodular; it carries the
   (1 - 1/e) guarantee (without class balance).
 
-Engine: the similarity-threshold graph is built once by blocked matrix products (see ``graph.py``); each pick
-then touches only the picked example's neighbours. The self rule keeps every example's current gain
-exactly (recomputed for the neighbours of each pick) in a two-level block-maximum structure, so the argmax
-is the dense rule's argmax exactly; a lazy heap is *not* used for it because the float32 gain is not
-monotone in NC at the last bit, which would let stale heap keys reorder near-ties. ``engine="dense"`` runs
-the released per-pick similarity column instead (no graph; for thresholds so low the graph would not fit).
+Engine: the similarity-threshold graph is built once by blocked matrix products
+(:mod:`robustprune.selection.core.graph`); each pick then touches only the picked example's neighbours. The self
+rule keeps every example's current gain exactly (recomputed for the neighbours of each pick) in a two-level
+block-maximum structure (:mod:`.engines`), so the argmax is the dense rule's argmax exactly; a lazy heap is *not*
+used for it because the float32 gain is not monotone in NC at the last bit, which would let stale heap keys
+reorder near-ties. ``engine="dense"`` runs the released per-pick similarity column instead (no graph; for
+thresholds so low the graph would not fit).
+
+Names: ``conf`` holds the confidences c_x, ``nc`` the neighbourhood confidences NC_v.
 """
 
 from __future__ import annotations
@@ -94,10 +97,10 @@ def prune4rel_objective(
 ) -> float:
     """F(S) = sum_v tanh(NC_v(S)/eta) over all examples, in float64, for a set of selected indices."""
     nc = np.zeros(graph.n, dtype=np.float64)
-    c = np.asarray(confidences, dtype=np.float64)
+    conf = np.asarray(confidences, dtype=np.float64)
     for p in np.asarray(selected, dtype=np.int64):
         idx, w = graph.row(int(p))
-        nc[idx] += w.astype(np.float64) * c[p]
+        nc[idx] += w.astype(np.float64) * conf[p]
     return float(np.tanh(nc / eta).sum())
 
 
@@ -168,8 +171,8 @@ def prune4rel(
         neighbourhoods' worth of overlap per pick.
     prefer : {"all", "confident"}
         Which examples may be picked first. "confident" picks only examples that confident learning does
-        not flag as label errors (:func:`~robustprune.selection.methods.confident.label_issue_mask`), then, once
-        those run out in a class, the flagged ones; the objective still covers every example.
+        not flag as label errors (:func:`~robustprune.selection.core.confident_learning.label_issue_mask`),
+        then, once those run out in a class, the flagged ones; the objective still covers every example.
     balance_by : {"given", "predicted"}
         The classes of the round-robin: the given labels (released) or the warm-up model's predictions.
     engine : {"auto", "graph", "dense"}
@@ -413,10 +416,10 @@ def _confidences(probs: np.ndarray, kind: str, labels: np.ndarray | None) -> np.
     if kind == "label_prob":
         p = np.asarray(probs, dtype=np.float32)
         return np.take_along_axis(p, labels[:, None], axis=1)[:, 0].copy()
-    c = confidence_scores(probs, kind)
-    if kind != "entropy" and c.min() < 0:  # pragma: no cover - probs are validated to [0, 1]
+    conf = confidence_scores(probs, kind)
+    if kind != "entropy" and conf.min() < 0:  # pragma: no cover - probs are validated to [0, 1]
         raise ValueError("confidences must be non-negative")
-    return c
+    return conf
 
 
 def _check_options(
