@@ -268,3 +268,44 @@ def test_blocked_build_on_cuda_matches_the_cpu_build(block_size):
     both.sort_indices()
     ref.sort_indices()
     np.testing.assert_allclose(both.data, ref.data, rtol=0, atol=1e-6)
+
+
+def test_chunked_columns_keep_every_batch_across_chunk_boundaries(monkeypatch):
+    from robustprune.selection.core.edges import ChunkedColumns
+
+    monkeypatch.setattr(ChunkedColumns, "CHUNK_BYTES", 64)  # 16 int32 entries, 8 int64 entries per chunk
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 1000, m) for m in (0, 5, 16, 1, 40, 3)]
+    edges, keys = ChunkedColumns(np.int32, np.int32, np.float32), ChunkedColumns(np.int64)
+    assert (edges.chunk, keys.chunk) == (16, 8)
+    for b in batches:
+        edges.add(b.astype(np.int32), (b + 1).astype(np.int32), (b / 1000).astype(np.float32))
+        keys.add(b)
+    every = np.concatenate(batches)
+    assert edges.count == keys.count == every.size and len(keys.parts) == -(-every.size // 8)
+    (k,) = keys.arrays()
+    assert k.dtype == np.int64 and np.array_equal(k, every) and keys.parts == [] and keys.count == 0
+    r, c, w = edges.mirrored(n_diag=3)
+    e = every.size
+    assert r.dtype == c.dtype == np.int32 and w.dtype == np.float32 and r.size == 2 * e + 3
+    np.testing.assert_array_equal(r, np.concatenate([every, every + 1, np.arange(3)]))
+    np.testing.assert_array_equal(c, np.concatenate([every + 1, every, np.arange(3)]))
+    np.testing.assert_array_equal(w[:e], (every / 1000).astype(np.float32))
+    np.testing.assert_array_equal(w[e:], np.concatenate([w[:e], np.ones(3, np.float32)]))
+    empty = ChunkedColumns(np.int32, np.int32, np.float32)
+    assert [a.shape for a in empty.arrays()] == [(0,)] * 3
+
+
+@pytest.mark.parametrize("backend", ["blocked", "faiss", "faiss-approx"])
+def test_the_graph_is_the_same_whatever_the_chunk_size(backend, monkeypatch):
+    from robustprune.selection.core.edges import ChunkedColumns
+
+    if backend != "blocked" and not faiss_backend.faiss_installed():
+        pytest.skip("faiss is not installed")
+    x = clustered(n=500)
+    ref = rescaled_cosine_graph(x, 0.9, device="cpu", backend=backend, block_size=128)
+    monkeypatch.setattr(ChunkedColumns, "CHUNK_BYTES", 1024)  # hundreds of chunks
+    small = rescaled_cosine_graph(x, 0.9, device="cpu", backend=backend, block_size=128)
+    assert ref.nnz > 10 * 256
+    for a in ("indptr", "indices", "weights"):
+        np.testing.assert_array_equal(getattr(small, a), getattr(ref, a))

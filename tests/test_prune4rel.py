@@ -326,3 +326,42 @@ def test_progress_covers_graph_and_greedy_on_one_scale():
     assert totals == {15 + 100}  # 5 row blocks -> 15 upper tiles, then 100 picks
     done = [d for d, _ in calls]
     assert done == sorted(done) and done[-1] == 115
+
+
+#: The keys of a Prune4ReL run's ``info``, in order: run reports, metrics.json and the tests above read them.
+_GRAPH_FACTS = ["n_edges", "mean_degree", "graph_seconds", "graph_backend"]
+_RUN_FACTS = ["coverage", "greedy_seconds", "balance_break_at", "setup_seconds"]
+INFO_KEYS = {
+    "prune4rel": ["engine", "tau", *_GRAPH_FACTS, "eta", *_RUN_FACTS],
+    "prune4rel_auto": ["engine", "embedding_seconds", "target_degree", "auto_tau_seconds", "tau", *_GRAPH_FACTS,
+                       "eta", *_RUN_FACTS],
+    "dense": ["engine", "tau", "eta", *_RUN_FACTS],
+    "confident": ["engine", "tau", *_GRAPH_FACTS, "eta", "flagged", "topped_up", *_RUN_FACTS],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(INFO_KEYS))
+def test_info_keys_and_types_are_pinned(case):
+    from robustprune.selection.core.confident_learning import label_issue_mask
+
+    probs, feats, labels = make_data(n=300, seed=4)
+    name = "prune4rel_auto" if case == "prune4rel_auto" else "prune4rel"
+    options = {"dense": {"engine": "dense"}, "confident": {"prefer": "confident"}}.get(case, {})
+    out = rp.get_method(name).func(probs=probs, features=feats, labels=labels, budget=90, device="cpu", **options)
+    info = out.info
+    assert list(info) == INFO_KEYS[case]
+    floats = {"tau", "eta", "coverage", "mean_degree", "target_degree", *(k for k in info if k.endswith("_seconds"))}
+    for key, value in info.items():
+        expected = float if key in floats else str if key in ("engine", "graph_backend") else int
+        assert type(value) is expected or key == "balance_break_at" and value is None, (key, value)
+    assert info["engine"] == ("dense" if case == "dense" else "graph")
+    assert 0 < info["coverage"] <= 1 and info["balance_break_at"] is None
+    if case == "prune4rel":
+        assert info["tau"] == 0.95 and info["eta"] == 1.0
+    if "n_edges" in info:
+        assert info["graph_backend"] == "blocked" and info["mean_degree"] == round(info["n_edges"] / 300, 3)
+    if case == "prune4rel_auto":
+        assert info["target_degree"] == round(4 * 300 / 90, 3) and abs(info["mean_degree"] - 13.3) < 1.0
+    if case == "confident":
+        flagged = label_issue_mask(labels, probs)
+        assert info["flagged"] == int(flagged.sum()) and info["topped_up"] == int(flagged[out.indices].sum())

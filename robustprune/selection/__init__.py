@@ -13,7 +13,9 @@ Where things are, by path:
   ``methods/prune4rel/`` holds Prune4ReL's objective, options and its own engines.
 
 A method module imports from ``core`` and the public face only, never another method module (tests/test_layers.py
-checks the rule). Importing this package registers every method.
+checks the rule). Importing this package registers every method, with numpy alone: torch and scipy are imported
+inside the functions that use them (annotations name them under ``TYPE_CHECKING``), so that listing the methods
+and reading their options (``robustprune methods``) starts quickly; tests/test_selection_startup.py checks it.
 """
 
 from robustprune.selection import methods  # noqa: F401  (registers every method)

@@ -115,65 +115,35 @@ def select(
     n = _n_of(arrays)
     pool, s0 = _pool_and_start(n, candidates, start)
     k = resolve_budget(n, fraction, budget, candidates=None if pool is None else int(pool.shape[0]))
-    balanced = info.default_class_balanced if class_balanced is None else bool(class_balanced)
-    if balanced and info.balance == "none":
-        raise ValueError(f"method {info.name!r} does not support class_balanced=True")
-    if balanced and "labels" not in arrays:
-        raise ValueError("class_balanced=True needs labels: pass labels=... or signals with labels")
+    balanced = _class_balanced(info, class_balanced, has_labels="labels" in arrays)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     options = info.check_options(params)
 
     # a greedy or sampling method that cannot restrict its picks to the candidates runs on them alone
     sliced = pool is not None and info.kind != "score" and not info.accepts("pool")
-    seen = _slice(arrays, pool) if sliced else arrays
-    call: dict[str, Any] = {s: seen[s] for s in (*info.requires, *info.optional) if s in seen}
-    call.update(options)
-    if pool is not None and not sliced:
-        if info.accepts("pool"):
-            call["pool"] = pool
-        if info.honours_start:
-            call["start"] = s0
-    for name, value in (("seed", int(seed)), ("progress", progress), ("shared_build", shared_build), ("n", n)):
-        if info.accepts(name):
-            call[name] = value
+    call = _call_arguments(
+        info,
+        _slice(arrays, pool) if sliced else arrays,
+        options,
+        pool=None if sliced else pool,
+        start=s0,
+        api={"seed": int(seed), "progress": progress, "shared_build": shared_build, "n": n},
+    )
 
     t0 = time.perf_counter()
-    gains = weights = None
-    extra: dict[str, Any] = {}
     if info.kind == "score":
-        scores = np.asarray(info.func(**call))
-        if scores.shape != (n,):
-            raise RuntimeError(f"method {info.name} returned scores of shape {scores.shape}, expected ({n},)")
-        if np.isnan(scores).any():
-            raise ValueError(f"method {info.name} produced NaN scores; check the input signals")
-        indices = select_by_scores(
-            scores, k, keep=info.keep, labels=arrays.get("labels"), class_balanced=balanced, candidates=pool
-        )
+        out = _run_score_method(info, call, k, n, labels=arrays.get("labels"), balanced=balanced, pool=pool)
     else:
-        if info.accepts("class_balanced"):
-            call["class_balanced"] = balanced
-        out = info.func(budget=k, **call)
-        if not isinstance(out, MethodOutput):
-            raise RuntimeError(f"method {info.name} must return a MethodOutput")
-        indices, gains, scores, extra = out.indices, out.gains, out.scores, dict(out.info)
-        weights = None if out.weights is None else np.asarray(out.weights, dtype=np.float64)
+        out = _run_picking_method(info, call, k, balanced)
     elapsed = time.perf_counter() - t0
 
-    indices = np.asarray(indices, dtype=np.int64)
+    indices, scores = np.asarray(out.indices, dtype=np.int64), out.scores
     if sliced:
-        _check_result(info.name, indices, k, pool.shape[0])
-        indices = pool[indices]
-        if scores is not None and np.ndim(scores) == 1 and np.shape(scores)[0] == pool.shape[0]:
-            full = np.full(n, np.nan)
-            full[pool] = scores
-            scores = full
-    _check_result(info.name, indices, k, n)
-    if pool is not None and not np.isin(indices, pool).all():
-        raise RuntimeError(f"method {info.name} returned an index that is not a candidate")
-    if weights is not None and (weights.shape != (k,) or not np.isfinite(weights).all() or (weights <= 0).any()):
-        raise RuntimeError(f"method {info.name} returned weights that are not {k} positive finite numbers")
-    resolved = {**options, **extra, "budget": k, "class_balanced": balanced, "seed": int(seed)}
+        indices, scores = _map_back(info.name, indices, scores, pool, k, n)
+    weights = None if out.weights is None else np.asarray(out.weights, dtype=np.float64)
+    _check_result(info.name, indices, k, n, pool=pool, weights=weights)
+    resolved = {**options, **out.info, "budget": k, "class_balanced": balanced, "seed": int(seed)}
     if pool is not None:
         resolved.update(n_candidates=int(pool.shape[0]), n_start=int(s0.shape[0]))
         if start is not None:
@@ -181,13 +151,94 @@ def select(
     return Selection(
         indices=indices,
         scores=scores,
-        gains=None if gains is None else np.asarray(gains),
+        gains=None if out.gains is None else np.asarray(out.gains),
         method=info.name,
         params=resolved,
         n=n,
         elapsed=elapsed,
         weights=weights,
     )
+
+
+def _class_balanced(info: MethodInfo, class_balanced: bool | None, *, has_labels: bool) -> bool:
+    """Whether the budget is balanced over the classes: as asked, or the method's default; checked."""
+    balanced = info.default_class_balanced if class_balanced is None else bool(class_balanced)
+    if balanced and info.balance == "none":
+        raise ValueError(f"method {info.name!r} does not support class_balanced=True")
+    if balanced and not has_labels:
+        raise ValueError("class_balanced=True needs labels: pass labels=... or signals with labels")
+    return balanced
+
+
+def _call_arguments(
+    info: MethodInfo,
+    arrays: dict[str, np.ndarray],
+    options: dict[str, Any],
+    *,
+    pool: np.ndarray | None,
+    start: np.ndarray | None,
+    api: dict[str, Any],
+) -> dict[str, Any]:
+    """The keyword arguments of the method's function (all but ``budget`` and ``class_balanced``): the signals
+    it reads, its options, the candidates (``pool``) and the starting set when it accepts them (``pool`` None:
+    no candidates were given, or the method runs on them alone), and those of the ``api`` arguments (seed,
+    progress, ...) its signature names."""
+    call: dict[str, Any] = {s: arrays[s] for s in (*info.requires, *info.optional) if s in arrays}
+    call.update(options)
+    if pool is not None:
+        if info.accepts("pool"):
+            call["pool"] = pool
+        if info.honours_start:
+            call["start"] = start
+    call.update({name: value for name, value in api.items() if info.accepts(name)})
+    return call
+
+
+def _run_score_method(
+    info: MethodInfo,
+    call: dict[str, Any],
+    k: int,
+    n: int,
+    *,
+    labels: np.ndarray | None,
+    balanced: bool,
+    pool: np.ndarray | None,
+) -> MethodOutput:
+    """A score method's scores, checked, and the ``k`` indices its kept end gives (class quotas when
+    ``balanced``; only candidates when ``pool`` is given)."""
+    scores = np.asarray(info.func(**call))
+    if scores.shape != (n,):
+        raise RuntimeError(f"method {info.name} returned scores of shape {scores.shape}, expected ({n},)")
+    if np.isnan(scores).any():
+        raise ValueError(f"method {info.name} produced NaN scores; check the input signals")
+    indices = select_by_scores(scores, k, keep=info.keep, labels=labels, class_balanced=balanced, candidates=pool)
+    return MethodOutput(indices=indices, scores=scores)
+
+
+def _run_picking_method(info: MethodInfo, call: dict[str, Any], k: int, balanced: bool) -> MethodOutput:
+    """A greedy or sampling method's own ``k`` picks (it balances the classes itself when it accepts
+    ``class_balanced``)."""
+    if info.accepts("class_balanced"):
+        call = {**call, "class_balanced": balanced}
+    out = info.func(budget=k, **call)
+    if not isinstance(out, MethodOutput):
+        raise RuntimeError(f"method {info.name} must return a MethodOutput")
+    return out
+
+
+def _map_back(
+    name: str, indices: np.ndarray, scores: np.ndarray | None, pool: np.ndarray, k: int, n: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The result of a method run on the candidates alone, over all ``n`` examples: its indices (positions
+    among the candidates, checked) mapped to example indices, and its per-candidate scores spread over all
+    examples (NaN for the others)."""
+    _check_result(name, indices, k, pool.shape[0])
+    indices = pool[indices]
+    if scores is not None and np.ndim(scores) == 1 and np.shape(scores)[0] == pool.shape[0]:
+        full = np.full(n, np.nan)
+        full[pool] = scores
+        scores = full
+    return indices, scores
 
 
 def _index_set(value: Any, n: int, name: str) -> np.ndarray:
@@ -268,10 +319,24 @@ def _n_of(arrays: dict[str, np.ndarray]) -> int:
     return int(arrays[name].shape[example_axis(name)])
 
 
-def _check_result(name: str, indices: np.ndarray, k: int, n: int) -> None:
+def _check_result(
+    name: str,
+    indices: np.ndarray,
+    k: int,
+    n: int,
+    *,
+    pool: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+) -> None:
+    """``k`` unique indices in ``[0, n)``, all of them candidates (``pool``), and ``k`` positive finite
+    ``weights`` when the method gives weights."""
     if indices.ndim != 1 or indices.shape[0] != k:
         raise RuntimeError(f"method {name} returned {indices.shape} indices, expected exactly {k}")
     if k and (indices.min() < 0 or indices.max() >= n):
         raise RuntimeError(f"method {name} returned an index outside [0, {n})")
     if np.unique(indices).shape[0] != k:
         raise RuntimeError(f"method {name} returned duplicate indices")
+    if pool is not None and not np.isin(indices, pool).all():
+        raise RuntimeError(f"method {name} returned an index that is not a candidate")
+    if weights is not None and (weights.shape != (k,) or not np.isfinite(weights).all() or (weights <= 0).any()):
+        raise RuntimeError(f"method {name} returned weights that are not {k} positive finite numbers")

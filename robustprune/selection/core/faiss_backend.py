@@ -74,41 +74,6 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(round(4 * math.sqrt(n))), n // 39))
 
 
-class _Chunked:
-    """A growing 1-D array kept as large fixed-size chunks (see ``graph._EdgeChunks`` on heap fragmentation)."""
-
-    CHUNK = 1 << 23
-
-    def __init__(self, dtype: type) -> None:
-        self.dtype = dtype
-        self.parts: list[np.ndarray] = []
-        self.fill = self.CHUNK
-        self.count = 0
-
-    def add(self, x: np.ndarray) -> None:
-        i, m = 0, x.shape[0]
-        while i < m:
-            if self.fill == self.CHUNK:
-                self.parts.append(np.empty(self.CHUNK, self.dtype))
-                self.fill = 0
-            take = min(self.CHUNK - self.fill, m - i)
-            self.parts[-1][self.fill : self.fill + take] = x[i : i + take]
-            self.fill += take
-            i += take
-        self.count += m
-
-    def take_all(self) -> np.ndarray:
-        """The filled entries as one array; the chunks are released as they are copied."""
-        out = np.empty(self.count, self.dtype)
-        pos = 0
-        while self.parts:
-            part = self.parts.pop(0)
-            m = min(part.shape[0], self.count - pos)
-            out[pos : pos + m] = part[:m]
-            pos += m
-        return out
-
-
 def candidate_radius(tau32: torch.Tensor, d: int) -> float:
     """The widened cosine radius of the approximate search: below ``2·tau - 1`` by a rounding margin.
 
@@ -214,7 +179,8 @@ def exact_upper_edges(
     max_edges: int | None,
     progress: Callable[[int, int], None] | None,
 ):
-    """Edges (i, j, s) with i < j and s > tau by exact range search; returns ``graph._EdgeChunks``.
+    """Edges (i, j, s) with i < j and s > tau by exact range search, as
+    :class:`~robustprune.selection.core.edges.ChunkedColumns`.
 
     ``z``: C-contiguous float32 rows, L2-normalised; ``cos_lo``: the blocked build's cosine pre-filter.
     Query rows go in blocks of at most ``block_size``; a block shrinks when the density seen so far says it
@@ -222,13 +188,13 @@ def exact_upper_edges(
     ``max_edges`` stops the build. ``progress`` is called in the blocked build's tile units
     (``nb·(nb+1)/2`` for ``nb = ceil(N / block_size)``), by pairs scanned.
     """
-    from robustprune.selection.core.edges import EdgeChunks as _EdgeChunks
+    from robustprune.selection.core.edges import ChunkedColumns
     from robustprune.selection.core.edges import too_many as _too_many
 
     faiss = import_faiss()
     n, d = z.shape
     idt = np.int32 if n < 2**31 else np.int64
-    edges = _EdgeChunks(idt)
+    edges = ChunkedColumns(idt, idt, np.float32)
     report = _progress_reporter(progress, n, block_size)
     total_pairs = n * (n + 1) / 2
     scanned = rect = found = 0
@@ -284,6 +250,7 @@ def approx_upper_edges(
     """
     import time
 
+    from robustprune.selection.core.edges import ChunkedColumns
     from robustprune.selection.core.edges import too_many as _too_many
 
     faiss = import_faiss()
@@ -314,7 +281,7 @@ def approx_upper_edges(
 
     radius = candidate_radius(tau32, d)
     report = _progress_reporter(progress, n, block_size)
-    keys = _Chunked(np.int64)
+    keys = ChunkedColumns(np.int64)  # one key per pair found: min · N + max
     a = 0
     rows = min(block_size, n)
     while a < n:
@@ -330,7 +297,7 @@ def approx_upper_edges(
         a = b
         report(0.8 * a / n)  # the re-check below is the last fifth
     del index, quantizer
-    uniq = keys.take_all()
+    (uniq,) = keys.arrays()
     uniq.sort()
     uniq = uniq[np.r_[True, uniq[1:] != uniq[:-1]]] if uniq.size else uniq
     info["candidates"] = int(uniq.shape[0])

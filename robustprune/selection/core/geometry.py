@@ -17,9 +17,7 @@ the data instead of a constant:
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from robustprune._device import resolve_device
 from robustprune.selection.core.graph import SimilarityGraph, normalize_rows
 
 __all__ = ["EMBEDDINGS", "transform_embedding", "auto_tau", "support_scale", "coverage"]
@@ -98,6 +96,10 @@ def auto_tau(
         raise ValueError(f"target_degree must be a positive number, got {target_degree}")
     if sample < 2:
         raise ValueError(f"sample must be at least 2, got {sample}")
+    import torch
+
+    from robustprune._device import resolve_device
+
     dev = resolve_device(device)
     n = int(np.shape(features)[0])
     if n < 2:
@@ -132,8 +134,8 @@ def support_scale(graph: SimilarityGraph, confidences: np.ndarray, fraction: flo
     """
     if graph.nnz == 0:
         return 0.0
-    c = np.asarray(confidences, dtype=np.float64)
-    total = float(np.dot(graph.weights.astype(np.float64), c[graph.indices]))
+    conf = np.asarray(confidences, dtype=np.float64)
+    total = float(np.dot(graph.weights.astype(np.float64), conf[graph.indices]))
     return fraction * total / graph.n
 
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse
-import torch
 
-from robustprune._device import resolve_device
-from robustprune.selection.core.edges import EdgeChunks as _EdgeChunks
+from robustprune.selection.core.edges import ChunkedColumns
 from robustprune.selection.core.edges import rescale as _rescale
 from robustprune.selection.core.edges import too_many as _too_many
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "BuildHandedOff", "SharedBuild", "BACKENDS", "SimilarityGraph", "check_backend", "choose_backend",
@@ -109,6 +110,8 @@ class SimilarityGraph:
 
 def normalize_rows(features: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """L2-normalise rows in float32 on ``device``; zero rows are an error (cosine is undefined there)."""
+    import torch
+
     z = torch.as_tensor(features).to(device=device, dtype=torch.float32)
     norms = torch.linalg.vector_norm(z, dim=1, keepdim=True)
     zero = (norms.squeeze(1) == 0).nonzero()
@@ -223,6 +226,10 @@ def rescaled_cosine_graph(
     -------
     SimilarityGraph
     """
+    import torch
+
+    from robustprune._device import resolve_device
+
     t0 = time.perf_counter()
     check_backend(backend)
     if nprobe < 1:
@@ -297,6 +304,8 @@ def _cosine_prefilter(tau32: torch.Tensor, device: torch.device) -> torch.Tensor
 
     ``0.5 * cos`` is exact and the addition rounds by at most 2**-25, so a margin of 1e-6 is safe.
     """
+    import torch
+
     return torch.tensor(2.0 * float(tau32) - 1.0 - 1e-6, dtype=torch.float32, device=device)
 
 
@@ -317,6 +326,8 @@ def _shared_upper_edges(
     order. A failure on any rank fails the build on every rank: the edge budget as the same ``ValueError``
     everywhere (so that ``engine="auto"`` falls back alike), anything else as this rank's own error or a
     ``RuntimeError`` naming the rank that failed."""
+    import torch
+
     import robustprune.distributed as dist
 
     w = dist.world()
@@ -350,7 +361,7 @@ def _upper_edges(
     max_edges: int | None,
     progress: Callable[[int, int], None] | None,
     tiles: list[tuple[int, int]] | None = None,
-) -> _EdgeChunks:
+) -> ChunkedColumns:
     """Edges (i, j, s) with i < j and s > tau from the upper triangle of tiles (or the ``tiles`` given).
 
     Each tile is one fused pass: the product goes into a reused buffer, the cosine prefilter into a reused
@@ -359,9 +370,12 @@ def _upper_edges(
     are re-checked in the rescaled similarity. Buffers are reused because a fresh 64 MB tile per product
     costs page faults comparable to the product itself.
     """
+    import torch
+
     n = z.shape[0]
     tiles = upper_tiles(n, bs) if tiles is None else tiles
-    edges = _EdgeChunks(np.int32 if n < 2**31 else np.int64)
+    index_dtype = np.int32 if n < 2**31 else np.int64
+    edges = ChunkedColumns(index_dtype, index_dtype, np.float32)
     tau_d = tau32.to(z.device)
     cos_lo = _cosine_prefilter(tau32, z.device)
     idt = torch.int32 if n < 2**31 else torch.int64
@@ -404,6 +418,8 @@ def _capped_edges(
     progress: Callable[[int, int], None] | None,
 ) -> SimilarityGraph:
     """Row blocks against all columns, keeping each row's ``k`` best neighbours above tau."""
+    import torch
+
     n = z.shape[0]
     rows_l, cols_l, vals_l = [], [], []
     count = 0
@@ -436,6 +452,8 @@ def _capped_edges(
 
 def _to_csr(r: np.ndarray, c: np.ndarray, w: np.ndarray, n: int, symmetric: bool) -> SimilarityGraph:
     """Pack edges as CSR with columns ascending in each row (a counting sort in C, O(E + N) memory)."""
+    import scipy.sparse
+
     index_dtype = np.int32 if n < 2**31 else np.int64
     if r.size == 0:
         return SimilarityGraph(

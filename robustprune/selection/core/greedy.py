@@ -21,11 +21,14 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from robustprune.seeding import stream
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["RoundRobin", "lazy_greedy", "naive_greedy", "stochastic_greedy", "argmax_greedy", "per_class_greedy"]
 
@@ -262,6 +265,8 @@ def argmax_greedy(
     synchronisation): each step picks the first maximal score, records it, and calls ``update(pick)``,
     which must refresh ``scores`` in place and set picked entries to -inf. ``first`` fixes the first pick
     (its recorded score is +inf). Returns the picks and their scores as device tensors."""
+    import torch
+
     dev = scores.device
     order = torch.empty(budget, dtype=torch.int64, device=dev)
     values = torch.empty(budget, dtype=scores.dtype, device=dev)

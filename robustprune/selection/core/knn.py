@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 __all__ = ["knn_indices", "knn_among"]
 
@@ -12,6 +11,8 @@ _BLOCK = 2048
 
 def knn_indices(features: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` nearest other rows of each row (Euclidean; ties: lower index), shape (N, k), blocked."""
+    import torch
+
     x = torch.as_tensor(np.asarray(features, dtype=np.float64))
     n = x.shape[0]
     sq = (x * x).sum(dim=1)
@@ -28,6 +29,8 @@ def knn_indices(features: np.ndarray, k: int) -> np.ndarray:
 def knn_among(features: np.ndarray, queries: np.ndarray, refs: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` nearest rows among ``refs`` of each row in ``queries`` (Euclidean; an index is never its own
     neighbour; ties: lower index), as indices into ``features``, shape (len(queries), k), blocked."""
+    import torch
+
     x = torch.as_tensor(np.asarray(features, dtype=np.float64))
     q_idx = np.asarray(queries, dtype=np.int64)
     r_idx = np.sort(np.asarray(refs, dtype=np.int64))  # ascending, so a stable sort breaks ties by index

@@ -8,14 +8,17 @@ shared :func:`~robustprune.selection.core.greedy.argmax_greedy` engine; no N×k 
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from robustprune._device import resolve_device
+import numpy as np
+
 from robustprune.seeding import stream
 from robustprune.selection.core.greedy import argmax_greedy, per_class_greedy
 from robustprune.selection.registry import register
 from robustprune.selection.result import MethodOutput
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["contextual_diversity", "symmetric_kl_order"]
 
@@ -29,6 +32,8 @@ def symmetric_kl_order(
     ``½ (A_i + A_j − p_i·log p_j − p_j·log p_i)``, two matrix-vector products per pick. Returns the centres and
     each one's divergence to the earlier centres (+inf for the first).
     """
+    import torch
+
     if k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
     p = torch.as_tensor(np.asarray(probs, dtype=np.float64), device=device).clamp_min(epsilon)
@@ -73,6 +78,8 @@ def contextual_diversity(
     """
     if not 0 < epsilon < 1:
         raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+    from robustprune._device import resolve_device
+
     dev = resolve_device(device)
     n = probs.shape[0]
     if not class_balanced:

@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.linalg import solve_triangular
-from scipy.optimize import nnls
 
 from robustprune.selection.budget import class_quotas
 from robustprune.selection.core.greedy import lazy_greedy
@@ -216,6 +214,8 @@ def craig(
 
 # ------------------------------------------------------------------------------------------------ gradmatch
 def _lower_solve(low: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    from scipy.linalg import solve_triangular
+
     return solve_triangular(low, rhs, lower=True, check_finite=False)
 
 
@@ -234,6 +234,9 @@ def omp_group(
     Returns positions in order (positive weights in pick order first), the projection at pick time, the
     weights (sum ≈ 1 for a mean target; 0 nowhere) and facts (residual norm, number of zero NNLS weights).
     """
+    from scipy.linalg import solve_triangular
+    from scipy.optimize import nnls
+
     n, kk = e.shape[0], e.shape[1]
     if k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0), {"zero_weights": 0}

@@ -9,13 +9,16 @@ point allows. (DeepCore's Herding takes the *farthest* point, an argmax that sel
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from robustprune._device import resolve_device
+import numpy as np
+
 from robustprune.selection.core.greedy import argmax_greedy, per_class_greedy
 from robustprune.selection.registry import register
 from robustprune.selection.result import MethodOutput
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["herding", "herding_order"]
 
@@ -26,6 +29,8 @@ def herding_order(features: np.ndarray, k: int, device: str | torch.device = "cp
     Runs as :func:`~robustprune.selection.core.greedy.argmax_greedy` over the negated squared distance to the
     target, updated in O(N·D) per pick (no host synchronisation on a GPU). Ties go to the lowest index.
     """
+    import torch
+
     n = features.shape[0]
     if k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
@@ -79,6 +84,8 @@ def herding(
     ``gains`` holds each pick's Euclidean distance to its herding target (smaller = the running mean stays
     closer to μ). Balanced picks are interleaved class by class in pick order.
     """
+    from robustprune._device import resolve_device
+
     dev = resolve_device(device)
     if not class_balanced:
         order, dist = herding_order(features, budget, dev)

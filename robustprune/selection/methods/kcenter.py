@@ -8,16 +8,18 @@ features); each pick costs one O(N·D) distance update done with torch. DeepCore
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from robustprune._device import resolve_device
 from robustprune.seeding import stream
 from robustprune.selection.budget import class_quotas
 from robustprune.selection.core.greedy import argmax_greedy
 from robustprune.selection.registry import register
 from robustprune.selection.result import MethodOutput
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["kcenter_greedy_order", "kcenter_greedy"]
 
@@ -25,6 +27,8 @@ _CHUNK = 65536  # rows per block for the squared norms (bounds temporaries for v
 
 
 def _sq_norms(x: torch.Tensor) -> torch.Tensor:
+    import torch
+
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for s in range(0, x.shape[0], _CHUNK):
         blk = x[s : s + _CHUNK]
@@ -70,6 +74,8 @@ def kcenter_greedy_order(
         radius at that moment); a ``first`` pick has no earlier centre and gets +inf. The sequence is
         non-increasing.
     """
+    import torch
+
     n = features.shape[0]
     if k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
@@ -94,9 +100,9 @@ def kcenter_greedy_order(
         mind.masked_fill_(torch.as_tensor(~np.asarray(allowed, dtype=bool), device=xt.device), float("-inf"))
 
     def update(cur: torch.Tensor) -> None:
-        # one O(N·D) update: ||x - c||² = ||x||² − 2 x·c + ||c||²
-        c = xt.index_select(1, cur)[:, 0]
-        d = torch.addmv(sq, xt.t(), c, alpha=-2.0).add_(sq.index_select(0, cur))
+        # one O(N·D) update: ||x - c||² = ||x||² − 2 x·c + ||c||² for the new centre c
+        centre = xt.index_select(1, cur)[:, 0]
+        d = torch.addmv(sq, xt.t(), centre, alpha=-2.0).add_(sq.index_select(0, cur))
         torch.minimum(mind, d, out=mind)
         mind.index_fill_(0, cur, float("-inf"))
 
@@ -152,6 +158,8 @@ def kcenter_greedy(
     MethodOutput
         ``indices`` (budget,) in pick order, ``gains`` (budget,).
     """
+    from robustprune._device import resolve_device
+
     dev = resolve_device(device)
     n = features.shape[0]
     total = int(budget)

@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 
-from robustprune._device import resolve_device
 from robustprune.selection.core.geometry import auto_tau
 from robustprune.selection.core.graph import SharedBuild, SimilarityGraph, normalize_rows, rescaled_cosine_graph
 from robustprune.selection.core.greedy import lazy_greedy, naive_greedy, per_class_greedy, stochastic_greedy
@@ -216,6 +215,8 @@ def _complete_graph(features: np.ndarray, device: str, block: int = 4096) -> Sim
     and rounding as the general builder, which gave bit-identical weights at every N tried). ``None`` when a pair
     has ``s <= 0`` (opposite vectors) or N² is above the graph's ``max_edges``: the caller then takes the
     general builder, which handles the first and names the fix for the second."""
+    from robustprune._device import resolve_device
+
     t0 = time.perf_counter()
     n = int(np.asarray(features).shape[0])
     if n == 0 or n * n > _COMPLETE_MAX_EDGES:

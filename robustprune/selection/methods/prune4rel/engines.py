@@ -18,7 +18,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from robustprune.selection.core.graph import SimilarityGraph
 from robustprune.selection.core.greedy import RoundRobin, lazy_greedy
@@ -34,16 +33,19 @@ TIER = 4.0
 
 def _tanh32(x: np.ndarray) -> np.ndarray:
     # torch's float32 tanh, as the released code evaluates it (numpy's differs in the last bit)
+    import torch
+
     return torch.tanh(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
-def self_gain(nc: np.ndarray, c: np.ndarray, eta: np.float32) -> np.ndarray:
-    """The released self marginal gain ``tanh((NC + c)/eta) - tanh(NC/eta)`` in float32 (elementwise).
+def self_gain(nc: np.ndarray, conf: np.ndarray, eta: np.float32) -> np.ndarray:
+    """The released self marginal gain ``tanh((NC + c)/eta) - tanh(NC/eta)`` in float32 (elementwise), with
+    ``c`` the example's confidence ``conf``.
 
     Evaluated with torch's CPU float32 ``tanh``, which gives the same value for an element whatever the
     length of the array it sits in; the dense rule and the incremental engine therefore agree bit for bit.
     """
-    return _tanh32((nc + c) / eta) - _tanh32(nc / eta)
+    return _tanh32((nc + conf) / eta) - _tanh32(nc / eta)
 
 
 class BlockMax:
@@ -103,36 +105,39 @@ def _class_major_positions(labels: np.ndarray, counts: np.ndarray, b: int) -> tu
 
 
 def greedy_self(
-    c: np.ndarray,
+    conf: np.ndarray,
     neighbors: Neighbors,
     budget: int,
-    labels: np.ndarray | None,
-    num_classes: int,
+    *,
     eta: np.float32,
-    progress: Callable[[int, int], None] | None,
+    labels: np.ndarray | None = None,
+    num_classes: int = 0,
+    progress: Callable[[int, int], None] | None = None,
     penalty: np.ndarray | None = None,
     start: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray]:
     """The released self-gain greedy, with exact incremental gains (see module docstring).
 
-    ``penalty`` (float32 per example, 0 or ``_TIER``) is subtracted from the tracked gains so that
-    penalised examples come after every other one; it is added back to the recorded gains. ``start``: a
-    starting set whose support is added to NC first (in its order, float32, as picks add theirs); its members
-    are never picked. ``allowed`` (bool per example): only those may be picked, and the round-robin counts
-    only them. Returns the picks, their gains, the balance break iteration and the final NC (the starting
+    ``conf``: each example's confidence c_x (float32); ``neighbors(p)``: the neighbours of ``p`` and their
+    weights; ``eta``: the tanh temperature; ``labels`` and ``num_classes``: the classes of the round-robin
+    (None: no class balance). ``penalty`` (float32 per example, 0 or ``TIER``) is subtracted from the tracked
+    gains so that penalised examples come after every other one; it is added back to the recorded gains.
+    ``start``: a starting set whose support is added to NC first (in its order, float32, as picks add theirs);
+    its members are never picked. ``allowed`` (bool per example): only those may be picked, and the round-robin
+    counts only them. Returns the picks, their gains, the balance break iteration and the final NC (the starting
     set's and the last pick's support included).
     """
-    n = c.shape[0]
+    n = conf.shape[0]
     nc = np.zeros(n, dtype=np.float32)
     selected = np.zeros(n, dtype=bool)  # picked, or never pickable
     if allowed is not None:
         selected |= ~np.asarray(allowed, dtype=bool)
     for s in () if start is None else np.asarray(start, dtype=np.int64):
         idx, w = neighbors(int(s))
-        nc[idx] += w * c[s]
+        nc[idx] += w * conf[s]
         selected[s] = True
-    gains0 = self_gain(nc, c, eta)
+    gains0 = self_gain(nc, conf, eta)
     if penalty is not None:
         gains0 = gains0 - penalty
     blocked = selected.any()
@@ -175,7 +180,7 @@ def greedy_self(
         if rr is not None and rr.broken and pos_of is not None:
             # after the break every pick is global: re-index in original order for lowest-index ties
             g = np.full(n, -np.inf, dtype=np.float32)
-            g[~selected] = self_gain(nc[~selected], c[~selected], eta)
+            g[~selected] = self_gain(nc[~selected], conf[~selected], eta)
             if penalty is not None:
                 g[~selected] -= penalty[~selected]
             tracker, pos_of = BlockMax(g, b), None
@@ -183,10 +188,10 @@ def greedy_self(
             tracker.remove(pos)
         idx, w = neighbors(p)
         if idx.size:
-            nc[idx] += w * c[p]
+            nc[idx] += w * conf[p]
             live = idx[~selected[idx]]
             if live.size:
-                g = self_gain(nc[live], c[live], eta)
+                g = self_gain(nc[live], conf[live], eta)
                 if penalty is not None:
                     g = g - penalty[live]
                 tracker.update(live if pos_of is None else pos_of[live], g)
@@ -196,28 +201,30 @@ def greedy_self(
         progress(budget, budget)
     if budget:  # the loop stops before the last pick's update (released); coverage counts it
         idx, w = neighbors(int(picks[-1]))
-        nc[idx] += w * c[picks[-1]]
+        nc[idx] += w * conf[picks[-1]]
     return picks, gains, break_at, nc
 
 
 def greedy_exact(
-    c: np.ndarray,
+    conf: np.ndarray,
     graph: SimilarityGraph,
     budget: int,
-    labels: np.ndarray | None,
-    num_classes: int,
+    *,
     eta: float,
-    progress: Callable[[int, int], None] | None,
+    labels: np.ndarray | None = None,
+    num_classes: int = 0,
+    progress: Callable[[int, int], None] | None = None,
     penalty: np.ndarray | None = None,
     start: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray]:
-    """Prune4ReL's true marginal gain (float64) maximised by :func:`lazy_greedy`; ``penalty`` > 0 puts an
-    example in the second tier; ``start``: a starting set whose support is in NC before the first pick (the
-    gains are marginal to it); ``allowed`` (bool per example): only those may be picked. Returns the picks,
+    """Prune4ReL's true marginal gain (float64) maximised by :func:`lazy_greedy`, over the neighbourhoods of
+    ``graph`` with confidences ``conf``; ``labels`` and ``num_classes`` as in :func:`greedy_self`; ``penalty``
+    > 0 puts an example in the second tier; ``start``: a starting set whose support is in NC before the first
+    pick (the gains are marginal to it); ``allowed`` (bool per example): only those may be picked. Returns the picks,
     their gains, the balance break and the final NC."""
-    n = c.shape[0]
-    c64 = c.astype(np.float64)
+    n = conf.shape[0]
+    conf64 = conf.astype(np.float64)
     nc = np.zeros(n, dtype=np.float64)
     indptr, indices, weights = graph.indptr, graph.indices, graph.weights.astype(np.float64)
     inv_eta = 1.0 / eta
@@ -228,11 +235,11 @@ def greedy_exact(
             return 0.0
         v = indices[a:b]
         base = nc[v]
-        return float(np.sum(np.tanh((base + weights[a:b] * c64[x]) * inv_eta) - np.tanh(base * inv_eta)))
+        return float(np.sum(np.tanh((base + weights[a:b] * conf64[x]) * inv_eta) - np.tanh(base * inv_eta)))
 
     def add(p: int) -> None:
         a, b = indptr[p], indptr[p + 1]
-        nc[indices[a:b]] += weights[a:b] * c64[p]
+        nc[indices[a:b]] += weights[a:b] * conf64[p]
 
     has_start = start is not None and len(start) > 0
     for s in np.asarray(start, dtype=np.int64) if has_start else ():
@@ -240,9 +247,9 @@ def greedy_exact(
     # initial gains: sum over neighbours of tanh(w c_x / eta) (or its difference given S0), over all rows
     if has_start:
         base = nc[indices]
-        contrib = np.tanh((base + weights * np.repeat(c64, np.diff(indptr))) * inv_eta) - np.tanh(base * inv_eta)
+        contrib = np.tanh((base + weights * np.repeat(conf64, np.diff(indptr))) * inv_eta) - np.tanh(base * inv_eta)
     else:
-        contrib = np.tanh(weights * np.repeat(c64, np.diff(indptr)) * inv_eta)
+        contrib = np.tanh(weights * np.repeat(conf64, np.diff(indptr)) * inv_eta)
     g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(n)
     g0[np.diff(indptr) == 0] = 0.0
     tier = None if penalty is None else (penalty > 0).astype(np.int64)

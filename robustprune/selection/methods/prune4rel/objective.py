@@ -17,12 +17,15 @@ Two greedy rules are offered:
   with lazy (CELF) evaluation, which is exact because F is monotone submodular; it carries the
   (1 - 1/e) guarantee (without class balance).
 
-Engine: the similarity-threshold graph is built once by blocked matrix products (see ``graph.py``); each pick
-then touches only the picked example's neighbours. The self rule keeps every example's current gain
-exactly (recomputed for the neighbours of each pick) in a two-level block-maximum structure, so the argmax
-is the dense rule's argmax exactly; a lazy heap is *not* used for it because the float32 gain is not
-monotone in NC at the last bit, which would let stale heap keys reorder near-ties. ``engine="dense"`` runs
-the released per-pick similarity column instead (no graph; for thresholds so low the graph would not fit).
+Engine: the similarity-threshold graph is built once by blocked matrix products
+(:mod:`robustprune.selection.core.graph`); each pick then touches only the picked example's neighbours. The self
+rule keeps every example's current gain exactly (recomputed for the neighbours of each pick) in a two-level
+block-maximum structure (:mod:`.engines`), so the argmax is the dense rule's argmax exactly; a lazy heap is *not*
+used for it because the float32 gain is not monotone in NC at the last bit, which would let stale heap keys
+reorder near-ties. ``engine="dense"`` runs the released per-pick similarity column instead (no graph; for
+thresholds so low the graph would not fit).
+
+Names: ``conf`` holds the confidences c_x, ``nc`` the neighbourhood confidences NC_v.
 """
 
 from __future__ import annotations
@@ -31,11 +34,10 @@ import inspect
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from robustprune._device import resolve_device
 from robustprune.selection.core.geometry import EMBEDDINGS, auto_tau, coverage, support_scale, transform_embedding
 from robustprune.selection.core.graph import (
     SharedBuild,
@@ -95,10 +97,10 @@ def prune4rel_objective(
 ) -> float:
     """F(S) = sum_v tanh(NC_v(S)/eta) over all examples, in float64, for a set of selected indices."""
     nc = np.zeros(graph.n, dtype=np.float64)
-    c = np.asarray(confidences, dtype=np.float64)
+    conf = np.asarray(confidences, dtype=np.float64)
     for p in np.asarray(selected, dtype=np.int64):
         idx, w = graph.row(int(p))
-        nc[idx] += w.astype(np.float64) * c[p]
+        nc[idx] += w.astype(np.float64) * conf[p]
     return float(np.tanh(nc / eta).sum())
 
 
@@ -169,8 +171,8 @@ def prune4rel(
         neighbourhoods' worth of overlap per pick.
     prefer : {"all", "confident"}
         Which examples may be picked first. "confident" picks only examples that confident learning does
-        not flag as label errors (:func:`~robustprune.selection.methods.confident.label_issue_mask`), then, once
-        those run out in a class, the flagged ones; the objective still covers every example.
+        not flag as label errors (:func:`~robustprune.selection.core.confident_learning.label_issue_mask`),
+        then, once those run out in a class, the flagged ones; the objective still covers every example.
     balance_by : {"given", "predicted"}
         The classes of the round-robin: the given labels (released) or the warm-up model's predictions.
     engine : {"auto", "graph", "dense"}
@@ -217,9 +219,8 @@ def prune4rel(
             "prefer='confident': pass labels=... or signals with labels"
         )
     lab = None if labels is None else np.asarray(labels, dtype=np.int64)
-    c = _confidences(probs, confidence, lab)
+    conf = _confidences(probs, confidence, lab)
     num_classes = probs.shape[1]
-    info: dict = {"engine": engine}
     s0 = None if start is None or not len(start) else np.asarray(start, dtype=np.int64)
     allowed = None
     if pool is not None:
@@ -227,13 +228,17 @@ def prune4rel(
         allowed[np.asarray(pool, dtype=np.int64)] = True
     final = budget + (0 if s0 is None else s0.shape[0])  # the size of the final set S0 ∪ S, for the auto rules
 
-    z, tau = _space_and_threshold(features, embedding, tau, target_degree, final, seed, device, info)
+    space = _space_and_threshold(
+        features, embedding=embedding, tau=tau, target_degree=target_degree, final_size=final, seed=seed, device=device
+    )
 
     # one progress scale for both phases: graph tiles first, then picks
     if block_size is not None and block_size < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
     tiles = 0
     if engine != "dense":
+        from robustprune._device import resolve_device
+
         dev = resolve_device(device)
         chosen = choose_backend(backend, n, dev, max_neighbors)
         block_size = resolve_block_size(block_size, dev, chosen)
@@ -248,79 +253,124 @@ def prune4rel(
             progress(tiles + done, tiles + budget)
 
     t0 = time.perf_counter()
-    needs_graph = gain == "exact" or eta == "auto"
-    graph, neighbors = _neighbourhoods(
-        z,
-        tau,
-        engine,
-        needs_graph,
-        max_neighbors,
-        max_edges,
-        block_size,
-        device,
-        graph_progress,
-        info,
-        backend,
-        seed,
-        shared_build,
+    hoods = _neighbourhoods(
+        space.z,
+        space.tau,
+        engine=engine,
+        needs_graph=gain == "exact" or eta == "auto",
+        max_neighbors=max_neighbors,
+        max_edges=max_edges,
+        block_size=block_size,
+        device=device,
+        progress=graph_progress,
+        backend=backend,
+        seed=seed,
+        shared_build=shared_build,
     )
     if eta == "auto":
-        eta = support_scale(graph, c, final / n) or 1.0
+        eta = support_scale(hoods.graph, conf, final / n) or 1.0
     eta = float(eta)
-    info["eta"] = eta
     t1 = time.perf_counter()
 
-    penalty = _candidate_tiers(prefer, lab, probs, info)
+    penalty = _candidate_tiers(prefer, lab, probs)
     groups = None
     if class_balanced:
         groups = lab if balance_by == "given" else np.asarray(probs).argmax(axis=1).astype(np.int64)
     if gain == "self":
         picks, gains, break_at, covered = greedy_self(
-            c, neighbors, budget, groups, num_classes, np.float32(eta), greedy_progress, penalty, s0, allowed
-        )
+            conf, hoods.neighbors, budget, eta=np.float32(eta), labels=groups, num_classes=num_classes,
+            progress=greedy_progress, penalty=penalty, start=s0, allowed=allowed,
+        )  # fmt: skip
     else:
         picks, gains, break_at, covered = greedy_exact(
-            c, graph, budget, groups, num_classes, eta, greedy_progress, penalty, s0, allowed
-        )
-    if penalty is not None:
-        info.update(topped_up=int((penalty[picks] > 0).sum()))
-    info.update(
-        coverage=round(coverage(covered), 4),
-        greedy_seconds=round(time.perf_counter() - t1, 4),
-        balance_break_at=break_at,
-        setup_seconds=round(t1 - t0, 4),
-    )
-    return MethodOutput(indices=picks, gains=gains, scores=c, info=info)
+            conf, hoods.graph, budget, eta=eta, labels=groups, num_classes=num_classes, progress=greedy_progress,
+            penalty=penalty, start=s0, allowed=allowed,
+        )  # fmt: skip
+    tiers = {}
+    if penalty is not None:  # the flagged examples, and how many of them the budget needed
+        tiers = {"flagged": int((penalty > 0).sum()), "topped_up": int((penalty[picks] > 0).sum())}
+    info = {
+        "engine": hoods.engine,
+        **space.facts(),
+        **hoods.facts(),
+        "eta": eta,
+        **tiers,
+        "coverage": round(coverage(covered), 4),
+        "greedy_seconds": round(time.perf_counter() - t1, 4),
+        "balance_break_at": break_at,
+        "setup_seconds": round(t1 - t0, 4),
+    }
+    return MethodOutput(indices=picks, gains=gains, scores=conf, info=info)
+
+
+@dataclass(frozen=True)
+class _Space:
+    """The embeddings the cosine is taken on and τ (:func:`_space_and_threshold`), with how they were found."""
+
+    z: np.ndarray
+    tau: float
+    embedding_seconds: float | None = None  # the transform's time, when the embedding is not "raw"
+    target_degree: float | None = None  # tau="auto": the mean degree it aimed at, and its time
+    auto_tau_seconds: float | None = None
+
+    def facts(self) -> dict[str, float]:
+        """Its entries of the method's ``info``."""
+        out = {} if self.embedding_seconds is None else {"embedding_seconds": self.embedding_seconds}
+        if self.target_degree is not None:
+            out.update(target_degree=self.target_degree, auto_tau_seconds=self.auto_tau_seconds)
+        return {**out, "tau": self.tau}
 
 
 def _space_and_threshold(
     features: np.ndarray,
+    *,
     embedding: str,
     tau: float | str,
     target_degree: float | None,
-    budget: int,
+    final_size: int,
     seed: int,
     device: str,
-    info: dict,
-) -> tuple[np.ndarray, float]:
-    """The embeddings the cosine is taken on, and τ (chosen from them when ``tau == "auto"``)."""
+) -> _Space:
+    """The embeddings the cosine is taken on, and τ (chosen from them when ``tau == "auto"``, for a mean degree
+    of ``target_degree``, by default ``4 · N / final_size``)."""
     n = features.shape[0]
     t_embed = time.perf_counter()
     z = transform_embedding(features, embedding)
-    if embedding != "raw":
-        info["embedding_seconds"] = round(time.perf_counter() - t_embed, 4)
-    if tau == "auto":
-        t_tau = time.perf_counter()
-        deg = float(target_degree) if target_degree is not None else 4.0 * n / max(budget, 1)
-        tau = auto_tau(z, deg, seed=seed, device=device)
-        info.update(target_degree=round(deg, 3), auto_tau_seconds=round(time.perf_counter() - t_tau, 4))
-    info["tau"] = float(tau)
-    return z, float(tau)
+    embedding_seconds = None if embedding == "raw" else round(time.perf_counter() - t_embed, 4)
+    if tau != "auto":
+        return _Space(z, float(tau), embedding_seconds)
+    t_tau = time.perf_counter()
+    deg = float(target_degree) if target_degree is not None else 4.0 * n / max(final_size, 1)
+    tau = auto_tau(z, deg, seed=seed, device=device)
+    return _Space(z, float(tau), embedding_seconds, round(deg, 3), round(time.perf_counter() - t_tau, 4))
+
+
+@dataclass(frozen=True)
+class _Neighbourhoods:
+    """Where each example's neighbours come from (:func:`_neighbourhoods`): the τ-graph, or None for the
+    released per-pick similarity column."""
+
+    graph: SimilarityGraph | None
+    neighbors: Neighbors
+
+    @property
+    def engine(self) -> str:
+        """The engine that ran: "graph" or "dense"."""
+        return "dense" if self.graph is None else "graph"
+
+    def facts(self) -> dict[str, int | float | str]:
+        """Its entries of the method's ``info``: the graph's size, build time and backend (none when dense)."""
+        g = self.graph
+        if g is None:
+            return {}
+        return {"n_edges": g.nnz, "mean_degree": round(g.nnz / g.n, 3), "graph_seconds": round(g.build_seconds, 4),
+                "graph_backend": g.backend}  # fmt: skip
 
 
 def _neighbourhoods(
     z: np.ndarray,
     tau: float,
+    *,
     engine: str,
     needs_graph: bool,
     max_neighbors: int | None,
@@ -328,11 +378,10 @@ def _neighbourhoods(
     block_size: int,
     device: str,
     progress: Callable[[int, int], None] | None,
-    info: dict,
     backend: str = "auto",
     seed: int = 0,
     shared_build: SharedBuild | None = None,
-) -> tuple[SimilarityGraph | None, Neighbors]:
+) -> _Neighbourhoods:
     """The τ-graph (engine "graph", or "auto" while it fits ``max_edges``) or the released per-pick column."""
     graph = None
     if engine in ("auto", "graph"):
@@ -344,26 +393,22 @@ def _neighbourhoods(
         except ValueError as exc:
             if engine == "graph" or needs_graph or "max_edges" not in str(exc):
                 raise
-        info["engine"] = "graph" if graph is not None else "dense"
     if graph is not None:
-        n = graph.n
-        info.update(n_edges=graph.nnz, mean_degree=round(graph.nnz / n, 3), graph_seconds=round(graph.build_seconds, 4))
-        info["graph_backend"] = graph.backend
-        return graph, graph.row
+        return _Neighbourhoods(graph, graph.row)
     if max_neighbors is not None:
         raise ValueError("max_neighbors needs the graph engine (engine='graph')")
-    return None, _dense_neighbors(z, tau, device)
+    return _Neighbourhoods(None, _dense_neighbors(z, tau, device))
 
 
-def _candidate_tiers(prefer: str, labels: np.ndarray | None, probs: np.ndarray, info: dict) -> np.ndarray | None:
+def _candidate_tiers(prefer: str, labels: np.ndarray | None, probs: np.ndarray) -> np.ndarray | None:
     """With ``prefer="confident"``, a per-example penalty that puts confident learning's flagged examples
-    after all the others (the greedy engines' second tier); None otherwise."""
+    after all the others (the greedy engines' second tier: :data:`TIER` for a flagged example, 0 for the
+    others); None otherwise."""
     if prefer != "confident":
         return None
     from robustprune.selection.core.confident_learning import label_issue_mask
 
     flagged = label_issue_mask(labels, probs)
-    info.update(flagged=int(flagged.sum()))
     return np.where(flagged, np.float32(TIER), np.float32(0.0)).astype(np.float32)
 
 
@@ -371,10 +416,10 @@ def _confidences(probs: np.ndarray, kind: str, labels: np.ndarray | None) -> np.
     if kind == "label_prob":
         p = np.asarray(probs, dtype=np.float32)
         return np.take_along_axis(p, labels[:, None], axis=1)[:, 0].copy()
-    c = confidence_scores(probs, kind)
-    if kind != "entropy" and c.min() < 0:  # pragma: no cover - probs are validated to [0, 1]
+    conf = confidence_scores(probs, kind)
+    if kind != "entropy" and conf.min() < 0:  # pragma: no cover - probs are validated to [0, 1]
         raise ValueError("confidences must be non-negative")
-    return c
+    return conf
 
 
 def _check_options(
@@ -422,6 +467,10 @@ def _check_options(
 
 def _dense_neighbors(features: np.ndarray, tau: float, device: str) -> Neighbors:
     """The released per-pick similarity column: all j with 0.5 + 0.5·cos(z_j, z_p) > tau."""
+    import torch
+
+    from robustprune._device import resolve_device
+
     dev = resolve_device(device)
     z = normalize_rows(features, dev)
     tau32 = torch.tensor(tau, dtype=torch.float32, device=dev)
