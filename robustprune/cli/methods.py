@@ -1,7 +1,7 @@
 """``robustprune methods``: a table of every registered selection method.
 
 The registry is imported when the command runs, not with the command line: registering the methods imports
-each method module, and with them torch."""
+each method module (with numpy only; torch and scipy load when a method runs)."""
 
 from typing import TYPE_CHECKING, Annotated
 

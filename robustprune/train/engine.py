@@ -367,6 +367,40 @@ def _weights_tensor(weights: Any, indices: Any, data: TrainData, device: torch.d
     return full.to(device)
 
 
+def _read_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or None when there is none; under torchrun rank 0 reads it and hands it to
+    every rank (so a run resumes with any number of processes)."""
+    if not dist.world().distributed:
+        return load_checkpoint(path, map_location=device) if path.exists() else None
+    return dist.on_main(lambda: load_checkpoint(path, map_location="cpu") if path.exists() else None)
+
+
+def _restore(state: dict[str, Any], fingerprint: dict[str, Any], path: Path, learner: Any, callbacks) -> None:
+    """Load a checkpoint's learner and callback states, after checking it belongs to this run."""
+    diff = sorted(k for k in fingerprint if state.get("fingerprint", {}).get(k) != fingerprint[k])
+    if diff:
+        raise ValueError(
+            f"checkpoint {path} belongs to a different run ({', '.join(diff)} differ); delete it or pass resume=False"
+        )
+    learner.load_state_dict(state["learner"])
+    for cb, cb_state in zip(callbacks, state["callbacks"], strict=False):
+        if cb_state is not None and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(cb_state)
+
+
+def _write_checkpoint(
+    path: Path, fingerprint: dict[str, Any], epochs_done: int, learner: Any, callbacks, history: list
+) -> None:
+    """The state after ``epochs_done`` epochs, written atomically (rank 0 only)."""
+    cb_states = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks]
+    save_checkpoint(path, {
+        "format": _CKPT_FORMAT, "version": _CKPT_VERSION, "fingerprint": fingerprint, "epoch": epochs_done,
+        "learner": learner.state_dict(), "callbacks": cb_states, "history": history,
+        # the complete RNG state: every epoch's generators derive from (seed, stage, epoch)
+        "rng": {"seed": learner.config.seed},
+    })  # fmt: skip
+
+
 def run_epochs(
     learner: Any,
     data: TrainData,
@@ -418,22 +452,9 @@ def run_epochs(
     fp = _fingerprint(learner, run)
     path = Path(checkpoint) if checkpoint is not None else None
     world = dist.world()
-    state = None
-    if path is not None and resume and not world.distributed and path.exists():
-        state = load_checkpoint(path, map_location=learner.device)
-    elif path is not None and resume and world.distributed:  # rank 0 reads, every rank resumes from it
-        state = dist.on_main(lambda: load_checkpoint(path, map_location="cpu") if path.exists() else None)
+    state = _read_checkpoint(path, learner.device) if path is not None and resume else None
     if state is not None:
-        diff = sorted(k for k in fp if state.get("fingerprint", {}).get(k) != fp[k])
-        if diff:
-            raise ValueError(
-                f"checkpoint {path} belongs to a different run ({', '.join(diff)} differ); "
-                "delete it or pass resume=False"
-            )
-        learner.load_state_dict(state["learner"])
-        for cb, cb_state in zip(callbacks, state["callbacks"], strict=False):
-            if cb_state is not None and hasattr(cb, "load_state_dict"):
-                cb.load_state_dict(cb_state)
+        _restore(state, fp, path, learner, callbacks)
         result.history = list(state["history"])
         run.start_epoch = result.resumed_from = int(state["epoch"])
     cuda_devices = [learner.device] if learner.device.type == "cuda" else []
@@ -457,13 +478,7 @@ def run_epochs(
             cb.on_epoch_end(epoch, logs)
         result.history.append(logs)
         if path is not None and world.is_main:
-            cb_states = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks]
-            save_checkpoint(path, {
-                "format": _CKPT_FORMAT, "version": _CKPT_VERSION, "fingerprint": fp, "epoch": epoch + 1,
-                "learner": learner.state_dict(), "callbacks": cb_states, "history": result.history,
-                # the complete RNG state: every epoch's generators derive from (seed, stage, epoch)
-                "rng": {"seed": learner.config.seed},
-            })  # fmt: skip
+            _write_checkpoint(path, fp, epoch + 1, learner, callbacks, result.history)
         if progress is not None:
             progress(ProgressInfo(stage, epoch, epochs, ctx.step, ctx.steps, logs))
     for cb in callbacks:
