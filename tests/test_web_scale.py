@@ -256,3 +256,61 @@ def test_the_partitioned_path_never_reads_all_rows_at_once(data):
     assert np.unique(sel.indices).shape == (200,)
     with pytest.raises(AssertionError, match="all rows"):
         rp.select("prune4rel_auto", features=rows, probs=p, labels=y, budget=200, device="cpu")
+
+
+# --- shards -------------------------------------------------------------------------------------------------
+
+
+def test_shards_load_lazily_in_every_layout(data, tmp_path):
+    from robustprune.selection.shards import load_shards, save_shards
+
+    x, p, y = data
+    save_shards(tmp_path / "plain", 1000, labels=y, probs=p, features=x)
+    save_shards(tmp_path / "zipped", 700, compress=True, labels=y, probs=p, features=x)
+    save_shards(tmp_path / "npy", 1200, labels=y, probs=p)
+    for j, a in enumerate(range(0, x.shape[0], 1200)):
+        np.save(tmp_path / "npy" / f"part-{j:05d}.features.npy", x[a : a + 1200])
+    for layout in ("plain", "zipped", "npy"):
+        sig = load_shards(tmp_path / layout)
+        assert isinstance(sig.features, ShardedRows) and sig.features.dtype == np.float16
+        assert sig.n == x.shape[0] and sig.num_classes == 4
+        assert np.array_equal(sig.labels, y) and np.array_equal(sig.probs, p)
+        assert np.array_equal(sig.features[np.array([2999, 0, 1500])], x[[2999, 0, 1500]])
+    assert all(isinstance(piece, np.memmap) for piece in load_shards(tmp_path / "plain").features.pieces)
+
+
+def test_shards_errors_are_one_line(data, tmp_path):
+    from robustprune.selection.shards import load_shards, save_shards
+
+    x, p, y = data
+    with pytest.raises(ValueError, match="no shards"):
+        load_shards(tmp_path)
+    save_shards(tmp_path / "a", 1000, labels=y, probs=p, features=x)
+    (tmp_path / "a" / "part-00001.npz").unlink()
+    np.savez(tmp_path / "a" / "part-00001.npz", labels=y[1000:2000], probs=p[1000:2000])
+    with pytest.raises(ValueError, match="part-00001 in .* lacks \\['features'\\]"):
+        load_shards(tmp_path / "a")
+    bad = x.astype(np.float32)
+    bad[2100, 3] = np.inf
+    save_shards(tmp_path / "b", 1000, labels=y, probs=p, features=bad)
+    with pytest.raises(ValueError, match="features contains infinity .first at row 2100"):
+        load_shards(tmp_path / "b")
+
+
+def test_select_command_reads_a_directory_of_shards(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from robustprune.cli import app
+    from robustprune.selection.result import Selection
+    from robustprune.selection.shards import save_shards
+
+    x, p, y = data
+    save_shards(tmp_path / "shards", 800, labels=y, probs=p, features=x)
+    out = tmp_path / "sel.npz"
+    args = ["select", "--signals", str(tmp_path / "shards"), "--method", "prune4rel_auto", "--budget", "200"]
+    res = CliRunner().invoke(app, [*args, "--param", "parts=2", "--param", "device=cpu", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    ref = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=200, parts=2, device="cpu")
+    assert np.array_equal(Selection.load(out).indices, ref.indices)
+    res = CliRunner().invoke(app, [*args[:2], str(tmp_path), *args[3:], "--out", str(tmp_path / "x.npz")])
+    assert res.exit_code == 2 and "error: " in res.output and "holds no shards" in res.output

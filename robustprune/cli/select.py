@@ -55,6 +55,10 @@ def _load_signals(signals: Path | None, example: str | None, noise_rate: float |
         # The example's data is fixed (seed 0) so that --seed varies only the selection.
         return EXAMPLES[example](noise_rate=rate, seed=0)
     assert signals is not None
+    if signals.is_dir():  # a directory of shards (part-00000.npz, ...): features stay on disk
+        from robustprune.selection.shards import load_shards
+
+        return load_shards(signals)  # type: ignore[return-value]
     return Signals.load(signals)
 
 
@@ -121,7 +125,12 @@ def select_command(
     ],
     signals: Annotated[
         Path | None,
-        typer.Option("--signals", "-s", metavar="PATH", help="Signals .npz (labels, probs, features, ...)."),
+        typer.Option(
+            "--signals",
+            "-s",
+            metavar="PATH",
+            help="Signals .npz (labels, probs, features, ...), or a directory of shards part-00000.npz, ...",
+        ),
     ] = None,
     example: Annotated[
         str | None,
