@@ -314,3 +314,69 @@ def test_select_command_reads_a_directory_of_shards(data, tmp_path):
     assert np.array_equal(Selection.load(out).indices, ref.indices)
     res = CliRunner().invoke(app, [*args[:2], str(tmp_path), *args[3:], "--out", str(tmp_path / "x.npz")])
     assert res.exit_code == 2 and "error: " in res.output and "holds no shards" in res.output
+
+
+# --- torchrun -----------------------------------------------------------------------------------------------
+
+
+def _world_result(world: int, kinds: tuple[str, ...], tmp_path):
+    import torch
+    import torch.multiprocessing as mp
+
+    from tests import _distributed_workers
+    from tests import _web_scale_workers as W
+
+    port = _distributed_workers.free_port()
+    mp.spawn(W.parts_worker, args=(world, port, str(tmp_path), kinds), nprocs=world, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+def _one_process(kinds: tuple[str, ...], block: int | None = 500):
+    import torch
+
+    from tests import _web_scale_workers as W
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return W.select_parts(kinds, block=block)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    "world, kinds", [(2, ("cluster",)), pytest.param(4, ("cluster", "random"), marks=pytest.mark.slow)]
+)
+def test_ranks_run_the_parts_and_equal_one_process_bit_for_bit(world, kinds, tmp_path):
+    ranks = _world_result(world, kinds, tmp_path)
+    one = _one_process(kinds)
+    for kind, (idx, gains, w) in one.items():
+        got = ranks[0][kind]
+        assert w == 1 and got[2] == world
+        assert np.array_equal(got[0], idx) and np.array_equal(got[1], gains), kind
+        assert all(r[kind] == "handed off" for r in ranks[1:])
+
+
+@pytest.mark.slow
+def test_torchrun_select_from_shards_writes_the_one_process_selection(data, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from robustprune.selection.result import Selection
+    from robustprune.selection.shards import save_shards
+
+    x, p, y = data
+    save_shards(tmp_path / "shards", 700, labels=y, probs=p, features=x)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    # -s, not --signals: torchrun would take that for its own --signals-to-handle
+    args = ["-m", "robustprune", "select", "-s", "shards", "--method", "prune4rel_auto", "--budget", "300",
+            "--param", "parts=4", "--param", "device=cpu", "--out", "sel.npz"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", *args]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("wrote") == 1  # rank 0 alone writes and prints
+    one = _one_process(("cluster",), block=None)["cluster"]  # the same data, budget and parts, one process
+    assert np.array_equal(Selection.load(tmp_path / "sel.npz").indices, one[0])

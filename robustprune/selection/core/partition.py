@@ -92,13 +92,13 @@ def check_partition(parts: object, partition: object, oversample: object) -> tup
 # --- scans over all rows, dealt to the ranks by blocks ------------------------------------------------------
 
 
-def map_blocks(n: int, fn: Callable[[int, int], np.ndarray], dtype: type, block: int = BLOCK) -> list[np.ndarray]:
-    """``fn(a, b)`` (a 1-D array of ``dtype``) for every block ``[a, b)`` of ``block`` rows, in block order.
-    Under torchrun block j is computed by rank ``j mod size`` and the results are gathered, so every rank
-    gets the same list, equal to the one-process list."""
+def map_blocks(n: int, fn: Callable[[int, int], np.ndarray], dtype: type, block: int | None = None) -> list[np.ndarray]:
+    """``fn(a, b)`` (a 1-D array of ``dtype``) for every block ``[a, b)`` of ``block`` rows (default
+    :data:`BLOCK`), in block order. Under torchrun block j is computed by rank ``j mod size`` and the results
+    are gathered, so every rank gets the same list, equal to the one-process list."""
     import robustprune.distributed as dist
 
-    blocks = list(chunks(n, block))
+    blocks = list(chunks(n, BLOCK if block is None else block))
     w = dist.world()
     if not w.distributed:
         return [np.asarray(fn(a, b), dtype=dtype).reshape(-1) for a, b in blocks]
