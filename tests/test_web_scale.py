@@ -380,3 +380,32 @@ def test_torchrun_select_from_shards_writes_the_one_process_selection(data, tmp_
     assert done.stdout.count("wrote") == 1  # rank 0 alone writes and prints
     one = _one_process(("cluster",), block=None)["cluster"]  # the same data, budget and parts, one process
     assert np.array_equal(Selection.load(tmp_path / "sel.npz").indices, one[0])
+
+
+# --- facility location on parts -----------------------------------------------------------------------------
+
+
+def _facility_location(x, labels, indices):
+    """Σ over examples of the best similarity ½ + ½·cos to a chosen example of the same class."""
+    z = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    total = 0.0
+    for c in np.unique(labels):
+        members, chosen = np.flatnonzero(labels == c), indices[labels[indices] == c]
+        total += float((0.5 + 0.5 * z[members] @ z[chosen].T).max(axis=1).sum())
+    return total
+
+
+def test_facility_location_on_parts_keeps_the_quotas_and_the_objective(data):
+    x, p, y = data
+    one = rp.select("submodular", features=x, labels=y, budget=120)
+    ref = _facility_location(x, y, one.indices)
+    for partition in ("cluster", "random"):
+        sel = rp.select("submodular", features=x, labels=y, budget=120, parts=4, partition=partition)
+        assert np.unique(sel.indices).shape == (120,)
+        assert np.array_equal(np.bincount(y[sel.indices]), np.bincount(y[one.indices]))
+        if partition == "cluster":  # random parts cover only their own members: near a uniform subset here
+            assert _facility_location(x, y, sel.indices) >= 0.98 * ref
+    uniform = np.random.default_rng(0).choice(x.shape[0], 120, replace=False)
+    assert _facility_location(x, y, uniform) < 0.98 * ref
+    with pytest.raises(ValueError, match="facility_location or graph_cut"):
+        rp.select("submodular", features=x, labels=y, budget=120, parts=4, function="log_determinant")

@@ -61,6 +61,7 @@ __all__ = [
     "owned_parts",
     "gather_sequences",
     "map_blocks",
+    "two_round",
 ]
 
 #: Values of ``partition``.
@@ -457,3 +458,26 @@ def gather_sequences(
         cols = [dist.all_gather_cat(torch.from_numpy(c)).numpy() for c in cols]
     order = np.argsort(part, kind="stable")  # rank order → part order; each part's picks stay in order
     return part[order], cols[0][order], cols[1][order], cols[2][order]
+
+
+def two_round(
+    part: np.ndarray,
+    budget: int,
+    oversample: float,
+    run_part: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two rounds in one process, without classes: ``run_part(rows, quota)`` is round 1 on the rows of one
+    part (ascending positions), returning the positions it picked (into ``rows``) and their gains; each part
+    picks ``ceil(oversample · its share of budget)``; round 2 is :func:`merge_rounds`. Returns the positions
+    picked (into the rows ``part`` describes) in merged order, and their gains."""
+    parts = int(part.max()) + 1 if part.size else 0
+    counts = np.bincount(part, minlength=parts).reshape(parts, 1).astype(np.int64)
+    quota = np.array([budget], dtype=np.int64)
+    first = round_one_quotas(split_quotas(quota, counts), counts, oversample)
+    seqs = {}
+    for i in range(parts):
+        rows = np.flatnonzero(part == i)
+        if rows.size and first[i, 0]:
+            pos, gains = run_part(rows, int(first[i, 0]))
+            seqs[i] = (rows[pos], gains, np.zeros(pos.shape[0], dtype=np.int64))
+    return merge_rounds(*gather_sequences(seqs, distributed=False), quota)
