@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"partitioned   P={args.parts} ({args.partition}, oversample {args.oversample:g}): "
             f"{part['seconds']:.1f} s (setup {part['setup_seconds']:.1f}, round 1 {part['round1_seconds']:.1f}, "
-            f"round 2 {part['greedy_seconds']:.2f}), peak RSS {part['peak_gb']:.2f} GiB; rows per part "
+            f"round 2 {part['greedy_seconds']:.2f}), peak RSS {part['peak_gb']:.2f} GiB ({part['start_gb']:.2f} before "
+            f"the selection); rows per part "
             f"{part['part_rows'][0]:,}-{part['part_rows'][1]:,}, edges {part['n_edges']:,} (mean degree "
             f"{part['mean_degree']:.1f}), tau {part['tau']:.5f}, eta {part['eta_parts'][0]:.3g}-"
             f"{part['eta_parts'][1]:.3g}, round-1 picks {part['round1_picks']:,}",
@@ -176,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         one = _child(run_single, args, workdir, "single")
     print(
         f"one process   {one['seconds']:.1f} s (graph {one['graph_seconds']:.1f}), peak RSS {one['peak_gb']:.2f} "
-        f"GiB; edges {one['n_edges']:,}, tau {one['tau']:.5f}, eta {one['eta']:.3g}"
+        f"GiB ({one['start_gb']:.2f} before the selection); edges {one['n_edges']:,}, tau {one['tau']:.5f}, "
+        f"eta {one['eta']:.3g}"
     )
     print(f"objective     partitioned {one['f_parts']:.2f}, one process {one['f_single']:.2f} "
           f"(F on the one-process objective, evaluated in {one['eval_seconds']:.1f} s)")  # fmt: skip

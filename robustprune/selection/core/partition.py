@@ -70,8 +70,9 @@ PARTITIONS = ("random", "class", "cluster")
 #: Rows per block of the scans dealt to ranks (moments, cluster assignment).
 BLOCK = 1 << 20
 
-#: Clusters per part of ``partition="cluster"``, and k-means sample rows per cluster.
-CLUSTERS_PER_PART, SAMPLE_PER_CLUSTER, KMEANS_ITERS = 8, 256, 20
+#: Clusters per part of ``partition="cluster"``, k-means sample rows per cluster (at most :data:`KMEANS_ROWS`
+#: in all: every rank fits the same k-means) and Lloyd steps.
+CLUSTERS_PER_PART, SAMPLE_PER_CLUSTER, KMEANS_ROWS, KMEANS_ITERS = 8, 256, 1 << 18, 20
 
 
 def check_partition(parts: object, partition: object, oversample: object) -> tuple[int, str, float]:
@@ -248,9 +249,9 @@ def assign_parts(
 
     "random": a seeded permutation cut into ``parts`` equal ranges. "class": whole classes of ``labels``
     dealt to the parts (needs ``parts`` <= the number of classes present). "cluster": a spherical k-means with
-    ``8·parts`` centroids, fitted on a seeded sample of ``256`` rows per centroid of ``fmap(source)``
-    (:data:`KMEANS_ITERS` Lloyd steps), every row assigned to its most similar centroid by blocks, and the
-    clusters dealt to the parts so that their sizes are close.
+    ``8·parts`` centroids, fitted on a seeded sample of ``256`` rows per centroid (at most 262,144 rows) of
+    ``fmap(source)`` (:data:`KMEANS_ITERS` Lloyd steps), every row assigned to its most similar centroid by
+    blocks, and the clusters dealt to the parts so that their sizes are close.
     """
     from robustprune.seeding import stream
 
@@ -278,7 +279,7 @@ def assign_parts(
 
     dev = resolve_device(device)
     k = max(1, min(CLUSTERS_PER_PART * parts, n))
-    m = min(n, SAMPLE_PER_CLUSTER * k)
+    m = min(n, max(k, min(SAMPLE_PER_CLUSTER * k, KMEANS_ROWS)))
     rng = stream(seed, "partition", "cluster")
     sample = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
     zs = _unit_rows(fmap(read_rows(source, sample)), dev)
