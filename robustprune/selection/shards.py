@@ -155,7 +155,10 @@ def load_shards(path: str | os.PathLike) -> ShardedSignals:
         raise ValueError(f"{path} is not a directory of shards (part-00000.npz, part-00001.npz, ...)")
     shards = _shards(path)
     if not shards:
-        raise ValueError(f"{path} holds no shards: expected files part-00000.npz, part-00001.npz, ... (or .npy)")
+        raise ValueError(
+            f"cannot read signals file {path}: a directory, and it holds no shards (files part-00000.npz, "
+            "part-00001.npz, ... or part-00000.<signal>.npy)"
+        )
     names = set().union(*(set(a) for a in shards.values()))
     for stem, arrays in shards.items():
         missing = sorted(names - set(arrays))
