@@ -55,7 +55,25 @@ def _load_signals(signals: Path | None, example: str | None, noise_rate: float |
         # The example's data is fixed (seed 0) so that --seed varies only the selection.
         return EXAMPLES[example](noise_rate=rate, seed=0)
     assert signals is not None
+    if signals.is_dir():  # a directory of shards (part-00000.npz, ...): features stay on disk
+        from robustprune.selection.shards import load_shards
+
+        return load_shards(signals)  # type: ignore[return-value]
     return Signals.load(signals)
+
+
+def _torchrun_share() -> tuple[Any, bool]:
+    """Under torchrun (``WORLD_SIZE`` > 1): a ``SharedBuild`` with which the ranks build Prune4ReL's graph, or
+    run its parts (``--param parts=P``), together, and whether this is rank 0 (the one that writes). Alone:
+    (None, True)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None, True
+    import robustprune.distributed as dist
+    from robustprune.selection.core.graph import SharedBuild
+
+    return SharedBuild(), dist.is_main()
 
 
 def _histogram(counts: np.ndarray) -> str:
@@ -121,7 +139,12 @@ def select_command(
     ],
     signals: Annotated[
         Path | None,
-        typer.Option("--signals", "-s", metavar="PATH", help="Signals .npz (labels, probs, features, ...)."),
+        typer.Option(
+            "--signals",
+            "-s",
+            metavar="PATH",
+            help="Signals .npz (labels, probs, features, ...), or a directory of shards part-00000.npz, ...",
+        ),
     ] = None,
     example: Annotated[
         str | None,
@@ -157,6 +180,7 @@ def select_command(
 ) -> None:
     """Select a subset with a registered method and write it (indices .npz and a JSON sidecar)."""
     from robustprune.selection.api import select as run_select
+    from robustprune.selection.core.graph import BuildHandedOff
     from robustprune.selection.registry import get_method
 
     if (signals is None) == (example is None):
@@ -179,17 +203,24 @@ def select_command(
         refuse_overwrite(targets, force)
 
         sig = _load_signals(signals, example, noise_rate)
+        shared, main = _torchrun_share()
         with ProgressBar(f"{method}") as bar:
-            sel = run_select(
-                method,
-                signals=sig,
-                fraction=fraction,
-                budget=budget,
-                class_balanced=class_balanced,
-                seed=seed,
-                progress=bar,
-                **params,
-            )
+            try:
+                sel = run_select(
+                    method,
+                    signals=sig,
+                    fraction=fraction,
+                    budget=budget,
+                    class_balanced=class_balanced,
+                    seed=seed,
+                    progress=bar if main else None,
+                    shared_build=shared,
+                    **params,
+                )
+            except BuildHandedOff:
+                return  # under torchrun: this rank's share went to rank 0, which writes the selection
+        if not main:
+            return
         written: list[Path] = []
         if save_signals is not None:
             written.append(sig.save(save_signals))

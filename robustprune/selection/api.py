@@ -311,7 +311,22 @@ def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.nda
         use = [s for s in SIGNAL_NAMES if s in raw][:1]
     if not use:
         raise ValueError("pass at least labels (or another signal) so the number of examples is known")
-    return check_signals({s: raw[s] for s in use}, trusted=set(use) - set(given))
+    from robustprune.selection.core.rows import is_row_source
+
+    lazy = [s for s in use if s == "features" and is_row_source(raw[s])]  # a memmap or shards: not read whole
+    out = check_signals({s: raw[s] for s in use if s not in lazy}, trusted=set(use) - set(given))
+    return _with_row_sources(out, {s: raw[s] for s in lazy}, set(given)) if lazy else out
+
+
+def _with_row_sources(checked: dict[str, Any], lazy: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """``checked`` with the row sources added in the signals' order, each checked block by block (unless it
+    came from a bundle, checked when made) against the others' number of examples."""
+    from robustprune.selection.core.rows import check_rows
+
+    n = _n_of(checked) if checked else None
+    for s, v in lazy.items():
+        lazy[s] = check_rows(v, s, n) if s in given else v
+    return {s: checked.get(s, lazy.get(s)) for s in SIGNAL_NAMES if s in checked or s in lazy}
 
 
 def _n_of(arrays: dict[str, np.ndarray]) -> int:

@@ -34,6 +34,7 @@ import numpy as np
 from robustprune.selection.core.geometry import auto_tau
 from robustprune.selection.core.graph import SharedBuild, SimilarityGraph, normalize_rows, rescaled_cosine_graph
 from robustprune.selection.core.greedy import lazy_greedy, naive_greedy, per_class_greedy, stochastic_greedy
+from robustprune.selection.core.partition import EmbeddingMap, assign_parts, check_partition, two_round
 from robustprune.selection.registry import register
 from robustprune.selection.result import MethodOutput
 
@@ -242,6 +243,15 @@ def _complete_graph(features: np.ndarray, device: str, block: int = 4096) -> Sim
     )
 
 
+def _check_parts(parts: object, partition: object, oversample: object, function: str, start, pool) -> None:
+    check_partition(parts, partition, oversample)
+    if function == "log_determinant" or partition == "class" or start is not None or pool is not None:
+        raise ValueError(
+            "parts > 1 takes facility_location or graph_cut, partition 'cluster' or 'random' (classes are "
+            "already apart when balanced), and no candidates or starting set"
+        )
+
+
 @register(
     "submodular",
     kind="greedy",
@@ -269,6 +279,9 @@ def submodular(
     start: np.ndarray | None = None,
     pool: np.ndarray | None = None,
     shared_build: SharedBuild | None = None,
+    parts: int = 1,
+    partition: str = "cluster",
+    oversample: float = 2.0,
 ) -> MethodOutput:
     """Greedy maximisation of a submodular function of the selected set, per class when balanced.
 
@@ -295,6 +308,11 @@ def submodular(
     shared_build
         Under torchrun, the ranks build the similarity graph together (see
         :class:`~robustprune.selection.core.graph.SharedBuild`).
+    parts, partition, oversample
+        ``parts > 1`` (facility location and graph cut): the two-round greedy on partitions
+        (:func:`~robustprune.selection.core.partition.two_round`): each class (or all examples) split into
+        ``parts`` by ``partition`` ("cluster" or "random"), each part's own graph and greedy picking
+        ``oversample`` times its share, then the parts' picks merged by gain; one process. 1: no partition.
 
     Returns
     -------
@@ -330,8 +348,15 @@ def submodular(
         if in_start is not None:
             ok &= ~in_start
 
+    if parts != 1:
+        _check_parts(parts, partition, oversample, function, in_start, pool)
+
     def run_class(members: np.ndarray, k: int, _c: int = 0) -> tuple[np.ndarray, np.ndarray]:
         nonlocal edges
+        if parts != 1 and _c >= 0:  # two rounds over parts of the members (selection/core/partition.py)
+            split, _ = assign_parts(partition, members.shape[0], parts, seed=seed, source=x[members],
+                                    fmap=EmbeddingMap("raw"), device=device)  # fmt: skip
+            return two_round(split, k, float(oversample), lambda rows, q: run_class(members[rows], q, -1))
         s0 = None if in_start is None else np.flatnonzero(in_start[members])  # positions in members
         cand = None if ok is None else np.flatnonzero(ok[members])
         if function == "log_determinant":

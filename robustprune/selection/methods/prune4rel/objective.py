@@ -140,6 +140,9 @@ def prune4rel(
     start: np.ndarray | None = None,
     pool: np.ndarray | None = None,
     shared_build: SharedBuild | None = None,
+    parts: int = 1,
+    partition: str = "cluster",
+    oversample: float = 2.0,
 ) -> MethodOutput:
     """Prune4ReL selection.
 
@@ -202,6 +205,12 @@ def prune4rel(
     shared_build
         Under torchrun, the ranks build the τ-graph together (see
         :class:`~robustprune.selection.core.graph.SharedBuild`).
+    parts, partition, oversample
+        ``parts > 1``: the partitioned two-round greedy for millions of examples
+        (:mod:`~robustprune.selection.core.partition`; needs ``gain="exact"``): the examples split into
+        ``parts`` by ``partition`` ("cluster": k-means of the embeddings, "class", "random"), each part's own
+        graph and greedy picking ``oversample`` times its share of the budget, then a greedy over the union;
+        under torchrun the parts are dealt to the ranks. 1 (default): the one-process greedy above.
 
     Returns
     -------
@@ -227,6 +236,16 @@ def prune4rel(
         allowed = np.zeros(n, dtype=bool)
         allowed[np.asarray(pool, dtype=np.int64)] = True
     final = budget + (0 if s0 is None else s0.shape[0])  # the size of the final set S0 ∪ S, for the auto rules
+    if parts != 1:  # web scale: the two-round greedy on partitions (methods/prune4rel/partitioned.py)
+        from robustprune.selection.methods.prune4rel.partitioned import prune4rel_parts
+
+        return prune4rel_parts(
+            c, features, probs, lab, budget=budget, class_balanced=class_balanced, balance_by=balance_by, parts=parts,
+            partition=partition, oversample=oversample, tau=tau, eta=eta, gain=gain, engine=engine, prefer=prefer,
+            embedding=embedding, target_degree=target_degree, max_neighbors=max_neighbors, max_edges=max_edges,
+            block_size=block_size, backend=backend, device=device, seed=seed, progress=progress, start=s0,
+            pool=pool, shared_build=shared_build, info=info,
+        )  # fmt: skip
 
     space = _space_and_threshold(
         features, embedding=embedding, tau=tau, target_degree=target_degree, final_size=final, seed=seed, device=device

@@ -1,0 +1,118 @@
+"""Row sources: per-example arrays read a block of rows at a time instead of all at once.
+
+A selection method normally gets ``features`` as one in-memory (N, D) array. For inputs that do not fit in
+memory it can get a *row source* instead: a ``numpy.memmap`` (a ``.npy`` file opened with
+``np.load(path, mmap_mode="r")``) or a :class:`ShardedRows`, the rows of several such arrays (one row range
+each, e.g. the shards of a directory, :mod:`robustprune.selection.shards`) seen as one array. Both keep their
+dtype (float16 stays float16) and read only the rows asked for. The partitioned greedy
+(:mod:`robustprune.selection.core.partition`) reads them part by part; any other method that converts them
+with ``np.asarray`` reads every row (:meth:`ShardedRows.__array__`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["CHUNK", "ShardedRows", "is_row_source", "chunks", "read_rows", "check_rows"]
+
+#: Rows per block when a source is scanned (64k rows of 64 float32 values: 16 MB).
+CHUNK = 1 << 16
+
+
+class ShardedRows:
+    """Several 2-D arrays with the same columns and dtype, stacked by rows, read lazily.
+
+    ``pieces`` are numpy arrays or memory maps (one row range each, in order). Indexing with an int, a slice
+    or an array of row indices returns an in-memory ``ndarray`` of just those rows (in the order asked for);
+    ``np.asarray(rows)`` reads every row.
+    """
+
+    def __init__(self, pieces: Sequence[np.ndarray]) -> None:
+        if not pieces:
+            raise ValueError("ShardedRows needs at least one piece")
+        cols = {p.shape[1:] for p in pieces}
+        dtypes = {np.dtype(p.dtype) for p in pieces}
+        if any(p.ndim != 2 for p in pieces) or len(cols) != 1:
+            raise ValueError(f"every piece must be 2-D with the same columns, got shapes {[p.shape for p in pieces]}")
+        if len(dtypes) != 1:
+            raise ValueError(f"every piece must have the same dtype, got {sorted(str(d) for d in dtypes)}")
+        self.pieces = list(pieces)
+        self.offsets = np.concatenate([[0], np.cumsum([p.shape[0] for p in pieces])]).astype(np.int64)
+        self.shape = (int(self.offsets[-1]), int(pieces[0].shape[1]))
+        self.dtype = dtypes.pop()
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"ShardedRows(shape={self.shape}, dtype={self.dtype}, pieces={len(self.pieces)})"
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[np.arange(self.shape[0])]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):
+            rows = self[key[0]]
+            return rows[(slice(None), *key[1:])]
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (self.shape[0] if int(key) < 0 else 0)
+            return self[np.array([i])][0]
+        if isinstance(key, slice):
+            key = np.arange(self.shape[0])[key]
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64, copy=False)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.shape[0]):
+            raise IndexError(f"row index out of range for {self.shape[0]} rows")
+        out = np.empty((idx.shape[0], self.shape[1]), dtype=self.dtype)
+        piece = np.searchsorted(self.offsets, idx, side="right") - 1
+        for p in np.unique(piece):
+            at = np.flatnonzero(piece == p)
+            out[at] = self.pieces[int(p)][idx[at] - self.offsets[p]]
+        return out
+
+
+def is_row_source(x: object) -> bool:
+    """Whether ``x`` is read row block by row block rather than held in memory (a memmap or ShardedRows)."""
+    return isinstance(x, (ShardedRows, np.memmap))
+
+
+def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of at most ``size`` rows covering ``[0, n)``."""
+    for a in range(0, n, size):
+        yield a, min(n, a + size)
+
+
+def read_rows(source: object, idx: np.ndarray | slice) -> np.ndarray:
+    """The rows ``idx`` (ascending indices or a slice) of ``source`` as an in-memory array of its dtype."""
+    rows = source[idx]  # type: ignore[index]
+    return np.asarray(rows)
+
+
+def check_rows(source: object, name: str = "features", n: int | None = None) -> object:
+    """Check a row source block by block (2-D, floating or integer, finite; ``n`` rows when given) without
+    holding more than one block; returns it unchanged."""
+    shape = getattr(source, "shape", None)
+    if shape is None or len(shape) != 2:
+        raise ValueError(f"{name} must have shape (N, D), got {shape}")
+    if n is not None and shape[0] != n:
+        raise ValueError(f"{name} has {shape[0]} rows but the other signals have {n}")
+    if shape[1] < 1:
+        raise ValueError(f"{name} has zero columns")
+    dt = np.dtype(getattr(source, "dtype", np.float32))
+    if not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
+        raise ValueError(f"{name} must be numeric, got dtype {dt}")
+    if np.issubdtype(dt, np.floating):
+        for a, b in chunks(int(shape[0])):
+            block = read_rows(source, slice(a, b))
+            ok = np.isfinite(block)
+            if not ok.all():
+                bad = a + int(np.argwhere(~ok)[0, 0])
+                what = "NaN" if np.isnan(block[bad - a]).any() else "infinity"
+                raise ValueError(f"{name} contains {what} (first at row {bad}); clean or drop those rows first")
+    return source

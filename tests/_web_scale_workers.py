@@ -1,0 +1,51 @@
+"""Workers for tests/test_web_scale.py: the partitioned greedy under a gloo process group (started by
+``torch.multiprocessing.spawn`` with the variables torchrun would set)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+#: Rows per block of the scans dealt to ranks in these tests (small, so that several ranks get blocks).
+BLOCK = 500
+PARTITIONS = ("cluster", "random")
+
+
+def select_parts(kinds: tuple[str, ...] = PARTITIONS, shared=None, block: int | None = BLOCK) -> dict:
+    """prune4rel_auto with 4 parts on the test data, per partition: (indices, gains, world) or 'handed off';
+    the scans go by blocks of ``block`` rows (None: the library's default)."""
+    import robustprune as rp
+    import robustprune.selection.core.partition as partition
+    from robustprune.selection.core.graph import BuildHandedOff, SharedBuild
+    from tests.test_web_scale import clustered
+
+    x, p, y = clustered()
+    out: dict = {}
+    default, partition.BLOCK = partition.BLOCK, block or partition.BLOCK
+    try:
+        for kind in kinds:
+            try:
+                sel = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=300, device="cpu", parts=4,
+                                partition=kind, shared_build=None if shared is None else SharedBuild())  # fmt: skip
+                out[kind] = (sel.indices, sel.gains, sel.params["world"])
+            except BuildHandedOff:
+                out[kind] = "handed off"
+    finally:
+        partition.BLOCK = default
+    return out
+
+
+def parts_worker(rank: int, world: int, port: int, out_dir: str, kinds: tuple[str, ...]) -> None:
+    import torch.distributed as tdist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world), OMP_NUM_THREADS="1")  # fmt: skip
+    torch.set_num_threads(1)
+    from robustprune import distributed as dist
+
+    dist.init("cpu")
+    torch.save(select_parts(kinds, shared=True), Path(out_dir) / f"rank{rank}.pt")
+    tdist.barrier()
+    tdist.destroy_process_group()

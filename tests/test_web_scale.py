@@ -1,0 +1,411 @@
+"""The partitioned (two-round) greedy, row sources and signal shards: selection at web scale."""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+import pytest
+
+import robustprune as rp
+from robustprune.selection.core.partition import (
+    assign_parts,
+    embedding_map,
+    equal_quotas,
+    merge_rounds,
+    quota_lazy_greedy,
+    round_one_quotas,
+    split_quotas,
+)
+from robustprune.selection.core.rows import ShardedRows, check_rows
+
+
+def clustered(n: int = 3000, d: int = 16, k: int = 4, clusters: int = 40, seed: int = 0):
+    """Embeddings around cluster centres (float16), labels mostly the cluster's class, confident probs."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    assign = rng.integers(0, clusters, n)
+    x = centres[assign] + rng.uniform(0.2, 0.45, clusters)[assign, None] * rng.normal(size=(n, d)) / np.sqrt(d)
+    true = rng.integers(0, k, clusters)[assign]
+    labels = np.where(rng.random(n) < 0.3, rng.integers(0, k, n), true)
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), true] += rng.uniform(0, 6, n)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    return x.astype(np.float16), probs.astype(np.float32), labels
+
+
+@pytest.fixture(scope="module")
+def data():
+    return clustered()
+
+
+def objective(features, probs, labels, indices, tau, eta):
+    """Prune4ReL's F of a subset on the whole graph (whitened space, label_prob confidence): the reference."""
+    from robustprune.selection.core.geometry import transform_embedding
+    from robustprune.selection.core.graph import rescaled_cosine_graph
+    from robustprune.selection.methods.prune4rel.objective import prune4rel_objective
+
+    g = rescaled_cosine_graph(transform_embedding(features, "whiten"), tau, device="cpu")
+    c = np.take_along_axis(probs, labels[:, None], 1)[:, 0]
+    return prune4rel_objective(g, c, indices, eta)
+
+
+def test_one_part_is_the_one_process_greedy_bit_for_bit(data):
+    x, p, y = data
+    a = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=300, device="cpu")
+    b = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=300, device="cpu", parts=1)
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.gains, b.gains)
+    assert "partition" not in a.params or a.params["parts"] == 1
+
+
+@pytest.mark.parametrize("partition", ["cluster", "random", "class"])
+def test_parts_give_the_budget_unique_and_class_balanced(data, partition):
+    x, p, y = data
+    sel = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=301, device="cpu", parts=4,
+                    partition=partition)  # fmt: skip
+    assert sel.indices.shape == (301,) and np.unique(sel.indices).shape == (301,)
+    assert np.array_equal(np.bincount(y[sel.indices], minlength=4), equal_quotas(np.bincount(y), 301))
+    assert sel.params["parts"] == 4 and sel.params["partition"] == partition
+    assert np.all(np.diff(np.minimum.accumulate(sel.gains)) <= 0)
+
+
+def test_unbalanced_parts_keep_the_budget(data):
+    x, p, y = data
+    sel = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=250, device="cpu", parts=3,
+                    class_balanced=False)  # fmt: skip
+    assert np.unique(sel.indices).shape == (250,)
+
+
+def test_cluster_parts_reach_the_one_process_objective(data):
+    x, p, y = data
+    one = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=300, device="cpu")
+    tau, eta = one.params["tau"], one.params["eta"]
+    ref = objective(x, p, y, one.indices, tau, eta)
+    for partition, parts in (("cluster", 4), ("cluster", 8), ("random", 2)):
+        sel = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=300, device="cpu", parts=parts,
+                        partition=partition)  # fmt: skip
+        assert objective(x, p, y, sel.indices, tau, eta) >= 0.95 * ref, (partition, parts)
+    uniform = np.random.default_rng(0).choice(x.shape[0], 300, replace=False)
+    assert objective(x, p, y, uniform, tau, eta) < 0.95 * ref  # the bar is one a poor subset misses
+
+
+def test_parts_are_deterministic_under_the_seed(data):
+    x, p, y = data
+    kw = dict(features=x, probs=p, labels=y, budget=200, device="cpu", parts=4, partition="random")
+    a, b = rp.select("prune4rel_auto", seed=3, **kw), rp.select("prune4rel_auto", seed=3, **kw)
+    c = rp.select("prune4rel_auto", seed=4, **kw)
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.gains, b.gains)
+    assert not np.array_equal(np.sort(a.indices), np.sort(c.indices))
+
+
+def test_a_memmap_and_shards_of_float16_rows_give_the_same_selection(data, tmp_path):
+    x, p, y = data
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    sharded = ShardedRows([mm[:1000], mm[1000:2500], mm[2500:]])
+    kw = dict(probs=p, labels=y, budget=200, device="cpu", parts=3)
+    ref = rp.select("prune4rel_auto", features=x, **kw)
+    for source in (mm, sharded):
+        sel = rp.select("prune4rel_auto", features=source, **kw)
+        assert np.array_equal(sel.indices, ref.indices) and np.array_equal(sel.gains, ref.gains)
+
+
+def test_partitioned_options_are_checked(data):
+    x, p, y = data
+    kw = dict(features=x, probs=p, labels=y, budget=100, device="cpu")
+    with pytest.raises(ValueError, match="gain='exact'"):
+        rp.select("prune4rel", parts=2, **kw)
+    with pytest.raises(ValueError, match="partition must be one of"):
+        rp.select("prune4rel_auto", parts=2, partition="stripes", **kw)
+    with pytest.raises(ValueError, match="oversample"):
+        rp.select("prune4rel_auto", parts=2, oversample=0.5, **kw)
+    with pytest.raises(ValueError, match="parts must be"):
+        rp.select("prune4rel_auto", parts=0, **kw)
+    with pytest.raises(ValueError, match="at least 5 classes"):
+        rp.select("prune4rel_auto", parts=5, partition="class", **kw)
+    with pytest.raises(ValueError, match="candidates or a starting set"):
+        rp.select("prune4rel_auto", parts=2, start=np.arange(10), **kw)
+
+
+# --- the machinery ------------------------------------------------------------------------------------------
+
+
+def test_equal_quotas_are_the_round_robin_counts():
+    assert equal_quotas(np.array([10, 2, 10]), 12).tolist() == [5, 2, 5]
+    assert equal_quotas(np.array([10, 2, 10]), 13).tolist() == [6, 2, 5]
+    assert equal_quotas(np.array([3, 3]), 6).tolist() == [3, 3]
+    with pytest.raises(ValueError, match="exceeds"):
+        equal_quotas(np.array([1, 1]), 3)
+
+
+def test_split_quotas_follow_the_parts_shares():
+    counts = np.array([[6, 0], [3, 5], [1, 5]])
+    shares = split_quotas(np.array([5, 4]), counts)
+    assert shares.sum(axis=0).tolist() == [5, 4] and (shares <= counts).all()
+    assert shares[:, 0].tolist() == [3, 2, 0] and shares[:, 1].tolist() == [0, 2, 2]
+    assert round_one_quotas(shares, counts, 2.0).tolist() == [[6, 0], [3, 4], [0, 4]]
+
+
+def _brute_greedy(f, n, labels, quotas):
+    """Plain greedy under class quotas: every gain every step (ties: lowest index)."""
+    chosen: list[int] = []
+    left = quotas.copy()
+    while left.sum():
+        cand = [x for x in range(n) if x not in chosen and left[labels[x]] > 0]
+        gains = [f(chosen + [x]) - f(chosen) for x in cand]
+        x = cand[int(np.argmax(gains))]
+        chosen.append(x)
+        left[labels[x]] -= 1
+    return chosen
+
+
+def test_quota_lazy_greedy_is_the_plain_greedy():
+    rng = np.random.default_rng(1)
+    n, m = 30, 12
+    cover = rng.random((n, m)) < 0.3
+    w = rng.random(m)
+    labels = rng.integers(0, 3, n)
+    quotas = np.minimum(np.bincount(labels, minlength=3), [4, 1, 3])
+
+    def f(s):  # weighted coverage: monotone submodular
+        return float(w[cover[s].any(axis=0)].sum()) if s else 0.0
+
+    covered = np.zeros(m, dtype=bool)
+
+    def fresh(x):
+        return float(w[cover[x] & ~covered].sum())
+
+    def add(x):
+        covered[:] |= cover[x]
+
+    g0 = np.array([fresh(x) for x in range(n)])
+    picks, gains = quota_lazy_greedy(g0, fresh, add, labels, quotas)
+    assert picks.tolist() == _brute_greedy(f, n, labels, quotas)
+    assert np.bincount(labels[picks], minlength=3).tolist() == quotas.tolist()
+
+
+def test_merge_takes_the_best_gains_under_the_quotas():
+    part = np.array([0, 0, 0, 1, 1, 1])
+    index = np.array([10, 11, 12, 20, 21, 22])
+    gain = np.array([5.0, 3.0, 1.0, 4.0, 3.5, 0.5])
+    label = np.array([0, 0, 1, 0, 1, 1])
+    idx, g = merge_rounds(part, index, gain, label, np.array([2, 1]))
+    assert idx.tolist() == [10, 20, 21] and g.tolist() == [5.0, 4.0, 3.5]
+    # a part's own order is kept even where its gains rise (rounding): the running minimum is the key
+    idx, _ = merge_rounds(np.array([0, 0, 1]), np.array([1, 2, 3]), np.array([2.0, 2.5, 2.2]), np.zeros(3, int),
+                          np.array([2]))  # fmt: skip
+    assert idx.tolist() == [3, 1]  # by gain alone 2 (2.5) would come first, ahead of its own part's earlier pick
+
+
+def test_partitions_cover_every_row_once(data):
+    x, p, y = data
+    fmap = embedding_map(x, "whiten")
+    for kind in ("random", "class", "cluster"):
+        part, _ = assign_parts(kind, x.shape[0], 3, seed=0, labels=y, source=x, fmap=fmap, device="cpu")
+        sizes = np.bincount(part, minlength=3)
+        assert part.shape == (x.shape[0],) and sizes.sum() == x.shape[0] and (sizes > 0).all()
+        if kind == "random":
+            assert sizes.max() - sizes.min() <= 1
+        if kind == "class":
+            assert all(np.unique(part[y == c]).size == 1 for c in range(4))
+
+
+def test_embedding_map_is_the_one_array_transform(data):
+    from robustprune.selection.core.geometry import transform_embedding
+
+    x, _, _ = data
+    for kind in ("raw", "center", "whiten"):
+        ref = np.asarray(transform_embedding(x, kind), dtype=np.float32)
+        assert np.allclose(embedding_map(x, kind)(x), ref, atol=2e-4), kind
+
+
+def test_sharded_rows_read_only_what_is_asked(tmp_path):
+    a = np.arange(12, dtype=np.float16).reshape(6, 2)
+    rows = ShardedRows([a[:2], a[2:5], a[5:]])
+    assert rows.shape == (6, 2) and rows.dtype == np.float16
+    assert np.array_equal(rows[np.array([5, 0, 3])], a[[5, 0, 3]]) and np.array_equal(rows[1:4], a[1:4])
+    assert np.array_equal(np.asarray(rows), a) and np.array_equal(rows[-1], a[-1])
+    bad = a.astype(np.float32)
+    bad[4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN .first at row 4"):
+        check_rows(ShardedRows([bad[:3], bad[3:]]))
+    with pytest.raises(ValueError, match="same dtype"):
+        ShardedRows([a, a.astype(np.float32)])
+
+
+def test_lazy_greedy_heap_ties_go_to_the_lowest_index():
+    g0 = np.array([1.0, 2.0, 2.0, 0.5])
+    picks, _ = quota_lazy_greedy(g0, lambda x: float(g0[x]), lambda x: None, np.zeros(4, int), np.array([2]))
+    assert picks.tolist() == [1, 2]
+    assert heapq.nsmallest(1, [(-2.0, 2), (-2.0, 1)])[0][1] == 1
+
+
+class _Unreadable(ShardedRows):
+    """Rows that may be read by blocks but never whole."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise AssertionError("all rows were read at once")
+
+
+def test_the_partitioned_path_never_reads_all_rows_at_once(data):
+    x, p, y = data
+    rows = _Unreadable([x[:1500], x[1500:]])
+    sel = rp.select("prune4rel_auto", features=rows, probs=p, labels=y, budget=200, device="cpu", parts=2)
+    assert np.unique(sel.indices).shape == (200,)
+    with pytest.raises(AssertionError, match="all rows"):
+        rp.select("prune4rel_auto", features=rows, probs=p, labels=y, budget=200, device="cpu")
+
+
+# --- shards -------------------------------------------------------------------------------------------------
+
+
+def test_shards_load_lazily_in_every_layout(data, tmp_path):
+    from robustprune.selection.shards import load_shards, save_shards
+
+    x, p, y = data
+    save_shards(tmp_path / "plain", 1000, labels=y, probs=p, features=x)
+    save_shards(tmp_path / "zipped", 700, compress=True, labels=y, probs=p, features=x)
+    save_shards(tmp_path / "npy", 1200, labels=y, probs=p)
+    for j, a in enumerate(range(0, x.shape[0], 1200)):
+        np.save(tmp_path / "npy" / f"part-{j:05d}.features.npy", x[a : a + 1200])
+    for layout in ("plain", "zipped", "npy"):
+        sig = load_shards(tmp_path / layout)
+        assert isinstance(sig.features, ShardedRows) and sig.features.dtype == np.float16
+        assert sig.n == x.shape[0] and sig.num_classes == 4
+        assert np.array_equal(sig.labels, y) and np.array_equal(sig.probs, p)
+        assert np.array_equal(sig.features[np.array([2999, 0, 1500])], x[[2999, 0, 1500]])
+    assert all(isinstance(piece, np.memmap) for piece in load_shards(tmp_path / "plain").features.pieces)
+
+
+def test_shards_errors_are_one_line(data, tmp_path):
+    from robustprune.selection.shards import load_shards, save_shards
+
+    x, p, y = data
+    with pytest.raises(ValueError, match="no shards"):
+        load_shards(tmp_path)
+    save_shards(tmp_path / "a", 1000, labels=y, probs=p, features=x)
+    (tmp_path / "a" / "part-00001.npz").unlink()
+    np.savez(tmp_path / "a" / "part-00001.npz", labels=y[1000:2000], probs=p[1000:2000])
+    with pytest.raises(ValueError, match="part-00001 in .* lacks \\['features'\\]"):
+        load_shards(tmp_path / "a")
+    bad = x.astype(np.float32)
+    bad[2100, 3] = np.inf
+    save_shards(tmp_path / "b", 1000, labels=y, probs=p, features=bad)
+    with pytest.raises(ValueError, match="features contains infinity .first at row 2100"):
+        load_shards(tmp_path / "b")
+
+
+def test_select_command_reads_a_directory_of_shards(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from robustprune.cli import app
+    from robustprune.selection.result import Selection
+    from robustprune.selection.shards import save_shards
+
+    x, p, y = data
+    save_shards(tmp_path / "shards", 800, labels=y, probs=p, features=x)
+    out = tmp_path / "sel.npz"
+    args = ["select", "--signals", str(tmp_path / "shards"), "--method", "prune4rel_auto", "--budget", "200"]
+    res = CliRunner().invoke(app, [*args, "--param", "parts=2", "--param", "device=cpu", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    ref = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=200, parts=2, device="cpu")
+    assert np.array_equal(Selection.load(out).indices, ref.indices)
+    res = CliRunner().invoke(app, [*args[:2], str(tmp_path), *args[3:], "--out", str(tmp_path / "x.npz")])
+    assert res.exit_code == 2 and "error: " in res.output and "holds no shards" in res.output
+
+
+# --- torchrun -----------------------------------------------------------------------------------------------
+
+
+def _world_result(world: int, kinds: tuple[str, ...], tmp_path):
+    import torch
+    import torch.multiprocessing as mp
+
+    from tests import _distributed_workers
+    from tests import _web_scale_workers as W
+
+    port = _distributed_workers.free_port()
+    mp.spawn(W.parts_worker, args=(world, port, str(tmp_path), kinds), nprocs=world, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+def _one_process(kinds: tuple[str, ...], block: int | None = 500):
+    import torch
+
+    from tests import _web_scale_workers as W
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return W.select_parts(kinds, block=block)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    "world, kinds", [(2, ("cluster",)), pytest.param(4, ("cluster", "random"), marks=pytest.mark.slow)]
+)
+def test_ranks_run_the_parts_and_equal_one_process_bit_for_bit(world, kinds, tmp_path):
+    ranks = _world_result(world, kinds, tmp_path)
+    one = _one_process(kinds)
+    for kind, (idx, gains, w) in one.items():
+        got = ranks[0][kind]
+        assert w == 1 and got[2] == world
+        assert np.array_equal(got[0], idx) and np.array_equal(got[1], gains), kind
+        assert all(r[kind] == "handed off" for r in ranks[1:])
+
+
+@pytest.mark.slow
+def test_torchrun_select_from_shards_writes_the_one_process_selection(data, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from robustprune.selection.result import Selection
+    from robustprune.selection.shards import save_shards
+
+    x, p, y = data
+    save_shards(tmp_path / "shards", 700, labels=y, probs=p, features=x)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    # -s, not --signals: torchrun would take that for its own --signals-to-handle
+    args = ["-m", "robustprune", "select", "-s", "shards", "--method", "prune4rel_auto", "--budget", "300",
+            "--param", "parts=4", "--param", "device=cpu", "--out", "sel.npz"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", *args]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("wrote") == 1  # rank 0 alone writes and prints
+    one = _one_process(("cluster",), block=None)["cluster"]  # the same data, budget and parts, one process
+    assert np.array_equal(Selection.load(tmp_path / "sel.npz").indices, one[0])
+
+
+# --- facility location on parts -----------------------------------------------------------------------------
+
+
+def _facility_location(x, labels, indices):
+    """Σ over examples of the best similarity ½ + ½·cos to a chosen example of the same class."""
+    z = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    total = 0.0
+    for c in np.unique(labels):
+        members, chosen = np.flatnonzero(labels == c), indices[labels[indices] == c]
+        total += float((0.5 + 0.5 * z[members] @ z[chosen].T).max(axis=1).sum())
+    return total
+
+
+def test_facility_location_on_parts_keeps_the_quotas_and_the_objective(data):
+    x, p, y = data
+    one = rp.select("submodular", features=x, labels=y, budget=120)
+    ref = _facility_location(x, y, one.indices)
+    for partition in ("cluster", "random"):
+        sel = rp.select("submodular", features=x, labels=y, budget=120, parts=4, partition=partition)
+        assert np.unique(sel.indices).shape == (120,)
+        assert np.array_equal(np.bincount(y[sel.indices]), np.bincount(y[one.indices]))
+        if partition == "cluster":  # random parts cover only their own members: near a uniform subset here
+            assert _facility_location(x, y, sel.indices) >= 0.98 * ref
+    uniform = np.random.default_rng(0).choice(x.shape[0], 120, replace=False)
+    assert _facility_location(x, y, uniform) < 0.98 * ref
+    with pytest.raises(ValueError, match="facility_location or graph_cut"):
+        rp.select("submodular", features=x, labels=y, budget=120, parts=4, function="log_determinant")
