@@ -240,11 +240,11 @@ def prune4rel(
         from robustprune.selection.methods.prune4rel.partitioned import prune4rel_parts
 
         return prune4rel_parts(
-            c, features, probs, lab, budget=budget, class_balanced=class_balanced, balance_by=balance_by, parts=parts,
-            partition=partition, oversample=oversample, tau=tau, eta=eta, gain=gain, engine=engine, prefer=prefer,
-            embedding=embedding, target_degree=target_degree, max_neighbors=max_neighbors, max_edges=max_edges,
-            block_size=block_size, backend=backend, device=device, seed=seed, progress=progress, start=s0,
-            pool=pool, shared_build=shared_build, info=info,
+            conf, features, probs, lab, budget=budget, class_balanced=class_balanced, balance_by=balance_by,
+            parts=parts, partition=partition, oversample=oversample, tau=tau, eta=eta, gain=gain, engine=engine,
+            prefer=prefer, embedding=embedding, target_degree=target_degree, max_neighbors=max_neighbors,
+            max_edges=max_edges, block_size=block_size, backend=backend, device=device, seed=seed, progress=progress,
+            start=s0, pool=pool, shared_build=shared_build,
         )  # fmt: skip
 
     space = _space_and_threshold(

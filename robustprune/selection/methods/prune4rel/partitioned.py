@@ -85,7 +85,7 @@ def part_greedy(
 
 
 def prune4rel_parts(
-    c: np.ndarray,
+    conf: np.ndarray,
     features: object,
     probs: np.ndarray,
     labels: np.ndarray | None,
@@ -113,11 +113,10 @@ def prune4rel_parts(
     start: np.ndarray | None,
     pool: np.ndarray | None,
     shared_build: SharedBuild | None,
-    info: dict,
 ) -> MethodOutput:
     """Prune4ReL's selection by the partitioned two-round greedy (``prune4rel(..., parts=P)``, P > 1).
 
-    ``c``: the confidences of every example; the other arguments are :func:`prune4rel`'s. Under torchrun with
+    ``conf``: the confidences of every example; the other arguments are :func:`prune4rel`'s. Under torchrun with
     a :class:`~robustprune.selection.core.graph.SharedBuild` the parts are dealt to the ranks; rank 0 returns
     the selection and the other ranks raise ``BuildHandedOff`` once their picks are sent.
     """
@@ -131,6 +130,7 @@ def prune4rel_parts(
     import robustprune.distributed as dist
 
     sharing = shared_build is not None and shared_build.active
+    info: dict = {"engine": engine}  # this function's own facts, returned in the MethodOutput
     t0 = time.perf_counter()
     with contextlib.nullcontext() if sharing else dist.alone():
         n = int(features.shape[0])  # type: ignore[attr-defined]
@@ -163,7 +163,14 @@ def prune4rel_parts(
                 continue
             z = fmap(read_rows(features, rows))
             picks, gains, facts[i] = part_greedy(
-                z, c[rows], groups[rows], first[i], tau=tau, eta=eta, fraction=budget / n, graph_options=graph_options
+                z,
+                conf[rows],
+                groups[rows],
+                first[i],
+                tau=tau,
+                eta=eta,
+                fraction=budget / n,
+                graph_options=graph_options,
             )
             del z
             seqs[i] = (rows[picks], gains, groups[rows[picks]])
@@ -190,7 +197,7 @@ def prune4rel_parts(
         greedy_seconds=round(time.perf_counter() - t_round1, 4), world=dist.world().size if sharing else 1,
         **pfacts,
     )  # fmt: skip
-    return MethodOutput(indices=picks, gains=gains, scores=c, info=info)
+    return MethodOutput(indices=picks, gains=gains, scores=conf, info=info)
 
 
 def _gather_facts(facts: dict[int, dict], sharing: bool) -> np.ndarray:
