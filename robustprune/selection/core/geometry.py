@@ -16,6 +16,8 @@ the data instead of a constant:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from robustprune.selection.core.graph import SimilarityGraph, normalize_rows
@@ -68,6 +70,7 @@ def auto_tau(
     sample: int = 4096,
     seed: int = 0,
     device: str = "auto",
+    read: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> float:
     """The τ (on ``0.5 + 0.5·cos``) at which the radius graph's mean degree, self included, is ``target_degree``.
 
@@ -86,6 +89,9 @@ def auto_tau(
     sample : int
         Rows and columns of the similarity block read (cost ``sample² · D``).
     seed, device
+    read : callable, optional
+        ``read(indices)`` returns those rows' embeddings (ascending indices): for rows kept out of memory
+        (a memory map, shards) or mapped on the way in. Default: ``features[indices]``.
 
     Returns
     -------
@@ -111,7 +117,7 @@ def auto_tau(
         rows = np.sort(rng.choice(n, sample, replace=False))
         cols = np.sort(rng.choice(n, sample, replace=False))
     both = np.union1d(rows, cols)
-    z = normalize_rows(np.asarray(features)[both], dev)
+    z = normalize_rows(np.asarray(features)[both] if read is None else read(both), dev)
     zr = z[torch.from_numpy(np.searchsorted(both, rows)).to(dev)]
     zc = z[torch.from_numpy(np.searchsorted(both, cols)).to(dev)]
     s = (zr @ zc.T).mul_(0.5).add_(0.5)  # float32, rounded as the graph builder rounds it

@@ -178,45 +178,17 @@ def embedding_map(source: object, kind: str) -> EmbeddingMap:
     return EmbeddingMap("whiten", mean, v / np.sqrt(vals[keep]))
 
 
-def _unit_rows(x: np.ndarray, device: object):
-    from robustprune.selection.core.graph import normalize_rows
-
-    return normalize_rows(x, device)
-
-
 def sampled_tau(
     source: object, fmap: EmbeddingMap, target_degree: float, *, seed: int, sample: int = 4096, device: str = "cpu"
 ) -> float:
     """:func:`~robustprune.selection.core.geometry.auto_tau` read from a row source: the τ at which the graph
     of all N rows has mean degree ``target_degree`` (self included), from a ``sample × sample`` block of the
-    similarity (rows and columns drawn as ``auto_tau`` draws them), reading only those rows."""
-    import torch
-
-    from robustprune._device import resolve_device
+    similarity (rows and columns drawn as ``auto_tau`` draws them), reading and mapping only those rows."""
     from robustprune.selection.core.geometry import auto_tau
 
-    n = int(source.shape[0])  # type: ignore[attr-defined]
-    if n <= sample:
-        return auto_tau(fmap(read_rows(source, slice(0, n))), target_degree, sample=sample, seed=seed, device=device)
-    if not np.isfinite(target_degree) or target_degree <= 0:
-        raise ValueError(f"target_degree must be a positive number, got {target_degree}")
-    dev = resolve_device(device)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7A1]))
-    rows = np.sort(rng.choice(n, sample, replace=False))
-    cols = np.sort(rng.choice(n, sample, replace=False))
-    both = np.union1d(rows, cols)
-    z = _unit_rows(fmap(read_rows(source, both)), dev)
-    zr = z[torch.from_numpy(np.searchsorted(both, rows)).to(dev)]
-    zc = z[torch.from_numpy(np.searchsorted(both, cols)).to(dev)]
-    s = (zr @ zc.T).mul_(0.5).add_(0.5)
-    same = torch.from_numpy(rows[:, None] == cols[None, :]).to(dev)
-    vals = s[~same].cpu().numpy()
-    share = (min(float(target_degree), n) - 1.0) / (n - 1)
-    above = int(round(share * vals.size))
-    if above >= vals.size:
-        return 0.0
-    kth = float(np.partition(vals, vals.size - above - 1)[vals.size - above - 1])
-    return min(max(kth, 0.0), 1.0)
+    return auto_tau(
+        source, target_degree, sample=sample, seed=seed, device=device, read=lambda idx: fmap(read_rows(source, idx))
+    )
 
 
 # --- the partition -----------------------------------------------------------------------------------------
@@ -276,13 +248,14 @@ def assign_parts(
     import torch
 
     from robustprune._device import resolve_device
+    from robustprune.selection.core.graph import normalize_rows
 
     dev = resolve_device(device)
     k = max(1, min(CLUSTERS_PER_PART * parts, n))
     m = min(n, max(k, min(SAMPLE_PER_CLUSTER * k, KMEANS_ROWS)))
     rng = stream(seed, "partition", "cluster")
     sample = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
-    zs = _unit_rows(fmap(read_rows(source, sample)), dev)
+    zs = normalize_rows(fmap(read_rows(source, sample)), dev)
     cen = zs[torch.from_numpy(np.sort(rng.choice(m, k, replace=False))).to(dev)].clone()
     for _ in range(KMEANS_ITERS):
         a = torch.argmax(zs @ cen.T, dim=1)
@@ -294,7 +267,7 @@ def assign_parts(
     def assign(a: int, b: int) -> np.ndarray:
         out = np.empty(b - a, dtype=np.int32)
         for p, q in chunks(b - a):
-            z = _unit_rows(fmap(read_rows(source, slice(a + p, a + q))), dev)
+            z = normalize_rows(fmap(read_rows(source, slice(a + p, a + q))), dev)
             out[p:q] = torch.argmax(z @ cen.T, dim=1).cpu().numpy()
         return out
 
