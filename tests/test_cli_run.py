@@ -10,7 +10,7 @@ from robustprune import Selection, Signals
 from robustprune.cli import app
 from robustprune.cli import run as cli_run
 from robustprune.cli.run import _default_out
-from robustprune.runconfig import RunConfig
+from robustprune.runconfig import RunConfig, resolve_config
 from robustprune.train import DivergenceError
 
 TINY = ["--subset", "300", "--warmup-epochs", "2", "--epochs", "3"]
@@ -101,7 +101,7 @@ def test_rerun_needs_force_or_resume(run_dir):
 
 def test_default_run_dir_follows_the_rule_of_an_explicit_out(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert str(_default_out(RunConfig(subset=300))) == "runs/digits-sym0.4-sop-prune4rel_auto-f0.5-s0"
+    assert str(_default_out(resolve_config(RunConfig(subset=300)))) == "runs/digits-sym0.4-sop-prune4rel_auto-f0.5-s0"
     args = ["run", "--subset", "150", "--warmup-epochs", "1", "--epochs", "1", "--method", "uniform"]
     first = invoke(args)
     assert first.exit_code == 0, first.output

@@ -24,7 +24,7 @@ from robustprune.cli._common import (
 from robustprune.cli.select import parse_params
 from robustprune.data import dataset_names_help
 from robustprune.explain import explain_config
-from robustprune.runconfig import Flag, Resolved, RunConfig, default_run_name, resolve, resolve_config
+from robustprune.runconfig import Flag, Resolved, RunConfig, default_run_name, resolve
 
 if TYPE_CHECKING:  # the pipeline, the run directory and the engine import torch: loaded when a run starts
     from robustprune.pipeline import RunResult
@@ -212,10 +212,10 @@ def _print_resolved(cfg: RunConfig, given: set[str]) -> None:
     con.print(Text("dry run: nothing was run or written; drop --dry-run to run it"))
 
 
-def _default_out(cfg: RunConfig) -> Path:  # (kept for callers that hold no resolution)
-    """``runs/<name>``, under the same rule as an explicit ``--out``: a run found there is not redone
-    unless ``--force``, and ``--resume`` continues it."""
-    return Path("runs") / default_run_name(resolve_config(cfg))
+def _default_out(resolved: RunConfig) -> Path:
+    """``runs/<name>`` of a resolved config, under the same rule as an explicit ``--out``: a run found there is
+    not redone unless ``--force``, and ``--resume`` continues it."""
+    return Path("runs") / default_run_name(resolved)
 
 
 # ------------------------------------------------------------------ the command, derived from RunConfig's fields
@@ -319,7 +319,7 @@ def _run_and_report(res: Resolved) -> None:
     from robustprune.train.engine import DivergenceError
 
     cfg = res.given
-    target = Path(cfg.out) if cfg.out is not None else Path("runs") / default_run_name(res.config)
+    target = Path(cfg.out) if cfg.out is not None else _default_out(res.config)
     res = res.with_runtime(out=str(target))
     run = globals().get("run") or __getattr__("run")  # (a test may have replaced it)
     bars = _Bars()
