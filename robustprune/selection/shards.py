@@ -47,9 +47,11 @@ class ShardedSignals:
     other arrays are in memory. Offers what the selection API and the command line read of a
     :class:`~robustprune.signals.Signals`: the arrays by name, ``n``, ``num_classes``, ``true_labels``."""
 
-    def __init__(self, arrays: dict[str, Any], source: Path) -> None:
+    def __init__(self, arrays: dict[str, Any], source: Path, shards: list[tuple[str, int, int]] | None = None) -> None:
         self._arrays = arrays
         self.source = source
+        #: (stem, first row, end row) of every shard in order, e.g. ("part-00000", 0, 1000000)
+        self.shards: list[tuple[str, int, int]] = list(shards or [])
         self.meta: dict[str, Any] = {"shards": str(source)}
 
     def __getattr__(self, name: str) -> Any:
@@ -178,7 +180,10 @@ def load_shards(path: str | os.PathLike) -> ShardedSignals:
     checked = check_signals({k: v for k, v in out.items() if k != "features"})
     if "features" in out:
         checked["features"] = check_rows(out["features"], "features", int(checked["labels"].shape[0]))
-    return ShardedSignals({k: checked[k] for k in _NAMES if k in checked}, path)
+    sizes = [int(np.shape(shards[s]["labels"])[0]) for s in sorted(shards)]
+    ends = np.cumsum(sizes).tolist()
+    ranges = [(s, e - m, e) for s, m, e in zip(sorted(shards), sizes, ends, strict=True)]
+    return ShardedSignals({k: checked[k] for k in _NAMES if k in checked}, path, ranges)
 
 
 def save_shards(path: str | os.PathLike, rows_per_shard: int, *, compress: bool = False, **arrays: Any) -> list[Path]:
