@@ -72,12 +72,14 @@ def as_numpy(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def check_finite(arr: np.ndarray, name: str) -> None:
-    """Raise if a floating array holds NaN or infinity, naming the first bad row."""
+def check_finite(arr: np.ndarray, name: str, first_row: int = 0) -> None:
+    """Raise if a floating array holds NaN or infinity, naming the first bad row (``first_row`` + its index)."""
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         what = "NaN" if np.isnan(arr[tuple(bad)]) else "infinity"
-        raise ValueError(f"{name} contains {what} (first at row {int(bad[0])}); clean or drop those rows first")
+        raise ValueError(
+            f"{name} contains {what} (first at row {first_row + int(bad[0])}); clean or drop those rows first"
+        )
 
 
 def check_labels(labels: Any, n: int | None = None, num_classes: int | None = None) -> np.ndarray:
@@ -105,8 +107,9 @@ def check_labels(labels: Any, n: int | None = None, num_classes: int | None = No
     return out
 
 
-def check_probs(probs: Any, n: int | None = None, *, tol: float = 1e-2) -> np.ndarray:
-    """Return probabilities as float32 (N, K), checking range and that rows sum to one (within ``tol``)."""
+def check_probs(probs: Any, n: int | None = None, *, tol: float = 1e-2, first_row: int = 0) -> np.ndarray:
+    """Return probabilities as float32 (N, K), checking range and that rows sum to one (within ``tol``).
+    ``first_row``: the index of the first row in the whole array, for the messages (a block of a larger one)."""
     arr = as_numpy(probs, "probs")
     if arr.ndim != 2:
         raise ValueError(f"probs must have shape (N, K), got {arr.shape}")
@@ -116,16 +119,17 @@ def check_probs(probs: Any, n: int | None = None, *, tol: float = 1e-2) -> np.nd
         raise ValueError(f"probs needs at least 2 classes (columns), got {arr.shape[1]}")
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"probs must be floating point, got dtype {arr.dtype}")
-    check_finite(arr, "probs")
+    check_finite(arr, "probs", first_row)
     out = arr.astype(np.float32, copy=False)
     if out.min() < 0 or out.max() > 1 + 1e-3:
         raise ValueError("probs must lie in [0, 1]; pass softmax probabilities, not logits")
     sums = out.sum(axis=1, dtype=np.float64)
     bad = np.abs(sums - 1.0) > tol
     if bad.any():
-        row = int(np.argmax(bad))
+        at = int(np.argmax(bad))
+        row = first_row + at
         raise ValueError(
-            f"probs rows must sum to 1 (row {row} sums to {sums[row]:.4f}); apply softmax to the logits first"
+            f"probs rows must sum to 1 (row {row} sums to {sums[at]:.4f}); apply softmax to the logits first"
         )
     return out
 

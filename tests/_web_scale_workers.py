@@ -15,23 +15,28 @@ PARTITIONS = ("cluster", "random")
 
 def select_parts(kinds: tuple[str, ...] = PARTITIONS, shared=None, block: int | None = BLOCK) -> dict:
     """prune4rel_auto with 4 parts on the test data, per partition: (indices, gains, world) or 'handed off';
-    the scans go by blocks of ``block`` rows (None: the library's default)."""
+    the scans go by blocks of ``block`` rows (None: the library's default). ``out["probs_rows"][kind]``: the
+    rows of ``probs`` (given as a row source) this process read, in order."""
+    import numpy as np
+
     import robustprune as rp
     import robustprune.selection.core.partition as partition
     from robustprune.selection.core.graph import BuildHandedOff, SharedBuild
-    from tests.test_web_scale import clustered
+    from tests.test_web_scale import Recording, clustered
 
     x, p, y = clustered()
-    out: dict = {}
+    out: dict = {"probs_rows": {}}
     default, partition.BLOCK = partition.BLOCK, block or partition.BLOCK
     try:
         for kind in kinds:
+            probs = Recording([p[:1300], p[1300:]])
             try:
-                sel = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=300, device="cpu", parts=4,
-                                partition=kind, shared_build=None if shared is None else SharedBuild())  # fmt: skip
+                sel = rp.select("prune4rel_auto", features=x, probs=probs, labels=y, budget=300, device="cpu",
+                                parts=4, partition=kind, shared_build=None if shared is None else SharedBuild())  # fmt: skip
                 out[kind] = (sel.indices, sel.gains, sel.params["world"])
             except BuildHandedOff:
                 out[kind] = "handed off"
+            out["probs_rows"][kind] = np.concatenate(probs.reads) if probs.reads else np.empty(0, np.int64)
     finally:
         partition.BLOCK = default
     return out

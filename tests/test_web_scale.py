@@ -242,6 +242,72 @@ def test_lazy_greedy_heap_ties_go_to_the_lowest_index():
     assert heapq.nsmallest(1, [(-2.0, 2), (-2.0, 1)])[0][1] == 1
 
 
+class Recording(ShardedRows):
+    """Rows that record every read (``reads``: one array of row indices per read)."""
+
+    def __init__(self, pieces) -> None:
+        super().__init__(pieces)
+        self.reads: list[np.ndarray] = []
+
+    def __getitem__(self, key):
+        rows = np.arange(self.shape[0])[key] if isinstance(key, slice) else np.asarray(key)
+        self.reads.append(np.atleast_1d(rows).astype(np.int64))
+        return super().__getitem__(key)
+
+
+def _parts_of(kind: str, parts: int = 4) -> np.ndarray:
+    """The part of every row of the test data, as prune4rel_auto's partitioned path assigns it (with the scans
+    by the workers' blocks)."""
+    import robustprune.selection.core.partition as partition
+    from tests import _web_scale_workers as W
+
+    x, _p, y = clustered()
+    default, partition.BLOCK = partition.BLOCK, W.BLOCK
+    try:
+        return assign_parts(kind, x.shape[0], parts, seed=0, labels=y, source=x, fmap=embedding_map(x, "whiten"),
+                            device="cpu")[0]  # fmt: skip
+    finally:
+        partition.BLOCK = default
+
+
+def test_probs_as_a_row_source_are_read_one_part_at_a_time(data, monkeypatch):
+    import robustprune.selection.core.rows as rows
+
+    x, p, y = data
+    monkeypatch.setattr(rows, "CHUNK", 256)  # the scans read blocks of 256 rows
+    kw = dict(features=x, labels=y, budget=300, device="cpu", parts=4)
+    ref = rp.select("prune4rel_auto", probs=p, **kw)
+    probs = Recording([p[:1300], p[1300:]])
+    sel = rp.select("prune4rel_auto", probs=probs, **kw)
+    assert np.array_equal(sel.indices, ref.indices) and np.array_equal(sel.gains, ref.gains)
+    assert np.array_equal(sel.scores, ref.scores)
+    part = _parts_of("cluster")
+    sizes = np.bincount(part)
+    # the check reads blocks of 256 rows, round 1 each part's rows once (in part order), the scores blocks again
+    blocks = -(-x.shape[0] // 256)
+    check, round1, scores = probs.reads[:blocks], probs.reads[blocks : blocks + 4], probs.reads[blocks + 4 :]
+    for scan in (check, scores):
+        assert len(scan) == blocks and np.array_equal(np.concatenate(scan), np.arange(x.shape[0]))
+    assert [r.size for r in round1] == sizes.tolist()
+    assert all(np.array_equal(round1[i], np.flatnonzero(part == i)) for i in range(4))
+
+
+def test_a_method_that_reads_probs_whole_gets_them_from_shards(data, tmp_path):
+    from robustprune.selection.shards import load_shards, save_shards
+
+    x, p, y = data
+    save_shards(tmp_path / "s", 1000, labels=y, probs=p, features=x)
+    sig = load_shards(tmp_path / "s")
+    assert isinstance(sig.probs, ShardedRows)  # on disk, read by blocks
+    for method in ("confident_filter", "el2n", "uncertainty"):
+        got = rp.select(method, signals=sig, budget=500)
+        ref = rp.select(method, labels=y, probs=p, features=x, budget=500)
+        assert np.array_equal(got.indices, ref.indices), method
+    one = rp.select("prune4rel_auto", signals=sig, budget=200, device="cpu")  # parts=1 reads them whole
+    assert np.array_equal(one.indices, rp.select("prune4rel_auto", labels=y, probs=p, features=x, budget=200,
+                                                 device="cpu").indices)  # fmt: skip
+
+
 class _Unreadable(ShardedRows):
     """Rows that may be read by blocks but never whole."""
 
@@ -295,6 +361,22 @@ def test_shards_errors_are_one_line(data, tmp_path):
     save_shards(tmp_path / "b", 1000, labels=y, probs=p, features=bad)
     with pytest.raises(ValueError, match="features contains infinity .first at row 2100"):
         load_shards(tmp_path / "b")
+    # probs stay on disk and are checked block by block, with the row counted over all shards
+    for row, scale, message in ((2345, np.nan, "probs contains NaN .first at row 2345"),
+                                (1777, 0.5, "probs rows must sum to 1 .row 1777 sums to 0.5000")):  # fmt: skip
+        q = p.copy()
+        q[row] *= scale
+        save_shards(tmp_path / f"p{row}", 1000, labels=y, probs=q, features=x)
+        with pytest.raises(ValueError, match=message):
+            load_shards(tmp_path / f"p{row}")
+    save_shards(tmp_path / "k", 1000, labels=np.where(y == 3, 7, y), probs=p, features=x)
+    with pytest.raises(ValueError, match="labels must be < the number of classes .4. given by probs, found 7"):
+        load_shards(tmp_path / "k")
+    save_shards(tmp_path / "d", 1000, labels=y, probs=p, features=x)
+    np.savez(tmp_path / "d" / "part-00001.npz", labels=y[1000:2000], probs=p[1000:2000].astype(np.float64),
+             features=x[1000:2000])  # fmt: skip
+    with pytest.raises(ValueError, match="do not stack for 'probs': every piece must have the same dtype"):
+        load_shards(tmp_path / "d")
 
 
 def test_select_command_reads_a_directory_of_shards(data, tmp_path):
@@ -350,11 +432,21 @@ def _one_process(kinds: tuple[str, ...], block: int | None = 500):
 def test_ranks_run_the_parts_and_equal_one_process_bit_for_bit(world, kinds, tmp_path):
     ranks = _world_result(world, kinds, tmp_path)
     one = _one_process(kinds)
-    for kind, (idx, gains, w) in one.items():
+    for kind in kinds:
+        idx, gains, w = one[kind]
         got = ranks[0][kind]
         assert w == 1 and got[2] == world
         assert np.array_equal(got[0], idx) and np.array_equal(got[1], gains), kind
         assert all(r[kind] == "handed off" for r in ranks[1:])
+        # the probabilities (a row source) are checked by one scan on every rank (one block here), then read part
+        # by part: a rank other than 0 reads exactly the rows of its own parts (part i to rank i mod size), once
+        # each; rank 0 also reads every row for the scores
+        part = _parts_of(kind)
+        n = part.shape[0]
+        for r in range(1, world):
+            read = ranks[r]["probs_rows"][kind]
+            assert np.array_equal(read[:n], np.arange(n)), (kind, r)
+            assert np.array_equal(np.sort(read[n:]), np.flatnonzero(part % world == r)), (kind, r)
 
 
 @pytest.mark.slow

@@ -111,7 +111,9 @@ def _summary(sel: "Selection", sig: "Signals", written: list[Path], out_npz: Pat
         )
         if sig.probs is not None:
             # what a re-labeling learner starts from: the warm-up prediction against the true label
-            right = sig.probs.argmax(axis=1) == sig.true_labels
+            from robustprune.selection.core.rows import argmax_rows
+
+            right = argmax_rows(sig.probs) == sig.true_labels
             row(
                 "warm-up prediction correct",
                 f"{100.0 * right[mask].mean():.1f}% in the subset vs {100.0 * right.mean():.1f}% overall",

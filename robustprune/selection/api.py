@@ -313,19 +313,36 @@ def _gather(info: MethodInfo, signals: Any, **explicit: Any) -> dict[str, np.nda
         raise ValueError("pass at least labels (or another signal) so the number of examples is known")
     from robustprune.selection.core.rows import is_row_source
 
-    lazy = [s for s in use if s == "features" and is_row_source(raw[s])]  # a memmap or shards: not read whole
+    # a memmap or shards: features, and what the method reads by blocks, are not read whole; any other row
+    # source (the probs of a shard directory for a method that reads them whole) is read here
+    by_block = {"features", *info.reads_by_block}
+    lazy = [s for s in use if s in by_block and is_row_source(raw[s])]
+    for s in use:
+        if s not in lazy and is_row_source(raw[s]):
+            raw[s] = np.asarray(raw[s])
     out = check_signals({s: raw[s] for s in use if s not in lazy}, trusted=set(use) - set(given))
     return _with_row_sources(out, {s: raw[s] for s in lazy}, set(given)) if lazy else out
 
 
 def _with_row_sources(checked: dict[str, Any], lazy: dict[str, Any], given: set[str]) -> dict[str, Any]:
     """``checked`` with the row sources added in the signals' order, each checked block by block (unless it
-    came from a bundle, checked when made) against the others' number of examples."""
+    came from a bundle, checked when made) against the others' number of examples (and ``probs`` against the
+    labels' classes)."""
+    from robustprune._validation import check_probs
     from robustprune.selection.core.rows import check_rows
 
     n = _n_of(checked) if checked else None
     for s, v in lazy.items():
-        lazy[s] = check_rows(v, s, n) if s in given else v
+        if s not in given:
+            continue
+        if s == "probs":
+            lazy[s] = check_rows(v, s, n, each=lambda b, a: check_probs(b, first_row=a))
+            k = int(v.shape[1])
+            if "labels" in checked and int(checked["labels"].max()) >= k:
+                raise ValueError(f"labels must be < the number of classes ({k}) given by probs, found "
+                                 f"{int(checked['labels'].max())}")  # fmt: skip
+        else:
+            lazy[s] = check_rows(v, s, n)
     return {s: checked.get(s, lazy.get(s)) for s in SIGNAL_NAMES if s in checked or s in lazy}
 
 

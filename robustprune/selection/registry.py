@@ -102,6 +102,11 @@ class MethodInfo:
         (:meth:`summary_rows`).
     fixed_fraction : float, optional
         The share of examples the method always keeps (``full``: 1.0); sweeps run it at that fraction only.
+    reads_by_block : tuple of str
+        Signals besides ``features`` that the method takes as a row source (a memory map or the shards of a
+        directory, :mod:`robustprune.selection.core.rows`) and reads a block of rows at a time; any other
+        signal given as a row source is read whole before the method runs. ``features`` always reach a method
+        as given.
 
     Whether the method needs anything beyond the given labels (:attr:`labels_only`), can share its τ-graph's
     build across torchrun ranks (:attr:`shares_graph`) or honours a starting set (:attr:`honours_start`) is
@@ -126,6 +131,7 @@ class MethodInfo:
     description: str
     facts: tuple[Fact, ...] = ()
     fixed_fraction: float | None = None
+    reads_by_block: tuple[str, ...] = ()
 
     @property
     def labels_only(self) -> bool:
@@ -203,6 +209,7 @@ def register(
     description: str,
     facts: tuple[Fact, ...] = (),
     fixed_fraction: float | None = None,
+    reads_by_block: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a selection method under ``name`` (a decorator)."""
     if kind not in KINDS:
@@ -214,6 +221,9 @@ def register(
     for s in (*requires, *optional):
         if s not in SIGNAL_NAMES:
             raise ValueError(f"unknown signal {s!r}; known: {SIGNAL_NAMES}")
+    for s in reads_by_block:
+        if s not in (*requires, *optional):
+            raise ValueError(f"reads_by_block names {s!r}, which the method neither requires nor takes")
 
     def deco(func: Callable[..., Any]) -> Callable[..., Any]:
         params = inspect.signature(func).parameters
@@ -234,6 +244,7 @@ def register(
             description=description,
             facts=tuple(facts),
             fixed_fraction=fixed_fraction,
+            reads_by_block=tuple(reads_by_block),
         ))  # fmt: skip
         return func
 

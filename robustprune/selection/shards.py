@@ -11,13 +11,15 @@ signal with the example axis second, as ``correct`` (E, N), is split along that 
 a member of the ``.npz``, an array may be its own file ``part-00000.<name>.npy`` (e.g. embeddings written
 by another tool as ``part-00000.features.npy``). :func:`save_shards` writes the layout.
 
-``features`` is never read whole: ``.npy`` files and members of uncompressed ``.npz`` files (``np.savez``)
-are memory-mapped, members of compressed ones (``np.savez_compressed``) are decompressed one shard at a time
-when their rows are asked for; the rows are checked (finite, same columns and dtype; float16 kept) block by
-block. The other arrays (N labels, N×K probabilities, ...) are concatenated in memory and checked as a
-signals file is. The result is a :class:`ShardedSignals`, which :func:`~robustprune.selection.api.select`
-takes as ``signals=``; the partitioned greedy (``prune4rel_auto --param parts=P``) then reads one part's rows
-at a time.
+``features`` and ``probs`` (:data:`ON_DISK`) are never read whole: ``.npy`` files and members of uncompressed
+``.npz`` files (``np.savez``) are memory-mapped, members of compressed ones (``np.savez_compressed``) are
+decompressed one shard at a time when their rows are asked for; the rows are checked block by block
+(features: finite, same columns and dtype, float16 kept; probs: as a signals file checks them). The other
+arrays (N labels, ...) are concatenated in memory and checked as a signals file is. The result is a
+:class:`ShardedSignals`, which :func:`~robustprune.selection.api.select` takes as ``signals=``; the
+partitioned greedy (``prune4rel_auto --param parts=P``) then reads one part's rows of both at a time, and any
+method that does not read ``probs`` by blocks (``reads_by_block`` in its registry entry) gets them read
+whole.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from robustprune._validation import check_probs
 from robustprune.selection.core.rows import ShardedRows, check_rows
 from robustprune.signals import SIGNALS, check_signals, example_axis
 
@@ -41,10 +44,13 @@ SHARD_PATTERN = re.compile(r"^(part-\d+)(?:\.npz|\.([a-z_]+)\.npy)$")
 
 _NAMES = tuple(s.name for s in SIGNALS if s.name != "meta_json")
 
+#: The arrays that stay on disk (memory-mapped, read by blocks of rows); the others are read into memory.
+ON_DISK = ("features", "probs")
+
 
 class ShardedSignals:
-    """Signals whose ``features`` stay on disk (:class:`~robustprune.selection.core.rows.ShardedRows`); the
-    other arrays are in memory. Offers what the selection API and the command line read of a
+    """Signals whose ``features`` and ``probs`` stay on disk (:class:`~robustprune.selection.core.rows.ShardedRows`);
+    the other arrays are in memory. Offers what the selection API and the command line read of a
     :class:`~robustprune.signals.Signals`: the arrays by name, ``n``, ``num_classes``, ``true_labels``."""
 
     def __init__(self, arrays: dict[str, Any], source: Path, shards: list[tuple[str, int, int]] | None = None) -> None:
@@ -84,18 +90,18 @@ class ShardedSignals:
 
 class _CompressedMember:
     """A member of a compressed ``.npz`` that is decompressed when its rows are first asked for (the last one
-    read is kept)."""
+    read of each array name is kept)."""
 
-    _last: tuple[int, np.ndarray] | None = None
+    _last: dict[str, tuple[int, np.ndarray]] = {}
 
     def __init__(self, path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
         self.path, self.key, self.shape, self.dtype, self.ndim = path, key, shape, dtype, len(shape)
 
     def __getitem__(self, idx: Any) -> np.ndarray:
-        cache = _CompressedMember._last
+        cache = _CompressedMember._last.get(self.key)
         if cache is None or cache[0] != id(self):
             with np.load(self.path) as z:
-                _CompressedMember._last = cache = (id(self), z[self.key])
+                _CompressedMember._last[self.key] = cache = (id(self), z[self.key])
         return cache[1][idx]
 
 
@@ -132,7 +138,7 @@ def _shards(path: Path) -> dict[str, dict[str, Any]]:
             if name is not None:
                 if name not in _NAMES:
                     raise ValueError(f"shard file {f} names an unknown signal {name!r}; known: {', '.join(_NAMES)}")
-                arrays[name] = np.load(f, mmap_mode="r") if name == "features" else np.load(f)
+                arrays[name] = np.load(f, mmap_mode="r") if name in ON_DISK else np.load(f)
                 continue
             with np.load(f) as z:
                 keys = [k for k in z.files if k not in ("schema_version", "meta_json")]
@@ -140,10 +146,11 @@ def _shards(path: Path) -> dict[str, dict[str, Any]]:
                 if unknown:
                     raise ValueError(f"shard {f} has unknown arrays {unknown}; known keys: {', '.join(_NAMES)}")
                 for k in keys:
-                    if k != "features":
+                    if k not in ON_DISK:
                         arrays[k] = z[k]
-            if "features" in keys:
-                arrays["features"] = _member(f, "features")
+            for k in ON_DISK:
+                if k in keys:
+                    arrays[k] = _member(f, k)
         except (OSError, zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"cannot read shard {f}: {exc}") from None
     return found
@@ -173,17 +180,34 @@ def load_shards(path: str | os.PathLike) -> ShardedSignals:
         if name not in names:
             continue
         pieces = [shards[s][name] for s in sorted(shards)]
-        if name == "features":
-            out[name] = ShardedRows(pieces)
+        if name in ON_DISK:
+            out[name] = _stack(pieces, name, path)
         else:
             out[name] = np.concatenate([np.asarray(p) for p in pieces], axis=example_axis(name))
-    checked = check_signals({k: v for k, v in out.items() if k != "features"})
+    checked = check_signals({k: v for k, v in out.items() if k not in ON_DISK})
+    n = int(checked["labels"].shape[0])
     if "features" in out:
-        checked["features"] = check_rows(out["features"], "features", int(checked["labels"].shape[0]))
+        checked["features"] = check_rows(out["features"], "features", n)
+    if "probs" in out:
+        checked["probs"] = check_rows(out["probs"], "probs", n, each=lambda b, a: check_probs(b, first_row=a))
+        k = int(out["probs"].shape[1])
+        for lab in ("labels", "true_labels"):
+            if lab in checked and int(checked[lab].max()) >= k:
+                raise ValueError(f"{lab} must be < the number of classes ({k}) given by probs, found "
+                                 f"{int(checked[lab].max())}")  # fmt: skip
     sizes = [int(np.shape(shards[s]["labels"])[0]) for s in sorted(shards)]
     ends = np.cumsum(sizes).tolist()
     ranges = [(s, e - m, e) for s, m, e in zip(sorted(shards), sizes, ends, strict=True)]
     return ShardedSignals({k: checked[k] for k in _NAMES if k in checked}, path, ranges)
+
+
+def _stack(pieces: list[Any], name: str, path: Path) -> ShardedRows:
+    """The shards' pieces of the on-disk array ``name`` as one row source; a one-line error for pieces that do
+    not stack (other columns or dtype)."""
+    try:
+        return ShardedRows(pieces)
+    except ValueError as exc:
+        raise ValueError(f"the shards in {path} do not stack for {name!r}: {exc}") from None
 
 
 def save_shards(path: str | os.PathLike, rows_per_shard: int, *, compress: bool = False, **arrays: Any) -> list[Path]:

@@ -5,17 +5,18 @@ memory it can get a *row source* instead: a ``numpy.memmap`` (a ``.npy`` file op
 ``np.load(path, mmap_mode="r")``) or a :class:`ShardedRows`, the rows of several such arrays (one row range
 each, e.g. the shards of a directory, :mod:`robustprune.selection.shards`) seen as one array. Both keep their
 dtype (float16 stays float16) and read only the rows asked for. The partitioned greedy
-(:mod:`robustprune.selection.core.partition`) reads them part by part; any other method that converts them
-with ``np.asarray`` reads every row (:meth:`ShardedRows.__array__`).
+(:mod:`robustprune.selection.core.partition`) reads them part by part, and ``probs`` too for a method that
+declares it (``reads_by_block`` in its registry entry); any other method that converts them with
+``np.asarray`` reads every row (:meth:`ShardedRows.__array__`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["CHUNK", "ShardedRows", "is_row_source", "chunks", "read_rows", "check_rows"]
+__all__ = ["CHUNK", "ShardedRows", "is_row_source", "chunks", "read_rows", "argmax_rows", "check_rows"]
 
 #: Rows per block when a source is scanned (64k rows of 64 float32 values: 16 MB).
 CHUNK = 1 << 16
@@ -82,8 +83,10 @@ def is_row_source(x: object) -> bool:
     return isinstance(x, (ShardedRows, np.memmap))
 
 
-def chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` of consecutive blocks of at most ``size`` rows covering ``[0, n)``."""
+def chunks(n: int, size: int | None = None) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of at most ``size`` rows (default :data:`CHUNK`) covering
+    ``[0, n)``."""
+    size = CHUNK if size is None else size
     for a in range(0, n, size):
         yield a, min(n, a + size)
 
@@ -94,9 +97,26 @@ def read_rows(source: object, idx: np.ndarray | slice) -> np.ndarray:
     return np.asarray(rows)
 
 
-def check_rows(source: object, name: str = "features", n: int | None = None) -> object:
+def argmax_rows(source: object) -> np.ndarray:
+    """The column of the largest value in every row of ``source`` (the predicted class of ``probs``), read by
+    blocks. int64, shape (N,)."""
+    n = int(source.shape[0])  # type: ignore[attr-defined]
+    out = np.empty(n, dtype=np.int64)
+    for a, b in chunks(n):
+        out[a:b] = read_rows(source, slice(a, b)).argmax(axis=1)
+    return out
+
+
+def check_rows(
+    source: object,
+    name: str = "features",
+    n: int | None = None,
+    *,
+    each: Callable[[np.ndarray, int], object] | None = None,
+) -> object:
     """Check a row source block by block (2-D, floating or integer, finite; ``n`` rows when given) without
-    holding more than one block; returns it unchanged."""
+    holding more than one block; returns it unchanged. ``each(block, first_row)``, when given, checks every block
+    instead of the finiteness check (e.g. ``check_probs``)."""
     shape = getattr(source, "shape", None)
     if shape is None or len(shape) != 2:
         raise ValueError(f"{name} must have shape (N, D), got {shape}")
@@ -107,7 +127,10 @@ def check_rows(source: object, name: str = "features", n: int | None = None) -> 
     dt = np.dtype(getattr(source, "dtype", np.float32))
     if not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
         raise ValueError(f"{name} must be numeric, got dtype {dt}")
-    if np.issubdtype(dt, np.floating):
+    if each is not None:
+        for a, b in chunks(int(shape[0])):
+            each(read_rows(source, slice(a, b)), a)
+    elif np.issubdtype(dt, np.floating):
         for a, b in chunks(int(shape[0])):
             block = read_rows(source, slice(a, b))
             ok = np.isfinite(block)

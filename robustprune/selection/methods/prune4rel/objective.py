@@ -49,6 +49,7 @@ from robustprune.selection.core.graph import (
     resolve_block_size,
     tile_count,
 )
+from robustprune.selection.core.rows import is_row_source
 from robustprune.selection.methods.prune4rel.engines import TIER, Neighbors, greedy_exact, greedy_self, self_gain
 from robustprune.selection.registry import Fact, register
 from robustprune.selection.result import MethodOutput
@@ -113,6 +114,7 @@ def prune4rel_objective(
     default_class_balanced=True,
     description="Prune4ReL: greedy max of total neighbourhood confidence (re-labeling aware; NeurIPS'23)",
     facts=FACTS,
+    reads_by_block=("probs",),
 )
 def prune4rel(
     *,
@@ -228,7 +230,8 @@ def prune4rel(
             "prefer='confident': pass labels=... or signals with labels"
         )
     lab = None if labels is None else np.asarray(labels, dtype=np.int64)
-    conf = _confidences(probs, confidence, lab)
+    if parts == 1 and is_row_source(probs):  # a memory map or shards: the one-process greedy reads them whole
+        probs = np.asarray(probs, dtype=np.float32)
     num_classes = probs.shape[1]
     s0 = None if start is None or not len(start) else np.asarray(start, dtype=np.int64)
     allowed = None
@@ -240,12 +243,14 @@ def prune4rel(
         from robustprune.selection.methods.prune4rel.partitioned import prune4rel_parts
 
         return prune4rel_parts(
-            conf, features, probs, lab, budget=budget, class_balanced=class_balanced, balance_by=balance_by,
+            lambda p, y: _confidences(p, confidence, y), features, probs, lab, budget=budget,
+            class_balanced=class_balanced, balance_by=balance_by,
             parts=parts, partition=partition, oversample=oversample, tau=tau, eta=eta, gain=gain, engine=engine,
             prefer=prefer, embedding=embedding, target_degree=target_degree, max_neighbors=max_neighbors,
             max_edges=max_edges, block_size=block_size, backend=backend, device=device, seed=seed, progress=progress,
             start=s0, pool=pool, shared_build=shared_build,
         )  # fmt: skip
+    conf = _confidences(probs, confidence, lab)
 
     space = _space_and_threshold(
         features, embedding=embedding, tau=tau, target_degree=target_degree, final_size=final, seed=seed, device=device
@@ -432,6 +437,7 @@ def _candidate_tiers(prefer: str, labels: np.ndarray | None, probs: np.ndarray) 
 
 
 def _confidences(probs: np.ndarray, kind: str, labels: np.ndarray | None) -> np.ndarray:
+    """c_x of every row of ``probs`` (in memory) by ``kind``; ``labels`` the rows' given labels."""
     if kind == "label_prob":
         p = np.asarray(probs, dtype=np.float32)
         return np.take_along_axis(p, labels[:, None], axis=1)[:, 0].copy()
@@ -531,6 +537,7 @@ prune4rel_auto = register(
     default_class_balanced=True,
     description="Prune4ReL, robust setting: auto tau/eta, whitened space, exact gain, label-aware confidence",
     facts=FACTS,
+    reads_by_block=("probs",),
 )(
     _with_defaults(
         prune4rel,

@@ -37,7 +37,7 @@ from robustprune.selection.core.partition import (
     sampled_tau,
     split_quotas,
 )
-from robustprune.selection.core.rows import read_rows
+from robustprune.selection.core.rows import argmax_rows, chunks, read_rows
 from robustprune.selection.result import MethodOutput
 
 __all__ = ["prune4rel_parts", "part_greedy"]
@@ -85,9 +85,9 @@ def part_greedy(
 
 
 def prune4rel_parts(
-    conf: np.ndarray,
+    confidences: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
     features: object,
-    probs: np.ndarray,
+    probs: object,
     labels: np.ndarray | None,
     *,
     budget: int,
@@ -116,9 +116,13 @@ def prune4rel_parts(
 ) -> MethodOutput:
     """Prune4ReL's selection by the partitioned two-round greedy (``prune4rel(..., parts=P)``, P > 1).
 
-    ``conf``: the confidences of every example; the other arguments are :func:`prune4rel`'s. Under torchrun with
-    a :class:`~robustprune.selection.core.graph.SharedBuild` the parts are dealt to the ranks; rank 0 returns
-    the selection and the other ranks raise ``BuildHandedOff`` once their picks are sent.
+    ``confidences(probs_rows, labels_rows)``: the confidences c_x of some rows from their probabilities and given
+    labels; ``probs`` may be a row source (a memory map, the shards of a directory), read one part's rows at a
+    time: a rank reads the probabilities of its own parts only (and, with ``balance_by="predicted"``, scans
+    every row once for the classes). The other arguments are :func:`prune4rel`'s. Under torchrun with a
+    :class:`~robustprune.selection.core.graph.SharedBuild` the parts are dealt to the ranks; rank 0 returns the
+    selection (its ``scores``, the confidences of every example, read block by block) and the other ranks
+    raise ``BuildHandedOff`` once their picks are sent.
     """
     parts, partition, oversample = check_partition(parts, partition, oversample)
     if gain != "exact":
@@ -141,8 +145,8 @@ def prune4rel_parts(
             info["target_degree"] = round(deg, 3)
         tau = float(tau)
         if class_balanced:
-            groups = labels if balance_by == "given" else np.asarray(probs).argmax(axis=1).astype(np.int64)
-            k = int(np.asarray(probs).shape[1])
+            groups = labels if balance_by == "given" else argmax_rows(probs)
+            k = int(probs.shape[1])  # type: ignore[attr-defined]
         else:
             groups, k = np.zeros(n, dtype=np.int64), 1
         part, pfacts = assign_parts(partition, n, parts, seed=seed, labels=groups if class_balanced else labels,
@@ -164,7 +168,7 @@ def prune4rel_parts(
             z = fmap(read_rows(features, rows))
             picks, gains, facts[i] = part_greedy(
                 z,
-                conf[rows],
+                confidences(read_rows(probs, rows), None if labels is None else labels[rows]),
                 groups[rows],
                 first[i],
                 tau=tau,
@@ -197,7 +201,17 @@ def prune4rel_parts(
         greedy_seconds=round(time.perf_counter() - t_round1, 4), world=dist.world().size if sharing else 1,
         **pfacts,
     )  # fmt: skip
-    return MethodOutput(indices=picks, gains=gains, scores=conf, info=info)
+    return MethodOutput(indices=picks, gains=gains, scores=_all_confidences(confidences, probs, labels), info=info)
+
+
+def _all_confidences(confidences: Callable, probs: object, labels: np.ndarray | None) -> np.ndarray:
+    """c_x of every example, from ``probs`` read by blocks (float32, (N,))."""
+    n = int(probs.shape[0])  # type: ignore[attr-defined]
+    out = np.empty(n, dtype=np.float32)
+    for a, b in chunks(n):
+        out[a:b] = confidences(np.asarray(read_rows(probs, slice(a, b)), dtype=np.float32),
+                               None if labels is None else labels[a:b])  # fmt: skip
+    return out
 
 
 def _gather_facts(facts: dict[int, dict], sharing: bool) -> np.ndarray:
