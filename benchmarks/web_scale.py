@@ -3,8 +3,9 @@
 On synthetic clustered embeddings (``selection_speed.clustered_data``: Gaussian clusters on the unit sphere,
 float16, noisy labels, confident-ish probabilities) written to ``--workdir`` as ``.npy`` files:
 
-1. ``prune4rel_auto`` with ``parts=P`` in a fresh process that reads the features as a memory map (the
-   partitioned path reads one part's rows at a time): wall time, peak resident memory (``ru_maxrss`` of that
+1. ``prune4rel_auto`` with ``parts=P`` in a fresh process that reads the features and the probabilities as
+   memory maps (the partitioned path reads one part's rows at a time; ``--probs memory`` loads the
+   probabilities whole instead): wall time, peak resident memory (``ru_maxrss`` of that
    process), the per-part figures;
 2. where N allows (``--single auto``: N <= 2,000,000), the one-process ``prune4rel_auto`` in another fresh
    process, features in memory: wall time and peak resident memory; then, in the same process after its peak
@@ -67,7 +68,8 @@ def run_parts(args: argparse.Namespace, workdir: str, out: str) -> None:
     torch.set_num_threads(args.threads)
     w = Path(workdir)
     feats = np.load(w / "features.npy", mmap_mode="r")
-    probs, labels = np.load(w / "probs.npy"), np.load(w / "labels.npy")
+    probs = np.load(w / "probs.npy", mmap_mode=None if args.probs == "memory" else "r")
+    labels = np.load(w / "labels.npy")
     base = peak_gb()
     t0 = time.perf_counter()
     sel = rp.select("prune4rel_auto", features=feats, probs=probs, labels=labels, parts=args.parts,
@@ -140,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backend", default="faiss-approx", choices=("faiss-approx", "blocked", "faiss"))
     ap.add_argument("--single", default="auto", choices=("auto", "always", "never"),
                     help="run the one-process greedy (auto: when N <= 2,000,000)")  # fmt: skip
+    ap.add_argument("--probs", default="mmap", choices=("mmap", "memory", "both"),
+                    help="the partitioned run reads probs as a memory map (each part's rows, default) or whole; "
+                    "both: one run each, in that order")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--workdir", default=None, help="where the data files go (default: a temporary directory)")
@@ -159,17 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         write_data(args, workdir)
         print(f"data          {time.perf_counter() - t0:.1f} s (written to {workdir})", flush=True)
-        part = _child(run_parts, args, workdir, "parts")
-        print(
-            f"partitioned   P={args.parts} ({args.partition}, oversample {args.oversample:g}): "
-            f"{part['seconds']:.1f} s (setup {part['setup_seconds']:.1f}, round 1 {part['round1_seconds']:.1f}, "
-            f"round 2 {part['greedy_seconds']:.2f}), peak RSS {part['peak_gb']:.2f} GiB ({part['start_gb']:.2f} before "
-            f"the selection); rows per part "
-            f"{part['part_rows'][0]:,}-{part['part_rows'][1]:,}, edges {part['n_edges']:,} (mean degree "
-            f"{part['mean_degree']:.1f}), tau {part['tau']:.5f}, eta {part['eta_parts'][0]:.3g}-"
-            f"{part['eta_parts'][1]:.3g}, round-1 picks {part['round1_picks']:,}",
-            flush=True,
-        )
+        for mode in ("memory", "mmap") if args.probs == "both" else (args.probs,):
+            part = _child(run_parts, argparse.Namespace(**{**vars(args), "probs": mode}), workdir, "parts")
+            _print_parts(args, part, mode)
         if not single:
             print("one process   not run (--single)")
             print("objective ratio nan")
@@ -183,6 +180,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"objective     partitioned {one['f_parts']:.2f}, one process {one['f_single']:.2f} "
           f"(F on the one-process objective, evaluated in {one['eval_seconds']:.1f} s)")  # fmt: skip
     print(f"objective ratio {one['f_parts'] / one['f_single']:.4f}")
+
+
+def _print_parts(args: argparse.Namespace, part: dict, mode: str) -> None:
+    """One line of the partitioned run's figures."""
+    print(
+        f"partitioned   P={args.parts} ({args.partition}, oversample {args.oversample:g}, probs {mode}): "
+        f"{part['seconds']:.1f} s (setup {part['setup_seconds']:.1f}, round 1 {part['round1_seconds']:.1f}, "
+        f"round 2 {part['greedy_seconds']:.2f}), peak RSS {part['peak_gb']:.2f} GiB ({part['start_gb']:.2f} before "
+        f"the selection); rows per part "
+        f"{part['part_rows'][0]:,}-{part['part_rows'][1]:,}, edges {part['n_edges']:,} (mean degree "
+        f"{part['mean_degree']:.1f}), tau {part['tau']:.5f}, eta {part['eta_parts'][0]:.3g}-"
+        f"{part['eta_parts'][1]:.3g}, round-1 picks {part['round1_picks']:,}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

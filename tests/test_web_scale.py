@@ -398,6 +398,19 @@ def test_select_command_reads_a_directory_of_shards(data, tmp_path):
     assert res.exit_code == 2 and "error: " in res.output and "holds no shards" in res.output
 
 
+def test_select_without_signals_under_torchrun_names_the_short_flag(tmp_path):
+    from typer.testing import CliRunner
+
+    from robustprune.cli import app
+
+    args = ["select", "--method", "uniform", "--fraction", "0.1", "--out", str(tmp_path / "s.npz")]
+    alone = CliRunner().invoke(app, args)
+    under = CliRunner().invoke(app, args, env={"TORCHELASTIC_RUN_ID": "job"})
+    assert alone.exit_code == under.exit_code == 2
+    assert "give exactly one of --signals PATH or --example NAME" in alone.output and "torchrun" not in alone.output
+    assert "under torchrun write -s PATH" in under.output and len(under.output.strip().splitlines()) == 1
+
+
 # --- torchrun -----------------------------------------------------------------------------------------------
 
 

@@ -186,7 +186,14 @@ def select_command(
     from robustprune.selection.registry import get_method
 
     if (signals is None) == (example is None):
-        fail("give exactly one of --signals PATH or --example NAME")
+        import os
+
+        # torchrun reads options after the module's name too, and takes --signals for its --signals-to-handle
+        hint = " (under torchrun write -s PATH: torchrun takes --signals for its own option)"
+        fail(
+            "give exactly one of --signals PATH or --example NAME"
+            + (hint if "TORCHELASTIC_RUN_ID" in os.environ else "")
+        )
     if example is None and (save_signals is not None or noise_rate is not None):
         fail("--save-signals and --noise-rate only apply to --example")
     if (fraction is None) == (budget is None):
