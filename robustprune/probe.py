@@ -215,6 +215,8 @@ def _read(source: Any, rows: np.ndarray | slice, checked: bool) -> np.ndarray:
     """Rows of ``source`` (ascending indices or a slice) as float32; unless ``checked``, refuse NaN/inf
     naming the first bad row."""
     block = np.asarray(source[rows], dtype=np.float32)
+    if not block.flags.writeable:  # a view of a read-only memory map: torch wants its own copy
+        block = block.copy()
     if not checked:
         ok = np.isfinite(block).all(1)
         if not ok.all():
