@@ -16,7 +16,22 @@ The regularisation strength is chosen from ``l2_grid`` by the log-loss (on the g
 the rest) of an inner stratified split of the first fold's training rows, searched from the strongest
 penalty down (each fit warm-started from the previous one) until the loss has risen twice in a row; only that
 one number, and the inner fit as a starting point, is shared by the folds. Standardisation uses each fold's
-training rows only.
+training rows only; ``res.probes[f]`` (:class:`FoldProbe`) keeps fold f's weights and standardisation.
+
+**More rows than memory.** ``features`` may be a numpy memory map or any row source (an object with
+``shape``, ``dtype`` and row indexing, such as the ``ShardedRows`` of
+``robustprune.selection.shards.load_shards(dir).features``); it is read a block of rows at a time. With
+``fit_rows=M`` and more than M rows, the folds are still dealt over all N rows, but the probes are fitted on
+one seeded stratified sample S of about M rows (:func:`stratified_sample`; only S's rows are read, as
+float32): the λ search on fold 0's training rows within S, probe f on S minus fold f. Every one of the N rows
+is then predicted by the probe of its fold in one streaming pass (``block`` rows at a time), so it is still
+out of sample, for the rows of S as for the others. Memory: S's rows (M·D float32), one block, and the
+(N, K) output, which ``out=`` can take block by block instead (``robustprune signals --features DIR`` writes
+it one file per shard)::
+
+    res = cross_fitted_probe(rows, labels, fit_rows=1_000_000, out=lambda start, stop, p: ...)
+    res.probs      # None: every block went to out(start, stop, probs)
+    res.fit_rows   # the rows the probes were fitted on (the size of S; N without a sample)
 """
 
 from __future__ import annotations
@@ -334,13 +349,13 @@ def cross_fitted_probe(
     grid = [float(l2)] if l2 is not None else sorted({float(v) for v in l2_grid}, reverse=True)
     if not grid or any(not (v >= 0) for v in grid):
         raise ValueError(f"l2_grid must hold non-negative numbers, got {l2_grid!r}")
+    fold = stratified_folds(y_np, folds, seed)
     if fit_rows is not None and (
         isinstance(fit_rows, bool) or not isinstance(fit_rows, (int, np.integer)) or fit_rows < k * folds
     ):
         raise ValueError(f"fit_rows must be a whole number of at least {k * folds} (classes × folds), got {fit_rows!r}")
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
         raise ValueError(f"block must be a positive whole number of rows, got {block!r}")
-    fold = stratified_folds(y_np, folds, seed)
     sample = None if fit_rows is None or n <= fit_rows else stratified_sample(y_np, fold, int(fit_rows), seed)
     m = n if sample is None else sample.shape[0]
     fold_s = fold if sample is None else fold[sample]
