@@ -18,6 +18,15 @@ from robustprune.probe import cross_fitted_probe, stratified_folds, stratified_s
 from robustprune.selection.shards import load_shards, save_shards
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Fits of a few thousand rows: one torch thread (two oversubscribe a machine shared with other work)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def blobs(n: int, d: int = 8, k: int = 4, flip: float = 0.2, spread: float = 1.5, seed: int = 0):
     """Float16 Gaussian blobs, one per class, with a share ``flip`` of the labels moved to the next class."""
     rng = np.random.default_rng(seed)
@@ -158,13 +167,14 @@ def test_a_row_source_with_nan_is_refused_naming_the_row(tmp_path):
 
 def test_the_signals_command_on_a_shard_directory(tmp_path):
     x, y, true = blobs(3000, d=12, k=4, flip=0.25)
-    plain, npy = tmp_path / "plain", tmp_path / "npy"
+    plain, npy, zipped = tmp_path / "plain", tmp_path / "npy", tmp_path / "zipped"
     save_shards(plain, 1100, labels=y, features=x, true_labels=true)  # uncompressed .npz
+    save_shards(zipped, 1000, compress=True, labels=y, features=x)  # decompressed a shard at a time
     save_shards(npy, 750, labels=y)  # labels in the .npz, embeddings as part-*.features.npy beside them
     for j, a in enumerate(range(0, 3000, 750)):
         np.save(npy / f"part-{j:05d}.features.npy", x[a : a + 750])
     ref = cross_fitted_probe(x, y, folds=5, seed=0, fit_rows=1200)
-    for directory, shards in ((plain, 3), (npy, 4)):
+    for directory, shards in ((plain, 3), (npy, 4), (zipped, 3)):
         res = invoke("signals", "--features", directory, "--fit-rows", 1200)
         assert res.exit_code == 0, res.output
         for fact in ("3000 x 12 (float16), 4 classes", f"{shards} shards", "stratified sample of 1,200 of the 3,000",
@@ -180,6 +190,8 @@ def test_the_signals_command_on_a_shard_directory(tmp_path):
         sig = load_shards(directory)
         assert {"labels", "probs", "features"} <= set(sig.available())
         assert np.allclose(sig.probs, ref.probs, atol=1e-6, rtol=0)
+        if directory == zipped:
+            continue
         sel = tmp_path / f"sel-{directory.name}.npz"
         picked = invoke("select", "-s", directory, "--method", "prune4rel_auto", "--fraction", "0.1",
                         "--param", "parts=4", "--param", "device=cpu", "--out", sel)  # fmt: skip

@@ -94,7 +94,7 @@ def signals_command(
         bool, typer.Option("--force", help="Overwrite an existing output file (or a shard directory's probabilities).")
     ] = False,
 ) -> None:
-    """Out-of-sample predicted probabilities for your own embeddings, written as a signals file.
+    """Out-of-sample predicted probabilities for your own embeddings: a signals file, or one file per shard.
 
     A multinomial logistic regression on the standardised embeddings is fitted on K-1 stratified folds and
     predicts the fold it did not see (its L2 strength chosen on an inner split of the noisy labels), so every
@@ -106,7 +106,7 @@ def signals_command(
     would, so the file serves run --signals with the same dataset, subset, noise and seed.
 
     With more rows than --fit-rows (default 1,000,000) the probes are fitted on a stratified sample of about
-    that many rows, and every row is then predicted, a block at a time, by the probe of the folds without it.
+    that many rows, and every row is then predicted, a block at a time, by the probe fitted without its fold.
     --features DIR, a directory of shards (part-00000.npz, ... holding labels and features, or
     part-00000.features.npy beside them), is read shard by shard and never whole: each shard's out-of-fold
     probabilities are written as DIR/part-00000.probs.npy, ... (float32), with the probe's facts in
