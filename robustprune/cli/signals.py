@@ -246,15 +246,21 @@ class _ShardWriter:
             if start == b:  # the shard is complete (at once for an empty one)
                 self._close()
 
-    def publish(self) -> list[Path]:
-        while self.at < len(self.shards):  # empty shards after the last row
+    def complete(self) -> list[Path]:
+        """Write the empty shards after the last row, if any; the files :meth:`publish` will make."""
+        while self.at < len(self.shards):
             self._open()
             self._close()
+        return [part.with_suffix("") for part in self.written]
+
+    def publish(self) -> list[Path]:
+        """Rename every written file from ``<name>.partial`` to ``<name>`` (also any file added to
+        ``written``, e.g. ``probe.json.partial``)."""
+        self.complete()
         final = []
         for part in self.written:
-            target = part.with_suffix("")  # <stem>.probs.npy
-            os.replace(part, target)
-            final.append(target)
+            os.replace(part, part.with_suffix(""))
+            final.append(part.with_suffix(""))
         return final
 
     def discard(self) -> None:
@@ -306,22 +312,23 @@ def _shards_command(directory: Path, folds: int, seed: int, fit_rows: int, force
             res = cross_fitted_probe(
                 sig.features, y, num_classes=k, folds=folds, seed=seed, fit_rows=fit_rows, out=writer, progress=bar
             )
-        written = writer.publish()
+        written = writer.complete()
+        facts = {
+            "signal_source": f"probe:{folds} on given embeddings", "out_of_sample": True, "folds": folds,
+            "l2": res.l2, "seed": seed, "fit_rows": res.fit_rows, "rows": sig.n, "num_classes": k,
+            "seconds": round(res.seconds, 4), "agreement_with_given_labels": res.agreement(),
+            "inner_log_loss": {f"{lam:g}": v for lam, v in res.inner_losses.items()},
+            "shards": len(sig.shards), "files": [p.name for p in written],
+        }  # fmt: skip
+        if sig.true_labels is not None:
+            facts["agreement_with_true_labels"] = writer.right / sig.n
+        part = directory / "probe.json.partial"
+        writer.written.append(part)
+        part.write_text(json.dumps(facts, indent=1) + "\n")
+        writer.publish()
     except BaseException:
         writer.discard()
         raise
-    facts = {
-        "signal_source": f"probe:{folds} on given embeddings", "out_of_sample": True, "folds": folds,
-        "l2": res.l2, "seed": seed, "fit_rows": res.fit_rows, "rows": sig.n, "num_classes": k,
-        "seconds": round(res.seconds, 4), "agreement_with_given_labels": res.agreement(),
-        "inner_log_loss": {f"{lam:g}": v for lam, v in res.inner_losses.items()},
-        "shards": len(sig.shards), "files": [p.name for p in written],
-    }  # fmt: skip
-    if sig.true_labels is not None:
-        facts["agreement_with_true_labels"] = writer.right / sig.n
-    part = directory / "probe.json.partial"
-    part.write_text(json.dumps(facts, indent=1) + "\n")
-    os.replace(part, directory / "probe.json")
     x = sig.features
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
