@@ -5,8 +5,9 @@ float16, noisy labels, confident-ish probabilities) written to ``--workdir`` as 
 
 1. ``prune4rel_auto`` with ``parts=P`` in a fresh process that reads the features and the probabilities as
    memory maps (the partitioned path reads one part's rows at a time; ``--probs memory`` loads the
-   probabilities whole instead): wall time, peak resident memory (``ru_maxrss`` of that
-   process), the per-part figures;
+   probabilities whole instead): wall time, peak resident memory (``VmHWM`` of that process, and the
+   largest anonymous resident memory, sampled: the pages of memory-mapped files are not in it), the per-part
+   figures;
 2. where N allows (``--single auto``: N <= 2,000,000), the one-process ``prune4rel_auto`` in another fresh
    process, features in memory: wall time and peak resident memory; then, in the same process after its peak
    was read, the objective F(S) = Σ_v tanh(NC_v(S)/η) of both subsets on the one-process objective (its τ,
@@ -41,9 +42,47 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+def _status_kb(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (Linux), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def peak_gb() -> float:
-    """This process's peak resident memory so far (``ru_maxrss``, kB on Linux), in GiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """This process's peak resident memory so far, in GiB: ``VmHWM``, the high-water mark of its own address
+    space. (``ru_maxrss`` is not used: on Linux it survives ``exec``, so a child started by ``spawn`` reports
+    at least the resident memory its parent had when it forked.) Elsewhere ``ru_maxrss``."""
+    kb = _status_kb("VmHWM")
+    return (kb if kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 2**20
+
+
+class AnonPeak:
+    """The largest anonymous resident memory (``RssAnon``: not pages of memory-mapped files, which the kernel
+    may drop and read again) seen by sampling ``/proc/self/status`` every 20 ms on a thread, in GiB."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, (_status_kb("RssAnon") or 0) / 2**20)
+            self._stop.wait(0.02)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, (_status_kb("RssAnon") or 0) / 2**20)
+        return self.peak
 
 
 def write_data(args: argparse.Namespace, workdir: Path) -> None:
@@ -70,16 +109,18 @@ def run_parts(args: argparse.Namespace, workdir: str, out: str) -> None:
     feats = np.load(w / "features.npy", mmap_mode="r")
     probs = np.load(w / "probs.npy", mmap_mode=None if args.probs == "memory" else "r")
     labels = np.load(w / "labels.npy")
-    base = peak_gb()
+    base, anon = peak_gb(), AnonPeak()
     t0 = time.perf_counter()
     sel = rp.select("prune4rel_auto", features=feats, probs=probs, labels=labels, parts=args.parts,
                     partition=args.partition, oversample=args.oversample, **_options(args))  # fmt: skip
     seconds = time.perf_counter() - t0
+    anon_gb = anon.stop()
     np.save(w / "parts_indices.npy", sel.indices)
     keep = ("tau", "eta", "eta_parts", "n_edges", "mean_degree", "part_rows", "round1_picks", "setup_seconds",
             "round1_seconds", "greedy_seconds", "clusters")  # fmt: skip
     facts = {k: sel.params[k] for k in keep if k in sel.params}
-    Path(out).write_text(json.dumps({"seconds": seconds, "peak_gb": peak_gb(), "start_gb": base, **facts}))
+    result = {"seconds": seconds, "peak_gb": peak_gb(), "anon_gb": anon_gb, "start_gb": base, **facts}
+    Path(out).write_text(json.dumps(result))
 
 
 def run_single(args: argparse.Namespace, workdir: str, out: str) -> None:
@@ -94,11 +135,11 @@ def run_single(args: argparse.Namespace, workdir: str, out: str) -> None:
     torch.set_num_threads(args.threads)
     w = Path(workdir)
     feats, probs, labels = np.load(w / "features.npy"), np.load(w / "probs.npy"), np.load(w / "labels.npy")
-    base = peak_gb()
+    base, anon = peak_gb(), AnonPeak()
     t0 = time.perf_counter()
     sel = rp.select("prune4rel_auto", features=feats, probs=probs, labels=labels, **_options(args))
     seconds = time.perf_counter() - t0
-    peak = peak_gb()
+    peak, anon_gb = peak_gb(), anon.stop()
     tau, eta = sel.params["tau"], sel.params["eta"]
     t1 = time.perf_counter()
     z = transform_embedding(feats, "whiten")
@@ -114,7 +155,8 @@ def run_single(args: argparse.Namespace, workdir: str, out: str) -> None:
         "n_edges": sel.params.get("n_edges"),
         "graph_seconds": sel.params.get("graph_seconds"),
     }
-    result = {"seconds": seconds, "peak_gb": peak, "start_gb": base, "f_single": f_single, "f_parts": f_parts,
+    result = {"seconds": seconds, "peak_gb": peak, "anon_gb": anon_gb, "start_gb": base, "f_single": f_single,
+              "f_parts": f_parts,
               "eval_seconds": time.perf_counter() - t1, **facts}  # fmt: skip
     Path(out).write_text(json.dumps(result))
 
@@ -174,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         one = _child(run_single, args, workdir, "single")
     print(
         f"one process   {one['seconds']:.1f} s (graph {one['graph_seconds']:.1f}), peak RSS {one['peak_gb']:.2f} "
-        f"GiB ({one['start_gb']:.2f} before the selection); edges {one['n_edges']:,}, tau {one['tau']:.5f}, "
-        f"eta {one['eta']:.3g}"
+        f"GiB (anonymous {one['anon_gb']:.2f}; {one['start_gb']:.2f} before the selection); edges "
+        f"{one['n_edges']:,}, tau {one['tau']:.5f}, eta {one['eta']:.3g}"
     )
     print(f"objective     partitioned {one['f_parts']:.2f}, one process {one['f_single']:.2f} "
           f"(F on the one-process objective, evaluated in {one['eval_seconds']:.1f} s)")  # fmt: skip
@@ -187,8 +229,8 @@ def _print_parts(args: argparse.Namespace, part: dict, mode: str) -> None:
     print(
         f"partitioned   P={args.parts} ({args.partition}, oversample {args.oversample:g}, probs {mode}): "
         f"{part['seconds']:.1f} s (setup {part['setup_seconds']:.1f}, round 1 {part['round1_seconds']:.1f}, "
-        f"round 2 {part['greedy_seconds']:.2f}), peak RSS {part['peak_gb']:.2f} GiB ({part['start_gb']:.2f} before "
-        f"the selection); rows per part "
+        f"round 2 {part['greedy_seconds']:.2f}), peak RSS {part['peak_gb']:.2f} GiB (anonymous {part['anon_gb']:.2f}; "
+        f"{part['start_gb']:.2f} before the selection); rows per part "
         f"{part['part_rows'][0]:,}-{part['part_rows'][1]:,}, edges {part['n_edges']:,} (mean degree "
         f"{part['mean_degree']:.1f}), tau {part['tau']:.5f}, eta {part['eta_parts'][0]:.3g}-"
         f"{part['eta_parts'][1]:.3g}, round-1 picks {part['round1_picks']:,}",

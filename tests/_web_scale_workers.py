@@ -31,8 +31,9 @@ def select_parts(kinds: tuple[str, ...] = PARTITIONS, shared=None, block: int | 
         for kind in kinds:
             probs = Recording([p[:1300], p[1300:]])
             try:
+                share = None if shared is None else SharedBuild()
                 sel = rp.select("prune4rel_auto", features=x, probs=probs, labels=y, budget=300, device="cpu",
-                                parts=4, partition=kind, shared_build=None if shared is None else SharedBuild())  # fmt: skip
+                                parts=4, partition=kind, shared_build=share)  # fmt: skip
                 out[kind] = (sel.indices, sel.gains, sel.params["world"])
             except BuildHandedOff:
                 out[kind] = "handed off"
