@@ -52,8 +52,9 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "World", "world", "init", "is_main", "rank_device", "block", "all_gather_cat", "sync_rows", "all_reduce",
-    "broadcast_object", "on_main", "main_only", "barrier", "alone", "owner_of", "PeerFailure", "TIMEOUT_ENV",
+    "World", "world", "init", "is_main", "rank_device", "block", "all_gather_cat", "gather_cat", "sync_rows",
+    "all_reduce", "broadcast_object", "on_main", "main_only", "barrier", "alone", "owner_of", "PeerFailure",
+    "TIMEOUT_ENV",
     "timeout", "peer_errors", "peer_failure", "lost_peer", "leave",
 ]  # fmt: skip
 
@@ -208,6 +209,32 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     if wide:
         out = out.bool()
     return out.to(t.device)
+
+
+def gather_cat(t: torch.Tensor, dst: int = 0) -> torch.Tensor:
+    """Concatenate every rank's ``t`` along dim 0 in rank order on rank ``dst`` only (lengths may differ); the
+    other ranks get an empty tensor. As :func:`all_gather_cat`, but only ``dst`` ever holds the whole."""
+    w = world()
+    if not w.distributed:
+        return t
+    dev = _comm_device(t)
+    x = t.to(dev).contiguous()
+    n = torch.tensor([x.shape[0]], dtype=torch.int64, device=dev)
+    sizes = [torch.zeros_like(n) for _ in range(w.size)]
+    with peer_errors():
+        dist.all_gather(sizes, n)
+    lengths = [int(s) for s in sizes]
+    top = max(lengths)
+    if top == 0:
+        return t[:0]
+    if x.shape[0] < top:
+        x = torch.cat([x, x.new_zeros((top - x.shape[0], *x.shape[1:]))])
+    parts = [torch.empty_like(x) for _ in range(w.size)] if w.rank == dst else None
+    with peer_errors():
+        dist.gather(x, parts, dst=dst)
+    if parts is None:
+        return t[:0]
+    return torch.cat([p[:k] for p, k in zip(parts, lengths, strict=True)]).to(t.device)
 
 
 def sync_rows(state: torch.Tensor, rows: torch.Tensor, *, dim: int = 0) -> None:

@@ -100,6 +100,7 @@ def engine_worker(rank: int, world: int, port: int, out_dir: str, batch_size: in
     results["ragged"] = dist.all_gather_cat(torch.full((rank + 1, 2), float(rank)))
     results["empty"] = tuple(dist.all_gather_cat(torch.zeros(0, 3)).shape)
     results["flags"] = dist.all_gather_cat(torch.tensor([rank == 0, True]))
+    results["to_main"] = dist.gather_cat(torch.full((2 - rank, 2), float(rank)))
     results["main_only"] = dist.main_only(lambda: "main")
     try:
         dist.on_main(_refuse)

@@ -130,6 +130,9 @@ def test_collectives_gather_in_rank_order_and_carry_rank0_errors(two_ranks):
         assert res["world"] == (rank, 2)
         assert res["ragged"].tolist() == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]
         assert res["empty"] == (0, 3) and res["flags"].tolist() == [True, True, False, True]
+        # gather_cat: the whole on rank 0 only, in rank order; an empty tensor of the same columns elsewhere
+        assert res["to_main"].tolist() == ([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]] if rank == 0 else [])
+        assert res["to_main"].shape[1:] == (2,)
         assert res["main_only"] == ("main" if rank == 0 else None)
         assert res["error"] == "refused on rank 0"
 

@@ -415,8 +415,9 @@ def owned_parts(parts: int, distributed: bool = True) -> list[int]:
 def gather_sequences(
     seqs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], distributed: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every part's round-1 sequence (``seqs[i] = (indices, gains, classes)`` for this rank's parts) on every
-    rank, part by part: ``(part, index, gain, class)`` arrays. Under torchrun a gather of the picks only."""
+    """Every part's round-1 sequence (``seqs[i] = (indices, gains, classes)`` for this rank's parts), part by
+    part: ``(part, index, gain, class)`` arrays. Under torchrun a gather of the picks only, to rank 0 (the one
+    that merges them); the other ranks get empty arrays."""
     mine = sorted(seqs)
     part = np.concatenate([np.full(seqs[i][0].shape[0], i, np.int64) for i in mine] or [np.empty(0, np.int64)])
     cols = [
@@ -428,8 +429,8 @@ def gather_sequences(
     if distributed and dist.world().distributed:
         import torch
 
-        part = dist.all_gather_cat(torch.from_numpy(part)).numpy()
-        cols = [dist.all_gather_cat(torch.from_numpy(c)).numpy() for c in cols]
+        part = dist.gather_cat(torch.from_numpy(part)).numpy()
+        cols = [dist.gather_cat(torch.from_numpy(c)).numpy() for c in cols]
     order = np.argsort(part, kind="stable")  # rank order → part order; each part's picks stay in order
     return part[order], cols[0][order], cols[1][order], cols[2][order]
 
