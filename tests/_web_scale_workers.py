@@ -43,6 +43,28 @@ def select_parts(kinds: tuple[str, ...] = PARTITIONS, shared=None, block: int | 
     return out
 
 
+def dealt_check() -> tuple[str, list]:
+    """check_rows of a row source with NaN in row 2345 (blocks of 500 rows): the error this rank raised and the
+    rows it read."""
+    import numpy as np
+
+    import robustprune.selection.core.rows as rows
+    from tests.test_web_scale import Recording, clustered
+
+    x = clustered()[0].astype(np.float32)
+    x[2345, 1] = np.nan
+    source = Recording([x[:1000], x[1000:]])
+    default, rows.CHUNK = rows.CHUNK, 500
+    try:
+        rows.check_rows(source, "features", 3000)
+        message = "no error"
+    except ValueError as exc:
+        message = str(exc)
+    finally:
+        rows.CHUNK = default
+    return message, [(int(r[0]), int(r[-1]) + 1) for r in source.reads]
+
+
 def parts_worker(rank: int, world: int, port: int, out_dir: str, kinds: tuple[str, ...]) -> None:
     import torch.distributed as tdist
 
@@ -52,6 +74,8 @@ def parts_worker(rank: int, world: int, port: int, out_dir: str, kinds: tuple[st
     from robustprune import distributed as dist
 
     dist.init("cpu")
-    torch.save(select_parts(kinds, shared=True), Path(out_dir) / f"rank{rank}.pt")
+    result = select_parts(kinds, shared=True)
+    result["check"] = dealt_check()
+    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
     tdist.barrier()
     tdist.destroy_process_group()

@@ -451,15 +451,20 @@ def test_ranks_run_the_parts_and_equal_one_process_bit_for_bit(world, kinds, tmp
         assert w == 1 and got[2] == world
         assert np.array_equal(got[0], idx) and np.array_equal(got[1], gains), kind
         assert all(r[kind] == "handed off" for r in ranks[1:])
-        # the probabilities (a row source) are checked by one scan on every rank (one block here), then read part
-        # by part: a rank other than 0 reads exactly the rows of its own parts (part i to rank i mod size), once
-        # each; rank 0 also reads every row for the scores
+        # the probabilities (a row source) are checked by blocks dealt to the ranks (one block here: rank 0's),
+        # then read part by part: a rank other than 0 reads exactly the rows of its own parts (part i to rank
+        # i mod size), once each; rank 0 also reads every row for the scores
         part = _parts_of(kind)
-        n = part.shape[0]
         for r in range(1, world):
             read = ranks[r]["probs_rows"][kind]
-            assert np.array_equal(read[:n], np.arange(n)), (kind, r)
-            assert np.array_equal(np.sort(read[n:]), np.flatnonzero(part % world == r)), (kind, r)
+            assert np.array_equal(np.sort(read), np.flatnonzero(part % world == r)), (kind, r)
+    # a check by blocks dealt to the ranks: each rank reads its own blocks (block j to rank j mod size), then the
+    # first bad block, and every rank raises the same one-line error
+    blocks = [(a, a + 500) for a in range(0, 3000, 500)]
+    for r, res in enumerate(ranks):
+        message, read = res["check"]
+        assert message == "features contains NaN (first at row 2345); clean or drop those rows first"
+        assert read == [b for j, b in enumerate(blocks) if j % world == r] + [(2000, 2500)], r
 
 
 @pytest.mark.slow

@@ -78,6 +78,17 @@ class ShardedRows:
         return out
 
 
+def _ranks() -> bool:
+    """Whether several torchrun processes scan together (torch is imported only then)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return False
+    import robustprune.distributed as dist
+
+    return dist.world().distributed
+
+
 def is_row_source(x: object) -> bool:
     """Whether ``x`` is read row block by row block rather than held in memory (a memmap or ShardedRows)."""
     return isinstance(x, (ShardedRows, np.memmap))
@@ -116,7 +127,8 @@ def check_rows(
 ) -> object:
     """Check a row source block by block (2-D, floating or integer, finite; ``n`` rows when given) without
     holding more than one block; returns it unchanged. ``each(block, first_row)``, when given, checks every block
-    instead of the finiteness check (e.g. ``check_probs``)."""
+    instead of the finiteness check (e.g. ``check_probs``). Under torchrun the blocks are dealt to the ranks,
+    and every rank raises the error of the first bad block."""
     shape = getattr(source, "shape", None)
     if shape is None or len(shape) != 2:
         raise ValueError(f"{name} must have shape (N, D), got {shape}")
@@ -127,15 +139,37 @@ def check_rows(
     dt = np.dtype(getattr(source, "dtype", np.float32))
     if not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
         raise ValueError(f"{name} must be numeric, got dtype {dt}")
-    if each is not None:
+    if each is None and not np.issubdtype(dt, np.floating):
+        return source
+
+    def check(a: int, b: int) -> None:
+        block = read_rows(source, slice(a, b))
+        if each is not None:
+            each(block, a)
+            return
+        ok = np.isfinite(block)
+        if not ok.all():
+            bad = a + int(np.argwhere(~ok)[0, 0])
+            what = "NaN" if np.isnan(block[bad - a]).any() else "infinity"
+            raise ValueError(f"{name} contains {what} (first at row {bad}); clean or drop those rows first")
+
+    if not _ranks():
         for a, b in chunks(int(shape[0])):
-            each(read_rows(source, slice(a, b)), a)
-    elif np.issubdtype(dt, np.floating):
-        for a, b in chunks(int(shape[0])):
-            block = read_rows(source, slice(a, b))
-            ok = np.isfinite(block)
-            if not ok.all():
-                bad = a + int(np.argwhere(~ok)[0, 0])
-                what = "NaN" if np.isnan(block[bad - a]).any() else "infinity"
-                raise ValueError(f"{name} contains {what} (first at row {bad}); clean or drop those rows first")
+            check(a, b)
+        return source
+    # under torchrun the blocks are dealt to the ranks (map_blocks); every rank learns which blocks failed and
+    # checks the first of them itself, so that every rank raises the same error
+    from robustprune.selection.core.partition import map_blocks
+
+    def failed(a: int, b: int) -> np.ndarray:
+        try:
+            check(a, b)
+        except ValueError:
+            return np.array([1], dtype=np.int8)
+        return np.array([0], dtype=np.int8)
+
+    flags = np.concatenate(map_blocks(int(shape[0]), failed, np.int8, block=CHUNK))
+    if flags.any():
+        first = int(np.argmax(flags)) * CHUNK
+        check(first, min(int(shape[0]), first + CHUNK))
     return source
