@@ -439,9 +439,7 @@ def _one_process(kinds: tuple[str, ...], block: int | None = 500):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize(
-    "world, kinds", [(2, ("cluster",)), pytest.param(4, ("cluster", "random"), marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("world, kinds", [(2, ("cluster",)), (4, ("cluster", "random"))])
 def test_ranks_run_the_parts_and_equal_one_process_bit_for_bit(world, kinds, tmp_path):
     ranks = _world_result(world, kinds, tmp_path)
     one = _one_process(kinds)
@@ -467,7 +465,6 @@ def test_ranks_run_the_parts_and_equal_one_process_bit_for_bit(world, kinds, tmp
         assert read == [b for j, b in enumerate(blocks) if j % world == r] + [(2000, 2500)], r
 
 
-@pytest.mark.slow
 def test_torchrun_select_from_shards_writes_the_one_process_selection(data, tmp_path):
     import os
     import subprocess
