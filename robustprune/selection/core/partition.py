@@ -44,7 +44,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from robustprune.selection.core.rows import chunks, read_rows
+from robustprune.selection.core.rows import chunks, map_blocks, read_rows
 
 __all__ = [
     "PARTITIONS",
@@ -94,31 +94,6 @@ def check_partition(parts: object, partition: object, oversample: object) -> tup
 # --- scans over all rows, dealt to the ranks by blocks ------------------------------------------------------
 
 
-def map_blocks(n: int, fn: Callable[[int, int], np.ndarray], dtype: type, block: int | None = None) -> list[np.ndarray]:
-    """``fn(a, b)`` (a 1-D array of ``dtype``) for every block ``[a, b)`` of ``block`` rows (default
-    :data:`BLOCK`), in block order. Under torchrun block j is computed by rank ``j mod size`` and the results
-    are gathered, so every rank gets the same list, equal to the one-process list."""
-    import robustprune.distributed as dist
-
-    blocks = list(chunks(n, BLOCK if block is None else block))
-    w = dist.world()
-    if not w.distributed:
-        return [np.asarray(fn(a, b), dtype=dtype).reshape(-1) for a, b in blocks]
-    import torch
-
-    mine = [j for j in range(len(blocks)) if j % w.size == w.rank]
-    outs = [np.asarray(fn(*blocks[j]), dtype=dtype).reshape(-1) for j in mine]
-    flat = np.concatenate(outs) if outs else np.empty(0, dtype)
-    ids = dist.all_gather_cat(torch.tensor(mine, dtype=torch.int64)).numpy()
-    sizes = dist.all_gather_cat(torch.tensor([o.size for o in outs], dtype=torch.int64)).numpy()
-    values = dist.all_gather_cat(torch.from_numpy(flat)).numpy()
-    out: list[np.ndarray] = [np.empty(0, dtype)] * len(blocks)
-    at = np.concatenate([[0], np.cumsum(sizes)])
-    for j, a, b in zip(ids, at[:-1], at[1:], strict=True):
-        out[int(j)] = values[a:b]
-    return out
-
-
 class EmbeddingMap:
     """The space the cosine is taken in, as a map of rows: the partitioned counterpart of
     :func:`~robustprune.selection.core.geometry.transform_embedding` (the same transforms, their moments
@@ -157,7 +132,7 @@ def embedding_map(source: object, kind: str) -> EmbeddingMap:
             s += np.asarray(read_rows(source, slice(a + p, a + q)), dtype=np.float64).sum(axis=0)
         return s
 
-    mean = np.add.reduce(np.stack(map_blocks(n, block_sum, np.float64)), axis=0) / n
+    mean = np.add.reduce(np.stack(map_blocks(n, block_sum, np.float64, BLOCK)), axis=0) / n
     if kind == "center":
         return EmbeddingMap("center", mean)
 
@@ -168,7 +143,7 @@ def embedding_map(source: object, kind: str) -> EmbeddingMap:
             c += x.T @ x
         return c
 
-    cov = np.add.reduce(np.stack(map_blocks(n, block_cov, np.float64)), axis=0).reshape(d, d) / max(1, n - 1)
+    cov = np.add.reduce(np.stack(map_blocks(n, block_cov, np.float64, BLOCK)), axis=0).reshape(d, d) / max(1, n - 1)
     vals, vecs = np.linalg.eigh(cov)
     keep = vals > 1e-6 * max(float(vals[-1]), 0.0)
     if not keep.any():
@@ -271,7 +246,7 @@ def assign_parts(
             out[p:q] = torch.argmax(z @ cen.T, dim=1).cpu().numpy()
         return out
 
-    cluster = np.concatenate(map_blocks(n, assign, np.int32)) if n else np.empty(0, np.int32)
+    cluster = np.concatenate(map_blocks(n, assign, np.int32, BLOCK)) if n else np.empty(0, np.int32)
     sizes = np.bincount(cluster, minlength=k)
     part_of = _deal(sizes, parts)
     return part_of[cluster].astype(np.int32), {"clusters": k, "kmeans_rows": m}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["CHUNK", "ShardedRows", "is_row_source", "chunks", "read_rows", "argmax_rows", "check_rows"]
+__all__ = ["CHUNK", "ShardedRows", "is_row_source", "chunks", "read_rows", "argmax_rows", "map_blocks", "check_rows"]
 
 #: Rows per block when a source is scanned (64k rows of 64 float32 values: 16 MB).
 CHUNK = 1 << 16
@@ -118,6 +118,32 @@ def argmax_rows(source: object) -> np.ndarray:
     return out
 
 
+def map_blocks(n: int, fn: Callable[[int, int], np.ndarray], dtype: type, block: int) -> list[np.ndarray]:
+    """``fn(a, b)`` (a 1-D array of ``dtype``) for every block ``[a, b)`` of ``block`` rows, in block order.
+    Under torchrun block j is computed by rank ``j mod size`` and the results are gathered, so every rank gets
+    the same list, equal to the one-process list (the scans of the partitioned greedy, and the checks of
+    :func:`check_rows`)."""
+    import robustprune.distributed as dist
+
+    blocks = list(chunks(n, block))
+    w = dist.world()
+    if not w.distributed:
+        return [np.asarray(fn(a, b), dtype=dtype).reshape(-1) for a, b in blocks]
+    import torch
+
+    mine = [j for j in range(len(blocks)) if j % w.size == w.rank]
+    outs = [np.asarray(fn(*blocks[j]), dtype=dtype).reshape(-1) for j in mine]
+    flat = np.concatenate(outs) if outs else np.empty(0, dtype)
+    ids = dist.all_gather_cat(torch.tensor(mine, dtype=torch.int64)).numpy()
+    sizes = dist.all_gather_cat(torch.tensor([o.size for o in outs], dtype=torch.int64)).numpy()
+    values = dist.all_gather_cat(torch.from_numpy(flat)).numpy()
+    out: list[np.ndarray] = [np.empty(0, dtype)] * len(blocks)
+    at = np.concatenate([[0], np.cumsum(sizes)])
+    for j, a, b in zip(ids, at[:-1], at[1:], strict=True):
+        out[int(j)] = values[a:b]
+    return out
+
+
 def check_rows(
     source: object,
     name: str = "features",
@@ -157,10 +183,9 @@ def check_rows(
         for a, b in chunks(int(shape[0])):
             check(a, b)
         return source
+
     # under torchrun the blocks are dealt to the ranks (map_blocks); every rank learns which blocks failed and
     # checks the first of them itself, so that every rank raises the same error
-    from robustprune.selection.core.partition import map_blocks
-
     def failed(a: int, b: int) -> np.ndarray:
         try:
             check(a, b)
