@@ -284,3 +284,26 @@ def test_the_shard_writer_puts_every_row_in_its_shard_even_around_an_empty_one(t
     got = [np.load(f) for f in files]
     assert [g.shape for g in got] == [(3, 3), (0, 3), (4, 3), (0, 3)]
     assert np.array_equal(np.concatenate(got), probs)
+
+
+def test_force_replaces_probabilities_the_shards_could_not_load_and_bad_rows_are_named(tmp_path):
+    x, y, _ = blobs(2000, d=8)
+    done = tmp_path / "done"
+    save_shards(done, 800, labels=y, features=x)
+    for j, (a, b) in enumerate(((0, 800), (800, 1600), (1600, 2000))):  # stale probabilities of 3 classes, not 4
+        np.save(done / f"part-{j:05d}.probs.npy", np.full((b - a, 3), 1 / 3, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"labels must be < the number of classes \(3\) given by probs"):
+        load_shards(done)
+    res = invoke("signals", "--features", done, "--fit-rows", 600, "--force")  # the stale files are not read
+    assert res.exit_code == 0, res.output
+    assert load_shards(done).probs.shape == (2000, 4)
+    # the probe checks every feature row as it reads it (load_shards does not scan them first here)
+    bad = x.astype(np.float32)
+    bad[1234, 2] = np.nan
+    nan = tmp_path / "nan"
+    save_shards(nan, 800, labels=y, features=bad)
+    before = snapshot(nan)
+    one_error_line(
+        invoke("signals", "--features", nan, "--fit-rows", 600), r"features contains NaN \(first at row 1234\)"
+    )
+    assert snapshot(nan) == before

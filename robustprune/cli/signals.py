@@ -296,7 +296,8 @@ def _shards_command(directory: Path, folds: int, seed: int, fit_rows: int, force
         for t in targets:
             if os.path.lexists(t):
                 fail(f"{t} already exists (an earlier probe's output); pass --force to replace the probabilities")
-    sig = load_shards(directory)
+    # the old probabilities (with --force) are not read; the probe checks every feature row as it reads it
+    sig = load_shards(directory, only=("features", "true_labels"), check_on_disk=False)
     if sig.features is None:
         raise ValueError(
             f"the shards in {directory} have no 'features' array; the probe needs the embeddings (features in "

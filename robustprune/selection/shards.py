@@ -28,6 +28,7 @@ import os
 import re
 import struct
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,9 @@ def _member(path: Path, key: str) -> np.ndarray | _CompressedMember:
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
-def _shards(path: Path) -> dict[str, dict[str, Any]]:
-    """Shard stem -> signal name -> its array (features lazily, the others read)."""
+def _shards(path: Path, only: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Shard stem -> signal name -> its array (features and probs lazily, the others read); with ``only``, just
+    those signals."""
     found: dict[str, dict[str, Any]] = {}
     for f in sorted(path.iterdir()):
         m = SHARD_PATTERN.match(f.name)
@@ -138,13 +140,15 @@ def _shards(path: Path) -> dict[str, dict[str, Any]]:
             if name is not None:
                 if name not in _NAMES:
                     raise ValueError(f"shard file {f} names an unknown signal {name!r}; known: {', '.join(_NAMES)}")
-                arrays[name] = np.load(f, mmap_mode="r") if name in ON_DISK else np.load(f)
+                if only is None or name in only:
+                    arrays[name] = np.load(f, mmap_mode="r") if name in ON_DISK else np.load(f)
                 continue
             with np.load(f) as z:
                 keys = [k for k in z.files if k not in ("schema_version", "meta_json")]
                 unknown = sorted(set(keys) - set(_NAMES))
                 if unknown:
                     raise ValueError(f"shard {f} has unknown arrays {unknown}; known keys: {', '.join(_NAMES)}")
+                keys = [k for k in keys if only is None or k in only]
                 for k in keys:
                     if k not in ON_DISK:
                         arrays[k] = z[k]
@@ -156,13 +160,20 @@ def _shards(path: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def load_shards(path: str | os.PathLike) -> ShardedSignals:
-    """The signals of the shard directory ``path`` (layout in the module docstring), checked; ``features``
-    stays on disk."""
+def load_shards(
+    path: str | os.PathLike, *, only: Collection[str] | None = None, check_on_disk: bool = True
+) -> ShardedSignals:
+    """The signals of the shard directory ``path`` (layout in the module docstring), checked; ``features`` and
+    ``probs`` stay on disk.
+
+    ``only``: read just these signals (``labels`` always), e.g. ``("labels", "features")`` for a probe that will
+    replace the shards' probabilities. ``check_on_disk=False`` skips the block-by-block pass over ``features``
+    and ``probs`` (their shapes and dtypes are still checked), for a caller that checks the rows as it reads
+    them."""
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"{path} is not a directory of shards (part-00000.npz, part-00001.npz, ...)")
-    shards = _shards(path)
+    shards = _shards(path, None if only is None else {"labels", *only})
     if not shards:
         raise ValueError(
             f"cannot read signals file {path}: a directory, and it holds no shards (files part-00000.npz, "
@@ -187,9 +198,10 @@ def load_shards(path: str | os.PathLike) -> ShardedSignals:
     checked = check_signals({k: v for k, v in out.items() if k not in ON_DISK})
     n = int(checked["labels"].shape[0])
     if "features" in out:
-        checked["features"] = check_rows(out["features"], "features", n)
+        checked["features"] = check_rows(out["features"], "features", n, scan=check_on_disk)
     if "probs" in out:
-        checked["probs"] = check_rows(out["probs"], "probs", n, each=lambda b, a: check_probs(b, first_row=a))
+        each = (lambda b, a: check_probs(b, first_row=a)) if check_on_disk else None
+        checked["probs"] = check_rows(out["probs"], "probs", n, each=each, scan=check_on_disk)
         k = int(out["probs"].shape[1])
         for lab in ("labels", "true_labels"):
             if lab in checked and int(checked[lab].max()) >= k:

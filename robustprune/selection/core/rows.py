@@ -150,11 +150,13 @@ def check_rows(
     n: int | None = None,
     *,
     each: Callable[[np.ndarray, int], object] | None = None,
+    scan: bool = True,
 ) -> object:
     """Check a row source block by block (2-D, floating or integer, finite; ``n`` rows when given) without
     holding more than one block; returns it unchanged. ``each(block, first_row)``, when given, checks every block
     instead of the finiteness check (e.g. ``check_probs``). Under torchrun the blocks are dealt to the ranks,
-    and every rank raises the error of the first bad block."""
+    and every rank raises the error of the first bad block. ``scan=False`` checks the shape and dtype only (for a
+    caller that checks the rows as it reads them)."""
     shape = getattr(source, "shape", None)
     if shape is None or len(shape) != 2:
         raise ValueError(f"{name} must have shape (N, D), got {shape}")
@@ -165,7 +167,7 @@ def check_rows(
     dt = np.dtype(getattr(source, "dtype", np.float32))
     if not (np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer)):
         raise ValueError(f"{name} must be numeric, got dtype {dt}")
-    if each is None and not np.issubdtype(dt, np.floating):
+    if not scan or (each is None and not np.issubdtype(dt, np.floating)):
         return source
 
     def check(a: int, b: int) -> None:
