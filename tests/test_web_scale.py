@@ -11,9 +11,9 @@ import robustprune as rp
 from robustprune.selection.core.partition import (
     assign_parts,
     embedding_map,
-    equal_quotas,
     merge_rounds,
     quota_lazy_greedy,
+    released_quotas,
     round_one_quotas,
     split_quotas,
 )
@@ -66,7 +66,9 @@ def test_parts_give_the_budget_unique_and_class_balanced(data, partition):
     sel = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=301, device="cpu", parts=4,
                     partition=partition)  # fmt: skip
     assert sel.indices.shape == (301,) and np.unique(sel.indices).shape == (301,)
-    assert np.array_equal(np.bincount(y[sel.indices], minlength=4), equal_quotas(np.bincount(y), 301))
+    quotas, rest = released_quotas(np.bincount(y), 301)
+    assert rest == 0 and quotas.tolist() == [76, 75, 75, 75]  # the round-robin's counts (no class runs out)
+    assert np.array_equal(np.bincount(y[sel.indices], minlength=4), quotas)
     assert sel.params["parts"] == 4 and sel.params["partition"] == partition
     assert np.all(np.diff(np.minimum.accumulate(sel.gains)) <= 0)
 
@@ -132,12 +134,54 @@ def test_partitioned_options_are_checked(data):
 # --- the machinery ------------------------------------------------------------------------------------------
 
 
-def test_equal_quotas_are_the_round_robin_counts():
-    assert equal_quotas(np.array([10, 2, 10]), 12).tolist() == [5, 2, 5]
-    assert equal_quotas(np.array([10, 2, 10]), 13).tolist() == [6, 2, 5]
-    assert equal_quotas(np.array([3, 3]), 6).tolist() == [3, 3]
+def test_released_quotas_are_the_round_robin_schedule():
+    from robustprune.selection.core.greedy import RoundRobin
+
+    assert [q.tolist() for q in released_quotas(np.array([10, 2, 10]), 12)[:1]] == [[5, 2, 5]]
+    assert released_quotas(np.array([10, 2, 10]), 13)[0].tolist() == [6, 2, 5]
+    assert released_quotas(np.array([3, 3]), 6)[0].tolist() == [3, 3]
+    # class 1 (2 members) runs out first: min_balance 2, and class 0 then has 3 picks, not more than 1.5 x 2;
+    # when class 2 (4) runs out, class 0 has 6 > 3: the break, on class 0's 7th pick, and 13 picks are global
+    assert released_quotas(np.array([20, 2, 20]), 22)[1] == 0
+    quotas, rest = released_quotas(np.array([20, 2, 4, 20]), 30)
+    assert quotas.tolist() == [7, 2, 4, 4] and rest == 13
     with pytest.raises(ValueError, match="exceeds"):
-        equal_quotas(np.array([1, 1]), 3)
+        released_quotas(np.array([1, 1]), 3)
+    rng = np.random.default_rng(0)  # against the released schedule itself, one pick at a time
+    for trial in range(600):
+        k = int(rng.integers(1, 8))
+        counts = rng.integers(0, 30, k) if trial % 2 else (rng.pareto(1.0, k) * 5).astype(int) + 1
+        budget = int(rng.integers(1, counts.sum() + 1))
+        schedule, taken, t = RoundRobin(np.repeat(np.arange(k), counts), k), np.zeros(k, np.int64), 0
+        while t < budget:
+            c = schedule.target(t)
+            schedule.picked(c)
+            taken[c], t = taken[c] + 1, t + 1
+            if schedule.broken:
+                break
+        quotas, rest = released_quotas(counts, budget)
+        assert quotas.tolist() == taken.tolist() and rest == budget - t, (counts, budget)
+
+
+def test_parts_follow_the_released_schedule_on_long_tailed_classes():
+    rng = np.random.default_rng(5)
+    x, p, _ = clustered(n=3000, k=6, seed=5)
+    y = rng.choice(6, 3000, p=[0.45, 0.3, 0.15, 0.06, 0.03, 0.01])  # long-tailed given labels
+    counts, budget = np.bincount(y, minlength=6), 900
+    quotas, rest = released_quotas(counts, budget)
+    assert rest > 0  # the smallest class runs out and the 1.5x rule fires: the rest of the picks are global
+    head = int(quotas.sum())
+    one = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=budget, device="cpu")
+    # the one-process greedy takes these class counts before its break: the schedule is the released one
+    assert np.bincount(y[one.indices[:head]], minlength=6).tolist() == quotas.tolist()
+    for partition in ("cluster", "random"):
+        sel = rp.select("prune4rel_auto", features=x, probs=p, labels=y, budget=budget, device="cpu", parts=4,
+                        partition=partition)  # fmt: skip
+        assert np.unique(sel.indices).shape == (budget,)
+        assert np.bincount(y[sel.indices[:head]], minlength=6).tolist() == quotas.tolist(), partition
+        # after the break the picks follow the gains, not the classes: the large classes take more
+        tail = np.bincount(y[sel.indices[head:]], minlength=6)
+        assert tail.sum() == rest and tail[0] > tail[5]
 
 
 def test_split_quotas_follow_the_parts_shares():
@@ -184,6 +228,15 @@ def test_quota_lazy_greedy_is_the_plain_greedy():
     picks, gains = quota_lazy_greedy(g0, fresh, add, labels, quotas)
     assert picks.tolist() == _brute_greedy(f, n, labels, quotas)
     assert np.bincount(labels[picks], minlength=3).tolist() == quotas.tolist()
+    # then=5: after the quotas, five more picks from any class, as the plain greedy would continue
+    covered[:] = False
+    more, _ = quota_lazy_greedy(g0, fresh, add, labels, quotas, then=5)
+    head = _brute_greedy(f, n, labels, quotas)
+    chosen = list(head)
+    for _ in range(5):
+        cand = [x for x in range(n) if x not in chosen]
+        chosen.append(cand[int(np.argmax([f(chosen + [x]) - f(chosen) for x in cand]))])
+    assert more.tolist() == chosen
 
 
 def test_merge_takes_the_best_gains_under_the_quotas():
@@ -197,6 +250,9 @@ def test_merge_takes_the_best_gains_under_the_quotas():
     idx, _ = merge_rounds(np.array([0, 0, 1]), np.array([1, 2, 3]), np.array([2.0, 2.5, 2.2]), np.zeros(3, int),
                           np.array([2]))  # fmt: skip
     assert idx.tolist() == [3, 1]  # by gain alone 2 (2.5) would come first, ahead of its own part's earlier pick
+    # rest: after the quotas, the best remaining picks of any class, in merged order
+    idx, g = merge_rounds(part, index, gain, label, np.array([1, 1]), rest=2)
+    assert idx.tolist() == [10, 21, 20, 11] and g.tolist() == [5.0, 3.5, 4.0, 3.0]
 
 
 def test_partitions_cover_every_row_once(data):

@@ -12,9 +12,12 @@ ICML 2015), for objectives that are a sum over examples of a function of their n
 2. **Round 1**, on each part alone: the part's own graph (its rows only) and the method's exact greedy on the
    part's objective (every sum over examples restricted to the part), picking ``ceil(oversample · q_ic)``
    examples of each class c, where ``q_ic`` is the part's share of the class quota (:func:`split_quotas` of
-   :func:`equal_quotas`); :func:`quota_lazy_greedy` is that greedy.
+   :func:`released_quotas`: the class counts of Prune4ReL's released round-robin up to its 1.5× break), then,
+   when the break leaves picks to take from any class, ``ceil(oversample ·`` the part's share of them ``)``
+   more; :func:`quota_lazy_greedy` is that greedy.
 3. **Round 2**, over the union of the parts' picks: the greedy of the *partition-restricted* objective
-   ``F̃(S) = Σ_i F_i(S ∩ V_i)`` with the final class quotas (:func:`merge_rounds`). F̃ is a sum of functions of
+   ``F̃(S) = Σ_i F_i(S ∩ V_i)`` with the final class quotas, then the picks after the break from any class
+   (:func:`merge_rounds`). F̃ is a sum of functions of
    disjoint ground sets, so a part's marginal gains depend on that part's picks alone: the greedy over the
    union takes, at each step, the largest next gain among the parts' round-1 sequences, which is a merge of
    those sequences by gain. Nothing but (index, gain, class) of each round-1 pick leaves a part.
@@ -53,7 +56,7 @@ __all__ = [
     "embedding_map",
     "sampled_tau",
     "assign_parts",
-    "equal_quotas",
+    "released_quotas",
     "split_quotas",
     "round_one_quotas",
     "quota_lazy_greedy",
@@ -255,24 +258,35 @@ def assign_parts(
 # --- quotas ------------------------------------------------------------------------------------------------
 
 
-def equal_quotas(counts: np.ndarray, budget: int) -> np.ndarray:
-    """``budget`` split into equal counts per class (what Prune4ReL's round-robin gives before its break
-    rule): every class gets ``L`` or all it has when fewer, the remainder one each to the lowest-index classes
-    with room. int64, shape (K,)."""
+def released_quotas(counts: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
+    """The class counts of Prune4ReL's released round-robin (:class:`~robustprune.selection.core.greedy.RoundRobin`)
+    over classes of ``counts`` members: the picks of each class up to and including the iteration at which its
+    1.5× break rule fires (or all ``budget`` picks when it never fires), and the number of picks left after the
+    break, which the released greedy takes globally, from any class. The schedule depends on the class sizes
+    only; full rounds between two exhausted classes are taken at once. Returns ``(quotas (K,) int64, rest)``."""
+    from robustprune.selection.core.greedy import RoundRobin
+
     counts = np.asarray(counts, dtype=np.int64)
     if budget > int(counts.sum()):
         raise ValueError(f"budget {budget} exceeds the {int(counts.sum())} examples")
-    lo, hi = 0, int(counts.max()) if counts.size else 0
-    while lo < hi:  # the largest level L with sum(min(counts, L)) <= budget
-        mid = (lo + hi + 1) // 2
-        if int(np.minimum(counts, mid).sum()) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    q = np.minimum(counts, lo)
-    rest = budget - int(q.sum())
-    q[np.flatnonzero(counts > lo)[:rest]] += 1
-    return q
+    rr = RoundRobin(np.repeat(np.arange(counts.shape[0]), counts), counts.shape[0])
+    taken = np.zeros(counts.shape[0], dtype=np.int64)
+    t = 0
+    while t < budget:
+        live = [c for c in rr.avail if rr.remaining[c] > 0]
+        rounds = min((int(rr.remaining[live].min()) - 1) if live else 0, (budget - t) // len(rr.avail))
+        if rounds > 0 and len(live) == len(rr.avail):  # every class of the schedule takes `rounds` more picks
+            rr.remaining[rr.avail] -= rounds
+            taken[rr.avail] += rounds
+            t += rounds * len(rr.avail)
+            continue
+        c = rr.target(t)
+        rr.picked(c)
+        taken[c] += 1
+        t += 1
+        if rr.broken:
+            break
+    return taken, budget - t
 
 
 def split_quotas(quotas: np.ndarray, part_counts: np.ndarray) -> np.ndarray:
@@ -309,22 +323,34 @@ def quota_lazy_greedy(
     labels: np.ndarray,
     quotas: np.ndarray,
     progress: Callable[[int, int], None] | None = None,
+    then: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lazy (CELF) greedy of a monotone submodular function under per-class quotas (a partition matroid):
     each step takes the example with the largest gain among the classes not yet full (ties: lowest index);
     exact, as :func:`~robustprune.selection.core.greedy.lazy_greedy`. ``quotas[c]`` must not exceed the
-    members of class c. Returns the picks (in order) and their gains."""
+    members of class c. ``then``: once every quota is filled, that many more picks from any class (at most the
+    examples left), as the released schedule does after its break. Returns the picks (in order) and their
+    gains."""
     labels = np.asarray(labels, dtype=np.int64)
     left = np.asarray(quotas, dtype=np.int64).copy()
-    total = int(left.sum())
+    first = int(left.sum())
+    total = first + max(0, min(int(then), labels.shape[0] - first))
+    key = -np.asarray(gain0, dtype=np.float64)  # the latest (stale) key of every example: an upper bound
     live = np.flatnonzero(left[labels] > 0)
-    heap = list(zip((-np.asarray(gain0, dtype=np.float64)[live]).tolist(), live.tolist(), strict=True))
+    heap = list(zip(key[live].tolist(), live.tolist(), strict=True))
     heapq.heapify(heap)
     picks = np.empty(total, dtype=np.int64)
     gains = np.empty(total, dtype=np.float64)
     step = max(1, total // 100)
     t = 0
     while t < total:
+        if t == first:  # the quotas are filled: one heap of every example not picked, any class
+            left[:] = np.iinfo(np.int64).max
+            chosen = np.zeros(labels.shape[0], dtype=bool)
+            chosen[picks[:t]] = True
+            rest = np.flatnonzero(~chosen)
+            heap = list(zip(key[rest].tolist(), rest.tolist(), strict=True))
+            heapq.heapify(heap)
         _, x = heapq.heappop(heap)
         if left[labels[x]] == 0:
             continue
@@ -332,6 +358,7 @@ def quota_lazy_greedy(
         while heap and left[labels[heap[0][1]]] == 0:
             heapq.heappop(heap)
         if heap and (-g, x) > heap[0]:
+            key[x] = -g
             heapq.heappush(heap, (-g, x))
             continue
         picks[t], gains[t] = x, g
@@ -344,15 +371,17 @@ def quota_lazy_greedy(
 
 
 def merge_rounds(
-    part: np.ndarray, index: np.ndarray, gain: np.ndarray, label: np.ndarray, quotas: np.ndarray
+    part: np.ndarray, index: np.ndarray, gain: np.ndarray, label: np.ndarray, quotas: np.ndarray, rest: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Round 2: the greedy of the partition-restricted objective over the union of the parts' round-1 picks.
 
     The arrays hold every round-1 pick, part by part and in each part's pick order (``part`` ascending):
     its part, global index, gain and class. A part's sequence is taken in its own order, keyed by its running
     minimum gain (the greedy's gains do not increase; the minimum removes rounding noise); the parts are
-    merged by key (ties: lower part, earlier pick), and each class keeps its first ``quotas[c]`` picks.
-    Returns the indices in merged order (exactly ``quotas.sum()``) and their gains.
+    merged by key (ties: lower part, earlier pick), and each class keeps its first ``quotas[c]`` picks; then
+    ``rest`` more of the remaining picks are taken in merged order, from any class (the released schedule's
+    picks after its break). Returns the indices (the quotas' picks in merged order, then the rest's: exactly
+    ``quotas.sum() + rest``) and their gains.
     """
     part = np.asarray(part, dtype=np.int64)
     key = np.asarray(gain, dtype=np.float64).copy()
@@ -367,9 +396,12 @@ def merge_rounds(
     rank = np.empty(lab.shape[0], dtype=np.int64)
     counts = np.bincount(lab, minlength=quotas.shape[0])
     rank[by_class] = np.arange(lab.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
-    take = order[rank < np.asarray(quotas, dtype=np.int64)[lab]]
-    if take.shape[0] != int(np.sum(quotas)):
-        raise RuntimeError(f"round 2 found {take.shape[0]} picks for quotas summing to {int(np.sum(quotas))}")
+    within = rank < np.asarray(quotas, dtype=np.int64)[lab]
+    take = np.concatenate([order[within], order[~within][: max(0, int(rest))]])
+    if take.shape[0] != int(np.sum(quotas)) + int(rest):
+        raise RuntimeError(
+            f"round 2 found {take.shape[0]} picks for quotas summing to {int(np.sum(quotas))} and {int(rest)} more"
+        )
     return np.asarray(index, dtype=np.int64)[take], np.asarray(gain, dtype=np.float64)[take]
 
 

@@ -4,7 +4,9 @@
 Each part builds the τ-graph of its own rows (the same builder and backends as one process), runs the exact
 gain ``Σ_{v∈N(x)} tanh((NC_v + w c_x)/η) − tanh(NC_v/η)`` by lazy greedy with its class quotas times
 ``oversample``, and keeps only its picks and their gains; its graph is freed before the next part is read.
-Round 2 merges the parts' sequences under the final class quotas. Features may be a row source (a memmap or
+Round 2 merges the parts' sequences under the final class quotas: the class counts of the released
+round-robin up to its 1.5x break rule, as one process takes them, then the picks after the break from any
+class (:func:`~robustprune.selection.core.partition.released_quotas`). Features may be a row source (a memmap or
 :class:`~robustprune.selection.core.rows.ShardedRows`): only one part's rows are in memory at a time, as
 float32 in the embedding space.
 
@@ -28,11 +30,11 @@ from robustprune.selection.core.partition import (
     assign_parts,
     check_partition,
     embedding_map,
-    equal_quotas,
     gather_sequences,
     merge_rounds,
     owned_parts,
     quota_lazy_greedy,
+    released_quotas,
     round_one_quotas,
     sampled_tau,
     split_quotas,
@@ -53,10 +55,11 @@ def part_greedy(
     eta: float | str,
     fraction: float,
     graph_options: dict,
+    then: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Round 1 on one part: its τ-graph, its η, and the exact-gain lazy greedy under ``quotas`` (per class).
-    ``z``: the part's rows in the embedding space; ``c``, ``labels``: theirs. Returns positions into the part,
-    their gains, and facts (edges, η, seconds)."""
+    """Round 1 on one part: its τ-graph, its η, and the exact-gain lazy greedy under ``quotas`` (per class),
+    then ``then`` picks from any class. ``z``: the part's rows in the embedding space; ``c``, ``labels``:
+    theirs. Returns positions into the part, their gains, and facts (edges, η, seconds)."""
     t0 = time.perf_counter()
     graph = rescaled_cosine_graph(z, tau, **graph_options)
     e = (support_scale(graph, c, fraction) or 1.0) if eta == "auto" else float(eta)
@@ -79,7 +82,7 @@ def part_greedy(
     contrib = np.tanh(weights * np.repeat(c64, np.diff(indptr)) * inv)
     g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(c.shape[0])
     g0[np.diff(indptr) == 0] = 0.0
-    picks, gains = quota_lazy_greedy(g0, fresh, add, labels, quotas)
+    picks, gains = quota_lazy_greedy(g0, fresh, add, labels, quotas, then=then)
     facts = {"edges": graph.nnz, "eta": e, "seconds": time.perf_counter() - t0, "covered": int((nc > 0).sum())}
     return picks, gains, facts
 
@@ -152,8 +155,15 @@ def prune4rel_parts(
         part, pfacts = assign_parts(partition, n, parts, seed=seed, labels=groups if class_balanced else labels,
                                     source=features, fmap=fmap, device=device)  # fmt: skip
         counts = np.bincount(part.astype(np.int64) * k + groups, minlength=parts * k).reshape(parts, k)
-        quotas = equal_quotas(counts.sum(axis=0), budget)
+        # the released schedule: round-robin class counts up to its 1.5x break, then `rest` picks from any class
+        quotas, rest = released_quotas(counts.sum(axis=0), budget)
         first = round_one_quotas(split_quotas(quotas, counts), counts, oversample)
+        sizes = counts.sum(axis=1)
+        then = (
+            np.ceil(oversample * rest * sizes / max(n, 1) - 1e-9).astype(np.int64)
+            if rest
+            else np.zeros(parts, np.int64)
+        )
         t_setup = time.perf_counter()
         graph_options = dict(block_size=block_size, device=device, max_neighbors=max_neighbors, max_edges=max_edges,
                              backend=backend, seed=seed)  # fmt: skip
@@ -175,6 +185,7 @@ def prune4rel_parts(
                 eta=eta,
                 fraction=budget / n,
                 graph_options=graph_options,
+                then=int(then[i]),
             )
             del z
             seqs[i] = (rows[picks], gains, groups[rows[picks]])
@@ -187,7 +198,7 @@ def prune4rel_parts(
         if not dist.is_main():
             raise BuildHandedOff
     t_round1 = time.perf_counter()
-    picks, gains = merge_rounds(part_of, index, gains, cls, quotas)
+    picks, gains = merge_rounds(part_of, index, gains, cls, quotas, rest)
     if progress is not None:
         progress(len(mine) + 1, len(mine) + 1)
     sizes = np.bincount(part, minlength=parts)
