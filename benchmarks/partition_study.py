@@ -9,6 +9,7 @@ classes (10 here); larger P are skipped.
 
     python benchmarks/partition_study.py --n 100000 --parts 2,4,8,16
     python benchmarks/partition_study.py --n 100000 --parts 4,16 --oversample 1,2,4
+    python benchmarks/partition_study.py --n 100000 --parts 4,8 --imbalance 100 --fraction 0.5
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--backend", default="faiss-approx")
+    ap.add_argument(
+        "--imbalance",
+        type=float,
+        default=1.0,
+        help="long-tailed classes: the largest about this many times the smallest (before the noise)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -52,7 +59,14 @@ def main(argv: list[str] | None = None) -> None:
         f"clusters {args.clusters}; backend {args.backend}",
         flush=True,
     )
-    feats, probs, labels = clustered_data(args.n, args.d, args.classes, args.clusters, args.seed)
+    feats, probs, labels = clustered_data(args.n, args.d, args.classes, args.clusters, args.seed, args.imbalance)
+    if args.imbalance != 1.0:
+        from robustprune.selection.core.partition import released_quotas
+
+        counts = np.bincount(labels, minlength=args.classes)
+        quotas, rest = released_quotas(counts, round(args.fraction * args.n))
+        print(f"class sizes {counts.tolist()}; the released schedule: {quotas.tolist()} by class, then {rest:,} "
+              "from any class", flush=True)  # fmt: skip
     kw = dict(features=feats, probs=probs, labels=labels, fraction=args.fraction, backend=args.backend,
               device="cpu", seed=args.seed)  # fmt: skip
     t0 = time.perf_counter()

@@ -78,8 +78,10 @@ class PeakRSS:
         return self.peak / 2**30
 
 
-def clustered_data(n: int, d: int, k: int, clusters: int, seed: int):
-    """Embeddings around `clusters` centres with varied spread; confident, partly noisy predictions."""
+def clustered_data(n: int, d: int, k: int, clusters: int, seed: int, imbalance: float = 1.0):
+    """Embeddings around `clusters` centres with varied spread; confident, partly noisy predictions.
+    ``imbalance`` R > 1: the clusters' classes are drawn long-tailed, class c with weight R^(-c/(k-1)) (the
+    largest class about R times the smallest before the label noise)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, d)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -90,7 +92,11 @@ def clustered_data(n: int, d: int, k: int, clusters: int, seed: int):
         b = min(n, a + 20000)
         noise = rng.normal(size=(b - a, d)).astype(np.float32) / np.sqrt(d)
         feats[a:b] = (centres[assign[a:b]] + spread[assign[a:b], None] * noise).astype(np.float16)
-    cls_of_cluster = rng.integers(0, k, clusters)
+    if imbalance == 1.0:
+        cls_of_cluster = rng.integers(0, k, clusters)
+    else:
+        weights = float(imbalance) ** (-np.arange(k) / max(k - 1, 1))
+        cls_of_cluster = rng.choice(k, clusters, p=weights / weights.sum())
     true = cls_of_cluster[assign]
     labels = np.where(rng.random(n) < 0.3, rng.integers(0, k, n), true)
     logits = rng.normal(size=(n, k)).astype(np.float32)
