@@ -178,6 +178,30 @@ def _comm_device(t: torch.Tensor) -> torch.device:
     return t.device if t.device.type == "cuda" else torch.device("cpu")
 
 
+def _padded(t: torch.Tensor, w: World) -> tuple[torch.Tensor, list[int]]:
+    """``t`` on the communication device (bool as uint8: gloo has no bool collectives), padded with zero rows
+    to the longest of the ranks' blocks, and every rank's length (a collective: every rank calls it)."""
+    dev = _comm_device(t)
+    x = t.to(dev).contiguous()
+    if x.dtype == torch.bool:
+        x = x.to(torch.uint8)
+    n = torch.tensor([x.shape[0]], dtype=torch.int64, device=dev)
+    sizes = [torch.zeros_like(n) for _ in range(w.size)]
+    with peer_errors():
+        dist.all_gather(sizes, n)
+    lengths = [int(s) for s in sizes]
+    top = max(lengths)
+    if x.shape[0] < top:
+        x = torch.cat([x, x.new_zeros((top - x.shape[0], *x.shape[1:]))])
+    return x, lengths
+
+
+def _joined(t: torch.Tensor, parts: list[torch.Tensor], lengths: list[int]) -> torch.Tensor:
+    """The ranks' padded blocks trimmed to their lengths and concatenated, as ``t``'s dtype and device."""
+    out = torch.cat([p[:k] for p, k in zip(parts, lengths, strict=True)])
+    return (out.bool() if t.dtype == torch.bool else out).to(t.device)
+
+
 def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's ``t`` along dim 0 in rank order, on every rank (lengths may differ).
 
@@ -187,28 +211,13 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     w = world()
     if not w.distributed:
         return t
-    dev = _comm_device(t)
-    x = t.to(dev).contiguous()
-    wide = x.dtype == torch.bool
-    if wide:  # gloo has no bool collectives
-        x = x.to(torch.uint8)
-    n = torch.tensor([x.shape[0]], dtype=torch.int64, device=dev)
-    sizes = [torch.zeros_like(n) for _ in range(w.size)]
-    with peer_errors():
-        dist.all_gather(sizes, n)
-    lengths = [int(s) for s in sizes]
-    top = max(lengths)
-    if top == 0:  # nothing anywhere (e.g. no rows were trained on)
+    x, lengths = _padded(t, w)
+    if max(lengths) == 0:  # nothing anywhere (e.g. no rows were trained on)
         return t[:0]
-    if x.shape[0] < top:
-        x = torch.cat([x, x.new_zeros((top - x.shape[0], *x.shape[1:]))])
     parts = [torch.empty_like(x) for _ in range(w.size)]
     with peer_errors():
         dist.all_gather(parts, x)
-    out = torch.cat([p[:k] for p, k in zip(parts, lengths, strict=True)])
-    if wide:
-        out = out.bool()
-    return out.to(t.device)
+    return _joined(t, parts, lengths)
 
 
 def gather_cat(t: torch.Tensor, dst: int = 0) -> torch.Tensor:
@@ -217,24 +226,13 @@ def gather_cat(t: torch.Tensor, dst: int = 0) -> torch.Tensor:
     w = world()
     if not w.distributed:
         return t
-    dev = _comm_device(t)
-    x = t.to(dev).contiguous()
-    n = torch.tensor([x.shape[0]], dtype=torch.int64, device=dev)
-    sizes = [torch.zeros_like(n) for _ in range(w.size)]
-    with peer_errors():
-        dist.all_gather(sizes, n)
-    lengths = [int(s) for s in sizes]
-    top = max(lengths)
-    if top == 0:
+    x, lengths = _padded(t, w)
+    if max(lengths) == 0:
         return t[:0]
-    if x.shape[0] < top:
-        x = torch.cat([x, x.new_zeros((top - x.shape[0], *x.shape[1:]))])
     parts = [torch.empty_like(x) for _ in range(w.size)] if w.rank == dst else None
     with peer_errors():
         dist.gather(x, parts, dst=dst)
-    if parts is None:
-        return t[:0]
-    return torch.cat([p[:k] for p, k in zip(parts, lengths, strict=True)]).to(t.device)
+    return t[:0] if parts is None else _joined(t, parts, lengths)
 
 
 def sync_rows(state: torch.Tensor, rows: torch.Tensor, *, dim: int = 0) -> None:
