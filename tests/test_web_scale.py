@@ -348,6 +348,18 @@ def test_probs_as_a_row_source_are_read_one_part_at_a_time(data, monkeypatch):
     assert all(np.array_equal(round1[i], np.flatnonzero(part == i)) for i in range(4))
 
 
+def test_probs_given_as_a_row_source_are_checked_by_blocks(data):
+    x, p, y = data
+    bad = p.copy()
+    bad[2222] = 0.0
+    kw = dict(features=x, labels=y, budget=200, device="cpu", parts=2)
+    with pytest.raises(ValueError, match=r"probs rows must sum to 1 \(row 2222 sums to 0.0000\)"):
+        rp.select("prune4rel_auto", probs=ShardedRows([bad[:1000], bad[1000:]]), **kw)
+    three = np.ascontiguousarray(p[:, :3] / p[:, :3].sum(1, keepdims=True))
+    with pytest.raises(ValueError, match=r"labels must be < the number of classes \(3\) given by probs, found 3"):
+        rp.select("prune4rel_auto", probs=ShardedRows([three]), **kw)
+
+
 def test_a_method_that_reads_probs_whole_gets_them_from_shards(data, tmp_path):
     from robustprune.selection.shards import load_shards, save_shards
 

@@ -328,21 +328,12 @@ def _with_row_sources(checked: dict[str, Any], lazy: dict[str, Any], given: set[
     """``checked`` with the row sources added in the signals' order, each checked block by block (unless it
     came from a bundle, checked when made) against the others' number of examples (and ``probs`` against the
     labels' classes)."""
-    from robustprune._validation import check_probs
-    from robustprune.selection.core.rows import check_rows
+    from robustprune.selection.core.rows import check_signal_rows
 
     n = _n_of(checked) if checked else None
     for s, v in lazy.items():
-        if s not in given:
-            continue
-        if s == "probs":
-            lazy[s] = check_rows(v, s, n, each=lambda b, a: check_probs(b, first_row=a))
-            k = int(v.shape[1])
-            if "labels" in checked and int(checked["labels"].max()) >= k:
-                raise ValueError(f"labels must be < the number of classes ({k}) given by probs, found "
-                                 f"{int(checked['labels'].max())}")  # fmt: skip
-        else:
-            lazy[s] = check_rows(v, s, n)
+        if s in given:
+            lazy[s] = check_signal_rows(v, s, n, labels={"labels": checked.get("labels")})
     return {s: checked.get(s, lazy.get(s)) for s in SIGNAL_NAMES if s in checked or s in lazy}
 
 

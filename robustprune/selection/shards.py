@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from robustprune._validation import check_probs
-from robustprune.selection.core.rows import ShardedRows, check_rows
+from robustprune.selection.core.rows import ShardedRows, check_signal_rows
 from robustprune.signals import SIGNALS, check_signals, example_axis
 
 __all__ = ["ShardedSignals", "load_shards", "save_shards", "SHARD_PATTERN"]
@@ -197,16 +196,10 @@ def load_shards(
             out[name] = np.concatenate([np.asarray(p) for p in pieces], axis=example_axis(name))
     checked = check_signals({k: v for k, v in out.items() if k not in ON_DISK})
     n = int(checked["labels"].shape[0])
-    if "features" in out:
-        checked["features"] = check_rows(out["features"], "features", n, scan=check_on_disk)
-    if "probs" in out:
-        each = (lambda b, a: check_probs(b, first_row=a)) if check_on_disk else None
-        checked["probs"] = check_rows(out["probs"], "probs", n, each=each, scan=check_on_disk)
-        k = int(out["probs"].shape[1])
-        for lab in ("labels", "true_labels"):
-            if lab in checked and int(checked[lab].max()) >= k:
-                raise ValueError(f"{lab} must be < the number of classes ({k}) given by probs, found "
-                                 f"{int(checked[lab].max())}")  # fmt: skip
+    labels = {lab: checked[lab] for lab in ("labels", "true_labels") if lab in checked}
+    for name in ON_DISK:
+        if name in out:
+            checked[name] = check_signal_rows(out[name], name, n, labels=labels, scan=check_on_disk)
     sizes = [int(np.shape(shards[s]["labels"])[0]) for s in sorted(shards)]
     ends = np.cumsum(sizes).tolist()
     ranges = [(s, e - m, e) for s, m, e in zip(sorted(shards), sizes, ends, strict=True)]

@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["CHUNK", "ShardedRows", "is_row_source", "chunks", "read_rows", "argmax_rows", "map_blocks", "check_rows"]
+__all__ = [
+    "CHUNK", "ShardedRows", "is_row_source", "chunks", "read_rows", "argmax_rows", "map_blocks", "check_rows",
+    "check_signal_rows",
+]  # fmt: skip
 
 #: Rows per block when a source is scanned (64k rows of 64 float32 values: 16 MB).
 CHUNK = 1 << 16
@@ -199,4 +202,22 @@ def check_rows(
     if flags.any():
         first = int(np.argmax(flags)) * CHUNK
         check(first, min(int(shape[0]), first + CHUNK))
+    return source
+
+
+def check_signal_rows(
+    source: object, name: str, n: int | None, *, labels: dict[str, np.ndarray] | None = None, scan: bool = True
+) -> object:
+    """A signal kept as a row source, checked by blocks (:func:`check_rows`): ``probs`` as a signals file checks
+    them (in [0, 1], rows summing to 1), and each array of ``labels`` (e.g. ``{"labels": y}``) below their
+    number of classes; any other signal (``features``) finite. Returns the source unchanged."""
+    if name != "probs":
+        return check_rows(source, name, n, scan=scan)
+    from robustprune._validation import check_probs
+
+    check_rows(source, name, n, each=lambda block, first: check_probs(block, first_row=first), scan=scan)
+    k = int(source.shape[1])  # type: ignore[attr-defined]
+    for lab, y in (labels or {}).items():
+        if y is not None and y.size and int(y.max()) >= k:
+            raise ValueError(f"{lab} must be < the number of classes ({k}) given by probs, found {int(y.max())}")
     return source
