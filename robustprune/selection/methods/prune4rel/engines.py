@@ -22,7 +22,7 @@ import numpy as np
 from robustprune.selection.core.graph import SimilarityGraph
 from robustprune.selection.core.greedy import RoundRobin, lazy_greedy
 
-__all__ = ["Neighbors", "TIER", "BlockMax", "self_gain", "greedy_self", "greedy_exact"]
+__all__ = ["Neighbors", "TIER", "BlockMax", "self_gain", "greedy_self", "exact_gain", "greedy_exact"]
 
 Neighbors = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
@@ -205,6 +205,42 @@ def greedy_self(
     return picks, gains, break_at, nc
 
 
+def exact_gain(
+    conf: np.ndarray, graph: SimilarityGraph, eta: float, start: np.ndarray | None = None
+) -> tuple[Callable[[int], float], Callable[[int], None], np.ndarray, np.ndarray]:
+    """Prune4ReL's true marginal gain over the neighbourhoods of ``graph`` with confidences ``conf`` (float64):
+    ``fresh(x)``, the gain of adding x, ``Σ_{v∈N(x)} tanh((NC_v + w c_x)/η) − tanh(NC_v/η)``; ``add(p)``, which
+    commits p to NC; the initial gains of every example; and NC itself (updated in place). ``start``: a set
+    whose support is in NC first (the initial gains are then marginal to it)."""
+    conf64 = conf.astype(np.float64)
+    nc = np.zeros(conf.shape[0], dtype=np.float64)
+    indptr, indices, weights = graph.indptr, graph.indices, graph.weights.astype(np.float64)
+    inv_eta = 1.0 / eta
+
+    def fresh(x: int) -> float:
+        a, b = indptr[x], indptr[x + 1]
+        if a == b:
+            return 0.0
+        base = nc[indices[a:b]]
+        return float(np.sum(np.tanh((base + weights[a:b] * conf64[x]) * inv_eta) - np.tanh(base * inv_eta)))
+
+    def add(p: int) -> None:
+        a, b = indptr[p], indptr[p + 1]
+        nc[indices[a:b]] += weights[a:b] * conf64[p]
+
+    for s in () if start is None else np.asarray(start, dtype=np.int64):
+        add(int(s))
+    # initial gains: sum over neighbours of tanh(w c_x / eta) (or its difference given the start), over all rows
+    if start is not None:
+        base = nc[indices]
+        contrib = np.tanh((base + weights * np.repeat(conf64, np.diff(indptr))) * inv_eta) - np.tanh(base * inv_eta)
+    else:
+        contrib = np.tanh(weights * np.repeat(conf64, np.diff(indptr)) * inv_eta)
+    g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(conf.shape[0])
+    g0[np.diff(indptr) == 0] = 0.0
+    return fresh, add, g0, nc
+
+
 def greedy_exact(
     conf: np.ndarray,
     graph: SimilarityGraph,
@@ -224,34 +260,8 @@ def greedy_exact(
     pick (the gains are marginal to it); ``allowed`` (bool per example): only those may be picked. Returns the picks,
     their gains, the balance break and the final NC."""
     n = conf.shape[0]
-    conf64 = conf.astype(np.float64)
-    nc = np.zeros(n, dtype=np.float64)
-    indptr, indices, weights = graph.indptr, graph.indices, graph.weights.astype(np.float64)
-    inv_eta = 1.0 / eta
-
-    def fresh(x: int) -> float:
-        a, b = indptr[x], indptr[x + 1]
-        if a == b:
-            return 0.0
-        v = indices[a:b]
-        base = nc[v]
-        return float(np.sum(np.tanh((base + weights[a:b] * conf64[x]) * inv_eta) - np.tanh(base * inv_eta)))
-
-    def add(p: int) -> None:
-        a, b = indptr[p], indptr[p + 1]
-        nc[indices[a:b]] += weights[a:b] * conf64[p]
-
     has_start = start is not None and len(start) > 0
-    for s in np.asarray(start, dtype=np.int64) if has_start else ():
-        add(int(s))
-    # initial gains: sum over neighbours of tanh(w c_x / eta) (or its difference given S0), over all rows
-    if has_start:
-        base = nc[indices]
-        contrib = np.tanh((base + weights * np.repeat(conf64, np.diff(indptr))) * inv_eta) - np.tanh(base * inv_eta)
-    else:
-        contrib = np.tanh(weights * np.repeat(conf64, np.diff(indptr)) * inv_eta)
-    g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(n)
-    g0[np.diff(indptr) == 0] = 0.0
+    fresh, add, g0, nc = exact_gain(conf, graph, eta, start if has_start else None)
     tier = None if penalty is None else (penalty > 0).astype(np.int64)
     cand = None
     if allowed is not None or has_start:

@@ -40,6 +40,7 @@ from robustprune.selection.core.partition import (
     split_quotas,
 )
 from robustprune.selection.core.rows import argmax_rows, chunks, read_rows
+from robustprune.selection.methods.prune4rel.engines import exact_gain
 from robustprune.selection.result import MethodOutput
 
 __all__ = ["prune4rel_parts", "part_greedy"]
@@ -63,25 +64,7 @@ def part_greedy(
     t0 = time.perf_counter()
     graph = rescaled_cosine_graph(z, tau, **graph_options)
     e = (support_scale(graph, c, fraction) or 1.0) if eta == "auto" else float(eta)
-    c64 = c.astype(np.float64)
-    nc = np.zeros(c.shape[0], dtype=np.float64)
-    indptr, indices, weights = graph.indptr, graph.indices, graph.weights.astype(np.float64)
-    inv = 1.0 / e
-
-    def fresh(x: int) -> float:
-        a, b = indptr[x], indptr[x + 1]
-        if a == b:
-            return 0.0
-        base = nc[indices[a:b]]
-        return float(np.sum(np.tanh((base + weights[a:b] * c64[x]) * inv) - np.tanh(base * inv)))
-
-    def add(p: int) -> None:
-        a, b = indptr[p], indptr[p + 1]
-        nc[indices[a:b]] += weights[a:b] * c64[p]
-
-    contrib = np.tanh(weights * np.repeat(c64, np.diff(indptr)) * inv)
-    g0 = np.add.reduceat(contrib, indptr[:-1]) if contrib.size else np.zeros(c.shape[0])
-    g0[np.diff(indptr) == 0] = 0.0
+    fresh, add, g0, nc = exact_gain(c, graph, e)
     picks, gains = quota_lazy_greedy(g0, fresh, add, labels, quotas, then=then)
     facts = {"edges": graph.nnz, "eta": e, "seconds": time.perf_counter() - t0, "covered": int((nc > 0).sum())}
     return picks, gains, facts
