@@ -22,7 +22,7 @@ import numpy as np
 
 from robustprune.selection.core.graph import SimilarityGraph, normalize_rows
 
-__all__ = ["EMBEDDINGS", "transform_embedding", "auto_tau", "support_scale", "coverage"]
+__all__ = ["EMBEDDINGS", "transform_embedding", "whitening", "auto_tau", "support_scale", "coverage"]
 
 #: Valid values of ``embedding``.
 EMBEDDINGS = ("raw", "center", "whiten")
@@ -52,15 +52,21 @@ def transform_embedding(features: np.ndarray, kind: str = "raw") -> np.ndarray:
     x = x - x.mean(axis=0, keepdims=True)
     if kind == "center":
         return x.astype(np.float32)
-    cov = (x.T @ x) / max(1, x.shape[0] - 1)
+    return (x @ whitening(x.T @ x / max(1, x.shape[0] - 1))).astype(np.float32)
+
+
+def whitening(cov: np.ndarray) -> np.ndarray:
+    """The PCA whitening of centred rows with covariance ``cov`` (D, D): the (D, D') matrix that projects on the
+    principal directions whose variance exceeds 1e-6 of the largest and divides each by its standard deviation.
+    Each eigenvector's sign is fixed (largest-magnitude entry positive), so the result does not depend on
+    LAPACK."""
     vals, vecs = np.linalg.eigh(cov)
     keep = vals > 1e-6 * max(float(vals[-1]), 0.0)
     if not keep.any():
         raise ValueError("embedding='whiten' needs features that vary; all rows are equal")
-    # fix each eigenvector's sign (largest-magnitude entry positive) so the result does not depend on LAPACK
     v = vecs[:, keep]
     v *= np.sign(v[np.abs(v).argmax(axis=0), np.arange(v.shape[1])])
-    return (x @ (v / np.sqrt(vals[keep]))).astype(np.float32)
+    return v / np.sqrt(vals[keep])
 
 
 def auto_tau(

@@ -47,6 +47,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from robustprune.selection.core.geometry import whitening
 from robustprune.selection.core.rows import chunks, map_blocks, read_rows
 
 __all__ = [
@@ -147,13 +148,7 @@ def embedding_map(source: object, kind: str) -> EmbeddingMap:
         return c
 
     cov = np.add.reduce(np.stack(map_blocks(n, block_cov, np.float64, BLOCK)), axis=0).reshape(d, d) / max(1, n - 1)
-    vals, vecs = np.linalg.eigh(cov)
-    keep = vals > 1e-6 * max(float(vals[-1]), 0.0)
-    if not keep.any():
-        raise ValueError("embedding='whiten' needs features that vary; all rows are equal")
-    v = vecs[:, keep]
-    v *= np.sign(v[np.abs(v).argmax(axis=0), np.arange(v.shape[1])])
-    return EmbeddingMap("whiten", mean, v / np.sqrt(vals[keep]))
+    return EmbeddingMap("whiten", mean, whitening(cov))
 
 
 def sampled_tau(
